@@ -1,0 +1,72 @@
+// Softmax + cross-entropy fused over the vocabulary.
+//   logits (N,V), targets (N) int32 -> losses (N), lse (N)
+//   loss[n] = lse[n] - logits[n, t_n],  lse[n] = log Σ_v exp(logits[n,v])
+//   dlogits[n,v] = scale · (exp(logits[n,v] - lse[n]) - [v == t_n])   (scale = dloss/dloss_n, e.g. 1/count)
+// Rows whose target equals ignore_index contribute loss 0 and gradient 0 (padding).
+#include <cmath>
+
+#include "common.h"
+#include "cpu/kernels.h"
+#include "cpu/simd.h"
+#include "cpu/threading.h"
+
+namespace gn {
+
+GN_MULTIVERSION
+static float row_lse(const float* x, int64_t V) {
+  float mx = -INFINITY;
+  for (int64_t v = 0; v < V; ++v) mx = x[v] > mx ? x[v] : mx;
+  float s = 0.0f;
+  for (int64_t v = 0; v < V; ++v) s += fast_expf(x[v] - mx);
+  return mx + std::log(s);
+}
+
+GN_MULTIVERSION
+static void row_grad(float* d, const float* x, float lse, float scale, int64_t V) {
+  for (int64_t v = 0; v < V; ++v) d[v] = scale * fast_expf(x[v] - lse);
+}
+
+static void check_targets(const int32_t* targets, int64_t N, int64_t V, int32_t ignore, const char* op) {
+  for (int64_t n = 0; n < N; ++n)
+    GN_CHECK_RANGE(targets[n] == ignore || (targets[n] >= 0 && targets[n] < V), op, ": target ", targets[n],
+                   " at row ", n, " is outside the vocabulary [0, ", V, ") and is not the ignore index ",
+                   ignore);
+}
+
+int64_t softmax_xent_forward(float* losses, float* lse, const float* logits, const int32_t* targets,
+                             int64_t N, int64_t V, int32_t ignore_index, ThreadPool* pool) {
+  check_targets(targets, N, V, ignore_index, "softmax_xent_forward");
+  auto body = [&](int64_t s, int64_t e, int) {
+    for (int64_t n = s; n < e; ++n) {
+      const float* x = logits + n * V;
+      float l = row_lse(x, V);
+      if (lse) lse[n] = l;
+      losses[n] = targets[n] == ignore_index ? 0.0f : l - x[targets[n]];
+    }
+  };
+  if (pool) pool->parallel_for(N, body, 1);
+  else body(0, N, 0);
+  int64_t count = 0;
+  for (int64_t n = 0; n < N; ++n) count += targets[n] != ignore_index;
+  return count;
+}
+
+void softmax_xent_backward(float* dlogits, const float* logits, const float* lse, const int32_t* targets,
+                           int64_t N, int64_t V, int32_t ignore_index, float scale, ThreadPool* pool) {
+  check_targets(targets, N, V, ignore_index, "softmax_xent_backward");
+  auto body = [&](int64_t s, int64_t e, int) {
+    for (int64_t n = s; n < e; ++n) {
+      float* d = dlogits + n * V;
+      if (targets[n] == ignore_index) {
+        for (int64_t v = 0; v < V; ++v) d[v] = 0.0f;
+        continue;
+      }
+      row_grad(d, logits + n * V, lse[n], scale, V);
+      d[targets[n]] -= scale;
+    }
+  };
+  if (pool) pool->parallel_for(N, body, 1);
+  else body(0, N, 0);
+}
+
+}  // namespace gn
