@@ -1,0 +1,46 @@
+/** Timing helpers for benchmarks: warm-up, then the median of N runs. */
+import * as os from 'os';
+
+export interface Timing {
+  medianMs: number;
+  minMs: number;
+  runs: number;
+}
+
+/** Runs fn `warmup` times, then `runs` times, and returns the median and minimum in milliseconds. */
+export function timeIt(fn: () => void, opts: { warmup?: number; runs?: number; minTimeMs?: number } = {}): Timing {
+  const warmup = opts.warmup ?? 2;
+  const minRuns = opts.runs ?? 7;
+  const minTime = opts.minTimeMs ?? 0;
+  for (let i = 0; i < warmup; i++) fn();
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < minRuns || performance.now() - start < minTime) {
+    const t0 = performance.now();
+    fn();
+    times.push(performance.now() - t0);
+    if (times.length >= 1000) break;
+  }
+  times.sort((a, b) => a - b);
+  return { medianMs: times[Math.floor(times.length / 2)], minMs: times[0], runs: times.length };
+}
+
+/** One line that names the machine, for benchmark output. */
+export function machineLine(): string {
+  const cpus = os.cpus();
+  return `${cpus[0]?.model ?? 'unknown cpu'} × ${cpus.length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`;
+}
+
+/** Fills an array with uniform values in [-scale, scale) from a seeded generator. */
+export function randomFill(a: Float32Array, seed = 1, scale = 1): Float32Array {
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < a.length; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    a[i] = ((s / 4294967296) * 2 - 1) * scale;
+  }
+  return a;
+}

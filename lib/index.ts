@@ -1,0 +1,4 @@
+/**
+ * gpt-native: GPT-1, GPT-2 and GPT-3 for Node.js over a native core. The public API, and nothing else.
+ */
+export { native } from './native';
