@@ -1,0 +1,85 @@
+'use strict';
+// Shared test helpers: seeded random arrays, normalised error, finite differences.
+
+/** xorshift32-based generator; uniform in [-scale, scale). */
+function rng(seed) {
+  let s = (seed >>> 0) || 0x9e3779b9;
+  return () => {
+    s ^= s << 13; s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5; s >>>= 0;
+    return s / 4294967296;
+  };
+}
+
+let seedCounter = (Date.now() ^ (process.pid << 8)) >>> 0;
+/** A fresh seed per call (inputs differ run to run); printed by failing tests through t.log. */
+function freshSeed() {
+  seedCounter = (seedCounter * 1664525 + 1013904223) >>> 0;
+  return seedCounter;
+}
+
+function randF32(n, seed, scale = 1) {
+  const r = rng(seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * scale;
+  return a;
+}
+
+function randInts(n, max, seed) {
+  const r = rng(seed);
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.floor(r() * max);
+  return a;
+}
+
+const f64 = (a) => Float64Array.from(a);
+
+/** Σ(a−b)²/Σb² */
+function normErr(a, b) {
+  if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i] - b[i];
+    num += d * d;
+    den += b[i] * b[i];
+  }
+  if (den === 0) throw new Error('normErr: reference is all zeros (tests must not compare zeros)');
+  return num / den;
+}
+
+/** ‖a−b‖/‖b‖ */
+function relErr(a, b) {
+  return Math.sqrt(normErr(a, b));
+}
+
+/**
+ * Central finite differences of scalar f(x) at coordinates idx of x (a Float64Array, restored after).
+ * Returns the estimated partial derivatives.
+ */
+function finiteDiff(f, x, idx, h = 1e-6) {
+  return idx.map((i) => {
+    const x0 = x[i];
+    x[i] = x0 + h;
+    const fp = f();
+    x[i] = x0 - h;
+    const fm = f();
+    x[i] = x0;
+    return (fp - fm) / (2 * h);
+  });
+}
+
+function pickIndices(n, k, seed) {
+  const r = rng(seed);
+  const out = [];
+  for (let i = 0; i < k; i++) out.push(Math.floor(r() * n));
+  return out;
+}
+
+function dot(a, b) {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+module.exports = { rng, freshSeed, randF32, randInts, f64, normErr, relErr, finiteDiff, pickIndices, dot };
