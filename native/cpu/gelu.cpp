@@ -1,6 +1,8 @@
 // GELU, tanh form:  y = 0.5·x·(1 + tanh(u)),  u = √(2/π)·(x + 0.044715·x³)
 // dy/dx = 0.5·(1 + tanh(u)) + 0.5·x·(1 - tanh²(u))·√(2/π)·(1 + 3·0.044715·x²)
 // inp/out/dinp/dout (n); dinp written (=).
+// Computed as y = x·σ(2u) (σ the logistic function; 0.5·(1+tanh(u)) = σ(2u)), which keeps full relative
+// precision in the negative tail where 1 + tanh(u) would cancel; then 1 - tanh² = 4σ(1-σ).
 #include "cpu/kernels.h"
 #include "cpu/simd.h"
 #include "cpu/threading.h"
@@ -14,8 +16,8 @@ GN_MULTIVERSION
 static void gelu_fwd_range(float* out, const float* inp, int64_t b, int64_t e) {
   for (int64_t i = b; i < e; ++i) {
     float x = inp[i];
-    float t = fast_tanhf(kS2Pi * (x + kA * x * x * x));
-    out[i] = 0.5f * x * (1.0f + t);
+    float u = kS2Pi * (x + kA * x * x * x);
+    out[i] = x / (1.0f + fast_expf(-2.0f * u));
   }
 }
 
@@ -23,8 +25,9 @@ GN_MULTIVERSION
 static void gelu_bwd_range(float* dinp, const float* inp, const float* dout, int64_t b, int64_t e) {
   for (int64_t i = b; i < e; ++i) {
     float x = inp[i];
-    float t = fast_tanhf(kS2Pi * (x + kA * x * x * x));
-    float d = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * kS2Pi * (1.0f + 3.0f * kA * x * x);
+    float u = kS2Pi * (x + kA * x * x * x);
+    float sg = 1.0f / (1.0f + fast_expf(-2.0f * u));
+    float d = sg + 2.0f * x * sg * (1.0f - sg) * kS2Pi * (1.0f + 3.0f * kA * x * x);
     dinp[i] = d * dout[i];
   }
 }
