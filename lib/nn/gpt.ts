@@ -1,0 +1,501 @@
+/**
+ * The GPT model: GPT-1 (post-norm), GPT-2 (pre-norm + final LayerNorm) and GPT-3 (GPT-2 with banded local
+ * attention layers), over the native kernels. Reads top to bottom: parameters, activations, forward,
+ * loss, backward. Shapes: B batch, T time, C = n_embd, NH heads, HS = C/NH, V vocabulary, N = B·T.
+ *
+ * Parameters live in one Float32Array (2-D tensors first, then 1-D), each parameter a view into it, and
+ * gradients likewise: zeroing, the global norm and AdamW are one pass each. Activations are allocated once
+ * per (B, T) and reused, so a training step allocates nothing.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { native, AttentionShape } from '../native';
+import { configFrom, GPTConfig, parameterShapes, ResolvedConfig, resolveConfig } from '../config';
+import { checkNumber, typeError } from '../errors';
+import { Rng } from '../random';
+import { readSafetensors, writeSafetensors, CheckpointError } from '../io/safetensors';
+import { writeFileAtomic } from '../io/atomic';
+import { toBatch, TokenIds, IdsOptions, Batch } from './ids';
+
+/** One parameter: a view into the model's storage, its gradient (null until the first backward), its shape. */
+export interface Parameter {
+  data: Float32Array;
+  grad: Float32Array | null;
+  shape: number[];
+}
+
+interface LayerActs {
+  qkv: Float32Array; // (N, 3C)
+  atty: Float32Array; // (N, C) attention output before c_proj
+  lse: Float32Array; // (B, NH, T)
+  attproj: Float32Array; // (N, C) c_proj output (residual dropout applied in place)
+  mid: Float32Array; // (N, C) GPT-2: x + attn; GPT-1: x + attn (input of LN1)
+  ln1: Float32Array; ln1Mean: Float32Array; ln1Rstd: Float32Array; // (N, C), (N), (N)
+  ln2: Float32Array; ln2Mean: Float32Array; ln2Rstd: Float32Array;
+  fch: Float32Array; // (N, 4C) c_fc output
+  fchGelu: Float32Array; // (N, 4C)
+  fcproj: Float32Array; // (N, C) mlp c_proj output (dropout in place)
+  out: Float32Array; // (N, C) GPT-2: layer output; GPT-1: n + mlp (input of LN2)
+}
+
+interface Acts {
+  B: number;
+  T: number;
+  x0: Float32Array; // (N, C) embeddings
+  layers: LayerActs[];
+  lnf: Float32Array; lnfMean: Float32Array; lnfRstd: Float32Array;
+  logits: Float32Array; // (N, V); holds dlogits after backward
+  losses: Float32Array; lse: Float32Array; // (N)
+  // gradient scratch, shared by all layers
+  dres: Float32Array; dtmp: Float32Array; dln: Float32Array; dC: Float32Array; datty: Float32Array; // (N, C)
+  dqkv: Float32Array; // (N, 3C)
+  dfc: Float32Array; // (N, 4C)
+}
+
+interface PassState {
+  ids: Int32Array;
+  targets: Int32Array | null;
+  count: number;
+  seeds: number[] | null; // dropout seeds of this forward pass (null: no dropout)
+  logitsValid: boolean;
+}
+
+/** Options of GPT.create. */
+export interface CreateOptions {
+  /** Seed of the weight initialisation (default 1). */
+  seed?: number;
+}
+
+const GPT1_NAMES: Record<string, string> = { 'wte.weight': 'tokens_embed.weight', 'wpe.weight': 'positions_embed.weight' };
+const IGNORED_TENSORS = /(^|\.)attn\.(bias|masked_bias)$|^lm_head\.weight$/;
+
+function hash32(a: number, b: number): number {
+  let h = Math.imul(a ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(b + 0x632be59b, 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 16), 0x7feb352d);
+  h = Math.imul(h ^ (h >>> 15), 0x846ca68b);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** A GPT-1, GPT-2 or GPT-3 model. Example: `const m = GPT.create('gpt2-small', { seed: 1 })`. */
+export class GPT {
+  readonly config: ResolvedConfig;
+  private readonly paramBuf: Float32Array;
+  private gradBuf: Float32Array | null = null;
+  /** Floats in the weight-decay group (2-D tensors), stored first in paramBuf. */
+  readonly decayCount: number;
+  private readonly views = new Map<string, Parameter>(); // canonical (gpt2) names
+  private acts: Acts | null = null;
+  private pass: PassState | null = null;
+  private disposed = false;
+  /** Dropout is applied only in training mode (see train()/eval()); default is evaluation mode. */
+  training = false;
+  /** Seed and counter of the dropout masks; the counter advances on every training forward pass. */
+  dropoutSeed = 1;
+  dropoutStep = 0;
+
+  private constructor(config: ResolvedConfig) {
+    this.config = config;
+    const shapes = parameterShapes(config);
+    const ordered = [...shapes.filter(([, s]) => s.length === 2), ...shapes.filter(([, s]) => s.length !== 2)];
+    let total = 0;
+    this.decayCount = 0;
+    for (const [, s] of ordered) {
+      const n = s.reduce((a, b) => a * b, 1);
+      if (s.length === 2) this.decayCount += n;
+      total += n;
+    }
+    this.paramBuf = new Float32Array(total);
+    let off = 0;
+    for (const [name, s] of ordered) {
+      const n = s.reduce((a, b) => a * b, 1);
+      this.views.set(name, { data: this.paramBuf.subarray(off, off + n), grad: null, shape: s });
+      off += n;
+    }
+  }
+
+  /**
+   * A new model with freshly initialised weights: N(0, 0.02), zero biases, unit LayerNorm gains; GPT-2/3
+   * scale the residual output projections by 1/√(2·n_layer).
+   * Example: `GPT.create('gpt2-small', { seed: 1 })` or `GPT.create({ variant: 'gpt2', n_layer: 2, ... })`.
+   */
+  static create(presetOrConfig: string | GPTConfig, opts: CreateOptions = {}): GPT {
+    const config = configFrom(presetOrConfig);
+    const seed = opts.seed ?? 1;
+    checkNumber(seed, 'seed', 0, Number.MAX_SAFE_INTEGER, true);
+    const m = new GPT(config);
+    const rng = new Rng(seed);
+    const projStd = config.variant === 'gpt1' ? 0.02 : 0.02 / Math.sqrt(2 * config.n_layer);
+    for (const [name, p] of m.views) {
+      if (name.endsWith('ln_1.weight') || name.endsWith('ln_2.weight') || name === 'ln_f.weight') p.data.fill(1);
+      else if (p.shape.length === 1) p.data.fill(0);
+      else rng.fillNormal(p.data, /c_proj\.weight$/.test(name) ? projStd : 0.02);
+    }
+    m.dropoutSeed = seed;
+    return m;
+  }
+
+  /**
+   * Loads `config.json` + `model.safetensors` from a folder: our own checkpoints and Hugging Face `gpt2` /
+   * `openai-gpt` ones (with or without a `transformer.` prefix; attention mask buffers are ignored).
+   * Example: `const m = await GPT.load('./checkpoints/run1')`.
+   */
+  static async load(dir: string): Promise<GPT> {
+    if (typeof dir !== 'string') throw typeError('a checkpoint folder path', 'dir', dir);
+    const cfgFile = path.join(dir, 'config.json');
+    let raw: Record<string, unknown>;
+    try {
+      raw = JSON.parse(await fs.promises.readFile(cfgFile, 'utf8'));
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new CheckpointError(e.code === 'ENOENT' ? `${cfgFile}: not found; a checkpoint folder holds config.json and model.safetensors`
+        : `${cfgFile}: ${e.code ?? 'invalid JSON'} (${e.message})`);
+    }
+    let config: ResolvedConfig;
+    try {
+      config = resolveConfig(raw);
+    } catch (err) {
+      throw new CheckpointError(`${cfgFile}: ${(err as Error).message}`);
+    }
+    const file = path.join(dir, 'model.safetensors');
+    const { tensors } = await readSafetensors(file);
+    const m = new GPT(config);
+    m.loadTensors(tensors, file);
+    return m;
+  }
+
+  /** Copies named tensors (any accepted naming) into the model; errors name `source` and the tensor. */
+  loadTensors(tensors: Map<string, { data: Float32Array; shape: number[] }>, source = 'tensors'): void {
+    this.checkAlive();
+    const normalized = new Map<string, { data: Float32Array; shape: number[] }>();
+    const reverse: Record<string, string> = { 'tokens_embed.weight': 'wte.weight', 'positions_embed.weight': 'wpe.weight' };
+    for (const [k, v] of tensors) {
+      let name = k.startsWith('transformer.') ? k.slice('transformer.'.length) : k;
+      if (IGNORED_TENSORS.test(name)) continue;
+      name = reverse[name] ?? name;
+      normalized.set(name, v);
+    }
+    for (const [name, p] of this.views) {
+      const t = normalized.get(name);
+      const shown = this.publicName(name);
+      if (!t) throw new CheckpointError(`${source}: tensor ${shown} is missing (the checkpoint does not match config.json?)`);
+      if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i]))
+        throw new CheckpointError(`${source}: tensor ${shown} has shape [${t.shape}] but the config needs [${p.shape}]`);
+      p.data.set(t.data);
+    }
+  }
+
+  /** Saves config.json and model.safetensors (Hugging Face names), each written atomically. */
+  async save(dir: string): Promise<void> {
+    this.checkAlive();
+    if (typeof dir !== 'string') throw typeError('a folder path', 'dir', dir);
+    await fs.promises.mkdir(dir, { recursive: true });
+    const entries: Array<[string, { data: Float32Array; shape: number[] }]> = [];
+    for (const [name, p] of this.parameters()) entries.push([name, { data: p.data, shape: p.shape }]);
+    await writeSafetensors(path.join(dir, 'model.safetensors'), entries, { format: 'pt', producer: 'gpt-native' });
+    const cfg = { ...this.config, model_type: this.config.variant === 'gpt1' ? 'openai-gpt' : 'gpt2', n_ctx: this.config.n_positions };
+    await writeFileAtomic(path.join(dir, 'config.json'), [JSON.stringify(cfg, null, 2) + '\n']);
+  }
+
+  private publicName(name: string): string {
+    return this.config.variant === 'gpt1' ? GPT1_NAMES[name] ?? name : name;
+  }
+
+  /** Parameters with Hugging Face names (openai-gpt names for GPT-1). */
+  parameters(): Map<string, Parameter> {
+    this.checkAlive();
+    const out = new Map<string, Parameter>();
+    for (const [name, p] of this.views) out.set(this.publicName(name), p);
+    return out;
+  }
+
+  /** Total number of parameters (the tied output embedding counted once). */
+  numParameters(): number {
+    return this.paramBuf.length;
+  }
+
+  /** All parameters as one array (2-D tensors first: the first `decayCount` floats). */
+  get flatParameters(): Float32Array {
+    return this.paramBuf;
+  }
+
+  /** All gradients as one array, same layout as flatParameters (allocated on first use). */
+  get flatGradients(): Float32Array {
+    if (!this.gradBuf) {
+      this.gradBuf = new Float32Array(this.paramBuf.length);
+      let off = 0;
+      // views were laid out in storage order
+      for (const p of this.views.values()) {
+        p.grad = this.gradBuf.subarray(off, off + p.data.length);
+        off += p.data.length;
+      }
+    }
+    return this.gradBuf;
+  }
+
+  /** Turns dropout on (training) or off. Returns this. */
+  train(mode = true): this {
+    this.training = mode;
+    return this;
+  }
+
+  /** Dropout off. Returns this. */
+  eval(): this {
+    return this.train(false);
+  }
+
+  private p(name: string): Float32Array {
+    return this.views.get(name)!.data;
+  }
+  private g(name: string): Float32Array {
+    return this.views.get(name)!.grad!;
+  }
+
+  private ensureActs(B: number, T: number): Acts {
+    if (this.acts && this.acts.B === B && this.acts.T === T) return this.acts;
+    this.acts = null; // let the old set go before allocating the new one
+    const { n_embd: C, n_head: NH, vocab_size: V } = this.config;
+    const N = B * T;
+    const f = (n: number) => new Float32Array(n);
+    const layers: LayerActs[] = [];
+    for (let l = 0; l < this.config.n_layer; l++) {
+      layers.push({
+        qkv: f(N * 3 * C), atty: f(N * C), lse: f(B * NH * T), attproj: f(N * C), mid: f(N * C),
+        ln1: f(N * C), ln1Mean: f(N), ln1Rstd: f(N), ln2: f(N * C), ln2Mean: f(N), ln2Rstd: f(N),
+        fch: f(N * 4 * C), fchGelu: f(N * 4 * C), fcproj: f(N * C), out: f(N * C),
+      });
+    }
+    this.acts = {
+      B, T, x0: f(N * C), layers, lnf: f(N * C), lnfMean: f(N), lnfRstd: f(N), logits: f(N * V), losses: f(N), lse: f(N),
+      dres: f(N * C), dtmp: f(N * C), dln: f(N * C), dC: f(N * C), datty: f(N * C), dqkv: f(N * 3 * C), dfc: f(N * 4 * C),
+    };
+    return this.acts;
+  }
+
+  private attnShape(B: number, T: number, layer: number, seed: number, dropout: number): AttentionShape {
+    const { n_embd: C, n_head: NH } = this.config;
+    const window = this.config.attention_layers[layer] === 'local' ? this.config.window_size : 0;
+    return {
+      B, Tq: T, Tk: T, NH, HS: C / NH, qPos0: 0, window, dropout, seed,
+      q: [T * 3 * C, 3 * C], k: [T * 3 * C, 3 * C], v: [T * 3 * C, 3 * C], o: [T * C, C],
+    };
+  }
+
+  /** Output of layer l (GPT-1: LN2's output; GPT-2/3: the residual stream). */
+  private layerOut(a: Acts, l: number): Float32Array {
+    return this.config.variant === 'gpt1' ? a.layers[l].ln2 : a.layers[l].out;
+  }
+
+  /** Runs the network on a batch, leaving logits in the activations. */
+  private run(batch: Batch): Acts {
+    this.checkAlive();
+    const { B, T, data: ids } = batch;
+    const cfg = this.config;
+    const { n_embd: C, vocab_size: V, n_positions: P } = cfg;
+    const N = B * T;
+    const a = this.ensureActs(B, T);
+    const eps = cfg.layer_norm_epsilon;
+    const drop = this.training;
+    let seeds: number[] | null = null;
+    if (drop && (cfg.embd_pdrop > 0 || cfg.resid_pdrop > 0 || cfg.attn_pdrop > 0)) {
+      const step = this.dropoutStep++;
+      seeds = [];
+      for (let s = 0; s < 1 + 3 * cfg.n_layer; s++) seeds.push((hash32(this.dropoutSeed, step * 4096 + s) & 0xfffff) * 4294967296 + hash32(step, s ^ 0x5bd1e995));
+    }
+    const dropout = (x: Float32Array, p: number, site: number) => {
+      if (seeds && p > 0) native.dropout(x, x, p, seeds[site], 0);
+    };
+
+    native.embeddingForward(a.x0, ids, this.p('wte.weight'), this.p('wpe.weight'), B, T, C, V, P, 0);
+    dropout(a.x0, cfg.embd_pdrop, 0);
+    let x = a.x0;
+    for (let l = 0; l < cfg.n_layer; l++) {
+      const L = a.layers[l];
+      const h = `h.${l}.`;
+      const attnP = seeds ? cfg.attn_pdrop : 0;
+      const shape = this.attnShape(B, T, l, seeds ? seeds[1 + 3 * l] : 0, attnP);
+      if (cfg.variant === 'gpt1') {
+        // a = x + drop(attn(x)); n = LN1(a); m = n + drop(mlp(n)); out = LN2(m)
+        native.linearForward(L.qkv, x, this.p(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
+        native.attentionForward(L.atty, L.lse, L.qkv, L.qkv.subarray(C), L.qkv.subarray(2 * C), shape);
+        native.linearForward(L.attproj, L.atty, this.p(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
+        dropout(L.attproj, cfg.resid_pdrop, 2 + 3 * l);
+        native.add(L.mid, x, L.attproj);
+        native.layernormForward(L.ln1, L.ln1Mean, L.ln1Rstd, L.mid, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C, eps);
+        native.linearForward(L.fch, L.ln1, this.p(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C);
+        native.geluForward(L.fchGelu, L.fch);
+        native.linearForward(L.fcproj, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, 4 * C, C);
+        dropout(L.fcproj, cfg.resid_pdrop, 3 + 3 * l);
+        native.add(L.out, L.ln1, L.fcproj);
+        native.layernormForward(L.ln2, L.ln2Mean, L.ln2Rstd, L.out, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C, eps);
+        x = L.ln2;
+      } else {
+        // r = x + drop(attn(LN1(x))); out = r + drop(mlp(LN2(r)))
+        native.layernormForward(L.ln1, L.ln1Mean, L.ln1Rstd, x, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C, eps);
+        native.linearForward(L.qkv, L.ln1, this.p(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
+        native.attentionForward(L.atty, L.lse, L.qkv, L.qkv.subarray(C), L.qkv.subarray(2 * C), shape);
+        native.linearForward(L.attproj, L.atty, this.p(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
+        dropout(L.attproj, cfg.resid_pdrop, 2 + 3 * l);
+        native.add(L.mid, x, L.attproj);
+        native.layernormForward(L.ln2, L.ln2Mean, L.ln2Rstd, L.mid, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C, eps);
+        native.linearForward(L.fch, L.ln2, this.p(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C);
+        native.geluForward(L.fchGelu, L.fch);
+        native.linearForward(L.fcproj, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, 4 * C, C);
+        dropout(L.fcproj, cfg.resid_pdrop, 3 + 3 * l);
+        native.add(L.out, L.mid, L.fcproj);
+        x = L.out;
+      }
+    }
+    let hfinal = x;
+    if (cfg.variant !== 'gpt1') {
+      native.layernormForward(a.lnf, a.lnfMean, a.lnfRstd, x, this.p('ln_f.weight'), this.p('ln_f.bias'), N, C, eps);
+      hfinal = a.lnf;
+    }
+    // logits (N, V) = h (N, C) · wteᵀ (tied output embedding)
+    native.gemm(false, true, N, V, C, 1, hfinal, C, this.p('wte.weight'), C, a.logits, V, false, null);
+    this.pass = { ids, targets: null, count: 0, seeds, logitsValid: true };
+    return a;
+  }
+
+  /**
+   * Logits for a batch of token ids: a Float32Array of shape [B, T, V] (a copy).
+   * Example: `model.forward([[464, 3290]])`.
+   */
+  forward(ids: TokenIds, opts: IdsOptions = {}): Float32Array {
+    const batch = toBatch(ids, 'ids', this.config.vocab_size, this.config.n_positions, opts);
+    return this.run(batch).logits.slice(0, batch.B * batch.T * this.config.vocab_size);
+  }
+
+  /**
+   * Mean cross-entropy of `targets` given `ids` (same shape; -1 marks positions to ignore). Keeps what
+   * backward() needs. Example: `const loss = model.loss(ids, targets); model.backward()`.
+   */
+  loss(ids: TokenIds, targets: TokenIds, opts: IdsOptions = {}): number {
+    const { vocab_size: V, n_positions: P } = this.config;
+    const batch = toBatch(ids, 'ids', V, P, opts);
+    const tb = toBatch(targets, 'targets', V, P, opts, true);
+    if (tb.B !== batch.B || tb.T !== batch.T)
+      throw new RangeError(`Expected targets of shape [${batch.B}, ${batch.T}] (like ids) for targets but received [${tb.B}, ${tb.T}]`);
+    const a = this.run(batch);
+    const N = batch.B * batch.T;
+    const count = native.softmaxXentForward(a.losses, a.lse, a.logits, tb.data, N, V, -1);
+    let sum = 0;
+    for (let i = 0; i < N; i++) sum += a.losses[i];
+    this.pass!.targets = tb.data;
+    this.pass!.count = count;
+    return count > 0 ? sum / count : 0;
+  }
+
+  /**
+   * Gradients of the last loss() (times `scale`, e.g. 1/accumulationSteps), added into every parameter's
+   * grad (+=): call zeroGrad() between steps.
+   */
+  backward(scale = 1): void {
+    this.checkAlive();
+    const pass = this.pass;
+    if (!pass || !pass.targets || !pass.logitsValid || !this.acts)
+      throw new Error('backward() needs a loss() first: call model.loss(ids, targets) before model.backward()');
+    checkNumber(scale, 'scale');
+    this.flatGradients; // allocate on first use
+    const a = this.acts;
+    const cfg = this.config;
+    const { B, T } = a;
+    const N = B * T;
+    const { n_embd: C, vocab_size: V, n_positions: P } = cfg;
+    const seeds = pass.seeds;
+    const undrop = (x: Float32Array, out: Float32Array, p: number, site: number) => {
+      if (seeds && p > 0) native.dropout(out, x, p, seeds[site], 0);
+      else if (out !== x) out.set(x);
+    };
+    const wte = this.p('wte.weight');
+    // dlogits (in place) = (softmax - onehot) · scale / count
+    native.softmaxXentBackward(a.logits, a.logits, a.lse, pass.targets, N, V, -1, pass.count > 0 ? scale / pass.count : 0);
+    pass.logitsValid = false;
+    const hfinal = cfg.variant === 'gpt1' ? this.layerOut(a, cfg.n_layer - 1) : a.lnf;
+    const dh = cfg.variant === 'gpt1' ? a.dres : a.dln;
+    native.gemm(false, false, N, C, V, 1, a.logits, V, wte, C, dh, C, false, null); // dh (N,C) = dlogits · wte
+    native.gemm(true, false, V, C, N, 1, a.logits, V, hfinal, C, this.g('wte.weight'), C, true, null); // dwte += dlogitsᵀ · h
+    if (cfg.variant !== 'gpt1') {
+      const xl = this.layerOut(a, cfg.n_layer - 1);
+      native.layernormBackward(a.dres, this.g('ln_f.weight'), this.g('ln_f.bias'), a.dln, xl, this.p('ln_f.weight'), a.lnfMean, a.lnfRstd, N, C);
+    }
+    // a.dres now holds d(loss)/d(output of the last layer)
+    for (let l = cfg.n_layer - 1; l >= 0; l--) {
+      const L = a.layers[l];
+      const h = `h.${l}.`;
+      const x = l === 0 ? a.x0 : this.layerOut(a, l - 1);
+      const shape = this.attnShape(B, T, l, seeds ? seeds[1 + 3 * l] : 0, seeds ? cfg.attn_pdrop : 0);
+      if (cfg.variant === 'gpt1') {
+        // out = LN2(m): dm
+        native.layernormBackward(a.dtmp, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), a.dres, L.out, this.p(h + 'ln_2.weight'), L.ln2Mean, L.ln2Rstd, N, C);
+        // m = n + drop(mlp(n)): dn = dm + mlp'(drop'(dm))
+        undrop(a.dtmp, a.dC, cfg.resid_pdrop, 3 + 3 * l);
+        native.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), N, 4 * C, C);
+        native.geluBackward(a.dfc, L.fch, a.dfc);
+        native.linearBackward(a.dln, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), a.dfc, L.ln1, this.p(h + 'mlp.c_fc.weight'), N, C, 4 * C);
+        native.add(a.dtmp, a.dtmp, a.dln); // dn
+        // n = LN1(a): da
+        native.layernormBackward(a.dres, this.g(h + 'ln_1.weight'), this.g(h + 'ln_1.bias'), a.dtmp, L.mid, this.p(h + 'ln_1.weight'), L.ln1Mean, L.ln1Rstd, N, C);
+        // a = x + drop(attn(x)): dx = da + attn'(drop'(da))
+        undrop(a.dres, a.dC, cfg.resid_pdrop, 2 + 3 * l);
+        native.linearBackward(a.datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), a.dC, L.atty, this.p(h + 'attn.c_proj.weight'), N, C, C);
+        native.attentionBackward(a.dqkv, a.dqkv.subarray(C), a.dqkv.subarray(2 * C), a.datty, L.qkv, L.qkv.subarray(C), L.qkv.subarray(2 * C), L.atty, L.lse, shape);
+        native.linearBackward(a.dln, this.g(h + 'attn.c_attn.weight'), this.g(h + 'attn.c_attn.bias'), a.dqkv, x, this.p(h + 'attn.c_attn.weight'), N, C, 3 * C);
+        native.add(a.dres, a.dres, a.dln);
+      } else {
+        // out = r + drop(mlp(LN2(r))): dr = dout + LN2'(mlp'(drop'(dout)))
+        undrop(a.dres, a.dC, cfg.resid_pdrop, 3 + 3 * l);
+        native.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), N, 4 * C, C);
+        native.geluBackward(a.dfc, L.fch, a.dfc);
+        native.linearBackward(a.dln, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), a.dfc, L.ln2, this.p(h + 'mlp.c_fc.weight'), N, C, 4 * C);
+        native.layernormBackward(a.dtmp, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), a.dln, L.mid, this.p(h + 'ln_2.weight'), L.ln2Mean, L.ln2Rstd, N, C);
+        native.add(a.dres, a.dres, a.dtmp);
+        // r = x + drop(attn(LN1(x))): dx = dr + LN1'(attn'(drop'(dr)))
+        undrop(a.dres, a.dC, cfg.resid_pdrop, 2 + 3 * l);
+        native.linearBackward(a.datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), a.dC, L.atty, this.p(h + 'attn.c_proj.weight'), N, C, C);
+        native.attentionBackward(a.dqkv, a.dqkv.subarray(C), a.dqkv.subarray(2 * C), a.datty, L.qkv, L.qkv.subarray(C), L.qkv.subarray(2 * C), L.atty, L.lse, shape);
+        native.linearBackward(a.dln, this.g(h + 'attn.c_attn.weight'), this.g(h + 'attn.c_attn.bias'), a.dqkv, L.ln1, this.p(h + 'attn.c_attn.weight'), N, C, 3 * C);
+        native.layernormBackward(a.dtmp, this.g(h + 'ln_1.weight'), this.g(h + 'ln_1.bias'), a.dln, x, this.p(h + 'ln_1.weight'), L.ln1Mean, L.ln1Rstd, N, C);
+        native.add(a.dres, a.dres, a.dtmp);
+      }
+    }
+    undrop(a.dres, a.dres, cfg.embd_pdrop, 0);
+    native.embeddingBackward(this.g('wte.weight'), this.g('wpe.weight'), a.dres, pass.ids, B, T, C, V, P, 0);
+  }
+
+  /** Sets every gradient to zero. */
+  zeroGrad(): void {
+    this.checkAlive();
+    if (this.gradBuf) this.gradBuf.fill(0);
+  }
+
+  /** Global L2 norm of all gradients. */
+  gradNorm(): number {
+    this.checkAlive();
+    return this.gradBuf ? Math.sqrt(native.sumsq(this.gradBuf)) : 0;
+  }
+
+  /**
+   * Scales gradients so their global L2 norm is at most `max` (as torch.nn.utils.clip_grad_norm_) and
+   * returns the norm before clipping. Example: `const norm = model.clipGradNorm(1.0)`.
+   */
+  clipGradNorm(max: number): number {
+    checkNumber(max, 'max', 0);
+    const norm = this.gradNorm();
+    const coef = max / (norm + 1e-6);
+    if (coef < 1 && this.gradBuf) native.scale(this.gradBuf, coef);
+    return norm;
+  }
+
+  /** Releases the model's memory; any later call throws. */
+  dispose(): void {
+    this.acts = null;
+    this.pass = null;
+    this.gradBuf = null;
+    this.views.clear();
+    this.disposed = true;
+  }
+
+  private checkAlive(): void {
+    if (this.disposed) throw new Error('This GPT was disposed; create or load a new one');
+  }
+}
