@@ -1,4 +1,100 @@
-/** `gpt-native bench kernels`: placeholder replaced below once the kernel table is wired. */
-export function benchKernels(): void {
-  throw new Error('bench kernels: not wired yet');
+/**
+ * `gpt-native bench kernels`: every CPU kernel at GPT-2 small shapes (B=4; T=64 and 256; C=768; NH=12;
+ * V=50257): warm-up, median of several runs, ms and GFLOP/s (compute-bound kernels) or GB/s (memory-bound).
+ */
+import { helpText, parseArgs, OptionSpecs } from '../cli/args';
+import { native } from '../native';
+import { machineLine, randomFill, timeIt } from './timing';
+
+const specs: OptionSpecs = {
+  b: { kind: 'int', default: 4, help: 'batch size' },
+  t: { kind: 'string', default: '64,256', help: 'sequence lengths, comma separated' },
+  c: { kind: 'int', default: 768, help: 'channels' },
+  nh: { kind: 'int', default: 12, help: 'heads' },
+  v: { kind: 'int', default: 50257, help: 'vocabulary' },
+  runs: { kind: 'int', default: 7, help: 'timed runs per kernel (median reported)' },
+  filter: { kind: 'string', help: 'only kernels whose name contains this' },
+  threads: { kind: 'int', help: 'threads (default: GPT_NATIVE_THREADS or all cores)' },
+  json: { kind: 'boolean', default: false, help: 'JSON lines, one per kernel, and a summary object last' },
+  help: { kind: 'boolean', default: false, help: 'show this help' },
+};
+
+export interface KernelResult {
+  kernel: string;
+  B: number;
+  T: number;
+  ms: number;
+  gflops?: number;
+  gbps?: number;
+}
+
+type Case = { name: string; run: () => void; flops?: number; bytes?: number };
+
+function cases(B: number, T: number, C: number, NH: number, V: number): Case[] {
+  const N = B * T;
+  const HS = C / NH;
+  const f = (n: number, seed: number, scale = 1) => randomFill(new Float32Array(n), seed, scale);
+  const x = f(N * C, 1), w = f(C, 2), bias = f(C, 3), dy = f(N * C, 4);
+  const y = new Float32Array(N * C), mean = new Float32Array(N), rstd = new Float32Array(N);
+  const dx = new Float32Array(N * C), dw = new Float32Array(C), db = new Float32Array(C);
+  const h4 = f(N * 4 * C, 5, 3), g4 = f(N * 4 * C, 6), o4 = new Float32Array(N * 4 * C);
+  const qkv = f(N * 3 * C, 7), atty = new Float32Array(N * C), lse = new Float32Array(B * NH * T), dqkv = new Float32Array(N * 3 * C);
+  const shape = { B, Tq: T, Tk: T, NH, HS, qPos0: 0, window: 0, dropout: 0, seed: 0,
+    q: [T * 3 * C, 3 * C] as [number, number], k: [T * 3 * C, 3 * C] as [number, number], v: [T * 3 * C, 3 * C] as [number, number], o: [T * C, C] as [number, number] };
+  const logits = f(N * V, 8, 4), dlogits = new Float32Array(N * V), losses = new Float32Array(N), lseV = new Float32Array(N);
+  const targets = new Int32Array(N).map((_, i) => (i * 7919) % V);
+  const ids = new Int32Array(N).map((_, i) => (i * 104729) % V);
+  const wte = f(V * C, 9), wpe = f(1024 * C, 10), dwte = new Float32Array(V * C), dwpe = new Float32Array(1024 * C);
+  const nAdam = 1 << 22;
+  const p = f(nAdam, 11), g = f(nAdam, 12), m = new Float32Array(nAdam), v = new Float32Array(nAdam);
+  const wqkv = f(C * 3 * C, 13), bqkv = f(3 * C, 14), dwqkv = new Float32Array(C * 3 * C), dbqkv = new Float32Array(3 * C);
+  const attnFlops = 4 * B * NH * T * T * HS / 2; // causal half of QKᵀ and PV
+  native.attentionForward(atty, lse, qkv, qkv.subarray(C), qkv.subarray(2 * C), shape);
+  native.softmaxXentForward(losses, lseV, logits, targets, N, V, -1);
+  native.layernormForward(y, mean, rstd, x, w, bias, N, C, 1e-5);
+  return [
+    { name: 'linear_forward qkv (N,768)·(768,2304)', run: () => native.linearForward(qkv, x, wqkv, bqkv, N, C, 3 * C), flops: 2 * N * C * 3 * C },
+    { name: 'linear_backward qkv', run: () => native.linearBackward(dx, dwqkv, dbqkv, dqkv, x, wqkv, N, C, 3 * C), flops: 4 * N * C * 3 * C },
+    { name: 'lm_head forward (N,768)·(50257,768)ᵀ', run: () => native.gemm(false, true, N, V, C, 1, x, C, wte, C, logits, V, false, null), flops: 2 * N * C * V },
+    { name: 'attention_forward', run: () => native.attentionForward(atty, lse, qkv, qkv.subarray(C), qkv.subarray(2 * C), shape), flops: attnFlops },
+    { name: 'attention_backward', run: () => native.attentionBackward(dqkv, dqkv.subarray(C), dqkv.subarray(2 * C), dy, qkv, qkv.subarray(C), qkv.subarray(2 * C), atty, lse, shape), flops: 2.5 * attnFlops },
+    { name: 'layernorm_forward', run: () => native.layernormForward(y, mean, rstd, x, w, bias, N, C, 1e-5), bytes: 8 * N * C },
+    { name: 'layernorm_backward', run: () => native.layernormBackward(dx, dw, db, dy, x, w, mean, rstd, N, C), bytes: 12 * N * C },
+    { name: 'gelu_forward (N,3072)', run: () => native.geluForward(o4, h4), bytes: 8 * N * 4 * C },
+    { name: 'gelu_backward (N,3072)', run: () => native.geluBackward(o4, h4, g4), bytes: 12 * N * 4 * C },
+    { name: 'residual add', run: () => native.add(y, x, dy), bytes: 12 * N * C },
+    { name: 'embedding_forward', run: () => native.embeddingForward(y, ids, wte, wpe, B, T, C, V, 1024, 0), bytes: 12 * N * C },
+    { name: 'embedding_backward', run: () => native.embeddingBackward(dwte, dwpe, dy, ids, B, T, C, V, 1024, 0), bytes: 16 * N * C },
+    { name: 'softmax_xent_forward (N,50257)', run: () => native.softmaxXentForward(losses, lseV, logits, targets, N, V, -1), bytes: 4 * N * V },
+    { name: 'softmax_xent_backward (N,50257)', run: () => native.softmaxXentBackward(dlogits, logits, lseV, targets, N, V, -1, 1 / N), bytes: 8 * N * V },
+    { name: `adamw_step (${nAdam} params)`, run: () => native.adamwStep(p, g, m, v, 1e-4, 0.9, 0.95, 1e-8, 0.1, 1, 1), bytes: 28 * nAdam },
+    { name: `sumsq (${nAdam})`, run: () => native.sumsq(g), bytes: 4 * nAdam },
+  ];
+}
+
+export function benchKernels(argv: string[]): void {
+  const a = parseArgs(argv, specs);
+  if (a.help) {
+    console.log(helpText('gpt-native bench kernels [--json]', specs));
+    return;
+  }
+  if (a.threads !== undefined) native.setThreads(a.threads as number);
+  const Ts = String(a.t).split(',').map((s) => Number(s.trim()));
+  const B = a.b as number, C = a.c as number, NH = a.nh as number, V = a.v as number;
+  const results: KernelResult[] = [];
+  if (!a.json) console.log(`# ${machineLine()}, ${native.threads()} threads, gemm ${native.gemmIsa()}`);
+  for (const T of Ts) {
+    if (!a.json) console.log(`\n## B=${B} T=${T} C=${C} NH=${NH} V=${V}\n| kernel | ms | GFLOP/s | GB/s |\n|---|---:|---:|---:|`);
+    for (const c of cases(B, T, C, NH, V)) {
+      if (a.filter && !c.name.includes(String(a.filter))) continue;
+      const t = timeIt(c.run, { warmup: 2, runs: a.runs as number, minTimeMs: 100 });
+      const r: KernelResult = { kernel: c.name, B, T, ms: t.medianMs };
+      if (c.flops) r.gflops = c.flops / (t.medianMs * 1e6);
+      if (c.bytes) r.gbps = c.bytes / (t.medianMs * 1e6);
+      results.push(r);
+      if (a.json) console.log(JSON.stringify(r));
+      else console.log(`| ${c.name} | ${r.ms.toFixed(3)} | ${r.gflops ? r.gflops.toFixed(1) : ''} | ${r.gbps ? r.gbps.toFixed(1) : ''} |`);
+    }
+  }
+  if (a.json) console.log(JSON.stringify({ machine: machineLine(), threads: native.threads(), isa: native.gemmIsa(), results }));
 }

@@ -63,14 +63,9 @@ inline void row_keys(const AttnShape& s, int64_t i, int64_t* lo, int64_t* hi) {
 GN_MULTIVERSION
 float softmax_row(float* row, int64_t a, int64_t e, int64_t n) {
   // row[0..n): entries outside [a, e) are masked (set to 0); returns logsumexp over [a, e)
-  float mx = -INFINITY;
-  for (int64_t j = a; j < e; ++j) mx = row[j] > mx ? row[j] : mx;
-  float sum = 0.0f;
-  for (int64_t j = a; j < e; ++j) {
-    float x = fast_expf(row[j] - mx);
-    row[j] = x;
-    sum += x;
-  }
+  const float mx = lane_max(row + a, e - a);
+  for (int64_t j = a; j < e; ++j) row[j] = fast_expf(row[j] - mx);
+  const float sum = lane_sum(e - a, [&](int64_t j) { return row[a + j]; });
   float inv = 1.0f / sum;
   for (int64_t j = 0; j < a; ++j) row[j] = 0.0f;
   for (int64_t j = a; j < e; ++j) row[j] *= inv;
@@ -87,9 +82,7 @@ void probs_row(float* row, float lse, int64_t a, int64_t e, int64_t n) {
 
 GN_MULTIVERSION
 float dot(const float* x, const float* y, int64_t n) {
-  float s = 0.0f;
-  for (int64_t i = 0; i < n; ++i) s += x[i] * y[i];
-  return s;
+  return lane_sum(n, [&](int64_t i) { return x[i] * y[i]; });
 }
 
 }  // namespace

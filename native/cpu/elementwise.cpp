@@ -76,9 +76,8 @@ static double sumsq_range(const float* a, int64_t s, int64_t e) {
   double total = 0.0;
   for (int64_t i = s; i < e; i += 256) {
     int64_t end = i + 256 < e ? i + 256 : e;
-    float acc = 0.0f;
-    for (int64_t j = i; j < end; ++j) acc += a[j] * a[j];
-    total += acc;
+    const float* p = a + i;
+    total += lane_sum(end - i, [&](int64_t j) { return p[j] * p[j]; });
   }
   return total;
 }

@@ -20,14 +20,8 @@ static void layernorm_rows(float* out, float* mean, float* rstd, const float* in
   for (int64_t n = n0; n < n1; ++n) {
     const float* x = inp + n * C;
     float* y = out + n * C;
-    float s = 0.0f;
-    for (int64_t c = 0; c < C; ++c) s += x[c];
-    float m = s / static_cast<float>(C);
-    float v = 0.0f;
-    for (int64_t c = 0; c < C; ++c) {
-      float d = x[c] - m;
-      v += d * d;
-    }
+    const float m = lane_sum(C, [&](int64_t c) { return x[c]; }) / static_cast<float>(C);
+    const float v = lane_sum(C, [&](int64_t c) { float d = x[c] - m; return d * d; });
     float r = 1.0f / std::sqrt(v / static_cast<float>(C) + eps);
     for (int64_t c = 0; c < C; ++c) y[c] = (x[c] - m) * r * weight[c] + bias[c];
     if (mean) mean[n] = m;
@@ -51,14 +45,11 @@ static void layernorm_backward_rows(float* dinp, float* dw, float* db, const flo
     const float* x = inp + n * C;
     const float* dy = dout + n * C;
     const float m = mean[n], r = rstd[n];
-    float sg = 0.0f, sgx = 0.0f;
+    float sg = lane_sum(C, [&](int64_t c) { return dy[c] * weight[c]; });
+    float sgx = lane_sum(C, [&](int64_t c) { return dy[c] * weight[c] * ((x[c] - m) * r); });
     for (int64_t c = 0; c < C; ++c) {
-      float xh = (x[c] - m) * r;
-      float g = dy[c] * weight[c];
-      sg += g;
-      sgx += g * xh;
       db[c] += dy[c];
-      dw[c] += dy[c] * xh;
+      dw[c] += dy[c] * ((x[c] - m) * r);
     }
     sg /= static_cast<float>(C);
     sgx /= static_cast<float>(C);

@@ -43,3 +43,35 @@ static inline float fast_tanhf(float y) {
 }
 
 }  // namespace gn
+
+namespace gn {
+
+// Reductions written with 16 independent lanes so they vectorise without -ffast-math (a plain `s += x[i]`
+// loop is a serial dependency the compiler may not reorder). Inlined into GN_MULTIVERSION callers, they
+// take the caller's vector width. The summation order is fixed, so results do not depend on threads.
+template <typename F>
+static inline float lane_sum(int64_t n, F f) {
+  float acc[16] = {0};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) acc[j] += f(i + j);
+  float tail = 0.0f;
+  for (; i < n; ++i) tail += f(i);
+  for (int w = 8; w > 0; w >>= 1)
+    for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
+  return acc[0] + tail;
+}
+
+static inline float lane_max(const float* x, int64_t n) {
+  float acc[16];
+  for (int j = 0; j < 16; ++j) acc[j] = -INFINITY;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+  float m = -INFINITY;
+  for (int j = 0; j < 16; ++j) m = acc[j] > m ? acc[j] : m;
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+}  // namespace gn

@@ -14,10 +14,8 @@ namespace gn {
 
 GN_MULTIVERSION
 static float row_lse(const float* x, int64_t V) {
-  float mx = -INFINITY;
-  for (int64_t v = 0; v < V; ++v) mx = x[v] > mx ? x[v] : mx;
-  float s = 0.0f;
-  for (int64_t v = 0; v < V; ++v) s += fast_expf(x[v] - mx);
+  const float mx = lane_max(x, V);
+  const float s = lane_sum(V, [&](int64_t v) { return fast_expf(x[v] - mx); });
   return mx + std::log(s);
 }
 
