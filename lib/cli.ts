@@ -9,7 +9,8 @@ import { UsageError } from './cli/args';
 type Command = (argv: string[]) => Promise<void> | void;
 
 const commands: Record<string, { help: string; load: () => Command }> = {
-  bench: { help: 'microbenchmarks: gemm, kernels', load: () => require('./bench/index').benchCommand },
+  bench: { help: 'microbenchmarks: gemm, kernels, train', load: () => require('./bench/index').benchCommand },
+  train: { help: 'pre-train a GPT (see --help)', load: () => require('./train').trainCommand },
 };
 
 function usage(): string {
