@@ -1,0 +1,128 @@
+/**
+ * `gpt-native bench train`: one training step (forward + backward + clip + AdamW) on random tokens, timed,
+ * with a per-phase breakdown (each native kernel family, and what is left: JavaScript and the boundary).
+ * `--preset` takes our presets plus `small6` (6 layers × 384, the PyTorch peer's second config).
+ */
+import { helpText, parseArgs, OptionSpecs, UsageError } from '../cli/args';
+import { native, NativeAddon } from '../native';
+import { GPT } from '../nn/gpt';
+import { AdamW } from '../optim';
+import { GPTConfig, getPreset } from '../config';
+import { machineLine } from './timing';
+import { Rng } from '../random';
+
+const specs: OptionSpecs = {
+  preset: { kind: 'string', default: 'gpt2-small', help: 'model preset (or small6 = 6 layers × 384)' },
+  batch: { kind: 'int', default: 4, help: 'sequences per step' },
+  seq: { kind: 'int', default: 64, help: 'sequence length' },
+  steps: { kind: 'int', default: 5, help: 'timed steps (median reported)' },
+  warmup: { kind: 'int', default: 1, help: 'untimed steps first' },
+  threads: { kind: 'int', help: 'threads (default: GPT_NATIVE_THREADS or all cores)' },
+  json: { kind: 'boolean', default: false, help: 'print one JSON object as the last line' },
+  help: { kind: 'boolean', default: false, help: 'show this help' },
+};
+
+const FAMILY: Record<string, string> = {
+  gemm: 'gemm', linearForward: 'gemm', linearBackward: 'gemm', attentionForward: 'attention', attentionBackward: 'attention',
+  layernormForward: 'layernorm', layernormBackward: 'layernorm', geluForward: 'gelu', geluBackward: 'gelu',
+  softmaxXentForward: 'softmax_xent', softmaxXentBackward: 'softmax_xent', embeddingForward: 'embedding',
+  embeddingBackward: 'embedding', adamwStep: 'adamw', add: 'elementwise', scale: 'elementwise', dropout: 'elementwise', sumsq: 'elementwise',
+};
+
+/** Wraps the addon's kernels with timers; returns the accumulator and a function that restores them. */
+function instrument(): { times: Map<string, number>; restore: () => void } {
+  const times = new Map<string, number>();
+  const saved: Array<[string, unknown]> = [];
+  const n = native as unknown as Record<string, unknown>;
+  for (const [name, fam] of Object.entries(FAMILY)) {
+    const f = n[name] as (...a: unknown[]) => unknown;
+    if (typeof f !== 'function') continue;
+    saved.push([name, f]);
+    n[name] = (...args: unknown[]) => {
+      const t0 = performance.now();
+      const r = f.apply(native, args);
+      times.set(fam, (times.get(fam) ?? 0) + performance.now() - t0);
+      return r;
+    };
+  }
+  return { times, restore: () => { for (const [k, f] of saved) n[k] = f; } };
+}
+
+export interface TrainBenchResult {
+  preset: string;
+  batch: number;
+  seq: number;
+  msPerStep: number;
+  tokensPerSec: number;
+  phasesMs: Record<string, number>;
+  gflopsModel: number;
+  threads: number;
+  isa: string;
+}
+
+export function benchTrain(argv: string[]): void {
+  const a = parseArgs(argv, specs);
+  if (a.help) {
+    console.log(helpText('gpt-native bench train --preset P --batch B --seq T [--steps N] [--json]', specs));
+    return;
+  }
+  if (a.threads !== undefined) native.setThreads(a.threads as number);
+  const name = a.preset as string;
+  let cfg: GPTConfig;
+  if (name === 'small6') cfg = { variant: 'gpt2', n_layer: 6, n_head: 6, n_embd: 384, vocab_size: 50257, n_positions: 1024 };
+  else {
+    try { cfg = getPreset(name); } catch (e) { throw new UsageError((e as Error).message); }
+  }
+  const B = a.batch as number, T = a.seq as number;
+  if (T > cfg.n_positions) throw new UsageError(`--seq ${T} exceeds the preset's context of ${cfg.n_positions}`);
+  cfg.embd_pdrop = cfg.resid_pdrop = cfg.attn_pdrop = 0;
+  const model = GPT.create(cfg, { seed: 1 });
+  const opt = new AdamW(model, { lr: 1e-4 });
+  const rng = new Rng(2);
+  const ids = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocab_size));
+  const tg = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocab_size));
+  const phases = { forward: 0, backward: 0, optimizer: 0 };
+  const step = () => {
+    const t0 = performance.now();
+    model.loss(ids, tg, { shape: [B, T] });
+    const t1 = performance.now();
+    model.backward();
+    const t2 = performance.now();
+    model.clipGradNorm(1);
+    opt.step();
+    model.zeroGrad();
+    const t3 = performance.now();
+    phases.forward += t1 - t0; phases.backward += t2 - t1; phases.optimizer += t3 - t2;
+    return t3 - t0;
+  };
+  for (let i = 0; i < (a.warmup as number); i++) step();
+  phases.forward = phases.backward = phases.optimizer = 0;
+  const { times, restore } = instrument();
+  const runs: number[] = [];
+  const steps = a.steps as number;
+  for (let i = 0; i < steps; i++) runs.push(step());
+  restore();
+  runs.sort((x, y) => x - y);
+  const ms = runs[Math.floor(runs.length / 2)];
+  const total = runs.reduce((x, y) => x + y, 0);
+  const phasesMs: Record<string, number> = {};
+  for (const [k, v] of Object.entries(phases)) phasesMs[k] = v / steps;
+  let nativeSum = 0;
+  for (const [k, v] of times) { phasesMs[`kernel:${k}`] = v / steps; nativeSum += v; }
+  phasesMs['js+boundary'] = (total - nativeSum) / steps;
+  const N = model.numParameters();
+  const flops = 6 * N * B * T + 12 * cfg.n_layer * B * T * T * cfg.n_embd / 2; // matmuls + causal attention
+  const r: TrainBenchResult = {
+    preset: name, batch: B, seq: T, msPerStep: ms, tokensPerSec: (B * T) / (ms / 1000), phasesMs,
+    gflopsModel: flops / (ms * 1e6), threads: native.threads(), isa: native.gemmIsa(),
+  };
+  if (a.json) {
+    console.log(JSON.stringify(r));
+    return;
+  }
+  console.log(`# ${machineLine()}, ${r.threads} threads, gemm ${r.isa}`);
+  console.log(`train step ${name} B=${B} T=${T}: ${ms.toFixed(1)} ms/step (median of ${steps}), ${r.tokensPerSec.toFixed(1)} tokens/s, ${r.gflopsModel.toFixed(1)} GFLOP/s`);
+  console.log('per step (mean ms):');
+  for (const [k, v] of Object.entries(phasesMs).sort((x, y) => y[1] - x[1])) console.log(`  ${k.padEnd(22)} ${v.toFixed(1).padStart(9)}  ${((100 * v) / (total / steps)).toFixed(1)}%`);
+  void (native as NativeAddon);
+}
