@@ -55,17 +55,21 @@ export class AdamW {
     this.v = new Float32Array(n);
   }
 
-  /** One update with the current gradients (clip them first with model.clipGradNorm if wanted). */
-  step(): void {
+  /**
+   * One update with the current gradients (clip them first with model.clipGradNorm if wanted).
+   * `gradScale` multiplies the gradients inside the update (a fused clip: saves a pass over them).
+   */
+  step(gradScale = 1): void {
+    checkNumber(gradScale, 'gradScale', 0);
     const p = this.model.flatParameters;
     const g = this.model.flatGradients;
     const d = this.model.decayCount;
     this.stepCount++;
     const [b1, b2] = this.betas;
     native.adamwStep(p.subarray(0, d), g.subarray(0, d), this.m.subarray(0, d), this.v.subarray(0, d),
-      this.lr, b1, b2, this.eps, this.weightDecay, this.stepCount, 1);
+      this.lr, b1, b2, this.eps, this.weightDecay, this.stepCount, gradScale);
     native.adamwStep(p.subarray(d), g.subarray(d), this.m.subarray(d), this.v.subarray(d),
-      this.lr, b1, b2, this.eps, 0, this.stepCount, 1);
+      this.lr, b1, b2, this.eps, 0, this.stepCount, gradScale);
   }
 
   /** Zeroes the model's gradients. */

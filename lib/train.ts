@@ -300,8 +300,9 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
       model.backward(b / seqs);
       done += b;
     }
-    const gradNorm = o.clip > 0 ? model.clipGradNorm(o.clip) : model.gradNorm();
-    opt.step();
+    // clipping fused into the AdamW pass: the same coefficient as model.clipGradNorm, without rewriting grads
+    const gradNorm = model.gradNorm();
+    opt.step(o.clip > 0 ? Math.min(1, o.clip / (gradNorm + 1e-6)) : 1);
     model.zeroGrad();
     step++;
     tokensSeen += seqs * T;
