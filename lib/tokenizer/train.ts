@@ -49,10 +49,16 @@ function fail(what: string, name: string, value: unknown): never {
   throw new RangeError(`Expected ${what} for ${name} but received ${typeof value === 'string' ? JSON.stringify(value) : value}`);
 }
 
-/** Where a chunk can end so that pieces never straddle it: after "\n" between two non-spaces. */
+/**
+ * Where a chunk can end so that no piece straddles it (the last such place, or -1): after a "\n", or before a
+ * " ", that stands between two non-spaces. The pattern always ends a piece there.
+ */
 function safeCut(text: string): number {
-  for (let p = text.lastIndexOf('\n'); p > 0; p = text.lastIndexOf('\n', p - 1)) {
-    if (p + 1 < text.length && !WS.test(text[p - 1]) && !WS.test(text[p + 1])) return p + 1;
+  const ns = (k: number) => k >= 0 && k < text.length && !WS.test(text[k]);
+  for (let p = text.length - 2; p > 0; p--) {
+    const c = text.charCodeAt(p);
+    if (c === 10 && ns(p - 1) && ns(p + 1)) return p + 1;
+    if (c === 32 && ns(p - 1) && ns(p + 1)) return p;
   }
   return -1;
 }
