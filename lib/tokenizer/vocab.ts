@@ -27,13 +27,19 @@ export interface Vocab {
   specials: SpecialToken[];
 }
 
-let byteTables: { byteToChar: string[]; charToByte: Map<string, number> } | null = null;
+interface ByteTables {
+  byteToChar: string[];
+  charToByte: Map<string, number>;
+  /** char code -> byte, -1 where none (char codes < 512) */
+  codeToByte: Int16Array;
+}
+let byteTables: ByteTables | null = null;
 
 /**
  * GPT-2's byte↔unicode table: printable Latin-1 bytes stand for themselves, the other 68 bytes for
  * U+0100.. in byte order, so that every token is a printable string (a space is written `Ġ`).
  */
-export function byteUnicodeTable(): { byteToChar: string[]; charToByte: Map<string, number> } {
+export function byteUnicodeTable(): ByteTables {
   if (byteTables) return byteTables;
   const byteToChar: string[] = new Array(256);
   let extra = 0;
@@ -42,18 +48,23 @@ export function byteUnicodeTable(): { byteToChar: string[]; charToByte: Map<stri
     byteToChar[b] = String.fromCharCode(printable ? b : 256 + extra++);
   }
   const charToByte = new Map<string, number>();
-  byteToChar.forEach((c, b) => charToByte.set(c, b));
-  byteTables = { byteToChar, charToByte };
+  const codeToByte = new Int16Array(512).fill(-1);
+  byteToChar.forEach((c, b) => {
+    charToByte.set(c, b);
+    codeToByte[c.charCodeAt(0)] = b;
+  });
+  byteTables = { byteToChar, charToByte, codeToByte };
   return byteTables;
 }
 
 /** The bytes a GPT-2-style token string stands for, or null when it has a character outside the table. */
 export function tokenStringToBytes(s: string): Uint8Array | null {
-  const { charToByte } = byteUnicodeTable();
+  const { codeToByte } = byteUnicodeTable();
   const out = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) {
-    const b = charToByte.get(s[i]);
-    if (b === undefined) return null;
+    const c = s.charCodeAt(i);
+    const b = c < 512 ? codeToByte[c] : -1;
+    if (b < 0) return null;
     out[i] = b;
   }
   return out;
@@ -98,28 +109,32 @@ export function vocabFromStrings(
     if (!Number.isInteger(id)) fail(`an id for byte ${b} (${JSON.stringify(byteToChar[b])})`, source, id);
     byteToId[b] = id;
   }
+  let maxId = -1;
+  const keys = Object.keys(encoder);
+  const ids = keys.map((k) => encoder[k]);
+  for (let i = 0; i < keys.length; i++) {
+    const id = ids[i];
+    if (!Number.isInteger(id) || id < 0) fail('non-negative integer ids', source, `${JSON.stringify(keys[i])}: ${id}`);
+    if (id > maxId) maxId = id;
+  }
+  const ordinary = new Uint8Array(maxId + 1); // 1: a byte or a merge result
+  for (let b = 0; b < 256; b++) ordinary[byteToId[b]] = 1;
   const merges = new Int32Array(mergePairs.length * 3);
-  const ordinary = new Set<string>(byteToChar);
-  mergePairs.forEach(([a, b], m) => {
+  for (let m = 0; m < mergePairs.length; m++) {
+    const [a, b] = mergePairs[m];
     const l = encoder[a], r = encoder[b], t = encoder[a + b];
     if (l === undefined || r === undefined || t === undefined)
       fail(`tokens of the encoder in merge ${m + 1}`, source, JSON.stringify(`${a} ${b}`));
     merges[3 * m] = l;
     merges[3 * m + 1] = r;
     merges[3 * m + 2] = t;
-    ordinary.add(a + b);
-  });
-  let maxId = -1;
-  for (const k in encoder) {
-    const id = encoder[k];
-    if (!Number.isInteger(id) || id < 0) fail('non-negative integer ids', source, `${JSON.stringify(k)}: ${id}`);
-    if (id > maxId) maxId = id;
+    ordinary[t] = 1;
   }
   const tokens: Uint8Array[] = new Array(maxId + 1).fill(new Uint8Array(0));
   const specials: SpecialToken[] = [];
-  for (const k in encoder) {
-    const id = encoder[k];
-    const special = specialNames ? specialNames.has(k) : !ordinary.has(k);
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i], id = ids[i];
+    const special = specialNames ? specialNames.has(k) : !ordinary[id];
     const bytes = special ? null : tokenStringToBytes(k);
     if (special || !bytes) {
       specials.push({ text: k, id });
