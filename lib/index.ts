@@ -11,3 +11,5 @@ export type { AdamWOptions, ScheduleOptions } from './optim';
 export { readSafetensors, writeSafetensors, CheckpointError } from './io/safetensors';
 export { Rng } from './random';
 export { native } from './native';
+export { Tokenizer } from './tokenizer';
+export type { EncodeOptions, StreamDecoder, SpecialToken, TrainInput, TrainOptions, TrainProgress } from './tokenizer';

@@ -85,7 +85,20 @@ export interface NativeAddon {
   setThreads(n: number): void;
   gemmIsa(): string;
   ref: RefAddon;
+  // ---- byte-level BPE tokenizer (native/tokenizer); the handle owns the tables and the piece memo ----
+  /** classRuns: [first, last, class] code-point runs; merges: [left, right, merged] in rank order. */
+  tokenizerCreate(classRuns: I32, byteToId: I32, merges: I32, tokenBytes: Uint8Array, tokenOffsets: I32): TokenizerHandle;
+  tokenizerSetTokens(handle: TokenizerHandle, tokenBytes: Uint8Array, tokenOffsets: I32): void;
+  /** Ordinary text (no special tokens) → ids. */
+  tokenizerEncode(handle: TokenizerHandle, text: string): Uint32Array;
+  /** Ids → bytes; an id out of range throws RangeError. */
+  tokenizerDecode(handle: TokenizerHandle, ids: Uint32Array | I32): Uint8Array;
+  /** Distinct pre-tokenised pieces of text with their counts (BPE training). */
+  tokenizerCountPieces(handle: TokenizerHandle, text: string): { bytes: Uint8Array; offsets: I32; counts: I32 };
 }
+
+/** Opaque native tokenizer state (a JS External owning a C++ BpeTokenizer). */
+export type TokenizerHandle = { readonly __tokenizerHandle: unique symbol };
 
 function load(): NativeAddon {
   const root = path.join(__dirname, '..');

@@ -7,6 +7,7 @@
 namespace gn {
 void register_ops(Napi::Env env, Napi::Object exports);
 void register_ref_ops(Napi::Env env, Napi::Object exports);
+void register_tokenizer_ops(Napi::Env env, Napi::Object exports);
 }  // namespace gn
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -15,6 +16,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(data);
   gn::register_ops(env, exports);
   gn::register_ref_ops(env, exports);
+  gn::register_tokenizer_ops(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

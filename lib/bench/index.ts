@@ -7,6 +7,7 @@ const benches: Record<string, { help: string; load: () => Bench }> = {
   gemm: { help: 'one GEMM shape: --m --n --k [--trans-a] [--trans-b] [--json]', load: () => require('./gemm').benchGemm },
   kernels: { help: 'every kernel at GPT-2 small shapes [--json]', load: () => require('./kernels').benchKernels },
   train: { help: 'one training step: --preset P --batch B --seq T [--steps N] [--json]', load: () => require('./train').benchTrain },
+  tokenizer: { help: 'GPT-2 tokenizer encode/decode MB/s: --file F [--json]', load: () => require('./tokenizer').benchTokenizer },
 };
 
 export async function benchCommand(argv: string[]): Promise<void> {
