@@ -72,7 +72,7 @@ export async function prepareData(opts: PrepareOptions): Promise<PreparedData> {
   }
   const trainFiles = train.close();
   const valFiles = val.close();
-  if (every && val.totalTokens === 0)
+  if (every && index > 0 && val.totalTokens === 0)
     process.emitWarning(`gpt-native: the corpus gave ${index} text fragments, too few to hold out every ${every}th for validation; training runs without a validation loss (add text or raise valFraction)`);
   if (train.totalTokens === 0) throw new Error(`The corpus ${inputs ? inputs.join(', ') : '(built-in)'} is empty: no text to train on`);
   return { trainFiles, valFiles, trainTokens: train.totalTokens, valTokens: val.totalTokens, documents, bytes };
