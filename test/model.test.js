@@ -320,3 +320,60 @@ test('dropout: on only in training mode; backward matches finite differences of 
     }
   }
 });
+
+// ------------------------------------------------------------------ hooks for fine-tuning
+test('extendVocab adds embedding rows and keeps every other weight and the old logits', async (t) => {
+  for (const v of ['gpt1', 'gpt2']) {
+    const m = await GPT.load(path.join(FIX, `${v}-tiny`));
+    const ids = [[3, 14, 15, 92, 65]];
+    const before = m.forward(ids);
+    const wteName = v === 'gpt1' ? 'tokens_embed.weight' : 'wte.weight';
+    const oldW = m.parameters().get('h.0.mlp.c_fc.weight').data.slice();
+    const first = m.extendVocab(3, { seed: 5 });
+    t.is(first, 97);
+    t.is(m.config.vocab_size, 100);
+    t.deepEqual(m.parameters().get(wteName).shape, [100, 48]);
+    t.deepEqual(m.parameters().get('h.0.mlp.c_fc.weight').data, oldW);
+    const after = m.forward(ids);
+    for (let tt = 0; tt < 5; tt++)
+      for (let j = 0; j < 97; j++) t.is(after[tt * 100 + j], before[tt * 97 + j]);
+    const rows = m.parameters().get(wteName).data.subarray(97 * 48);
+    t.true(rows.some((x) => x !== 0) && rows.every((x) => Math.abs(x) < 0.2));
+    t.notThrows(() => m.forward([[99, 98, 97]]));
+    const dir = tmpdir();
+    await m.save(dir);
+    const m2 = await GPT.load(dir);
+    t.is(m2.config.vocab_size, 100);
+    t.deepEqual(m2.forward([[99, 1]]), m.forward([[99, 1]]));
+  }
+});
+
+test('backward with a hidden-state gradient matches finite differences of loss + w·hidden', async (t) => {
+  const m = await GPT.load(path.join(FIX, 'gpt2-tiny'));
+  const ids = [[3, 14, 15, 92, 65, 35]], tg = [[14, 15, 92, 65, 35, 89]];
+  const seed = freshSeed();
+  const N = 6, C = 48;
+  const w = new Float32Array(N * C);
+  for (let i = 0; i < w.length; i++) w[i] = Math.sin(seed + i * 1.7);
+  const objective = () => {
+    const l = m.loss(ids, tg);
+    const h = m.lastHidden();
+    let s = 0;
+    for (let i = 0; i < h.length; i++) s += w[i] * h[i];
+    return l + s;
+  };
+  m.zeroGrad();
+  objective();
+  m.backward(1, { hiddenGrad: w });
+  const p = m.parameters().get('h.1.attn.c_attn.weight');
+  for (const i of [5, 333, 1800, 4000]) {
+    const x0 = p.data[i];
+    const h = 1e-2;
+    p.data[i] = x0 + h; const fp = objective();
+    p.data[i] = x0 - h; const fm = objective();
+    p.data[i] = x0;
+    const fd = (fp - fm) / (2 * h);
+    t.true(Math.abs(fd - p.grad[i]) < 2e-3 + 2e-2 * Math.abs(fd), `[${i}] fd ${fd} vs ${p.grad[i]}`);
+  }
+  t.throws(() => { m.loss(ids, tg); m.backward(1, { hiddenGrad: new Float32Array(3) }); }, { instanceOf: RangeError, message: /hiddenGrad/ });
+});

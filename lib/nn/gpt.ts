@@ -78,12 +78,12 @@ function hash32(a: number, b: number): number {
 
 /** A GPT-1, GPT-2 or GPT-3 model. Example: `const m = GPT.create('gpt2-small', { seed: 1 })`. */
 export class GPT {
-  readonly config: ResolvedConfig;
-  private readonly paramBuf: Float32Array;
+  config: ResolvedConfig;
+  private paramBuf: Float32Array;
   private gradBuf: Float32Array | null = null;
   /** Floats in the weight-decay group (2-D tensors), stored first in paramBuf. */
-  readonly decayCount: number;
-  private readonly views = new Map<string, Parameter>(); // canonical (gpt2) names
+  decayCount: number;
+  private views = new Map<string, Parameter>(); // canonical (gpt2) names
   private acts: Acts | null = null;
   private pass: PassState | null = null;
   private disposed = false;
@@ -95,6 +95,12 @@ export class GPT {
 
   private constructor(config: ResolvedConfig) {
     this.config = config;
+    this.decayCount = 0;
+    this.paramBuf = this.layout(config);
+  }
+
+  /** Allocates storage for `config` and lays the parameter views over it (2-D tensors first). */
+  private layout(config: ResolvedConfig): Float32Array {
     const shapes = parameterShapes(config);
     const ordered = [...shapes.filter(([, s]) => s.length === 2), ...shapes.filter(([, s]) => s.length !== 2)];
     let total = 0;
@@ -104,13 +110,52 @@ export class GPT {
       if (s.length === 2) this.decayCount += n;
       total += n;
     }
-    this.paramBuf = new Float32Array(total);
+    const buf = new Float32Array(total);
+    this.views = new Map();
     let off = 0;
     for (const [name, s] of ordered) {
       const n = s.reduce((a, b) => a * b, 1);
-      this.views.set(name, { data: this.paramBuf.subarray(off, off + n), grad: null, shape: s });
+      this.views.set(name, { data: buf.subarray(off, off + n), grad: null, shape: s });
       off += n;
     }
+    return buf;
+  }
+
+  /**
+   * Adds `extra` rows to the token embedding (new token ids V..V+extra-1, e.g. GPT-1's start, delimiter and
+   * extract tokens), initialised N(0, 0.02) like the others; every other weight is kept. Gradients and
+   * activations are dropped: create the optimizer after this. Returns the first new id.
+   * Example: `const start = model.extendVocab(3, { seed: 1 })`.
+   */
+  extendVocab(extra: number, opts: { seed?: number } = {}): number {
+    this.checkAlive();
+    checkNumber(extra, 'extra', 1, 1 << 20, true);
+    const old = this.views;
+    const V = this.config.vocab_size;
+    const config = { ...this.config, vocab_size: V + extra };
+    this.paramBuf = this.layout(config);
+    for (const [name, p] of old) {
+      const q = this.views.get(name)!;
+      q.data.set(p.data);
+    }
+    new Rng(opts.seed ?? 1).fillNormal(this.views.get('wte.weight')!.data.subarray(V * config.n_embd), 0.02);
+    this.config = config;
+    this.gradBuf = null;
+    this.acts = null;
+    this.pass = null;
+    return V;
+  }
+
+  /**
+   * The final hidden states (B·T, C) of the last forward pass (after ln_f for GPT-2/3; the last block's
+   * output for GPT-1): what a task head reads. A view, valid until the next forward.
+   */
+  lastHidden(): Float32Array {
+    this.checkAlive();
+    if (!this.acts || !this.pass) throw new Error('lastHidden() needs a forward() or loss() first');
+    const a = this.acts;
+    const h = this.config.variant === 'gpt1' ? this.layerOut(a, this.config.n_layer - 1) : a.lnf;
+    return h.subarray(0, a.B * a.T * this.config.n_embd);
   }
 
   /**
@@ -387,9 +432,10 @@ export class GPT {
 
   /**
    * Gradients of the last loss() (times `scale`, e.g. 1/accumulationSteps), added into every parameter's
-   * grad (+=): call zeroGrad() between steps.
+   * grad (+=): call zeroGrad() between steps. `hiddenGrad` (B·T, C), if given, is added to the gradient of
+   * the final hidden states (a task head's gradient, for fine-tuning).
    */
-  backward(scale = 1): void {
+  backward(scale = 1, opts: { hiddenGrad?: Float32Array } = {}): void {
     this.checkAlive();
     const pass = this.pass;
     if (!pass || !pass.targets || !pass.logitsValid || !this.acts)
@@ -414,6 +460,11 @@ export class GPT {
     const dh = cfg.variant === 'gpt1' ? a.dres : a.dln;
     native.gemm(false, false, N, C, V, 1, a.logits, V, wte, C, dh, C, false, null); // dh (N,C) = dlogits · wte
     native.gemm(true, false, V, C, N, 1, a.logits, V, hfinal, C, this.g('wte.weight'), C, true, null); // dwte += dlogitsᵀ · h
+    if (opts.hiddenGrad) {
+      if (!(opts.hiddenGrad instanceof Float32Array) || opts.hiddenGrad.length !== N * C)
+        throw new RangeError(`Expected a Float32Array of ${N}·${C} values for hiddenGrad but received ${opts.hiddenGrad?.length}`);
+      native.add(dh.subarray(0, N * C), dh.subarray(0, N * C), opts.hiddenGrad);
+    }
     if (cfg.variant !== 'gpt1') {
       const xl = this.layerOut(a, cfg.n_layer - 1);
       native.layernormBackward(a.dres, this.g('ln_f.weight'), this.g('ln_f.bias'), a.dln, xl, this.p('ln_f.weight'), a.lnfMean, a.lnfRstd, N, C);
