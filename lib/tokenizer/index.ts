@@ -207,6 +207,7 @@ export class Tokenizer {
   /** Like {@link Tokenizer.encode}, returning a Uint32Array (no copy into a JS array: faster on large texts). */
   encodeToUint32(text: string, options: EncodeOptions = {}): Uint32Array {
     if (typeof text !== 'string') throw typeError('a string', 'text', text);
+    if (typeof options !== 'object' || options === null) throw typeError('an options object', 'options', options);
     const re = this.allowedRegex(options.allowedSpecial);
     if (!re) return native.tokenizerEncode(this.handle, text);
     const parts: Uint32Array[] = [];

@@ -96,13 +96,15 @@ Napi::Value TokenizerSetTokens(const Napi::CallbackInfo& info) {
 Napi::Value TokenizerEncode(const Napi::CallbackInfo& info) {
   const char* op = "tokenizer_encode";
   BpeTokenizer* t = handle_arg(info, 0, op);
-  std::string text;
+  std::string& text = t->text_scratch;
   utf8_arg(info, 1, op, "text", text);
-  std::vector<uint32_t> ids;
-  ids.reserve(text.size() / 3 + 16);
+  std::vector<uint32_t>& ids = t->ids_scratch;
+  ids.clear();
+  ids.reserve(text.size() / 2 + 16);
   t->encode(reinterpret_cast<const uint8_t*>(text.data()), text.size(), ids);
   auto out = Napi::Uint32Array::New(info.Env(), ids.size());
   if (!ids.empty()) std::memcpy(out.Data(), ids.data(), ids.size() * sizeof(uint32_t));
+  t->release_scratch();
   return out;
 }
 

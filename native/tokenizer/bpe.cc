@@ -89,10 +89,18 @@ void BpeTokenizer::set_tokens(const uint8_t* token_bytes, const int32_t* token_o
 }
 
 void BpeTokenizer::clear_cache() {
-  cache_.assign(1024, CacheSlot{0, 0, 0, 0, 0});
+  cache_.assign(1u << 14, CacheSlot{0, 0, 0, 0, 0});
   cache_count_ = 0;
   cache_keys_.clear();
   cache_vals_.clear();
+  cache_keys_.reserve(1u << 18);
+  cache_vals_.reserve(1u << 16);
+}
+
+void BpeTokenizer::release_scratch() {
+  constexpr size_t kKeep = 64u << 20;  // keep buffers up to 64 MB for the next call
+  if (text_scratch.capacity() > kKeep) std::string().swap(text_scratch);
+  if (ids_scratch.capacity() * sizeof(uint32_t) > kKeep) std::vector<uint32_t>().swap(ids_scratch);
 }
 
 void BpeTokenizer::cache_grow() {
@@ -146,26 +154,32 @@ void BpeTokenizer::encode_piece(const uint8_t* p, size_t n, std::vector<uint32_t
   cache_insert(h, p, n, out.data() + start, out.size() - start);
 }
 
-// O(n^2) merging for pieces of at most kCacheMaxBytes bytes: ids[] and the rank of each adjacent pair.
+// O(n^2) merging for pieces of at most kCacheMaxBytes bytes: ids[] and, for each adjacent pair, its rank and
+// merged id packed as rank << 32 | id (all ones: no merge), so the smallest value is the best pair.
 void BpeTokenizer::merge_short(const uint8_t* p, size_t n, std::vector<uint32_t>& out) const {
+  constexpr uint64_t kNone = ~0ull;
   uint32_t ids[kCacheMaxBytes];
-  uint32_t ranks[kCacheMaxBytes];
+  uint64_t cand[kCacheMaxBytes];
+  auto pack = [&](uint32_t l, uint32_t r) -> uint64_t {
+    const Pair* pr = find_pair(l, r);
+    return pr ? (static_cast<uint64_t>(pr->rank) << 32) | pr->id : kNone;
+  };
   for (size_t k = 0; k < n; ++k) ids[k] = byte_to_id_[p[k]];
-  for (size_t k = 0; k + 1 < n; ++k) ranks[k] = rank_of(ids[k], ids[k + 1]);
+  for (size_t k = 0; k + 1 < n; ++k) cand[k] = pack(ids[k], ids[k + 1]);
   size_t m = n;
   while (m > 1) {
-    uint32_t best = kNoRank;
+    uint64_t best = kNone;
     size_t at = 0;
     for (size_t k = 0; k + 1 < m; ++k)
-      if (ranks[k] < best) { best = ranks[k]; at = k; }
-    if (best == kNoRank) break;
-    ids[at] = find_pair(ids[at], ids[at + 1])->id;
-    // drop symbol at+1 and pair rank at
+      if (cand[k] < best) { best = cand[k]; at = k; }
+    if (best == kNone) break;
+    ids[at] = static_cast<uint32_t>(best);
+    // drop symbol at+1 and pair at
     for (size_t k = at + 1; k + 1 < m; ++k) ids[k] = ids[k + 1];
-    for (size_t k = at; k + 2 < m; ++k) ranks[k] = ranks[k + 1];
+    for (size_t k = at; k + 2 < m; ++k) cand[k] = cand[k + 1];
     --m;
-    if (at > 0) ranks[at - 1] = rank_of(ids[at - 1], ids[at]);
-    if (at + 1 < m) ranks[at] = rank_of(ids[at], ids[at + 1]);
+    if (at > 0) cand[at - 1] = pack(ids[at - 1], ids[at]);
+    if (at + 1 < m) cand[at] = pack(ids[at], ids[at + 1]);
   }
   out.insert(out.end(), ids, ids + m);
 }

@@ -47,6 +47,12 @@ class BpeTokenizer {
   size_t n_tokens() const { return offsets_.empty() ? 0 : offsets_.size() - 1; }
   void clear_cache();
 
+  // Buffers the caller may reuse across calls for the input bytes and the output ids (no fresh pages
+  // each call); release_scratch() drops them when they grew large.
+  std::string text_scratch;
+  std::vector<uint32_t> ids_scratch;
+  void release_scratch();
+
   uint8_t cls(uint32_t cp) const {
     return cp < 0x110000 ? stage2_[(static_cast<size_t>(stage1_[cp >> 8]) << 8) | (cp & 0xff)] : uint8_t{kOther};
   }
