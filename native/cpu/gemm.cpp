@@ -247,20 +247,20 @@ void pack_b(float* dst, const float* B, int64_t ldb, bool transB, int64_t p0, in
   }
 }
 
-// C[:, n0:n1) for the whole M and K, on the calling thread
-void gemm_cols(const Kernel& kr, bool transA, bool transB, int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha,
+// C[m0:m1, n0:n1) over the whole K, on the calling thread
+void gemm_block(const Kernel& kr, bool transA, bool transB, int64_t m0, int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha,
                const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
                const float* bias) {
   const int MR = kr.MR, NR = kr.NR;
   if (K == 0) {
-    for (int64_t m = 0; m < M; ++m)
+    for (int64_t m = m0; m < M; ++m)
       for (int64_t n = n0; n < n1; ++n) {
         float v = accumulate ? C[m * ldc + n] : 0.0f;
         C[m * ldc + n] = v + (bias ? bias[n] : 0.0f);
       }
     return;
   }
-  const int64_t mcMax = std::min<int64_t>(MC_ROWS / MR * MR, (M + MR - 1) / MR * MR);
+  const int64_t mcMax = std::min<int64_t>(MC_ROWS / MR * MR, (M - m0 + MR - 1) / MR * MR);
   for (int64_t jc = n0; jc < n1; jc += NC) {
     const int64_t nc = std::min<int64_t>(NC, n1 - jc);
     const int64_t ncPad = (nc + NR - 1) / NR * NR;
@@ -270,7 +270,7 @@ void gemm_cols(const Kernel& kr, bool transA, bool transB, int64_t M, int64_t n0
       pack_b(Bp, B, ldb, transB, pc, kc, jc, nc, NR);
       const bool add = pc > 0 || accumulate;
       const float* bia = (pc == 0 && bias) ? bias + jc : nullptr;
-      for (int64_t ic = 0; ic < M; ic += mcMax) {
+      for (int64_t ic = m0; ic < M; ic += mcMax) {
         const int64_t mc = std::min<int64_t>(mcMax, M - ic);
         const int64_t mcPad = (mc + MR - 1) / MR * MR;
         float* Ap = tl_apack.get(static_cast<size_t>(mcPad * kc));
@@ -301,16 +301,28 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
   const int64_t flops = 2 * M * N * std::max<int64_t>(K, 1);
   int64_t parts = std::min<int64_t>(threads, (N + kr.NR - 1) / kr.NR);
   if (flops < (int64_t)1 << 21) parts = 1;
-  if (parts <= 1) {
-    gemm_cols(kr, transA, transB, M, 0, N, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bias);
+  if (parts <= 1 && !(N < M && threads > 1 && flops >= (int64_t)1 << 21)) {
+    gemm_block(kr, transA, transB, 0, M, 0, N, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bias);
     return;
   }
-  const int64_t panels = (N + kr.NR - 1) / kr.NR;
-  pool->run_tasks(parts, [&](int64_t t, int) {
-    const int64_t p0 = panels * t / parts, p1 = panels * (t + 1) / parts;
-    const int64_t n0 = p0 * kr.NR, n1 = std::min<int64_t>(N, p1 * kr.NR);
-    if (n0 < n1) gemm_cols(kr, transA, transB, M, n0, n1, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bias);
-  });
+  // Split the dimension whose operand is cheaper to pack twice: splitting N makes every thread pack all
+  // of op(A) (M·K), splitting M makes every thread pack all of op(B) (K·N).
+  if (N >= M) {
+    const int64_t panels = (N + kr.NR - 1) / kr.NR;
+    pool->run_tasks(parts, [&](int64_t t, int) {
+      const int64_t p0 = panels * t / parts, p1 = panels * (t + 1) / parts;
+      const int64_t n0 = p0 * kr.NR, n1 = std::min<int64_t>(N, p1 * kr.NR);
+      if (n0 < n1) gemm_block(kr, transA, transB, 0, M, n0, n1, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bias);
+    });
+  } else {
+    const int64_t mparts = std::min<int64_t>(threads, (M + kr.MR - 1) / kr.MR);
+    const int64_t panels = (M + kr.MR - 1) / kr.MR;
+    pool->run_tasks(mparts, [&](int64_t t, int) {
+      const int64_t p0 = panels * t / mparts, p1 = panels * (t + 1) / mparts;
+      const int64_t m0 = p0 * kr.MR, m1 = std::min<int64_t>(M, p1 * kr.MR);
+      if (m0 < m1) gemm_block(kr, transA, transB, m0, m1, 0, N, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bias);
+    });
+  }
 }
 
 }  // namespace gn
