@@ -10,7 +10,9 @@ const { GPT, AdamW, presets, countParameters, readSafetensors, writeSafetensors 
 const { relErr, freshSeed } = require('./helpers/util');
 
 const FIX = path.join(__dirname, 'data', 'fixtures');
-const tmpdir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'gpt-native-test-'));
+const made = [];
+const tmpdir = () => { const d = fs.mkdtempSync(path.join(os.tmpdir(), 'gpt-native-test-')); made.push(d); return d; };
+test.after.always(() => { for (const d of made) fs.rmSync(d, { recursive: true, force: true }); });
 
 async function fixture(v) {
   const dir = path.join(FIX, `${v}-tiny`);

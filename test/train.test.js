@@ -15,7 +15,9 @@ const { saveCheckpoint, loadCheckpoint } = require('../dist/train/checkpoint');
 const { AdamW } = require('../dist/optim');
 const { byteTokenizer, mobyChapters } = require('./helpers/bytetok');
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'gpt-native-train-'));
+const made = [];
+const tmp = () => { const d = fs.mkdtempSync(path.join(os.tmpdir(), 'gpt-native-train-')); made.push(d); return d; };
+test.after.always(() => { for (const d of made) fs.rmSync(d, { recursive: true, force: true }); });
 
 test('learning rate: linear warmup, cosine decay to the floor, then constant', (t) => {
   const o = { lr: 1e-3, warmup: 10, totalSteps: 110, minLrRatio: 0.1 };
