@@ -182,11 +182,11 @@ function validationLoss(model: GPT, valFiles: string[], T: number, B: number, ma
   return n > 0 ? sum / n : null;
 }
 
-/** Samples text from the model (temperature 0.8, top-k 40), starting from the end-of-text token. */
-function sampleText(model: GPT, tokens: number, eot: number, seed: number, decode?: (ids: number[]) => string): string {
+/** Samples text from the model (temperature 0.8, top-k 40) after a prompt (end-of-text, then "The"). */
+function sampleText(model: GPT, tokens: number, prompt: number[], seed: number, decode?: (ids: number[]) => string): string {
   const rng = new Rng(seed);
   const V = model.config.vocab_size, P = model.config.n_positions;
-  const seq = [eot];
+  const seq = prompt.slice();
   const was = model.training;
   model.eval();
   for (let i = 0; i < tokens; i++) {
@@ -201,7 +201,7 @@ function sampleText(model: GPT, tokens: number, eot: number, seed: number, decod
     seq.push(pick);
   }
   model.train(was);
-  return decode ? decode(seq.slice(1)) : seq.slice(1).join(' ');
+  return decode ? decode(seq.slice(1)) : seq.slice(1).join(' '); // the prompt after end-of-text, then the sample
 }
 
 /**
@@ -336,7 +336,8 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   if (o.sampleTokens > 0 && step >= o.steps) {
     let tok = o.tokenizer;
     try { tok ??= defaultTokenizer() as Encoder & { decode(ids: number[]): string }; } catch { /* no tokenizer: ids */ }
-    sample = sampleText(model, o.sampleTokens, tok?.eotToken ?? 50256, o.seed, tok?.decode?.bind(tok));
+    const prompt = tok ? [tok.eotToken, ...tok.encode('The')] : [50256];
+    sample = sampleText(model, o.sampleTokens, prompt, o.seed, tok?.decode?.bind(tok));
     out(`\nsample:\n${sample}\n`);
   }
   out(`checkpoint: ${o.out} (load with GPT.load(${JSON.stringify(o.out)}))`);
