@@ -184,17 +184,12 @@ test('fromHuggingFace reads a byte-level BPE tokenizer.json', (t) => {
 test('large inputs take linear time', (t) => {
   const tk = Tokenizer.gpt2();
   const words = 'the quick brown fox jumps over the lazy dog, 1234 times!\n'.repeat(40000); // 2.3 MB
-  let t0 = Date.now();
   const ids = tk.encodeToUint32(words);
-  const small = Date.now() - t0;
   t.is(tk.decode(ids), words);
-  const big = words.repeat(4);
-  t0 = Date.now();
-  t.is(tk.encodeToUint32(big).length, ids.length * 4);
-  const large = Date.now() - t0;
-  t.true(large < 20 * Math.max(small, 5), `4× the text took ${large} ms vs ${small} ms`);
-  // one 1,000,000-letter word and a 1 MB whitespace run
-  t0 = Date.now();
+  t.is(tk.encodeToUint32(words.repeat(4)).length, ids.length * 4);
+  // one 1,000,000-letter word and a 1 MB whitespace run: a quadratic merge loop needs ~10^12 steps here
+  // (minutes); a linear one, well under a second
+  const t0 = Date.now();
   t.is(tk.decode(tk.encode('ab'.repeat(500000))), 'ab'.repeat(500000));
   t.is(tk.decode(tk.encode(' '.repeat(1000000) + 'x')), ' '.repeat(1000000) + 'x');
   t.true(Date.now() - t0 < 10000);
