@@ -11,6 +11,7 @@ type Command = (argv: string[]) => Promise<void> | void;
 const commands: Record<string, { help: string; load: () => Command }> = {
   bench: { help: 'microbenchmarks: gemm, kernels, train', load: () => require('./bench/index').benchCommand },
   train: { help: 'pre-train a GPT (see --help)', load: () => require('./train').trainCommand },
+  generate: { help: 'stream a continuation: --model DIR --prompt "…"', load: () => require('./cli/generate').generateCommand },
 };
 
 function usage(): string {

@@ -6,6 +6,7 @@ type Bench = (argv: string[]) => Promise<void> | void;
 const benches: Record<string, { help: string; load: () => Bench }> = {
   gemm: { help: 'one GEMM shape: --m --n --k [--trans-a] [--trans-b] [--json]', load: () => require('./gemm').benchGemm },
   kernels: { help: 'every kernel at GPT-2 small shapes [--json]', load: () => require('./kernels').benchKernels },
+  generate: { help: 'batch-1 decoding: --preset P --prompt-tokens N --new-tokens M [--json]', load: () => require('./generate').benchGenerate },
   train: { help: 'one training step: --preset P --batch B --seq T [--steps N] [--json]', load: () => require('./train').benchTrain },
   tokenizer: { help: 'GPT-2 tokenizer encode/decode MB/s: --file F [--json]', load: () => require('./tokenizer').benchTokenizer },
 };

@@ -277,6 +277,14 @@ export class GPT {
     return this.gradBuf;
   }
 
+  /** A parameter's values by canonical (gpt2) name, for inference code that reads the weights. */
+  weight(name: string): Float32Array {
+    this.checkAlive();
+    const p = this.views.get(name);
+    if (!p) throw new RangeError(`Expected a parameter name of this model for name but received ${JSON.stringify(name)}`);
+    return p.data;
+  }
+
   /** Turns dropout on (training) or off. Returns this. */
   train(mode = true): this {
     this.training = mode;

@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "cpu/simd.h"
 #include "cpu/threading.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -288,6 +289,67 @@ void gemm_block(const Kernel& kr, bool transA, bool transB, int64_t m0, int64_t 
   }
 }
 
+
+// ---------------------------------------------------------------------------------- small M (decoding)
+// With M <= 4 (batch-1 decoding, attention over a KV cache) packing would copy all of B for a handful of
+// rows: instead stream B once. A·B: C rows accumulate alpha·A[m,k]·B[k, n-chunk] over k (vectorised over
+// n); A·Bᵀ: each C element is a dot product of two contiguous rows.
+constexpr int64_t kSmallM = 4;
+constexpr int64_t kChunkN = 512;
+
+GN_MULTIVERSION
+void small_m_nn(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* A, int64_t lda, bool transA,
+                const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
+  float acc[kSmallM][kChunkN];
+  for (int64_t c0 = n0; c0 < n1; c0 += kChunkN) {
+    const int64_t w = std::min<int64_t>(kChunkN, n1 - c0);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t j = 0; j < w; ++j) acc[m][j] = 0.0f;
+    for (int64_t k = 0; k < K; ++k) {
+      const float* b = B + k * ldb + c0;
+      for (int64_t m = 0; m < M; ++m) {
+        const float a = transA ? A[k * lda + m] : A[m * lda + k];
+        float* am = acc[m];
+        for (int64_t j = 0; j < w; ++j) am[j] += a * b[j];
+      }
+    }
+    for (int64_t m = 0; m < M; ++m) {
+      float* c = C + m * ldc + c0;
+      for (int64_t j = 0; j < w; ++j) {
+        float v = alpha * acc[m][j];
+        if (accumulate) v += c[j];
+        if (bias) v += bias[c0 + j];
+        c[j] = v;
+      }
+    }
+  }
+}
+
+GN_MULTIVERSION
+void small_m_nt(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* A, int64_t lda, bool transA,
+                const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
+  float arow[kSmallM][1024];
+  const bool staged = K <= 1024;
+  if (staged)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < K; ++k) arow[m][k] = transA ? A[k * lda + m] : A[m * lda + k];
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* b = B + n * ldb;
+    for (int64_t m = 0; m < M; ++m) {
+      float d;
+      if (staged) {
+        const float* a = arow[m];
+        d = lane_sum(K, [&](int64_t k) { return a[k] * b[k]; });
+      } else {
+        d = lane_sum(K, [&](int64_t k) { return (transA ? A[k * lda + m] : A[m * lda + k]) * b[k]; });
+      }
+      float v = alpha * d;
+      if (accumulate) v += C[m * ldc + n];
+      if (bias) v += bias[n];
+      C[m * ldc + n] = v;
+    }
+  }
+}
 }  // namespace
 
 const char* gemm_isa() { return kernel().name; }
@@ -295,6 +357,15 @@ const char* gemm_isa() { return kernel().name; }
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias, ThreadPool* pool) {
   if (M <= 0 || N <= 0) return;
+  if (M <= kSmallM && K > 0) {
+    auto run = [&](int64_t n0, int64_t n1) {
+      if (transB) small_m_nt(M, n0, n1, K, alpha, A, lda, transA, B, ldb, C, ldc, accumulate, bias);
+      else small_m_nn(M, n0, n1, K, alpha, A, lda, transA, B, ldb, C, ldc, accumulate, bias);
+    };
+    if (pool && 2 * M * N * K >= (int64_t)1 << 18) pool->parallel_for(N, [&](int64_t b, int64_t e, int) { run(b, e); }, 64);
+    else run(0, N);
+    return;
+  }
   const Kernel& kr = kernel();
   const int threads = pool ? pool->available_threads() : 1;
   // enough work per thread to pay for the hand-off, and NR-aligned column ranges

@@ -5,7 +5,7 @@ const { native } = require('../../dist/native');
 const { randF32, f64, normErr } = require('./util');
 const seed = Number(process.argv[2] || 1);
 let worst = 0, cases = 0;
-const sizes = [[1, 1, 1], [3, 7, 2], [17, 33, 31], [14, 32, 384], [15, 33, 385], [65, 97, 129], [100, 257, 63], [300, 520, 700]];
+const sizes = [[1, 1, 1], [3, 7, 2], [2, 33, 1500], [17, 33, 31], [14, 32, 384], [15, 33, 385], [65, 97, 129], [100, 257, 63], [300, 520, 700]];
 for (const [M, N, K] of sizes)
   for (const ta of [false, true]) for (const tb of [false, true]) for (const acc of [false, true]) {
     const pad = 3;

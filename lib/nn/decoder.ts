@@ -1,0 +1,125 @@
+/**
+ * Incremental decoding with a KV cache over a GPT's weights (no gradients, no dropout). The prompt is run in
+ * one pass (prefill); each later call runs only the new tokens at their positions, attending to the cached
+ * keys and values of everything before (banded for GPT-3's local layers). The same arithmetic as
+ * GPT.forward, so greedy decoding matches full recomputation.
+ * Shapes: B rows decoded together, Tmax cached positions, C = n_embd; K and V caches (B, Tmax, C) per layer.
+ */
+import { native, AttentionShape } from '../native';
+import type { GPT } from './gpt';
+
+interface Scratch {
+  Tq: number;
+  x: Float32Array; ln: Float32Array; qkv: Float32Array; att: Float32Array; proj: Float32Array;
+  mid: Float32Array; ln2: Float32Array; fc: Float32Array; fcg: Float32Array; out: Float32Array;
+}
+
+export class KVDecoder {
+  /** Tokens whose keys and values are in the cache (the next token goes at this position). */
+  length = 0;
+  private readonly k: Float32Array[] = [];
+  private readonly v: Float32Array[] = [];
+  private scratch: Scratch | null = null;
+  private logitsBuf = new Float32Array(0);
+
+  constructor(readonly model: GPT, readonly B: number, readonly Tmax: number) {
+    const { n_embd: C, n_layer: L, n_positions: P } = model.config;
+    if (Tmax > P) throw new RangeError(`Expected at most n_positions = ${P} cached positions for Tmax but received ${Tmax}`);
+    for (let l = 0; l < L; l++) {
+      this.k.push(new Float32Array(B * Tmax * C));
+      this.v.push(new Float32Array(B * Tmax * C));
+    }
+  }
+
+  private ensure(Tq: number): Scratch {
+    if (this.scratch && this.scratch.Tq >= Tq) return this.scratch;
+    const n = this.B * Tq * this.model.config.n_embd;
+    const f = (k: number) => new Float32Array(n * k);
+    this.scratch = { Tq, x: f(1), ln: f(1), qkv: f(3), att: f(1), proj: f(1), mid: f(1), ln2: f(1), fc: f(4), fcg: f(4), out: f(1) };
+    return this.scratch;
+  }
+
+  /** Drops cached positions at and after `length` (speculative decoding rolls back rejected tokens). */
+  truncate(length: number): void {
+    if (length < 0 || length > this.length) throw new RangeError(`Expected a length in [0, ${this.length}] for truncate but received ${length}`);
+    this.length = length;
+  }
+
+  /**
+   * Runs `Tq` new tokens per row (ids: B·Tq, row-major) at positions length..length+Tq-1 and returns logits:
+   * for every new position (B, Tq, V) when `all`, else only the last (B, V). The returned array is reused.
+   */
+  forward(ids: Int32Array, Tq: number, all = false): Float32Array {
+    const m = this.model;
+    const cfg = m.config;
+    const { n_embd: C, vocab_size: V, n_positions: P, n_head: NH } = cfg;
+    const B = this.B;
+    if (ids.length !== B * Tq) throw new RangeError(`Expected ${B}·${Tq} token ids for ids but received ${ids.length}`);
+    const pos0 = this.length;
+    if (pos0 + Tq > this.Tmax) throw new RangeError(`Expected at most ${this.Tmax - pos0} new tokens for the cache but received ${Tq}`);
+    const N = B * Tq;
+    const s = this.ensure(Tq);
+    const sub = (a: Float32Array, k = 1) => a.subarray(0, N * C * k);
+    const x0 = sub(s.x);
+    const eps = cfg.layer_norm_epsilon;
+    const w = (name: string) => m.weight(name);
+    native.embeddingForward(x0, ids, w('wte.weight'), w('wpe.weight'), B, Tq, C, V, P, pos0);
+    let x = x0;
+    for (let l = 0; l < cfg.n_layer; l++) {
+      const h = `h.${l}.`;
+      const qkv = sub(s.qkv, 3), att = sub(s.att), proj = sub(s.proj), mid = sub(s.mid), fc = sub(s.fc, 4), fcg = sub(s.fcg, 4);
+      const attend = (inp: Float32Array) => {
+        native.linearForward(qkv, inp, w(h + 'attn.c_attn.weight'), w(h + 'attn.c_attn.bias'), N, C, 3 * C);
+        // append this step's keys and values to the cache
+        const kc = this.k[l], vc = this.v[l];
+        for (let b = 0; b < B; b++)
+          for (let t = 0; t < Tq; t++) {
+            const src = (b * Tq + t) * 3 * C, dst = (b * this.Tmax + pos0 + t) * C;
+            kc.set(qkv.subarray(src + C, src + 2 * C), dst);
+            vc.set(qkv.subarray(src + 2 * C, src + 3 * C), dst);
+          }
+        const shape: AttentionShape = {
+          B, Tq, Tk: pos0 + Tq, NH, HS: C / NH, qPos0: pos0, window: cfg.attention_layers[l] === 'local' ? cfg.window_size : 0,
+          dropout: 0, seed: 0, q: [Tq * 3 * C, 3 * C], k: [this.Tmax * C, C], v: [this.Tmax * C, C], o: [Tq * C, C],
+        };
+        native.attentionForward(att, null, qkv, kc, vc, shape);
+        native.linearForward(proj, att, w(h + 'attn.c_proj.weight'), w(h + 'attn.c_proj.bias'), N, C, C);
+      };
+      const mlp = (inp: Float32Array, out: Float32Array) => {
+        native.linearForward(fc, inp, w(h + 'mlp.c_fc.weight'), w(h + 'mlp.c_fc.bias'), N, C, 4 * C);
+        native.geluForward(fcg, fc);
+        native.linearForward(out, fcg, w(h + 'mlp.c_proj.weight'), w(h + 'mlp.c_proj.bias'), N, 4 * C, C);
+      };
+      const ln = sub(s.ln), ln2 = sub(s.ln2), out = l % 2 === 0 ? sub(s.out) : x0;
+      if (cfg.variant === 'gpt1') {
+        attend(x);
+        native.add(mid, x, proj);
+        native.layernormForward(ln, null, null, mid, w(h + 'ln_1.weight'), w(h + 'ln_1.bias'), N, C, eps);
+        mlp(ln, proj);
+        native.add(mid, ln, proj);
+        native.layernormForward(out, null, null, mid, w(h + 'ln_2.weight'), w(h + 'ln_2.bias'), N, C, eps);
+      } else {
+        native.layernormForward(ln, null, null, x, w(h + 'ln_1.weight'), w(h + 'ln_1.bias'), N, C, eps);
+        attend(ln);
+        native.add(mid, x, proj);
+        native.layernormForward(ln2, null, null, mid, w(h + 'ln_2.weight'), w(h + 'ln_2.bias'), N, C, eps);
+        mlp(ln2, proj);
+        native.add(out, mid, proj);
+      }
+      x = out;
+    }
+    let hf = x;
+    if (cfg.variant !== 'gpt1') {
+      hf = sub(s.ln);
+      native.layernormForward(hf, null, null, x, w('ln_f.weight'), w('ln_f.bias'), N, C, eps);
+    }
+    const rows = all ? N : B;
+    if (this.logitsBuf.length < rows * V) this.logitsBuf = new Float32Array(rows * V);
+    const logits = this.logitsBuf.subarray(0, rows * V);
+    if (all) native.gemm(false, true, N, V, C, 1, hf, C, w('wte.weight'), C, logits, V, false, null);
+    // the last position of each row: rows (Tq-1), (2Tq-1), … of hf, i.e. stride Tq·C
+    else native.gemm(false, true, B, V, C, 1, hf.subarray((Tq - 1) * C), Tq * C, w('wte.weight'), C, logits, V, false, null);
+    this.length = pos0 + Tq;
+    return logits;
+  }
+}
