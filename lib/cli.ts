@@ -10,6 +10,7 @@ type Command = (argv: string[]) => Promise<void> | void;
 
 const commands: Record<string, { help: string; load: () => Command }> = {
   bench: { help: 'microbenchmarks: gemm, kernels', load: () => require('./bench/index').benchCommand },
+  data: { help: 'data pipeline: quality, filter, dedup, decontaminate, mix', load: () => require('./data/cli').dataCommand },
 };
 
 function usage(): string {

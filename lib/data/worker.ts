@@ -1,0 +1,18 @@
+/** Worker-thread entry: builds the task's processor from workerData and answers chunks in turn. */
+import { parentPort, workerData } from 'worker_threads';
+import { makeProcessor, TaskSpec, ChunkResult } from './tasks';
+import { RawChunk } from './jsonl';
+
+const process_ = makeProcessor(workerData as TaskSpec);
+parentPort!.on('message', (m: { id: number; chunk: RawChunk }) => {
+  let result: ChunkResult;
+  try {
+    result = process_(m.chunk);
+  } catch (e) {
+    parentPort!.postMessage({ id: m.id, error: (e as Error).stack ?? String(e) });
+    return;
+  }
+  const transfer: ArrayBuffer[] = [];
+  for (const a of [result.sigs, result.lines, result.hits]) if (a) transfer.push(a.buffer as ArrayBuffer);
+  parentPort!.postMessage({ id: m.id, result }, transfer);
+});
