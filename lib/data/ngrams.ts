@@ -70,3 +70,38 @@ export function countNgramHits(text: string, set: Set<number>, n = 13, stopAt = 
   });
   return hits;
 }
+
+/**
+ * A text's shingle set as sorted 53-bit keys: its word n-grams, or for a text of fewer than n words (but some)
+ * one shingle of all its words, as MinHash signs it. Example: `shingleKeys('a b c d e f', 5)` → 2 keys.
+ */
+export function shingleKeys(text: string, n: number): Float64Array {
+  const keys: number[] = [];
+  const grams = forEachNgramKey(text, n, (k) => void keys.push(k));
+  if (grams === 0) {
+    let words = 0;
+    forEachNgramKey(text, 1, () => void words++);
+    if (words > 0) forEachNgramKey(text, words, (k) => void keys.push(k));
+  }
+  const a = Float64Array.from(keys).sort();
+  let m = 0;
+  for (let i = 0; i < a.length; i++) if (i === 0 || a[i] !== a[i - 1]) a[m++] = a[i];
+  return a.slice(0, m);
+}
+
+/** Exact Jaccard similarity of two sorted key sets. */
+export function jaccardOfSorted(a: Float64Array, b: Float64Array): number {
+  let i = 0;
+  let j = 0;
+  let inter = 0;
+  while (i < a.length && j < b.length) {
+    if (a[i] === b[j]) {
+      inter++;
+      i++;
+      j++;
+    } else if (a[i] < b[j]) i++;
+    else j++;
+  }
+  const uni = a.length + b.length - inter;
+  return uni === 0 ? 0 : inter / uni;
+}

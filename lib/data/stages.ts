@@ -9,11 +9,11 @@ import * as os from 'os';
 import * as path from 'path';
 import { ChunkPool, runChunks } from './pool';
 import { ChunkError, ChunkResult, HIST_BINS, TaskSpec } from './tasks';
-import { DataInputError, DocFormat, InputFile, LineWriter, listInputs, outputPlan, readChunks, readDocuments } from './jsonl';
+import { DataInputError, DocFormat, InputFile, LineWriter, listInputs, outputPlan, parseLine, readChunks, readDocuments } from './jsonl';
 import { Progress } from './progress';
 import { QualityClassifier, QualityEval, QualityTrainOptions, Featurizer, SparseFeatures } from './quality';
 import { LshIndex, MinHasher } from './minhash';
-import { ngramSet } from './ngrams';
+import { jaccardOfSorted, ngramSet, shingleKeys } from './ngrams';
 import { checkAlpha } from './pareto';
 
 /** Options every stage takes. */
@@ -46,6 +46,8 @@ export interface StageSummary {
   dropped: number;
   /** dedup: documents dropped as near-duplicates (also counted in dropped) */
   duplicates?: number;
+  /** dedup: candidate pairs whose estimate was too close to the threshold to trust, checked on exact shingle sets */
+  checked?: number;
   /** decontaminate: documents dropped by each test */
   contaminated?: { ngram: number; minhash: number };
   /** bad input lines, and the first few of them */
@@ -119,7 +121,8 @@ class Outputs {
   }
 
   async finish(files: InputFile[]): Promise<void> {
-    if (files.length === 0 && !this.current) await this.start({ path: '-', format: 'jsonl', gzip: false, size: 0 });
+    // no input shard at all: still leave an (empty) output file
+    if (files.length === 0 && !this.current && !this.plan.perShard) await this.start({ path: '-', format: 'jsonl', gzip: false, size: 0 });
     if (!this.plan.perShard && this.current) await this.current.close();
     this.current = null;
   }
@@ -212,13 +215,18 @@ function checkThreshold(t: number): void {
 }
 
 /**
- * Removes near-duplicates: documents whose estimated Jaccard similarity (word shingles) is ≥ threshold are
- * joined into clusters (connected components) and only the first document of each cluster is written.
- * Two passes: sign everything (workers) while clustering, then copy the kept lines. `duplicates`, when
- * given, receives each dropped document with `duplicate_of: {file, line}` (the kept one).
+ * Removes near-duplicates: documents whose Jaccard similarity (word shingles) is ≥ threshold are joined into
+ * clusters (connected components) and only the first document of each cluster is written.
+ * Pass 1 signs everything (workers) and clusters LSH candidates by their estimated Jaccard Ĵ; a candidate
+ * pair whose Ĵ lies within 3σ of the threshold (σ = √(t(1−t)/k)) is not left to chance: pass 1b reads just
+ * those documents again and compares their exact shingle sets (at most `maxChecks` pairs, 2 million by
+ * default; beyond that Ĵ ≥ threshold decides). Pass 2 copies the kept lines. `duplicates`, when given,
+ * receives each dropped document with `duplicate_of: {file, line}` (the first of its cluster).
  * Example: `await dedupFiles({ in: 'kept/', out: 'dedup.jsonl', threshold: 0.8 })`.
  */
-export async function dedupFiles(opts: StageOptions & FuzzyOptions & { duplicates?: string }): Promise<StageSummary> {
+export async function dedupFiles(
+  opts: StageOptions & FuzzyOptions & { duplicates?: string; maxChecks?: number },
+): Promise<StageSummary> {
   const t0 = performance.now();
   const threshold = opts.threshold ?? 0.8;
   checkThreshold(threshold);
@@ -253,6 +261,13 @@ export async function dedupFiles(opts: StageOptions & FuzzyOptions & { duplicate
     return b;
   };
   const fileIdx = new Map<string, number>(files.map((f, i) => [f.name ?? f.path, i]));
+  // Ĵ has standard deviation ≤ √(J(1−J)/k): a pair whose estimate lies within 3σ of the threshold is
+  // checked on its exact shingle sets (pass 1b) instead of being decided by the estimate's noise
+  const sigma = Math.sqrt((threshold * (1 - threshold)) / k);
+  const lo = threshold - 3 * sigma;
+  const hi = Math.min(1, threshold + 3 * sigma);
+  const uncertain: number[] = [];
+  const maxUncertain = opts.maxChecks ?? 2_000_000;
   const progress = new Progress('dedup: sign', files.reduce((a, f) => a + f.size, 0) * 2, opts.progress);
   const pool = new ChunkPool({ kind: 'sign', hashes: k, shingle: mh.shingle, seed: mh.seed }, opts.workers);
   try {
@@ -279,7 +294,12 @@ export async function dedupFiles(opts: StageOptions & FuzzyOptions & { duplicate
           for (const cand of index.candidates(r.sigs!, off)) {
             const other = lshToDoc[cand];
             if (find(other) === find(g)) continue;
-            if (index.similarity(cand, r.sigs!, off) >= threshold) union(g, other);
+            const sim = index.similarity(cand, r.sigs!, off);
+            if (sim >= hi) union(g, other);
+            else if (sim >= lo) {
+              if (uncertain.length < 2 * maxUncertain) uncertain.push(other, g);
+              else if (sim >= threshold) union(g, other);
+            }
           }
           lshToDoc.push(g);
           index.add(r.sigs!, off);
@@ -294,6 +314,46 @@ export async function dedupFiles(opts: StageOptions & FuzzyOptions & { duplicate
     throw e;
   }
   await pool.close();
+  // pass 1b: exact Jaccard for the uncertain pairs (reads only their documents)
+  if (uncertain.length) {
+    const want = new Map<number, number>(); // (file << 32 | line) → doc, as a number key
+    const keyOf = (fi: number, line: number): number => fi * 4294967296 + line;
+    for (const d of uncertain) want.set(keyOf(docFile[d], docLine[d]), d);
+    const sets = new Map<number, Float64Array>();
+    const n = mh.shingle;
+    try {
+      for (let fi = 0; fi < files.length; fi++) {
+        for await (const c of readChunks(files[fi], opts.chunkBytes)) {
+          if (c.format === 'text') {
+            const d = want.get(keyOf(fi, 1));
+            if (d !== undefined) sets.set(d, shingleKeys(c.data, n));
+            continue;
+          }
+          const data = c.data;
+          let line = c.firstLine;
+          for (let start = 0; start < data.length; line++) {
+            let end = data.indexOf('\n', start);
+            if (end < 0) end = data.length;
+            const d = want.get(keyOf(fi, line));
+            if (d !== undefined) {
+              const p = parseLine(data.slice(start, end), c.file, line);
+              if (p) sets.set(d, shingleKeys(p.text, n));
+            }
+            start = end + 1;
+          }
+        }
+      }
+    } catch (e) {
+      cleanup();
+      throw e;
+    }
+    for (let i = 0; i < uncertain.length; i += 2) {
+      const a = sets.get(uncertain[i]);
+      const b = sets.get(uncertain[i + 1]);
+      if (a && b && jaccardOfSorted(a, b) >= threshold) union(uncertain[i], uncertain[i + 1]);
+    }
+    s.checked = uncertain.length / 2;
+  }
   // pass 2: copy the first document of each cluster
   const outs = new Outputs(opts.in, files, opts.out);
   const dupes = opts.duplicates ? new LineWriter(opts.duplicates) : null;
@@ -488,6 +548,7 @@ export function formatSummary(s: StageSummary): string {
     `${s.stage}: ${n(s.docs)} documents from ${n(s.files)} file${s.files === 1 ? '' : 's'} (${mb.toFixed(1)} MB in ${s.seconds.toFixed(2)} s, ${(mb / Math.max(s.seconds, 1e-9)).toFixed(1)} MB/s)`,
     `  kept ${n(s.kept)}, dropped ${n(s.dropped)}` +
       (s.duplicates !== undefined ? `, duplicates ${n(s.duplicates)}` : '') +
+      (s.checked ? ` (${n(s.checked)} borderline pairs checked exactly)` : '') +
       (s.contaminated ? ` (n-gram overlap ${n(s.contaminated.ngram)}, MinHash ${n(s.contaminated.minhash)})` : '') +
       `, bad lines ${n(s.errors)}`,
   ];
