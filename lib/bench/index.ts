@@ -6,6 +6,7 @@ type Bench = (argv: string[]) => Promise<void> | void;
 const benches: Record<string, { help: string; load: () => Bench }> = {
   gemm: { help: 'one GEMM shape: --m --n --k [--trans-a] [--trans-b] [--json]', load: () => require('./gemm').benchGemm },
   kernels: { help: 'every kernel at GPT-2 small shapes [--json]', load: () => require('./kernels').benchKernels },
+  data: { help: 'data pipeline MB/s: scoring, MinHash signing, dedup [--mb] [--json]', load: () => require('./data').benchData },
 };
 
 export async function benchCommand(argv: string[]): Promise<void> {

@@ -10,6 +10,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
+import { isAscii } from 'buffer';
 
 export type DocFormat = 'jsonl' | 'text';
 
@@ -87,14 +88,17 @@ export function listInputs(input: string, opts: { format?: DocFormat } = {}): In
   return out;
 }
 
-/** A run of whole lines of one file (or a whole text file). */
+/**
+ * A run of whole lines of one file (or a whole text file), as raw UTF-8 bytes in a buffer of its own, so it can
+ * be handed to a worker thread without copying; lines are decoded there, one at a time.
+ */
 export interface RawChunk {
   file: string;
   format: DocFormat;
-  /** 1-based number of the first line in `data` */
+  /** 1-based number of the first line in `buf` */
   firstLine: number;
-  data: string;
-  /** bytes of input this chunk covers */
+  buf: Uint8Array;
+  /** bytes of input this chunk covers (compressed input: after decompression) */
   bytes: number;
 }
 
@@ -103,12 +107,20 @@ function openStream(f: InputFile): NodeJS.ReadableStream {
   return f.gzip ? raw.pipe(zlib.createGunzip()) : raw;
 }
 
+/** Copies into a fresh (never pooled, so transferable) buffer. */
+function own(b: Uint8Array): Uint8Array {
+  const o = new Uint8Array(b.length);
+  o.set(b);
+  return o;
+}
+
 /**
  * Reads a file as chunks of about `chunkBytes` of whole lines (a plain-text file as one chunk).
  * Example: `for await (const c of readChunks(listInputs('a.jsonl')[0])) …`.
  */
 export async function* readChunks(f: InputFile, chunkBytes = 1 << 20): AsyncGenerator<RawChunk> {
   const stream = openStream(f);
+  const file = f.name ?? f.path;
   if (f.format === 'text') {
     const parts: Buffer[] = [];
     let n = 0;
@@ -116,18 +128,15 @@ export async function* readChunks(f: InputFile, chunkBytes = 1 << 20): AsyncGene
       parts.push(b);
       n += b.length;
     }
-    yield { file: f.name ?? f.path, format: 'text', firstLine: 1, data: Buffer.concat(parts).toString('utf8'), bytes: n };
+    yield { file, format: 'text', firstLine: 1, buf: own(Buffer.concat(parts, n)), bytes: n };
     return;
   }
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let line = 1;
   const emit = (buf: Buffer): RawChunk => {
-    const data = buf.toString('utf8');
-    const c: RawChunk = { file: f.name ?? f.path, format: 'jsonl', firstLine: line, data, bytes: buf.length };
-    let nl = 0;
-    for (let i = buf.indexOf(10); i >= 0; i = buf.indexOf(10, i + 1)) nl++;
-    line += nl;
+    const c: RawChunk = { file, format: 'jsonl', firstLine: line, buf: own(buf), bytes: buf.length };
+    for (let i = buf.indexOf(10); i >= 0; i = buf.indexOf(10, i + 1)) line++;
     return c;
   };
   for await (const b of stream as AsyncIterable<Buffer>) {
@@ -142,10 +151,15 @@ export async function* readChunks(f: InputFile, chunkBytes = 1 << 20): AsyncGene
     }
     yield emit(all.subarray(0, cut + 1));
     const rest = all.subarray(cut + 1);
-    pending = rest.length ? [Buffer.from(rest)] : [];
+    pending = rest.length ? [rest] : [];
     pendingBytes = rest.length;
   }
   if (pendingBytes > 0) yield emit(Buffer.concat(pending, pendingBytes));
+}
+
+/** Decodes bytes [start, end) of a buffer as UTF-8 (a pure-ASCII line by the fast one-byte path). */
+export function decodeRange(buf: Buffer, start: number, end: number): string {
+  return isAscii(buf.subarray(start, end)) ? buf.toString('latin1', start, end) : buf.toString('utf8', start, end);
 }
 
 /**
@@ -173,38 +187,66 @@ export function parseLine(line: string, file: string, lineNo: number): { doc: Re
   return { doc: doc as Record<string, unknown>, text };
 }
 
+/** A document of a chunk, with the byte range of its line in the chunk (no newline, no trailing CR). */
+export interface ChunkDoc {
+  doc: Record<string, unknown>;
+  text: string;
+  line: number;
+  start: number;
+  end: number;
+}
+
+/** The chunk's bytes as a Buffer view (no copy). */
+export function chunkBuffer(c: RawChunk): Buffer {
+  return Buffer.from(c.buf.buffer, c.buf.byteOffset, c.buf.byteLength);
+}
+
 /**
- * Visits the documents of a chunk in order; bad lines go to `onError` and are skipped.
- * `visit` receives the raw line too (without its newline), so stages can copy it unchanged.
+ * Calls `visit(line, start, end)` for each line of a JSONL chunk: its number and byte range (no newline, no
+ * trailing CR).
  */
-export function forEachDoc(
-  c: RawChunk,
-  visit: (d: { doc: Record<string, unknown>; text: string; raw: string; line: number }) => void,
-  onError: (e: DataInputError) => void,
-): void {
-  if (c.format === 'text') {
-    const doc = { text: c.data, source: c.file };
-    visit({ doc, text: c.data, raw: JSON.stringify(doc), line: 1 });
-    return;
-  }
-  const data = c.data;
+export function forEachLine(c: RawChunk, visit: (line: number, start: number, end: number) => void): void {
+  const buf = chunkBuffer(c);
   let start = 0;
   let lineNo = c.firstLine;
-  while (start < data.length) {
-    let end = data.indexOf('\n', start);
-    if (end < 0) end = data.length;
-    let raw = data.slice(start, end);
-    if (raw.charCodeAt(raw.length - 1) === 13) raw = raw.slice(0, -1);
+  while (start < buf.length) {
+    let end = buf.indexOf(10, start);
+    const next = end < 0 ? buf.length : end + 1;
+    if (end < 0) end = buf.length;
+    if (end > start && buf[end - 1] === 13) end--;
+    visit(lineNo, start, end);
+    start = next;
+    lineNo++;
+  }
+}
+
+/**
+ * Visits the documents of a chunk in order; bad lines go to `onError` and are skipped. A plain-text chunk is
+ * one document `{"text": …, "source": file}`.
+ */
+export function forEachDoc(c: RawChunk, visit: (d: ChunkDoc) => void, onError: (e: DataInputError) => void): void {
+  const buf = chunkBuffer(c);
+  if (c.format === 'text') {
+    const text = buf.toString('utf8');
+    visit({ doc: { text, source: c.file }, text, line: 1, start: 0, end: buf.length });
+    return;
+  }
+  forEachLine(c, (line, start, end) => {
+    if (start === end) return;
     try {
-      const d = parseLine(raw, c.file, lineNo);
-      if (d) visit({ doc: d.doc, text: d.text, raw, line: lineNo });
+      const d = parseLine(decodeRange(buf, start, end), c.file, line);
+      if (d) visit({ doc: d.doc, text: d.text, line, start, end });
     } catch (e) {
       if (e instanceof DataInputError) onError(e);
       else throw e;
     }
-    start = end + 1;
-    lineNo++;
-  }
+  });
+}
+
+/** The output form of a document: its own line's bytes for JSONL, a new JSON object for plain text. */
+export function docBytes(c: RawChunk, d: ChunkDoc): Uint8Array {
+  if (c.format === 'text') return Buffer.from(JSON.stringify(d.doc));
+  return c.buf.subarray(d.start, d.end);
 }
 
 /**
@@ -252,8 +294,8 @@ export class LineWriter {
     });
   }
 
-  /** Appends text (lines with their newlines); resolves when the stream can take more. */
-  async write(s: string): Promise<void> {
+  /** Appends text or bytes (lines with their newlines); resolves when the stream can take more. */
+  async write(s: string | Uint8Array): Promise<void> {
     if (this.failed) throw this.failed;
     if (s.length === 0) return;
     if (!this.stream.write(s)) await new Promise<void>((res) => this.stream.once('drain', res));

@@ -53,8 +53,13 @@ export class ChunkPool {
 
   private release(w: Worker): void {
     const next = this.waiting.shift();
-    if (next) w.postMessage(next);
+    if (next) this.post(w, next);
     else this.idle.push(w);
+  }
+
+  /** Hands a chunk to a worker, moving (not copying) its bytes. */
+  private post(w: Worker, m: { id: number; chunk: RawChunk }): void {
+    w.postMessage(m, [m.chunk.buf.buffer as ArrayBuffer]);
   }
 
   /** Processes one chunk. */
@@ -70,7 +75,7 @@ export class ChunkPool {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       const w = this.idle.pop();
-      if (w) w.postMessage({ id, chunk });
+      if (w) this.post(w, { id, chunk });
       else this.waiting.push({ chunk, id });
     });
   }

@@ -26,7 +26,6 @@ export class Featurizer {
   readonly buckets: number;
   private readonly mask: number;
   private readonly counts: Uint32Array;
-  private touched: Uint32Array;
 
   constructor(buckets = 1 << 18) {
     if (!Number.isInteger(buckets) || buckets < 2 || (buckets & (buckets - 1)) !== 0 || buckets > 1 << 26)
@@ -34,7 +33,32 @@ export class Featurizer {
     this.buckets = buckets;
     this.mask = buckets - 1;
     this.counts = new Uint32Array(buckets);
-    this.touched = new Uint32Array(1024);
+  }
+
+  // per-document bucket counts in a small open-addressing table (key = bucket + 1), so that the hot loop
+  // touches only cache-resident memory and each distinct bucket's weight is read once
+  private tKeys = new Int32Array(4096);
+  private tCounts = new Uint32Array(4096);
+  private tUsed = new Int32Array(2048);
+
+  private grow(): void {
+    const oldKeys = this.tKeys;
+    const oldCounts = this.tCounts;
+    const cap = oldKeys.length * 2;
+    this.tKeys = new Int32Array(cap);
+    this.tCounts = new Uint32Array(cap);
+    const used = new Int32Array(cap / 2);
+    let nu = 0;
+    for (let i = 0; i < oldKeys.length; i++) {
+      const k = oldKeys[i];
+      if (k === 0) continue;
+      let slot = (k - 1) & (cap - 1);
+      while (this.tKeys[slot] !== 0) slot = (slot + 1) & (cap - 1);
+      this.tKeys[slot] = k;
+      this.tCounts[slot] = oldCounts[i];
+      used[nu++] = slot;
+    }
+    this.tUsed = used;
   }
 
   /**
@@ -43,12 +67,11 @@ export class Featurizer {
    */
   score(text: string, weights: Float32Array, bias: number): number {
     const L = letterTable();
-    const counts = this.counts;
     const mask = this.mask;
-    let touched = this.touched;
-    let nt = 0;
-    let sumsq = 0;
-    let dot = 0;
+    let keys = this.tKeys;
+    let counts = this.tCounts;
+    let cap1 = keys.length - 1;
+    let nu = 0;
     let h = FNV_OFFSET;
     let inWord = false;
     const len = text.length;
@@ -58,23 +81,42 @@ export class Featurizer {
         h = Math.imul(h ^ l, FNV_PRIME);
         inWord = true;
       } else if (inWord) {
-        const b = fmix32(h) & mask;
-        const k = counts[b]++;
-        sumsq += 2 * k + 1;
-        dot += weights[b];
-        if (k === 0) {
-          if (nt === touched.length) {
-            const t2 = new Uint32Array(nt * 2);
-            t2.set(touched);
-            touched = this.touched = t2;
+        const key = (fmix32(h) & mask) + 1;
+        let slot = key & cap1;
+        for (;;) {
+          const k = keys[slot];
+          if (k === key) {
+            counts[slot]++;
+            break;
           }
-          touched[nt++] = b;
+          if (k === 0) {
+            keys[slot] = key;
+            counts[slot] = 1;
+            this.tUsed[nu++] = slot;
+            if (2 * nu > cap1) {
+              this.grow();
+              keys = this.tKeys;
+              counts = this.tCounts;
+              cap1 = keys.length - 1;
+            }
+            break;
+          }
+          slot = (slot + 1) & cap1;
         }
         h = FNV_OFFSET;
         inWord = false;
       }
     }
-    for (let j = 0; j < nt; j++) counts[touched[j]] = 0;
+    let sumsq = 0;
+    let dot = 0;
+    const used = this.tUsed;
+    for (let j = 0; j < nu; j++) {
+      const slot = used[j];
+      const c = counts[slot];
+      sumsq += c * c;
+      dot += c * weights[keys[slot] - 1];
+      keys[slot] = 0;
+    }
     const z = bias + (sumsq > 0 ? dot / Math.sqrt(sumsq) : 0);
     return 1 / (1 + Math.exp(-z));
   }

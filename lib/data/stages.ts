@@ -8,8 +8,21 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ChunkPool, runChunks } from './pool';
-import { ChunkError, ChunkResult, HIST_BINS, TaskSpec } from './tasks';
-import { DataInputError, DocFormat, InputFile, LineWriter, listInputs, outputPlan, parseLine, readChunks, readDocuments } from './jsonl';
+import { ByteSink, ChunkError, ChunkResult, HIST_BINS, TaskSpec } from './tasks';
+import {
+  chunkBuffer,
+  DataInputError,
+  decodeRange,
+  DocFormat,
+  forEachLine,
+  InputFile,
+  LineWriter,
+  listInputs,
+  outputPlan,
+  parseLine,
+  readChunks,
+  readDocuments,
+} from './jsonl';
 import { Progress } from './progress';
 import { QualityClassifier, QualityEval, QualityTrainOptions, Featurizer, SparseFeatures } from './quality';
 import { LshIndex, MinHasher } from './minhash';
@@ -109,7 +122,7 @@ class Outputs {
     this.paths.push(this.current.path);
   }
 
-  async write(s: string): Promise<void> {
+  async write(s: string | Uint8Array): Promise<void> {
     await this.current!.write(s);
   }
 
@@ -324,23 +337,18 @@ export async function dedupFiles(
     try {
       for (let fi = 0; fi < files.length; fi++) {
         for await (const c of readChunks(files[fi], opts.chunkBytes)) {
+          const buf = chunkBuffer(c);
           if (c.format === 'text') {
             const d = want.get(keyOf(fi, 1));
-            if (d !== undefined) sets.set(d, shingleKeys(c.data, n));
+            if (d !== undefined) sets.set(d, shingleKeys(buf.toString('utf8'), n));
             continue;
           }
-          const data = c.data;
-          let line = c.firstLine;
-          for (let start = 0; start < data.length; line++) {
-            let end = data.indexOf('\n', start);
-            if (end < 0) end = data.length;
+          forEachLine(c, (line, start, end) => {
             const d = want.get(keyOf(fi, line));
-            if (d !== undefined) {
-              const p = parseLine(data.slice(start, end), c.file, line);
-              if (p) sets.set(d, shingleKeys(p.text, n));
-            }
-            start = end + 1;
-          }
+            if (d === undefined) return;
+            const p = parseLine(decodeRange(buf, start, end), c.file, line);
+            if (p) sets.set(d, shingleKeys(p.text, n));
+          });
         }
       }
     } catch (e) {
@@ -363,36 +371,34 @@ export async function dedupFiles(
       const f = files[fi];
       await outs.start(f);
       for await (const c of readChunks(f, opts.chunkBytes)) {
-        const kept: string[] = [];
+        const buf = chunkBuffer(c);
+        const kept = new ByteSink();
         const dropped: string[] = [];
-        const take = (raw: string, line: number): void => {
+        const take = (line: number, start: number, end: number): void => {
           if (g >= s.docs || docFile[g] !== fi || docLine[g] !== line) return; // a bad or blank line
           const root = find(g);
-          if (root === g) kept.push(raw);
-          else if (dupes) {
-            const doc = JSON.parse(raw) as Record<string, unknown>;
-            doc.duplicate_of = { file: files[docFile[root]].name ?? files[docFile[root]].path, line: docLine[root] };
+          const text = c.format === 'text';
+          if (root === g) {
+            if (text) kept.pushString(JSON.stringify({ text: buf.toString('utf8'), source: c.file }) + '\n');
+            else {
+              kept.push(buf.subarray(start, end));
+              kept.pushString('\n');
+            }
+          } else if (dupes) {
+            const doc = text
+              ? { text: buf.toString('utf8'), source: c.file }
+              : (JSON.parse(decodeRange(buf, start, end)) as Record<string, unknown>);
+            const r = files[docFile[root]];
+            (doc as Record<string, unknown>).duplicate_of = { file: r.name ?? r.path, line: docLine[root] };
             dropped.push(JSON.stringify(doc));
           }
           g++;
         };
-        if (c.format === 'text') take(JSON.stringify({ text: c.data, source: c.file }), 1);
-        else {
-          const data = c.data;
-          let line = c.firstLine;
-          for (let start = 0; start < data.length; line++) {
-            let end = data.indexOf('\n', start);
-            if (end < 0) end = data.length;
-            if (g < s.docs && docLine[g] === line && docFile[g] === fi) {
-              let raw = data.slice(start, end);
-              if (raw.charCodeAt(raw.length - 1) === 13) raw = raw.slice(0, -1);
-              take(raw, line);
-            }
-            start = end + 1;
-          }
-        }
+        if (c.format === 'text') take(1, 0, buf.length);
+        else forEachLine(c, take);
+        const out = kept.finish();
         progress.tick(c.bytes, 0);
-        if (kept.length) await outs.write(kept.join('\n') + '\n');
+        if (out.length) await outs.write(out);
         if (dupes && dropped.length) await dupes.write(dropped.join('\n') + '\n');
       }
       await outs.end();
@@ -461,7 +467,8 @@ export async function decontaminateFiles(
     minhash: useMinhash ? { hashes: mh.hashes, shingle: mh.shingle, seed: mh.seed } : null,
   };
   const s = await lineStage('decontaminate', spec, opts, (r) => {
-    const kept: string[] = [];
+    const kept = new ByteSink();
+    let nKept = 0;
     for (let i = 0; i < r.docs; i++) {
       if (useNgram && r.hits![i] >= minHits) {
         ngramDrops++;
@@ -481,10 +488,11 @@ export async function decontaminateFiles(
           continue;
         }
       }
-      kept.push(r.raws![i]);
+      kept.push(r.out.subarray(r.offsets![i], r.offsets![i + 1]));
+      nKept++;
     }
-    r.kept = kept.length;
-    r.out = kept.length ? kept.join('\n') + '\n' : '';
+    r.kept = nKept;
+    r.out = kept.finish();
   });
   // lineStage counted kept before our callback changed it: recount
   s.kept = s.docs - ngramDrops - minhashDrops;

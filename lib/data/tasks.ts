@@ -8,7 +8,7 @@ import { MinHasher } from './minhash';
 import { forEachNgramKey } from './ngrams';
 import { checkAlpha, paretoKeepDoc } from './pareto';
 import { stringKey } from './hash';
-import { DataInputError, forEachDoc, RawChunk } from './jsonl';
+import { ChunkDoc, DataInputError, docBytes, forEachDoc, RawChunk } from './jsonl';
 import * as path from 'path';
 
 export const HIST_BINS = 10;
@@ -37,8 +37,8 @@ export interface ChunkResult {
   docs: number;
   bytes: number;
   errors: ChunkError[];
-  /** output JSONL lines (score, filter, decontaminate), each ending in '\n' */
-  out: string;
+  /** output JSONL lines (score, filter), each ending in '\n', as UTF-8 */
+  out: Uint8Array;
   kept: number;
   /** score histogram of all documents (score, filter) and of the kept ones (filter) */
   hist?: number[];
@@ -49,8 +49,8 @@ export interface ChunkResult {
   sigs?: Uint32Array;
   /** per document: protected n-grams found (decontaminate) */
   hits?: Int32Array;
-  /** per document: its output line without newline (decontaminate) */
-  raws?: string[];
+  /** decontaminate: every document's line is in `out`; document i spans bytes [offsets[i], offsets[i+1]) */
+  offsets?: Int32Array;
   /** per document: its text (parse) */
   texts?: string[];
 }
@@ -59,19 +59,52 @@ function bin(s: number): number {
   return Math.min(HIST_BINS - 1, Math.max(0, Math.floor(s * HIST_BINS)));
 }
 
-/** Appends `"field":value` to a JSON object's raw line, or re-serialises when the field is already there. */
-export function withField(raw: string, doc: Record<string, unknown>, field: string, value: number): string {
-  if (Object.prototype.hasOwnProperty.call(doc, field) || raw.charCodeAt(raw.length - 1) !== 125 /* } */) {
-    doc[field] = value;
-    return JSON.stringify(doc);
+/** Collects output bytes and joins them into one transferable buffer. */
+export class ByteSink {
+  private parts: Uint8Array[] = [];
+  private n = 0;
+  push(b: Uint8Array): void {
+    this.parts.push(b);
+    this.n += b.length;
   }
-  const empty = Object.keys(doc).length === 0;
-  return `${raw.slice(0, -1)}${empty ? '' : ','}${JSON.stringify(field)}:${value}}`;
+  pushString(s: string): void {
+    this.push(Buffer.from(s, 'utf8'));
+  }
+  finish(): Uint8Array {
+    const out = new Uint8Array(this.n);
+    let o = 0;
+    for (const p of this.parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    this.parts = [];
+    this.n = 0;
+    return out;
+  }
+}
+
+const NL = new Uint8Array([10]);
+
+/**
+ * Writes a document's line with `"field":value` added: the original bytes with the field spliced in before the
+ * closing brace, or (when the field is already there) the object re-serialised.
+ */
+export function pushWithField(sink: ByteSink, c: RawChunk, d: ChunkDoc, field: string, value: number): void {
+  const buf = c.buf;
+  let last = d.end - 1;
+  while (last > d.start && (buf[last] === 32 || buf[last] === 9)) last--;
+  if (c.format === 'jsonl' && buf[last] === 125 /* } */ && !Object.prototype.hasOwnProperty.call(d.doc, field)) {
+    sink.push(buf.subarray(d.start, last));
+    sink.pushString(`,${JSON.stringify(field)}:${value}}\n`);
+    return;
+  }
+  d.doc[field] = value;
+  sink.pushString(JSON.stringify(d.doc) + '\n');
 }
 
 /** Builds the chunk processor for a task (allocating its scratch space once). */
 export function makeProcessor(spec: TaskSpec): (c: RawChunk) => ChunkResult {
-  const base = (c: RawChunk): ChunkResult => ({ docs: 0, bytes: c.bytes, errors: [], out: '', kept: 0 });
+  const base = (c: RawChunk): ChunkResult => ({ docs: 0, bytes: c.bytes, errors: [], out: new Uint8Array(0), kept: 0 });
   const errorsTo = (r: ChunkResult) => (e: DataInputError) => r.errors.push({ file: e.file, line: e.line, reason: e.reason });
   switch (spec.kind) {
     case 'parse':
@@ -93,15 +126,15 @@ export function makeProcessor(spec: TaskSpec): (c: RawChunk) => ChunkResult {
       return (c) => {
         const r = base(c);
         const hist = new Array(HIST_BINS).fill(0);
-        const parts: string[] = [];
+        const sink = new ByteSink();
         forEachDoc(c, (d) => {
           const s = f.score(d.text, spec.weights, spec.bias);
           hist[bin(s)]++;
-          parts.push(withField(d.raw, d.doc, spec.field, s));
+          pushWithField(sink, c, d, spec.field, s);
           r.docs++;
         }, errorsTo(r));
         r.kept = r.docs;
-        r.out = parts.length ? parts.join('\n') + '\n' : '';
+        r.out = sink.finish();
         r.hist = hist;
         return r;
       };
@@ -113,7 +146,7 @@ export function makeProcessor(spec: TaskSpec): (c: RawChunk) => ChunkResult {
         const hist = new Array(HIST_BINS).fill(0);
         const keptHist = new Array(HIST_BINS).fill(0);
         const key = stringKey(c.file === '-' ? '-' : path.basename(c.file));
-        const parts: string[] = [];
+        const sink = new ByteSink();
         forEachDoc(c, (d) => {
           const s = d.doc[spec.field];
           if (typeof s !== 'number' || !(s >= 0 && s <= 1)) {
@@ -129,10 +162,11 @@ export function makeProcessor(spec: TaskSpec): (c: RawChunk) => ChunkResult {
           if (paretoKeepDoc(s, spec.seed, key, d.line, spec.alpha)) {
             keptHist[bin(s)]++;
             r.kept++;
-            parts.push(d.raw);
+            sink.push(docBytes(c, d));
+            sink.push(NL);
           }
         }, errorsTo(r));
-        r.out = parts.length ? parts.join('\n') + '\n' : '';
+        r.out = sink.finish();
         r.hist = hist;
         r.keptHist = keptHist;
         return r;
@@ -170,7 +204,9 @@ export function makeProcessor(spec: TaskSpec): (c: RawChunk) => ChunkResult {
         let sigs = new Uint32Array(Math.max(1, k * 64));
         const lines: number[] = [];
         const hits: number[] = [];
-        const raws: string[] = [];
+        const sink = new ByteSink();
+        const offsets: number[] = [0];
+        let at = 0;
         forEachDoc(c, (d) => {
           if (mh) {
             if ((r.docs + 1) * k > sigs.length) {
@@ -188,13 +224,18 @@ export function makeProcessor(spec: TaskSpec): (c: RawChunk) => ChunkResult {
             });
           hits.push(h);
           lines.push(d.line);
-          raws.push(d.raw);
+          const b = docBytes(c, d);
+          sink.push(b);
+          sink.push(NL);
+          at += b.length + 1;
+          offsets.push(at);
           r.docs++;
         }, errorsTo(r));
         r.sigs = sigs.slice(0, r.docs * k);
         r.lines = Int32Array.from(lines);
         r.hits = Int32Array.from(hits);
-        r.raws = raws;
+        r.out = sink.finish();
+        r.offsets = Int32Array.from(offsets);
         return r;
       };
     }

@@ -6,6 +6,7 @@ import { RawChunk } from './jsonl';
 const process_ = makeProcessor(workerData as TaskSpec);
 parentPort!.on('message', (m: { id: number; chunk: RawChunk }) => {
   let result: ChunkResult;
+  // the chunk's bytes arrive as a Uint8Array of their own (transferred)
   try {
     result = process_(m.chunk);
   } catch (e) {
@@ -13,6 +14,6 @@ parentPort!.on('message', (m: { id: number; chunk: RawChunk }) => {
     return;
   }
   const transfer: ArrayBuffer[] = [];
-  for (const a of [result.sigs, result.lines, result.hits]) if (a) transfer.push(a.buffer as ArrayBuffer);
+  for (const a of [result.sigs, result.lines, result.hits, result.offsets, result.out]) if (a && a.byteLength) transfer.push(a.buffer as ArrayBuffer);
   parentPort!.postMessage({ id: m.id, result }, transfer);
 });
