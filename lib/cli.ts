@@ -9,9 +9,10 @@ import { UsageError } from './cli/args';
 type Command = (argv: string[]) => Promise<void> | void;
 
 const commands: Record<string, { help: string; load: () => Command }> = {
-  bench: { help: 'microbenchmarks: gemm, kernels, train', load: () => require('./bench/index').benchCommand },
+  bench: { help: 'microbenchmarks: gemm, kernels, train, generate, tokenizer, data', load: () => require('./bench/index').benchCommand },
   train: { help: 'pre-train a GPT (see --help)', load: () => require('./train').trainCommand },
   generate: { help: 'stream a continuation: --model DIR --prompt "…"', load: () => require('./cli/generate').generateCommand },
+  data: { help: 'data pipeline: quality, filter, dedup, decontaminate, mix', load: () => require('./data/cli').dataCommand },
 };
 
 function usage(): string {

@@ -9,6 +9,7 @@ const benches: Record<string, { help: string; load: () => Bench }> = {
   generate: { help: 'batch-1 decoding: --preset P --prompt-tokens N --new-tokens M [--json]', load: () => require('./generate').benchGenerate },
   train: { help: 'one training step: --preset P --batch B --seq T [--steps N] [--json]', load: () => require('./train').benchTrain },
   tokenizer: { help: 'GPT-2 tokenizer encode/decode MB/s: --file F [--json]', load: () => require('./tokenizer').benchTokenizer },
+  data: { help: 'data pipeline MB/s: scoring, MinHash signing, dedup [--mb] [--json]', load: () => require('./data').benchData },
 };
 
 export async function benchCommand(argv: string[]): Promise<void> {

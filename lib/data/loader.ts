@@ -6,7 +6,7 @@
  * generator state) is saved in checkpoints, so a resumed run sees exactly the batches it would have seen.
  */
 import { Rng } from '../random';
-import { readShard, shardTokenCount } from './shards';
+import { readShard, readShardHeader } from './shards';
 
 export interface LoaderState {
   epoch: number;
@@ -38,7 +38,7 @@ export class ShardLoader {
 
   constructor(private readonly files: string[], private readonly T: number, seed: number) {
     if (files.length === 0) throw new Error('No token shards to read');
-    this.counts = files.map((f) => shardTokenCount(f));
+    this.counts = files.map((f) => readShardHeader(f).tokens);
     this.windows = this.counts.reduce((a, n) => a + this.windowsIn(n), 0);
     if (this.windows === 0) {
       const total = this.counts.reduce((a, b) => a + b, 0);

@@ -54,8 +54,8 @@ export async function prepareData(opts: PrepareOptions): Promise<PreparedData> {
   const every = valFraction > 0 ? Math.max(2, Math.round(1 / valFraction)) : 0;
   fs.mkdirSync(opts.out, { recursive: true });
   for (const f of fs.readdirSync(opts.out)) if (/^(train|val)_\d{6}\.bin$/.test(f)) fs.rmSync(path.join(opts.out, f));
-  const train = new ShardWriter(path.join(opts.out, 'train'), opts.shardTokens ?? 100_000_000);
-  const val = new ShardWriter(path.join(opts.out, 'val'), opts.shardTokens ?? 100_000_000);
+  const train = new ShardWriter(opts.out, { shardTokens: opts.shardTokens ?? 100_000_000, prefix: 'train' });
+  const val = new ShardWriter(opts.out, { shardTokens: opts.shardTokens ?? 100_000_000, prefix: 'val' });
   const inputs = opts.input === undefined || opts.input === 'default' ? null : Array.isArray(opts.input) ? opts.input : [opts.input];
   const source: AsyncIterable<Fragment> | Iterable<Fragment> = inputs ? fileCorpus(listFiles(inputs)) : defaultCorpus();
   let index = 0, documents = 0, bytes = 0;
@@ -65,15 +65,15 @@ export async function prepareData(opts: PrepareOptions): Promise<PreparedData> {
       toks.push(tok.eotToken);
       documents++;
     }
-    (every && index % every === every - 1 ? val : train).write(toks);
+    (every && index % every === every - 1 ? val : train).append(toks);
     index++;
     bytes += Buffer.byteLength(frag.text);
-    opts.onProgress?.({ bytes, tokens: train.totalTokens + val.totalTokens, documents });
+    opts.onProgress?.({ bytes, tokens: train.tokens + val.tokens, documents });
   }
   const trainFiles = train.close();
   const valFiles = val.close();
-  if (every && index > 0 && val.totalTokens === 0)
+  if (every && index > 0 && val.tokens === 0)
     process.emitWarning(`gpt-native: the corpus gave ${index} text fragments, too few to hold out every ${every}th for validation; training runs without a validation loss (add text or raise valFraction)`);
-  if (train.totalTokens === 0) throw new Error(`The corpus ${inputs ? inputs.join(', ') : '(built-in)'} is empty: no text to train on`);
-  return { trainFiles, valFiles, trainTokens: train.totalTokens, valTokens: val.totalTokens, documents, bytes };
+  if (train.tokens === 0) throw new Error(`The corpus ${inputs ? inputs.join(', ') : '(built-in)'} is empty: no text to train on`);
+  return { trainFiles, valFiles, trainTokens: train.tokens, valTokens: val.tokens, documents, bytes };
 }
