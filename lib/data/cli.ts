@@ -155,13 +155,14 @@ function finish(a: Parsed, s: StageSummary): void {
 }
 
 /** Resolves the GPT-2 tokenizer lazily (it lives in lib/tokenizer). */
-export function gpt2Encoder(): { encode: (t: string) => number[]; eot: number } {
-  let Tokenizer: { gpt2(): { encode(t: string): number[] } };
+export function gpt2Encoder(): { encode: (t: string) => number[] | Uint32Array; eot: number } {
+  type Tok = { encode(t: string): number[]; encodeToUint32?(t: string): Uint32Array; eotToken?: number };
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
-    Tokenizer = require('../tokenizer').Tokenizer;
-    const tok = Tokenizer.gpt2();
-    return { encode: (t) => tok.encode(t), eot: 50256 };
+    const tok: Tok = require('../tokenizer').Tokenizer.gpt2();
+    const eot = typeof tok.eotToken === 'number' ? tok.eotToken : 50256;
+    if (typeof tok.encodeToUint32 === 'function') return { encode: (t) => tok.encodeToUint32!(t), eot };
+    return { encode: (t) => tok.encode(t), eot };
   } catch (e) {
     throw new Error(
       `data mix needs the GPT-2 tokenizer (lib/tokenizer), which could not be loaded: ${String((e as Error).message).split('\n')[0]}. ` +

@@ -287,7 +287,7 @@ export class LineWriter {
     } else {
       fs.mkdirSync(path.dirname(path.resolve(p)), { recursive: true });
       this.tmp = `${p}.tmp-${process.pid}`;
-      this.stream = fs.createWriteStream(this.tmp);
+      this.stream = fs.createWriteStream(this.tmp, { highWaterMark: 8 << 20 }); // writes overlap the work
     }
     this.stream.on('error', (e: Error) => {
       this.failed = e;
