@@ -217,3 +217,22 @@ test('command line: unknown and malformed options exit with status 2 and a clear
   t.regex(help, /--batch-warmup-tokens/);
   t.regex(help, /--resume/);
 });
+
+test('gpt-native data prepare writes train and validation shards with GPT-2 tokens', (t) => {
+  const dir = tmp();
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src);
+  mobyChapters(6).forEach((text, i) => fs.writeFileSync(path.join(src, `c${i}.txt`), text));
+  const out = execFileSync(process.execPath, [path.join(__dirname, '..', 'dist', 'cli.js'), 'data', 'prepare', '--in', src, '--out', path.join(dir, 'shards'), '--val-fraction', '0.34', '--json'], { encoding: 'utf8' });
+  const r = JSON.parse(out.trim().split('\n').pop());
+  t.is(r.documents, 6);
+  t.is(r.trainFiles.length, 1);
+  t.is(r.valFiles.length, 1);
+  const toks = readShard(r.trainFiles[0]);
+  t.is(toks.length, r.trainTokens);
+  const { Tokenizer } = require('../dist');
+  const tok = Tokenizer.gpt2();
+  const first = mobyChapters(1)[0];
+  t.deepEqual(Array.from(toks.subarray(0, 50)), tok.encode(first).slice(0, 50), 'GPT-2 ids of the first document');
+  t.is(toks.filter((x) => x === 50256).length, 4, 'one end-of-text after each of the four training documents');
+});

@@ -200,8 +200,14 @@ export async function dataCommand(argv: string[]): Promise<void> {
       return;
     } else throw new UsageError(`unknown quality subcommand ${JSON.stringify(sub)}; one of: train, score`);
   }
+  if (stage === 'prepare') {
+    // text → GPT-2 token shards for training (lib/cli/prepare.ts)
+    await require('../cli/prepare').prepareCommand(rest);
+    return;
+  }
   if (!stage || stage === '--help' || stage === '-h' || stage === 'help') {
     console.log(usage());
+    console.log('  prepare         text files/folders → GPT-2 token shards for training (see data prepare --help)');
     if (!stage) throw new UsageError('missing data stage');
     return;
   }
