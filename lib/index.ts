@@ -31,3 +31,7 @@ export type { StageOptions, StageSummary, FuzzyOptions } from './data/stages';
 export { mix, normaliseWeights, formatMixReport } from './data/mix';
 export type { MixSource, MixOptions, MixReport } from './data/mix';
 export { writeShard, readShard, readShardHeader, ShardWriter, SHARD_MAGIC, SHARD_VERSION, SHARD_HEADER_BYTES } from './data/shards';
+export { finetune, Classifier, accuracy } from './finetune/classifier';
+export type { FinetuneOptions, FinetuneResult } from './finetune/classifier';
+export { encodeExample, readTaskFile, TaskDataError, TASKS } from './finetune/tasks';
+export type { TaskKind, SpecialIds, Example } from './finetune/tasks';
