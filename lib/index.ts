@@ -35,3 +35,5 @@ export { finetune, Classifier, accuracy } from './finetune/classifier';
 export type { FinetuneOptions, FinetuneResult } from './finetune/classifier';
 export { encodeExample, readTaskFile, TaskDataError, TASKS } from './finetune/tasks';
 export type { TaskKind, SpecialIds, Example } from './finetune/tasks';
+export { zeroShotClassify, evaluate, perplexity, scoreContinuation } from './eval';
+export type { ZeroShotOptions, EvaluateOptions, EvaluateResult, EvalItem } from './eval';
