@@ -11,6 +11,8 @@ type Command = (argv: string[]) => Promise<void> | void;
 const commands: Record<string, { help: string; load: () => Command }> = {
   bench: { help: 'microbenchmarks: gemm, kernels, train, generate, tokenizer, data', load: () => require('./bench/index').benchCommand },
   train: { help: 'pre-train a GPT (see --help)', load: () => require('./train').trainCommand },
+  finetune: { help: 'GPT-1 fine-tuning: --task T --train F --model DIR --out DIR', load: () => require('./cli/finetune').finetuneCommand },
+  eval: { help: 'few-shot evaluation or perplexity: --model DIR --data F [--shots K]', load: () => require('./cli/finetune').evalCommand },
   generate: { help: 'stream a continuation: --model DIR --prompt "…"', load: () => require('./cli/generate').generateCommand },
   data: { help: 'data pipeline: quality, filter, dedup, decontaminate, mix', load: () => require('./data/cli').dataCommand },
 };
