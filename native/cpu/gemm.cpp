@@ -1,45 +1,319 @@
-// GEMM: see gemm.h for the contract.
-// First version: cache-blocked loops the compiler vectorises; parallel over rows of C.
+// GEMM, row-major float32 (contract in gemm.h):
+//   C (M,N) = (accumulate ? C : 0) + alpha · op(A) (M,K) · op(B) (K,N) + bias (N)
+//
+// Blocked and packed in the GotoBLAS/BLIS way. Loop nest for one rectangle of C:
+//   for jc in N step NC                        B block  (KC,NC) packed once, lives in L2/L3
+//     for pc in K step KC
+//       pack B[pc:pc+KC, jc:jc+NC] → Bp        as NR-wide micro-panels, layout [N/NR][KC][NR]
+//       for ic in M step MC                    A block  (MC,KC) lives in L2
+//         pack A[ic:ic+MC, pc:pc+KC] → Ap      as MR-tall micro-panels, layout [M/MR][KC][MR]
+//         for jr in NC step NR                 B micro-panel (KC,NR) stays in L1 across the ir loop
+//           for ir in MC step MR
+//             micro-kernel: C[ir:+MR, jr:+NR] (+)= alpha · Ap panel · Bp panel  (+ bias on the first pc)
+// The four forms (A or Aᵀ, B or Bᵀ) differ only in how the panels are packed: a transposed operand is
+// packed through in-register transposes, a plain one by row copies, so one micro-kernel serves all four.
+// Small shapes skip packing where it does not pay: A is read in place when N is narrow (it would be packed
+// for one or two micro-panels only), and a plain B is read in place when M is small; attention's serial
+// per-block products (M=64, N≤2048, K=64 and the like) take those paths. Edge tiles are zero-padded in the
+// packed panels and stored with masks, so any M, N, K ≥ 0 work. K = 0 writes (accumulate ? C : 0) + bias.
+//
+// Micro-kernels (chosen once at run time from what the processor reports, GPT_NATIVE_ISA=avx2|generic
+// forces a lower one): AVX-512 8×48 in gemm_avx512.cpp, AVX2+FMA 6×16 in gemm_avx2.cpp, portable 4×16 below.
+//
+// Threads: C is cut into rectangles along its longer side (so M=256 products split along N, and the weight
+// gradient Aᵀ·B with M=C=768 splits along N=OC), with boundaries on micro-tile multiples; each task runs the
+// serial nest above with its own packing buffers. Buffers are thread-local and only ever grow, so steady
+// state allocates nothing (fresh pages per call would fault on every GEMM).
 #include "cpu/gemm.h"
 
 #include <algorithm>
-#include <vector>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
 
+#include "cpu/gemm_kernels.h"
 #include "cpu/threading.h"
 
 namespace gn {
+namespace gemm_detail {
 
-const char* gemm_isa() { return "generic"; }
+// ---- portable fallback: 4×16 tile in plain loops (the compiler vectorises what the baseline ISA allows)
+namespace {
+constexpr int kGenMR = 4, kGenNR = 16;
+
+template <bool PACKED>
+void ukernel_generic(const TileArgs& t) {
+  float acc[kGenMR][kGenNR] = {};
+  const float* a = t.a;
+  const float* b = t.b;
+  const int64_t rsa = PACKED ? 1 : t.rsa, csa = PACKED ? kGenMR : t.csa;
+  for (int64_t k = 0; k < t.kc; ++k) {
+    for (int i = 0; i < kGenMR; ++i) {
+      const float ai = a[i * rsa];
+      for (int j = 0; j < kGenNR; ++j) acc[i][j] += ai * b[j];
+    }
+    a += csa;
+    b += t.rsb;
+  }
+  for (int64_t i = 0; i < t.mr; ++i) {
+    float* c = t.c + i * t.ldc;
+    for (int64_t j = 0; j < t.nr; ++j) {
+      float r = t.alpha * acc[i][j] + (t.bias ? t.bias[j] : 0.0f);
+      c[j] = t.load_c ? c[j] + r : r;
+    }
+  }
+}
+
+const Isa& isa_generic() {
+  static const Isa isa{"generic", kGenMR, kGenNR, &ukernel_generic<true>, &ukernel_generic<false>,
+                       &pack_t_scalar};
+  return isa;
+}
+
+const Isa& pick_isa() {
+  static const Isa* chosen = [] {
+    const char* env = std::getenv("GPT_NATIVE_ISA");
+    const std::string want = env ? env : "";
+    if (want == "generic") return &isa_generic();
+#ifdef GN_GEMM_X86
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    if (avx512 && want != "avx2") return &isa_avx512();
+    if (avx2) return &isa_avx2();
+#endif
+    return &isa_generic();
+  }();
+  return *chosen;
+}
+
+// Cache blocking. KC·NR·4 bytes (the B micro-panel) should sit in the 48 KB L1, MC·KC·4 (the A block) in
+// half of the 1 MB L2, KC·NC·4 (the B block) in L3.
+struct Blocking {
+  int64_t mc, kc, nc;
+};
+
+Blocking blocking_for(const Isa& isa) {
+  static const Blocking tuned = [] {
+    Blocking b{480, 256, 3072};
+    // TUNING ONLY: overrides while measuring; removed once chosen.
+    if (const char* s = std::getenv("GPT_NATIVE_GEMM_MC")) b.mc = std::atoi(s);
+    if (const char* s = std::getenv("GPT_NATIVE_GEMM_KC")) b.kc = std::atoi(s);
+    if (const char* s = std::getenv("GPT_NATIVE_GEMM_NC")) b.nc = std::atoi(s);
+    return b;
+  }();
+  Blocking b = tuned;
+  b.mc = std::max<int64_t>(isa.mr, b.mc / isa.mr * isa.mr);
+  b.nc = std::max<int64_t>(isa.nr, b.nc / isa.nr * isa.nr);
+  return b;
+}
+
+// Thread-local, 64-byte aligned, grow-only scratch.
+struct Scratch {
+  float* p = nullptr;
+  size_t n = 0;
+  ~Scratch() { std::free(p); }
+  float* get(size_t want) {
+    if (want > n) {
+      std::free(p);
+      size_t bytes = ((want * sizeof(float) + 4095) / 4096) * 4096;
+      p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!p) { n = 0; throw std::bad_alloc(); }
+      n = bytes / sizeof(float);
+    }
+    return p;
+  }
+};
+struct Buffers {
+  Scratch a, b, edge_a, edge_b;
+};
+thread_local Buffers tl_buf;
+
+struct Problem {
+  bool transA, transB;
+  int64_t M, N, K;
+  float alpha;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float* C;
+  int64_t ldc;
+  bool accumulate;
+  const float* bias;
+};
+
+// One MR-tall micro-panel of op(A): rows [i0, i0+mr) and columns [p0, p0+kc), layout [kc][MR], zero padded.
+void pack_a_panel(const Isa& isa, const Problem& x, int64_t i0, int64_t mr, int64_t p0, int64_t kc, float* dst) {
+  const int64_t MR = isa.mr;
+  if (x.transA) {  // A stored (K,M): each k is a contiguous run of mr floats
+    const float* src = x.A + p0 * x.lda + i0;
+    for (int64_t k = 0; k < kc; ++k) {
+      float* d = dst + k * MR;
+      std::memcpy(d, src + k * x.lda, mr * sizeof(float));
+      for (int64_t i = mr; i < MR; ++i) d[i] = 0.0f;
+    }
+  } else {  // A stored (M,K): a transpose of mr rows
+    isa.pack_t(x.A + i0 * x.lda + p0, x.lda, kc, mr, MR, dst);
+  }
+}
+
+// One NR-wide micro-panel of op(B): rows [p0, p0+kc) and columns [j0, j0+nr), layout [kc][NR], zero padded.
+void pack_b_panel(const Isa& isa, const Problem& x, int64_t p0, int64_t kc, int64_t j0, int64_t nr, float* dst) {
+  const int64_t NR = isa.nr;
+  if (x.transB) {  // B stored (N,K): a transpose of nr rows
+    isa.pack_t(x.B + j0 * x.ldb + p0, x.ldb, kc, nr, NR, dst);
+  } else {
+    const float* src = x.B + p0 * x.ldb + j0;
+    for (int64_t k = 0; k < kc; ++k) {
+      float* d = dst + k * NR;
+      std::memcpy(d, src + k * x.ldb, nr * sizeof(float));
+      for (int64_t j = nr; j < NR; ++j) d[j] = 0.0f;
+    }
+  }
+}
+
+// The serial blocked nest over the rectangle C[m0:m1, n0:n1].
+void gemm_rect(const Isa& isa, const Problem& x, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const int64_t MR = isa.mr, NR = isa.nr;
+  const Blocking bl = blocking_for(isa);
+  const int64_t M = m1 - m0, N = n1 - n0;
+  // Packing A costs M·K moves per NC block and pays back over N/NR micro-kernel calls; packing a plain B
+  // costs K·N moves and pays back over M/MR calls. Transposed B is always packed (the kernel needs rows).
+  const bool packA = N > 2 * NR;
+  const bool packB = x.transB || M > 128;
+  Buffers& buf = tl_buf;
+  const int64_t ncap = std::min(bl.nc, (N + NR - 1) / NR * NR);
+  const int64_t mcap = std::min(bl.mc, (M + MR - 1) / MR * MR);
+  const int64_t kcap = std::min(bl.kc, x.K);
+  float* Bp = packB ? buf.b.get(kcap * ncap) : nullptr;
+  float* Ap = packA ? buf.a.get(kcap * mcap) : nullptr;
+  float* edgeA = packA ? nullptr : buf.edge_a.get(kcap * MR);
+  float* edgeB = packB ? nullptr : buf.edge_b.get(kcap * NR);
+
+  TileArgs t{};
+  t.ldc = x.ldc;
+  t.alpha = x.alpha;
+  for (int64_t jc = n0; jc < n1; jc += bl.nc) {
+    const int64_t nc = std::min(bl.nc, n1 - jc);
+    for (int64_t pc = 0; pc < x.K; pc += bl.kc) {
+      const int64_t kc = std::min(bl.kc, x.K - pc);
+      const bool first = pc == 0;
+      t.kc = kc;
+      t.load_c = !first || x.accumulate;
+      if (packB)
+        for (int64_t jr = 0; jr < nc; jr += NR)
+          pack_b_panel(isa, x, pc, kc, jc + jr, std::min(NR, nc - jr), Bp + jr * kc);
+      for (int64_t ic = m0; ic < m1; ic += bl.mc) {
+        const int64_t mc = std::min(bl.mc, m1 - ic);
+        if (packA)
+          for (int64_t ir = 0; ir < mc; ir += MR)
+            pack_a_panel(isa, x, ic + ir, std::min(MR, mc - ir), pc, kc, Ap + ir * kc);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int64_t nr = std::min(NR, nc - jr);
+          if (packB) {
+            t.b = Bp + jr * kc;
+            t.rsb = NR;
+          } else if (nr == NR) {
+            t.b = x.B + pc * x.ldb + jc + jr;
+            t.rsb = x.ldb;
+          } else {
+            pack_b_panel(isa, x, pc, kc, jc + jr, nr, edgeB);
+            t.b = edgeB;
+            t.rsb = NR;
+          }
+          t.nr = nr;
+          t.bias = first && x.bias ? x.bias + jc + jr : nullptr;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = std::min(MR, mc - ir);
+            t.mr = mr;
+            t.c = x.C + (ic + ir) * x.ldc + jc + jr;
+            if (packA) {
+              t.a = Ap + ir * kc;
+              isa.packed(t);
+            } else if (mr == MR) {
+              if (x.transA) {
+                t.a = x.A + pc * x.lda + ic + ir;
+                t.rsa = 1;
+                t.csa = x.lda;
+              } else {
+                t.a = x.A + (ic + ir) * x.lda + pc;
+                t.rsa = x.lda;
+                t.csa = 1;
+              }
+              isa.strided(t);
+            } else {
+              pack_a_panel(isa, x, ic + ir, mr, pc, kc, edgeA);
+              t.a = edgeA;
+              isa.packed(t);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// K = 0: C = (accumulate ? C : 0) + bias.
+void gemm_k0(const Problem& x) {
+  for (int64_t m = 0; m < x.M; ++m) {
+    float* c = x.C + m * x.ldc;
+    for (int64_t n = 0; n < x.N; ++n) {
+      const float b = x.bias ? x.bias[n] : 0.0f;
+      c[n] = x.accumulate ? c[n] + b : b;
+    }
+  }
+}
+
+}  // namespace
+
+void pack_t_scalar(const float* src, int64_t ld, int64_t kc, int64_t nr, int64_t NR, float* dst) {
+  for (int64_t j = 0; j < nr; ++j) {
+    const float* s = src + j * ld;
+    for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = s[k];
+  }
+  for (int64_t k = 0; k < kc; ++k)
+    for (int64_t j = nr; j < NR; ++j) dst[k * NR + j] = 0.0f;
+}
+
+}  // namespace gemm_detail
+
+const char* gemm_isa() { return gemm_detail::pick_isa().name; }
 
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb,
           float* C, int64_t ldc, bool accumulate, const float* bias, ThreadPool* pool) {
-  auto body = [&](int64_t m0, int64_t m1) {
-    std::vector<float> brow(N);
-    for (int64_t m = m0; m < m1; ++m) {
-      float* c = C + m * ldc;
-      if (!accumulate) std::fill(c, c + N, 0.0f);
-    }
-    for (int64_t k = 0; k < K; ++k) {
-      const float* b;
-      if (transB) {
-        for (int64_t n = 0; n < N; ++n) brow[n] = B[n * ldb + k];
-        b = brow.data();
-      } else {
-        b = B + k * ldb;
-      }
-      for (int64_t m = m0; m < m1; ++m) {
-        float a = alpha * (transA ? A[k * lda + m] : A[m * lda + k]);
-        float* c = C + m * ldc;
-        for (int64_t n = 0; n < N; ++n) c[n] += a * b[n];
-      }
-    }
-    if (bias)
-      for (int64_t m = m0; m < m1; ++m)
-        for (int64_t n = 0; n < N; ++n) C[m * ldc + n] += bias[n];
-  };
-  if (pool) pool->parallel_for(M, [&](int64_t b, int64_t e, int) { body(b, e); }, 4);
-  else body(0, M);
+  using namespace gemm_detail;
+  if (M <= 0 || N <= 0) return;
+  const Problem x{transA, transB, M, N, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bias};
+  if (K <= 0) { gemm_k0(x); return; }
+  const Isa& isa = pick_isa();
+
+  const int threads = pool ? pool->available_threads() : 1;
+  const double flops = 2.0 * static_cast<double>(M) * N * K;
+  if (threads <= 1 || flops < 4e6) {
+    gemm_rect(isa, x, 0, M, 0, N);
+    return;
+  }
+  // Cut C along its longer side into chunks on micro-tile boundaries: at least one per thread, more when the
+  // side is very long (the LM head's N = 50257) so the dynamic scheduler can balance.
+  const bool alongM = M >= N;
+  const int64_t len = alongM ? M : N;
+  const int64_t unit = alongM ? isa.mr : isa.nr;
+  const int64_t units = (len + unit - 1) / unit;
+  const int64_t maxChunkUnits = std::max<int64_t>(1, 4096 / unit);
+  int64_t chunks = std::max<int64_t>(threads, (units + maxChunkUnits - 1) / maxChunkUnits);
+  if (chunks > threads) chunks = (chunks + threads - 1) / threads * threads;
+  chunks = std::min(chunks, units);
+  pool->run_tasks(chunks, [&](int64_t c, int) {
+    const int64_t b = std::min(len, units * c / chunks * unit);
+    const int64_t e = std::min(len, units * (c + 1) / chunks * unit);
+    if (b >= e) return;
+    if (alongM) gemm_rect(isa, x, b, e, 0, N);
+    else gemm_rect(isa, x, 0, M, b, e);
+  });
 }
 
 }  // namespace gn
