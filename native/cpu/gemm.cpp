@@ -67,7 +67,7 @@ void ukernel_generic(const TileArgs& t) {
 
 const Isa& isa_generic() {
   static const Isa isa{"generic", kGenMR, kGenNR, &ukernel_generic<true>, &ukernel_generic<false>,
-                       &pack_t_scalar};
+                       &pack_t_scalar, nullptr};
   return isa;
 }
 
@@ -182,8 +182,10 @@ void gemm_rect(const Isa& isa, const Problem& x, int64_t m0, int64_t m1, int64_t
   const int64_t M = m1 - m0, N = n1 - n0;
   // Packing A costs M·K moves per NC block and pays back over N/NR micro-kernel calls; packing a plain B
   // costs K·N moves and pays back over M/MR calls. Transposed B is always packed (the kernel needs rows).
-  const bool packA = N > 2 * NR;
-  const bool packB = x.transB || M > 128;
+  static const int64_t tA = std::getenv("TUNE_PA") ? std::atoi(std::getenv("TUNE_PA")) : 2 * 48;
+  static const int64_t tB = std::getenv("TUNE_PB") ? std::atoi(std::getenv("TUNE_PB")) : 128;
+  const bool packA = N > tA;
+  const bool packB = x.transB || M > tB;
   Buffers& buf = tl_buf;
   const int64_t ncap = std::min(bl.nc, (N + NR - 1) / NR * NR);
   const int64_t mcap = std::min(bl.mc, (M + MR - 1) / MR * MR);
@@ -289,7 +291,10 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
   if (M <= 0 || N <= 0) return;
   const Problem x{transA, transB, M, N, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bias};
   if (K <= 0) { gemm_k0(x); return; }
-  const Isa& isa = pick_isa();
+  const Isa* pick = &pick_isa();
+  auto waste = [N](int64_t nr) { return (N + nr - 1) / nr * nr - N; };
+  if (pick->alt && waste(pick->alt->nr) < waste(pick->nr)) pick = pick->alt;
+  const Isa& isa = *pick;
 
   const int threads = pool ? pool->available_threads() : 1;
   const double flops = 2.0 * static_cast<double>(M) * N * K;
@@ -297,22 +302,27 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
     gemm_rect(isa, x, 0, M, 0, N);
     return;
   }
-  // Cut C along its longer side into chunks on micro-tile boundaries: at least one per thread, more when the
-  // side is very long (the LM head's N = 50257) so the dynamic scheduler can balance.
-  const bool alongM = M >= N;
-  const int64_t len = alongM ? M : N;
-  const int64_t unit = alongM ? isa.mr : isa.nr;
-  const int64_t units = (len + unit - 1) / unit;
-  const int64_t maxChunkUnits = std::max<int64_t>(1, 4096 / unit);
-  int64_t chunks = std::max<int64_t>(threads, (units + maxChunkUnits - 1) / maxChunkUnits);
-  if (chunks > threads) chunks = (chunks + threads - 1) / threads * threads;
-  chunks = std::min(chunks, units);
-  pool->run_tasks(chunks, [&](int64_t c, int) {
-    const int64_t b = std::min(len, units * c / chunks * unit);
-    const int64_t e = std::min(len, units * (c + 1) / chunks * unit);
-    if (b >= e) return;
-    if (alongM) gemm_rect(isa, x, b, e, 0, N);
-    else gemm_rect(isa, x, 0, M, b, e);
+  // Cut C into a gm × gn grid of rectangles on micro-tile boundaries, handed out dynamically. Every rectangle
+  // packs its own rows of A and columns of B, so the grid costs gn·M·K + gm·K·N packing moves: pick the
+  // cheapest grid with enough rectangles (a few per thread, so a core taken by another process does not
+  // leave the other one waiting at the end; one per thread for products too small to amortise more packing).
+  static const int64_t perThread = std::getenv("TUNE_PT") ? std::atoi(std::getenv("TUNE_PT")) : 2;
+  const int64_t want = threads * (flops >= 1e8 ? perThread : 1);
+  const int64_t unitsM = (M + isa.mr - 1) / isa.mr, unitsN = (N + isa.nr - 1) / isa.nr;
+  int64_t gm = 1, gn = 1;
+  double best = -1;
+  const int64_t target = std::min(want, unitsM * unitsN);
+  for (int64_t tm = 1; tm <= std::min(target, unitsM); ++tm) {
+    const int64_t tn = std::min(unitsN, (target + tm - 1) / tm);
+    if (tm * tn < target) continue;
+    const double cost = static_cast<double>(tn) * M * K + static_cast<double>(tm) * K * N;
+    if (best < 0 || cost < best) { best = cost; gm = tm; gn = tn; }
+  }
+  pool->run_tasks(gm * gn, [&](int64_t task, int) {
+    const int64_t i = task / gn, j = task % gn;
+    const int64_t mb = std::min(M, unitsM * i / gm * isa.mr), me = std::min(M, unitsM * (i + 1) / gm * isa.mr);
+    const int64_t nb = std::min(N, unitsN * j / gn * isa.nr), ne = std::min(N, unitsN * (j + 1) / gn * isa.nr);
+    if (mb < me && nb < ne) gemm_rect(isa, x, mb, me, nb, ne);
   });
 }
 

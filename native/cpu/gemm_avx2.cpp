@@ -128,7 +128,7 @@ GN_AVX2 void pack_t(const float* src, int64_t ld, int64_t kc, int64_t nr, int64_
 }  // namespace
 
 const Isa& isa_avx2() {
-  static const Isa isa{"avx2", kMR, 8 * kNV, &ukernel<true>, &ukernel<false>, &pack_t};
+  static const Isa isa{"avx2", kMR, 8 * kNV, &ukernel<true>, &ukernel<false>, &pack_t, nullptr};
   return isa;
 }
 

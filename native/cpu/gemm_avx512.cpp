@@ -4,7 +4,7 @@
 // Micro-kernel MR×NR = MR × (16·NV): MR·NV zmm accumulators hold the C tile for the whole kc loop. Each k
 // step loads NV vectors of the packed B row b(k, 0..NR) and, for each of the MR rows, broadcasts a(i,k) and
 // issues NV FMAs:   acc[i][v] += a(i,k) · b(k, 16v..16v+15).
-// 8×48 = 24 accumulators + 3 B vectors + 1 broadcast fits the 32 zmm registers; the 24 independent FMA
+// 8×48 (and 6×64) = 24 accumulators + 3 B vectors + 1 broadcast fits the 32 zmm registers; the 24 independent FMA
 // chains cover the 4-cycle latency of the two FMA pipes. The epilogue scales by alpha, adds C and bias, and
 // uses masked loads/stores for partial tiles (mr < MR rows are simply skipped).
 //
@@ -15,8 +15,6 @@
 #ifdef GN_GEMM_X86
 #include <immintrin.h>
 
-#include <cstdlib>
-#include <string>
 
 // GCC 12 reports _mm512_undefined_ps inside its own intrinsics headers as maybe-uninitialized.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -35,6 +33,12 @@ GN_AVX512 void ukernel(const TileArgs& t) {
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+
+  // the C tile is needed only after the k loop: start fetching it now (it is often in L3, not L2)
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 16 * v), _MM_HINT_T1);
 
   const float* a = t.a;
   const float* b = t.b;
@@ -119,9 +123,43 @@ GN_AVX512 inline void transpose16(__m512 r[16]) {
   }
 }
 
-// dst[k·NR + j] = src[j·ld + k], 16×16 blocks through registers; masked loads for the k remainder,
-// zero rows for j ≥ nr, masked stores where NR is not a multiple of 16.
+// In-register transpose of an 8×8 block of ymm rows: on return r[c] holds column c of the input rows.
+GN_AVX512 inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 2; ++g) {
+    u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  for (int e = 0; e < 4; ++e) {
+    r[e] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x20);
+    r[4 + e] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x31);
+  }
+}
+
+// dst[k·NR + j] = src[j·ld + k] (see gemm_kernels.h). Blocks of 16 (or, for panels at most 8 wide such as
+// the A panels, 8) rows are transposed in registers; masked loads cover the k remainder, zero rows the
+// j ≥ nr padding, masked stores an NR that is not a multiple of the block.
 GN_AVX512 void pack_t(const float* src, int64_t ld, int64_t kc, int64_t nr, int64_t NR, float* dst) {
+  if (NR <= 8) {
+    const __mmask8 smask = __mmask8((1u << NR) - 1);
+    for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+      const int64_t kn = kc - k0 >= 8 ? 8 : kc - k0;
+      const __mmask8 lmask = __mmask8((1u << kn) - 1);
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i)
+        r[i] = i < nr ? _mm256_maskz_loadu_ps(lmask, src + i * ld + k0) : _mm256_setzero_ps();
+      transpose8(r);
+      float* d = dst + k0 * NR;
+      for (int c = 0; c < kn; ++c) _mm256_mask_storeu_ps(d + c * NR, smask, r[c]);
+    }
+    return;
+  }
   for (int64_t j0 = 0; j0 < NR; j0 += 16) {
     const int64_t rows = nr - j0 >= 16 ? 16 : (nr - j0 > 0 ? nr - j0 : 0);
     const int64_t width = NR - j0 >= 16 ? 16 : NR - j0;
@@ -139,26 +177,14 @@ GN_AVX512 void pack_t(const float* src, int64_t ld, int64_t kc, int64_t nr, int6
   }
 }
 
-template <int MR, int NV>
-const Isa& make_isa() {
-  static const Isa isa{"avx512", MR, 16 * NV, &ukernel<MR, NV, true>, &ukernel<MR, NV, false>, &pack_t};
-  return isa;
-}
-
 }  // namespace
 
+// 8×48 for most shapes; 6×64 (same speed on full tiles) where N is a multiple of 64 but not of 48, such as
+// attention's head size 64, so that no 16-wide edge tiles run at a third of the kernel's width.
 const Isa& isa_avx512() {
-  // TUNING ONLY: GPT_NATIVE_GEMM_UK picks the tile shape while measuring; removed once chosen.
-  static const Isa* chosen = [] {
-    const char* s = std::getenv("GPT_NATIVE_GEMM_UK");
-    std::string u = s ? s : "";
-    if (u == "6x64") return &make_isa<6, 4>();
-    if (u == "12x32") return &make_isa<12, 2>();
-    if (u == "14x32") return &make_isa<14, 2>();
-    if (u == "4x96") return &make_isa<4, 6>();
-    return &make_isa<8, 3>();
-  }();
-  return *chosen;
+  static const Isa narrow{"avx512", 6, 64, &ukernel<6, 4, true>, &ukernel<6, 4, false>, &pack_t, nullptr};
+  static const Isa isa{"avx512", 8, 48, &ukernel<8, 3, true>, &ukernel<8, 3, false>, &pack_t, &narrow};
+  return isa;
 }
 
 }  // namespace gemm_detail

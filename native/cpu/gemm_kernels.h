@@ -42,6 +42,7 @@ struct Isa {
   ukernel_fn packed;    // a from a packed panel
   ukernel_fn strided;   // a read in place with (rsa, csa)
   pack_t_fn pack_t;     // transposing pack (vectorised where the ISA allows)
+  const Isa* alt;       // another tile shape of the same ISA, used when it wastes less of N's edge tile
 };
 
 void pack_t_scalar(const float* src, int64_t ld, int64_t kc, int64_t nr, int64_t NR, float* dst);
