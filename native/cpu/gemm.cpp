@@ -18,12 +18,16 @@
 // packed panels and stored with masks, so any M, N, K ≥ 0 work. K = 0 writes (accumulate ? C : 0) + bias.
 //
 // Micro-kernels (chosen once at run time from what the processor reports, GPT_NATIVE_ISA=avx2|generic
-// forces a lower one): AVX-512 8×48 in gemm_avx512.cpp, AVX2+FMA 6×16 in gemm_avx2.cpp, portable 4×16 below.
+// forces a lower one): AVX-512 8×48, or 6×64 where N's last tile fits it better (head size 64), in
+// gemm_avx512.cpp; AVX2+FMA 6×16 in gemm_avx2.cpp; portable 4×16 below. Blocking: KC = 256 (the B
+// micro-panel, 48–64 KB, mostly in the 48 KB L1), MC = 480 (the A block, 480 KB, in the 1 MB L2),
+// NC = 3072 (the B block, 3 MB, in the 32 MB L3).
 //
-// Threads: C is cut into rectangles along its longer side (so M=256 products split along N, and the weight
-// gradient Aᵀ·B with M=C=768 splits along N=OC), with boundaries on micro-tile multiples; each task runs the
-// serial nest above with its own packing buffers. Buffers are thread-local and only ever grow, so steady
-// state allocates nothing (fresh pages per call would fault on every GEMM).
+// Threads: C is cut into a gm × gn grid of rectangles on micro-tile boundaries, about two per thread,
+// handed out dynamically; each task runs the serial nest above with its own packing buffers. The grid shape
+// minimises the redundant packing (gn·M·K + gm·K·N moves), so M = 256 products split along N only, M = 1024
+// ones 2 × 2, and the weight gradient Aᵀ·B (M = C = 768, N = OC, K = B·T) along N. Buffers are thread-local and only
+// ever grow, so steady state allocates nothing (fresh pages per call would fault on every GEMM).
 #include "cpu/gemm.h"
 
 #include <algorithm>
@@ -95,16 +99,10 @@ struct Blocking {
   int64_t mc, kc, nc;
 };
 
+// Measured on Zen 5 (2 cores): KC from 192 to 512 and MC from 96 to 960 are all within noise of each other
+// for the GPT-2 shapes; these sit in the middle.
 Blocking blocking_for(const Isa& isa) {
-  static const Blocking tuned = [] {
-    Blocking b{480, 256, 3072};
-    // TUNING ONLY: overrides while measuring; removed once chosen.
-    if (const char* s = std::getenv("GPT_NATIVE_GEMM_MC")) b.mc = std::atoi(s);
-    if (const char* s = std::getenv("GPT_NATIVE_GEMM_KC")) b.kc = std::atoi(s);
-    if (const char* s = std::getenv("GPT_NATIVE_GEMM_NC")) b.nc = std::atoi(s);
-    return b;
-  }();
-  Blocking b = tuned;
+  Blocking b{480, 256, 3072};
   b.mc = std::max<int64_t>(isa.mr, b.mc / isa.mr * isa.mr);
   b.nc = std::max<int64_t>(isa.nr, b.nc / isa.nr * isa.nr);
   return b;
@@ -145,16 +143,38 @@ struct Problem {
   const float* bias;
 };
 
+// dst[k·W + j] = src[k·ld + j] for j < w, zero for w ≤ j < W: the non-transposing pack. Fixed widths get
+// their own loop so the copy is a few vector moves per k rather than a memcpy call.
+template <int W>
+void copy_rows_fixed(const float* src, int64_t ld, int64_t kc, float* dst) {
+  for (int64_t k = 0; k < kc; ++k)
+    for (int j = 0; j < W; ++j) dst[k * W + j] = src[k * ld + j];
+}
+void copy_rows(const float* src, int64_t ld, int64_t kc, int64_t w, int64_t W, float* dst) {
+  if (w == W) {
+    switch (W) {
+      case 4: return copy_rows_fixed<4>(src, ld, kc, dst);
+      case 6: return copy_rows_fixed<6>(src, ld, kc, dst);
+      case 8: return copy_rows_fixed<8>(src, ld, kc, dst);
+      case 16: return copy_rows_fixed<16>(src, ld, kc, dst);
+      case 48: return copy_rows_fixed<48>(src, ld, kc, dst);
+      case 64: return copy_rows_fixed<64>(src, ld, kc, dst);
+      default: break;
+    }
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    float* d = dst + k * W;
+    for (int64_t j = 0; j < w; ++j) d[j] = src[k * ld + j];
+    for (int64_t j = w; j < W; ++j) d[j] = 0.0f;
+  }
+}
+
 // One MR-tall micro-panel of op(A): rows [i0, i0+mr) and columns [p0, p0+kc), layout [kc][MR], zero padded.
 void pack_a_panel(const Isa& isa, const Problem& x, int64_t i0, int64_t mr, int64_t p0, int64_t kc, float* dst) {
   const int64_t MR = isa.mr;
   if (x.transA) {  // A stored (K,M): each k is a contiguous run of mr floats
     const float* src = x.A + p0 * x.lda + i0;
-    for (int64_t k = 0; k < kc; ++k) {
-      float* d = dst + k * MR;
-      std::memcpy(d, src + k * x.lda, mr * sizeof(float));
-      for (int64_t i = mr; i < MR; ++i) d[i] = 0.0f;
-    }
+    copy_rows(src, x.lda, kc, mr, MR, dst);
   } else {  // A stored (M,K): a transpose of mr rows
     isa.pack_t(x.A + i0 * x.lda + p0, x.lda, kc, mr, MR, dst);
   }
@@ -166,12 +186,7 @@ void pack_b_panel(const Isa& isa, const Problem& x, int64_t p0, int64_t kc, int6
   if (x.transB) {  // B stored (N,K): a transpose of nr rows
     isa.pack_t(x.B + j0 * x.ldb + p0, x.ldb, kc, nr, NR, dst);
   } else {
-    const float* src = x.B + p0 * x.ldb + j0;
-    for (int64_t k = 0; k < kc; ++k) {
-      float* d = dst + k * NR;
-      std::memcpy(d, src + k * x.ldb, nr * sizeof(float));
-      for (int64_t j = nr; j < NR; ++j) d[j] = 0.0f;
-    }
+    copy_rows(x.B + p0 * x.ldb + j0, x.ldb, kc, nr, NR, dst);
   }
 }
 
@@ -182,10 +197,8 @@ void gemm_rect(const Isa& isa, const Problem& x, int64_t m0, int64_t m1, int64_t
   const int64_t M = m1 - m0, N = n1 - n0;
   // Packing A costs M·K moves per NC block and pays back over N/NR micro-kernel calls; packing a plain B
   // costs K·N moves and pays back over M/MR calls. Transposed B is always packed (the kernel needs rows).
-  static const int64_t tA = std::getenv("TUNE_PA") ? std::atoi(std::getenv("TUNE_PA")) : 2 * 48;
-  static const int64_t tB = std::getenv("TUNE_PB") ? std::atoi(std::getenv("TUNE_PB")) : 128;
-  const bool packA = N > tA;
-  const bool packB = x.transB || M > tB;
+  const bool packA = N > 2 * NR;
+  const bool packB = x.transB || M > 128;
   Buffers& buf = tl_buf;
   const int64_t ncap = std::min(bl.nc, (N + NR - 1) / NR * NR);
   const int64_t mcap = std::min(bl.mc, (M + MR - 1) / MR * MR);
@@ -306,7 +319,7 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
   // packs its own rows of A and columns of B, so the grid costs gn·M·K + gm·K·N packing moves: pick the
   // cheapest grid with enough rectangles (a few per thread, so a core taken by another process does not
   // leave the other one waiting at the end; one per thread for products too small to amortise more packing).
-  static const int64_t perThread = std::getenv("TUNE_PT") ? std::atoi(std::getenv("TUNE_PT")) : 2;
+  constexpr int64_t perThread = 2;
   const int64_t want = threads * (flops >= 1e8 ? perThread : 1);
   const int64_t unitsM = (M + isa.mr - 1) / isa.mr, unitsN = (N + isa.nr - 1) / isa.nr;
   int64_t gm = 1, gn = 1;
