@@ -58,6 +58,9 @@ function cases() {
     }
     out.push({ transA, transB, M: 300, N: 520, K: 700, alpha: 0.5, accumulate: true, bias: true, padA: 1, padB: 2, padC: 3 });
     out.push({ transA, transB, M: 300, N: 520, K: 700, threaded: false });
+    // K beyond one cache block: later blocks add to C, the bias goes in once
+    out.push({ transA, transB, M: 37, N: 70, K: 2100, alpha: -1.25, accumulate: true, bias: true, threaded: false });
+    out.push({ transA, transB, M: 150, N: 100, K: 1500, bias: true });
     // attention-like serial blocks
     out.push({ transA, transB, M: 64, N: 200, K: 64, alpha: 0.125, threaded: false, padA: 64, padB: 64 });
     out.push({ transA, transB, M: 200, N: 64, K: 64, accumulate: true, threaded: false, padA: 7, padC: 64 });
