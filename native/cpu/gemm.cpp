@@ -323,21 +323,29 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
     return;
   }
   // Cut C into a gm × gn grid of rectangles on micro-tile boundaries, handed out dynamically. Every rectangle
-  // packs its own rows of A and columns of B, so the grid costs gn·M·K + gm·K·N packing moves: pick the
-  // cheapest grid with enough rectangles (a few per thread, so a core taken by another process does not
-  // leave the other one waiting at the end; one per thread for products too small to amortise more packing).
-  constexpr int64_t perThread = 2;
-  const int64_t want = threads * (flops >= 1e8 ? perThread : 1);
+  // packs its own rows of A and columns of B, so a grid costs gn·M·K + gm·K·N packing moves; for a given
+  // number of rectangles take the cheapest grid. Two rectangles per thread keep both cores busy to the end
+  // when one is slowed by another process, but only where the extra packing is cheap (at most 16 MB more,
+  // i.e. mostly from L3): the LM head's dinp A·Bᵀ (K = 50257) would re-read a 50 MB A from DRAM.
   const int64_t unitsM = (M + isa.mr - 1) / isa.mr, unitsN = (N + isa.nr - 1) / isa.nr;
-  int64_t gm = 1, gn = 1;
-  double best = -1;
-  const int64_t target = std::min(want, unitsM * unitsN);
-  for (int64_t tm = 1; tm <= std::min(target, unitsM); ++tm) {
-    const int64_t tn = std::min(unitsN, (target + tm - 1) / tm);
-    if (tm * tn < target) continue;
-    const double cost = static_cast<double>(tn) * M * K + static_cast<double>(tm) * K * N;
-    if (best < 0 || cost < best) { best = cost; gm = tm; gn = tn; }
+  struct Grid { int64_t gm, gn; double cost; };
+  auto grid_for = [&](int64_t want) {
+    Grid g{1, 1, -1};
+    const int64_t target = std::min(want, unitsM * unitsN);
+    for (int64_t tm = 1; tm <= std::min(target, unitsM); ++tm) {
+      const int64_t tn = std::min(unitsN, (target + tm - 1) / tm);
+      if (tm * tn < target) continue;
+      const double cost = static_cast<double>(tn) * M * K + static_cast<double>(tm) * K * N;
+      if (g.cost < 0 || cost < g.cost) g = Grid{tm, tn, cost};
+    }
+    return g;
+  };
+  Grid g = grid_for(threads);
+  if (flops >= 1e8) {
+    const Grid finer = grid_for(2 * threads);
+    if ((finer.cost - g.cost) * sizeof(float) <= 16e6) g = finer;
   }
+  const int64_t gm = g.gm, gn = g.gn;
   pool->run_tasks(gm * gn, [&](int64_t task, int) {
     const int64_t i = task / gn, j = task % gn;
     const int64_t mb = std::min(M, unitsM * i / gm * isa.mr), me = std::min(M, unitsM * (i + 1) / gm * isa.mr);
