@@ -61,6 +61,8 @@ function cases() {
     // K beyond one cache block: later blocks add to C, the bias goes in once
     out.push({ transA, transB, M: 37, N: 70, K: 2100, alpha: -1.25, accumulate: true, bias: true, threaded: false });
     out.push({ transA, transB, M: 150, N: 100, K: 1500, bias: true });
+    // N beyond one cache block
+    out.push({ transA, transB, M: 40, N: 1700, K: 50, alpha: 2, accumulate: true, bias: true, padB: 3, threaded: false });
     // attention-like serial blocks
     out.push({ transA, transB, M: 64, N: 200, K: 64, alpha: 0.125, threaded: false, padA: 64, padB: 64 });
     out.push({ transA, transB, M: 200, N: 64, K: 64, accumulate: true, threaded: false, padA: 7, padC: 64 });
