@@ -19,7 +19,7 @@
 //
 // Micro-kernels (chosen once at run time from what the processor reports, GPT_NATIVE_ISA=avx2|generic
 // forces a lower one): AVX-512 8×48, or 6×64 where N's last tile fits it better (head size 64), in
-// gemm_avx512.cpp; AVX2+FMA 6×16 in gemm_avx2.cpp; portable 4×16 below. Blocking: KC = 1024,
+// gemm_avx512.cpp; AVX2+FMA 6×16 in gemm_avx2.cpp; portable 4×8 below. Blocking: KC = 1024,
 // MC = 144, NC = 768 (see blocking_for for why).
 //
 // Threads: C is cut into a gm × gn grid of rectangles on micro-tile boundaries, about two per thread,
@@ -41,9 +41,9 @@
 namespace gn {
 namespace gemm_detail {
 
-// ---- portable fallback: 4×16 tile in plain loops (the compiler vectorises what the baseline ISA allows)
+// ---- portable fallback: 4×8 tile in plain loops (the compiler vectorises what the baseline ISA allows)
 namespace {
-constexpr int kGenMR = 4, kGenNR = 16;
+constexpr int kGenMR = 4, kGenNR = 8;  // 8 accumulators in SSE registers (4×16 spilled: 4× slower)
 
 template <bool PACKED>
 void ukernel_generic(const TileArgs& t) {
