@@ -1,287 +1,279 @@
-// GEMM: see gemm.h for the contract.
+// GEMM, row-major float32 (contract in gemm.h):
+//   C (M,N) = (accumulate ? C : 0) + alpha · op(A) (M,K) · op(B) (K,N) + bias (N)
 //
-// Blocked and packed, in the GotoBLAS/BLIS arrangement:
-//   for jc over N in blocks of NC              (B block: KC × NC, shared by all row blocks, in L3)
-//     for pc over K in blocks of KC            (pack B[pc.., jc..] into NR-wide panels, k-major)
-//       for ic over M in blocks of MC          (pack A[ic.., pc..] into MR-tall panels, k-major, in L2)
-//         for jr, ir: micro-kernel MR × NR     (C tile in registers; one A panel and one B panel in L1)
-// Packing reads op(A) and op(B) in whichever layout they are stored, so the four transpose forms share one
-// micro-kernel, and pads edges with zeros so the kernel always runs full tiles; partial tiles are stored
-// with masks. The first KC block applies `accumulate` and the bias; later ones add.
-// Micro-kernels: AVX-512 (MR=14, NR=32: 28 zmm accumulators), AVX2+FMA (MR=6, NR=16: 12 ymm), and a
-// portable one (MR=4, NR=16), chosen once at run time from what the processor reports (GPT_NATIVE_ISA=avx2
-// or generic forces a lower one, for tests). Threads split the columns of C into NR-aligned ranges; each
-// thread packs into its own reusable buffers.
+// Blocked and packed in the GotoBLAS/BLIS way. Loop nest for one rectangle of C:
+//   for jc in N step NC                        B block  (KC,NC) packed once, lives in L3
+//     for pc in K step KC
+//       pack B[pc:pc+KC, jc:jc+NC] → Bp        as NR-wide micro-panels, layout [N/NR][KC][NR]
+//       for ic in M step MC                    A block  (MC,KC) lives in L2
+//         pack A[ic:ic+MC, pc:pc+KC] → Ap      as MR-tall micro-panels, layout [M/MR][KC][MR]
+//         for jr in NC step NR                 B micro-panel (KC,NR) stays in L2 across the ir loop
+//           for ir in MC step MR
+//             micro-kernel: C[ir:+MR, jr:+NR] (+)= alpha · Ap panel · Bp panel  (+ bias on the first pc)
+// The four forms (A or Aᵀ, B or Bᵀ) differ only in how the panels are packed: a transposed operand is
+// packed through in-register transposes, a plain one by row copies, so one micro-kernel serves all four.
+// Small shapes skip packing where it does not pay: A is read in place when N is narrow (it would be packed
+// for one or two micro-panels only), and a plain B is read in place when M is small; attention's serial
+// per-block products (M=64, N≤2048, K=64 and the like) take those paths. Edge tiles are zero-padded in the
+// packed panels and stored with masks, so any M, N, K ≥ 0 work. K = 0 writes (accumulate ? C : 0) + bias.
+//
+// Micro-kernels (chosen once at run time from what the processor reports, GPT_NATIVE_ISA=avx2|generic
+// forces a lower one): AVX-512 8×48, or 6×64 where N's last tile fits it better (head size 64), in
+// gemm_avx512.cpp; AVX2+FMA 6×16 in gemm_avx2.cpp; portable 4×8 below. Blocking: KC = 1024,
+// MC = 144, NC = 768 (see blocking_for for why).
+//
+// Threads: C is cut into a gm × gn grid of rectangles on micro-tile boundaries, about two per thread,
+// handed out dynamically; each task runs the serial nest above with its own packing buffers. The grid shape
+// minimises the redundant packing (gn·M·K + gm·K·N moves), so M = 256 products split along N only, M = 1024
+// ones 2 × 2, and the weight gradient Aᵀ·B (M = C = 768, N = OC, K = B·T) along N. Buffers are thread-local and only
+// ever grow, so steady state allocates nothing (fresh pages per call would fault on every GEMM).
 #include "cpu/gemm.h"
+
+#include "cpu/simd.h"
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
+#include <new>
 #include <string>
 
-#include "cpu/simd.h"
+#include "cpu/gemm_kernels.h"
 #include "cpu/threading.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define GN_X86 1
-#endif
-
 namespace gn {
+namespace gemm_detail {
 
+// ---- portable fallback: 4×8 tile in plain loops (the compiler vectorises what the baseline ISA allows)
 namespace {
+constexpr int kGenMR = 4, kGenNR = 8;  // 8 accumulators in SSE registers (4×16 spilled: 4× slower)
 
-// Blocking measured on an AMD EPYC (Zen 5, 48 KB L1d, 1 MB L2): KC 384 and MC 168 were best or within noise
-// of the best at the GPT-2 shapes (KC 128-512 × MC 84-672 swept).
-constexpr int64_t KC = 384;
-constexpr int64_t MC_ROWS = 168;  // a multiple of every MR (14, 6, 4)
-constexpr int64_t NC = 3072;
+template <bool PACKED>
+void ukernel_generic(const TileArgs& t) {
+  float acc[kGenMR][kGenNR] = {};
+  const float* a = t.a;
+  const float* b = t.b;
+  const int64_t rsa = PACKED ? 1 : t.rsa, csa = PACKED ? kGenMR : t.csa;
+  for (int64_t k = 0; k < t.kc; ++k) {
+    for (int i = 0; i < kGenMR; ++i) {
+      const float ai = a[i * rsa];
+      for (int j = 0; j < kGenNR; ++j) acc[i][j] += ai * b[j];
+    }
+    a += csa;
+    b += t.rsb;
+  }
+  for (int64_t i = 0; i < t.mr; ++i) {
+    float* c = t.c + i * t.ldc;
+    for (int64_t j = 0; j < t.nr; ++j) {
+      float r = t.alpha * acc[i][j] + (t.bias ? t.bias[j] : 0.0f);
+      c[j] = t.load_c ? c[j] + r : r;
+    }
+  }
+}
 
-struct Kernel;
-using UkrFn = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr, int nr,
-                       float alpha, bool add, const float* bias);
-struct Kernel {
-  int MR, NR;
-  UkrFn ukr;
-  const char* name;
+const Isa& isa_generic() {
+  static const Isa isa{"generic", kGenMR, kGenNR, &ukernel_generic<true>, &ukernel_generic<false>,
+                       &pack_t_scalar, nullptr};
+  return isa;
+}
+
+const Isa& pick_isa() {
+  static const Isa* chosen = [] {
+    const char* env = std::getenv("GPT_NATIVE_ISA");
+    const std::string want = env ? env : "";
+    if (want == "generic") return &isa_generic();
+#ifdef GN_GEMM_X86
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    if (avx512 && want != "avx2") return &isa_avx512();
+    if (avx2) return &isa_avx2();
+#endif
+    return &isa_generic();
+  }();
+  return *chosen;
+}
+
+// Cache blocking, measured on Zen 5 (2 cores, 48 KB L1d, 1 MB L2, 32 MB L3) with both cores busy: a deep
+// KC wins (≈ +10% over KC = 256 at the GPT-2 shapes): C tiles are loaded and stored once per KC block, so
+// KC ≥ 768 touches C once for K = 768, and the kernel's prologue/epilogue is amortised over more FMAs.
+// The A micro-panel (MR·KC·4 = 32 KB) then stays in L1 while the B micro-panel (KC·NR·4 ≈ 200 KB) and the
+// A block (MC·KC·4 ≈ 590 KB) share L2; the B block (KC·NC·4 = 3 MB per thread) stays in L3 next to the
+// other thread's (NC = 3072, 12 MB each, was 5–10% slower on the 50257-wide LM-head products).
+// K, M are cut into equal blocks (never a full block plus a sliver).
+struct Blocking {
+  int64_t mc, kc, nc;
 };
 
-// ------------------------------------------------------------------------------------------ generic
-void ukr_generic(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr, int nr, float alpha,
-                 bool add, const float* bias) {
-  constexpr int MR = 4, NR = 16;
-  float acc[MR][NR] = {};
-  for (int64_t k = 0; k < kc; ++k) {
-    const float* a = Ap + k * MR;
-    const float* b = Bp + k * NR;
-    for (int r = 0; r < MR; ++r)
-      for (int c = 0; c < NR; ++c) acc[r][c] += a[r] * b[c];
-  }
-  for (int r = 0; r < mr; ++r) {
-    float* cr = C + r * ldc;
-    for (int c = 0; c < nr; ++c) {
-      float v = alpha * acc[r][c];
-      if (add) v += cr[c];
-      if (bias) v += bias[c];
-      cr[c] = v;
-    }
-  }
+Blocking blocking_for(const Isa& isa) {
+  Blocking b{144, 1024, 768};
+  b.mc = std::max<int64_t>(isa.mr, b.mc / isa.mr * isa.mr);
+  b.nc = std::max<int64_t>(isa.nr, b.nc / isa.nr * isa.nr);
+  return b;
 }
 
-#ifdef GN_X86
-// ------------------------------------------------------------------------------------------ AVX2
-__attribute__((target("avx2,fma"))) void ukr_avx2(int64_t kc, const float* Ap, const float* Bp, float* C,
-                                                    int64_t ldc, int mr, int nr, float alpha, bool add,
-                                                    const float* bias) {
-  constexpr int MR = 6;
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k) {
-    const float* a = Ap + k * MR;
-    __m256 b0 = _mm256_loadu_ps(Bp + k * 16), b1 = _mm256_loadu_ps(Bp + k * 16 + 8);
-    __m256 x;
-    x = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
-    x = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
-    x = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
-    x = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
-    x = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
-    x = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
-  }
-  alignas(32) float tile[MR][16];
-  _mm256_store_ps(tile[0], c00); _mm256_store_ps(tile[0] + 8, c01);
-  _mm256_store_ps(tile[1], c10); _mm256_store_ps(tile[1] + 8, c11);
-  _mm256_store_ps(tile[2], c20); _mm256_store_ps(tile[2] + 8, c21);
-  _mm256_store_ps(tile[3], c30); _mm256_store_ps(tile[3] + 8, c31);
-  _mm256_store_ps(tile[4], c40); _mm256_store_ps(tile[4] + 8, c41);
-  _mm256_store_ps(tile[5], c50); _mm256_store_ps(tile[5] + 8, c51);
-  for (int r = 0; r < mr; ++r) {
-    float* cr = C + r * ldc;
-    for (int c = 0; c < nr; ++c) {
-      float v = alpha * tile[r][c];
-      if (add) v += cr[c];
-      if (bias) v += bias[c];
-      cr[c] = v;
-    }
-  }
-}
-
-// ------------------------------------------------------------------------------------------ AVX-512
-#define GN_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma")))
-
-GN_AVX512 inline void store_row512(float* cr, __m512 v0, __m512 v1, int nr, float alpha, bool add,
-                                   const float* bias) {
-  __m512 va = _mm512_set1_ps(alpha);
-  v0 = _mm512_mul_ps(v0, va);
-  v1 = _mm512_mul_ps(v1, va);
-  if (nr >= 32) {
-    if (add) { v0 = _mm512_add_ps(v0, _mm512_loadu_ps(cr)); v1 = _mm512_add_ps(v1, _mm512_loadu_ps(cr + 16)); }
-    if (bias) { v0 = _mm512_add_ps(v0, _mm512_loadu_ps(bias)); v1 = _mm512_add_ps(v1, _mm512_loadu_ps(bias + 16)); }
-    _mm512_storeu_ps(cr, v0);
-    _mm512_storeu_ps(cr + 16, v1);
-    return;
-  }
-  __mmask16 m0 = nr >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << nr) - 1);
-  __mmask16 m1 = nr > 16 ? static_cast<__mmask16>((1u << (nr - 16)) - 1) : static_cast<__mmask16>(0);
-  if (add) { v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr)); v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16)); }
-  if (bias) { v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, bias)); v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, bias + 16)); }
-  _mm512_mask_storeu_ps(cr, m0, v0);
-  _mm512_mask_storeu_ps(cr + 16, m1, v1);
-}
-
-GN_AVX512 void ukr_avx512(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr, int nr,
-                          float alpha, bool add, const float* bias) {
-  constexpr int MR = 14;
-  // the C tile is needed only at the end: start fetching it now so the stores do not wait on memory
-  for (int r = 0; r < mr; ++r) {
-    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + 16), _MM_HINT_T0);
-  }
-  __m512 c[MR][2];
-  for (int r = 0; r < MR; ++r) c[r][0] = c[r][1] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k) {
-    const float* a = Ap + k * MR;
-    const __m512 b0 = _mm512_loadu_ps(Bp + k * 32), b1 = _mm512_loadu_ps(Bp + k * 32 + 16);
-#pragma GCC unroll 14
-    for (int r = 0; r < MR; ++r) {
-      const __m512 x = _mm512_set1_ps(a[r]);
-      c[r][0] = _mm512_fmadd_ps(x, b0, c[r][0]);
-      c[r][1] = _mm512_fmadd_ps(x, b1, c[r][1]);
-    }
-  }
-#pragma GCC unroll 14
-  for (int r = 0; r < MR; ++r)
-    if (r < mr) store_row512(C + r * ldc, c[r][0], c[r][1], nr, alpha, add, bias);
-}
-#endif
-
-const Kernel kGeneric{4, 16, ukr_generic, "generic"};
-#ifdef GN_X86
-const Kernel kAvx2{6, 16, ukr_avx2, "avx2"};
-const Kernel kAvx512{14, 32, ukr_avx512, "avx512"};
-#endif
-
-const Kernel& pick_kernel() {
-  const char* force = std::getenv("GPT_NATIVE_ISA");
-  std::string f = force ? force : "";
-#ifdef GN_X86
-  __builtin_cpu_init();
-  bool has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-  bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (f == "generic") return kGeneric;
-  if (f == "avx2") return has2 ? kAvx2 : kGeneric;
-  if (has512) return kAvx512;
-  if (has2) return kAvx2;
-#endif
-  return kGeneric;
-}
-
-const Kernel& kernel() {
-  static const Kernel& k = pick_kernel();  // a property of the processor: computed once, never mutated
-  return k;
-}
-
-struct AlignedBuf {
+// Thread-local, 64-byte aligned, grow-only scratch.
+struct Scratch {
   float* p = nullptr;
   size_t n = 0;
-  ~AlignedBuf() { std::free(p); }
+  ~Scratch() { std::free(p); }
   float* get(size_t want) {
     if (want > n) {
       std::free(p);
-      n = want + want / 4;
-      p = static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float)) + 63) / 64 * 64));
+      size_t bytes = ((want * sizeof(float) + 4095) / 4096) * 4096;
+      p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!p) { n = 0; throw std::bad_alloc(); }
+      n = bytes / sizeof(float);
     }
     return p;
   }
 };
-thread_local AlignedBuf tl_apack, tl_bpack;
+struct Buffers {
+  Scratch a, b, edge_a, edge_b;
+};
+thread_local Buffers tl_buf;
 
-// op(A) block rows [i0, i0+mc), k [p0, p0+kc) → MR-tall panels, each k-major (panel[k*MR + r])
-void pack_a(float* dst, const float* A, int64_t lda, bool transA, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
-            int MR) {
-  for (int64_t ir = 0; ir < mc; ir += MR) {
-    const int rows = static_cast<int>(std::min<int64_t>(MR, mc - ir));
-    float* d = dst + ir * kc;
-    if (transA) {
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* src = A + (p0 + k) * lda + i0 + ir;
-        float* dk = d + k * MR;
-        int r = 0;
-        for (; r < rows; ++r) dk[r] = src[r];
-        for (; r < MR; ++r) dk[r] = 0.0f;
-      }
-    } else {
-      for (int r = 0; r < rows; ++r) {
-        const float* src = A + (i0 + ir + r) * lda + p0;
-        for (int64_t k = 0; k < kc; ++k) d[k * MR + r] = src[k];
-      }
-      for (int r = rows; r < MR; ++r)
-        for (int64_t k = 0; k < kc; ++k) d[k * MR + r] = 0.0f;
+struct Problem {
+  bool transA, transB;
+  int64_t M, N, K;
+  float alpha;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float* C;
+  int64_t ldc;
+  bool accumulate;
+  const float* bias;
+};
+
+// dst[k·W + j] = src[k·ld + j] for j < w, zero for w ≤ j < W: the non-transposing pack. Fixed widths get
+// their own loop so the copy is a few vector moves per k rather than a memcpy call.
+template <int W>
+void copy_rows_fixed(const float* src, int64_t ld, int64_t kc, float* dst) {
+  for (int64_t k = 0; k < kc; ++k)
+    for (int j = 0; j < W; ++j) dst[k * W + j] = src[k * ld + j];
+}
+void copy_rows(const float* src, int64_t ld, int64_t kc, int64_t w, int64_t W, float* dst) {
+  if (w == W) {
+    switch (W) {
+      case 4: return copy_rows_fixed<4>(src, ld, kc, dst);
+      case 6: return copy_rows_fixed<6>(src, ld, kc, dst);
+      case 8: return copy_rows_fixed<8>(src, ld, kc, dst);
+      case 16: return copy_rows_fixed<16>(src, ld, kc, dst);
+      case 48: return copy_rows_fixed<48>(src, ld, kc, dst);
+      case 64: return copy_rows_fixed<64>(src, ld, kc, dst);
+      default: break;
     }
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    float* d = dst + k * W;
+    for (int64_t j = 0; j < w; ++j) d[j] = src[k * ld + j];
+    for (int64_t j = w; j < W; ++j) d[j] = 0.0f;
   }
 }
 
-// op(B) k [p0, p0+kc), columns [j0, j0+nc) → NR-wide panels, each k-major (panel[k*NR + c])
-void pack_b(float* dst, const float* B, int64_t ldb, bool transB, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
-            int NR) {
-  for (int64_t jr = 0; jr < nc; jr += NR) {
-    const int cols = static_cast<int>(std::min<int64_t>(NR, nc - jr));
-    float* d = dst + jr * kc;
-    if (!transB) {
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* src = B + (p0 + k) * ldb + j0 + jr;
-        float* dk = d + k * NR;
-        int c = 0;
-        for (; c < cols; ++c) dk[c] = src[c];
-        for (; c < NR; ++c) dk[c] = 0.0f;
-      }
-    } else {
-      for (int c = 0; c < cols; ++c) {
-        const float* src = B + (j0 + jr + c) * ldb + p0;
-        for (int64_t k = 0; k < kc; ++k) d[k * NR + c] = src[k];
-      }
-      for (int c = cols; c < NR; ++c)
-        for (int64_t k = 0; k < kc; ++k) d[k * NR + c] = 0.0f;
-    }
+// One MR-tall micro-panel of op(A): rows [i0, i0+mr) and columns [p0, p0+kc), layout [kc][MR], zero padded.
+void pack_a_panel(const Isa& isa, const Problem& x, int64_t i0, int64_t mr, int64_t p0, int64_t kc, float* dst) {
+  const int64_t MR = isa.mr;
+  if (x.transA) {  // A stored (K,M): each k is a contiguous run of mr floats
+    const float* src = x.A + p0 * x.lda + i0;
+    copy_rows(src, x.lda, kc, mr, MR, dst);
+  } else {  // A stored (M,K): a transpose of mr rows
+    isa.pack_t(x.A + i0 * x.lda + p0, x.lda, kc, mr, MR, dst);
   }
 }
 
-// C[m0:m1, n0:n1) over the whole K, on the calling thread
-void gemm_block(const Kernel& kr, bool transA, bool transB, int64_t m0, int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha,
-               const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
-               const float* bias) {
-  const int MR = kr.MR, NR = kr.NR;
-  if (K == 0) {
-    for (int64_t m = m0; m < M; ++m)
-      for (int64_t n = n0; n < n1; ++n) {
-        float v = accumulate ? C[m * ldc + n] : 0.0f;
-        C[m * ldc + n] = v + (bias ? bias[n] : 0.0f);
-      }
-    return;
+// One NR-wide micro-panel of op(B): rows [p0, p0+kc) and columns [j0, j0+nr), layout [kc][NR], zero padded.
+void pack_b_panel(const Isa& isa, const Problem& x, int64_t p0, int64_t kc, int64_t j0, int64_t nr, float* dst) {
+  const int64_t NR = isa.nr;
+  if (x.transB) {  // B stored (N,K): a transpose of nr rows
+    isa.pack_t(x.B + j0 * x.ldb + p0, x.ldb, kc, nr, NR, dst);
+  } else {
+    copy_rows(x.B + p0 * x.ldb + j0, x.ldb, kc, nr, NR, dst);
   }
-  const int64_t mcMax = std::min<int64_t>(MC_ROWS / MR * MR, (M - m0 + MR - 1) / MR * MR);
-  for (int64_t jc = n0; jc < n1; jc += NC) {
-    const int64_t nc = std::min<int64_t>(NC, n1 - jc);
-    const int64_t ncPad = (nc + NR - 1) / NR * NR;
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      const int64_t kc = std::min<int64_t>(KC, K - pc);
-      float* Bp = tl_bpack.get(static_cast<size_t>(ncPad * kc));
-      pack_b(Bp, B, ldb, transB, pc, kc, jc, nc, NR);
-      const bool add = pc > 0 || accumulate;
-      const float* bia = (pc == 0 && bias) ? bias + jc : nullptr;
-      for (int64_t ic = m0; ic < M; ic += mcMax) {
-        const int64_t mc = std::min<int64_t>(mcMax, M - ic);
-        const int64_t mcPad = (mc + MR - 1) / MR * MR;
-        float* Ap = tl_apack.get(static_cast<size_t>(mcPad * kc));
-        pack_a(Ap, A, lda, transA, ic, mc, pc, kc, MR);
+}
+
+// The serial blocked nest over the rectangle C[m0:m1, n0:n1].
+void gemm_rect(const Isa& isa, const Problem& x, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const int64_t MR = isa.mr, NR = isa.nr;
+  const Blocking bl = blocking_for(isa);
+  const int64_t M = m1 - m0, N = n1 - n0;
+  // Packing A costs M·K moves per NC block and pays back over N/NR micro-kernel calls; packing a plain B
+  // costs K·N moves and pays back over M/MR calls. Transposed B is always packed (the kernel needs rows).
+  const bool packA = N > 2 * NR;
+  const bool packB = x.transB || M > 128;
+  Buffers& buf = tl_buf;
+  const int64_t ncap = std::min(bl.nc, (N + NR - 1) / NR * NR);
+  // Equal A blocks rather than full ones plus a sliver: a 32-row last block would load each B micro-panel
+  // into L1 for only 4 tiles.
+  const int64_t mblocks = (M + bl.mc - 1) / bl.mc;
+  const int64_t mstep = ((M + mblocks - 1) / mblocks + MR - 1) / MR * MR;
+  const int64_t mcap = std::min(mstep, (M + MR - 1) / MR * MR);
+  const int64_t kblocks = (x.K + bl.kc - 1) / bl.kc;
+  const int64_t kstep = (x.K + kblocks - 1) / kblocks;
+  const int64_t kcap = kstep;
+  float* Bp = packB ? buf.b.get(kcap * ncap) : nullptr;
+  float* Ap = packA ? buf.a.get(kcap * mcap) : nullptr;
+  float* edgeA = packA ? nullptr : buf.edge_a.get(kcap * MR);
+  float* edgeB = packB ? nullptr : buf.edge_b.get(kcap * NR);
+
+  TileArgs t{};
+  t.ldc = x.ldc;
+  t.alpha = x.alpha;
+  for (int64_t jc = n0; jc < n1; jc += bl.nc) {
+    const int64_t nc = std::min(bl.nc, n1 - jc);
+    for (int64_t pc = 0; pc < x.K; pc += kstep) {
+      const int64_t kc = std::min(kstep, x.K - pc);
+      const bool first = pc == 0;
+      t.kc = kc;
+      t.load_c = !first || x.accumulate;
+      if (packB)
+        for (int64_t jr = 0; jr < nc; jr += NR)
+          pack_b_panel(isa, x, pc, kc, jc + jr, std::min(NR, nc - jr), Bp + jr * kc);
+      for (int64_t ic = m0; ic < m1; ic += mstep) {
+        const int64_t mc = std::min(mstep, m1 - ic);
+        if (packA)
+          for (int64_t ir = 0; ir < mc; ir += MR)
+            pack_a_panel(isa, x, ic + ir, std::min(MR, mc - ir), pc, kc, Ap + ir * kc);
         for (int64_t jr = 0; jr < nc; jr += NR) {
-          const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+          const int64_t nr = std::min(NR, nc - jr);
+          if (packB) {
+            t.b = Bp + jr * kc;
+            t.rsb = NR;
+          } else if (nr == NR) {
+            t.b = x.B + pc * x.ldb + jc + jr;
+            t.rsb = x.ldb;
+          } else {
+            pack_b_panel(isa, x, pc, kc, jc + jr, nr, edgeB);
+            t.b = edgeB;
+            t.rsb = NR;
+          }
+          t.nr = nr;
+          t.bias = first && x.bias ? x.bias + jc + jr : nullptr;
           for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
-            kr.ukr(kc, Ap + ir * kc, Bp + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, mr, nr, alpha, add,
-                   bia ? bia + jr : nullptr);
+            const int64_t mr = std::min(MR, mc - ir);
+            t.mr = mr;
+            t.c = x.C + (ic + ir) * x.ldc + jc + jr;
+            if (packA) {
+              t.a = Ap + ir * kc;
+              isa.packed(t);
+            } else if (mr == MR) {
+              if (x.transA) {
+                t.a = x.A + pc * x.lda + ic + ir;
+                t.rsa = 1;
+                t.csa = x.lda;
+              } else {
+                t.a = x.A + (ic + ir) * x.lda + pc;
+                t.rsa = x.lda;
+                t.csa = 1;
+              }
+              isa.strided(t);
+            } else {
+              pack_a_panel(isa, x, ic + ir, mr, pc, kc, edgeA);
+              t.a = edgeA;
+              isa.packed(t);
+            }
           }
         }
       }
@@ -289,18 +281,43 @@ void gemm_block(const Kernel& kr, bool transA, bool transB, int64_t m0, int64_t 
   }
 }
 
+// K = 0: C = (accumulate ? C : 0) + bias.
+void gemm_k0(const Problem& x) {
+  for (int64_t m = 0; m < x.M; ++m) {
+    float* c = x.C + m * x.ldc;
+    for (int64_t n = 0; n < x.N; ++n) {
+      const float b = x.bias ? x.bias[n] : 0.0f;
+      c[n] = x.accumulate ? c[n] + b : b;
+    }
+  }
+}
+
+}  // namespace
+
+void pack_t_scalar(const float* src, int64_t ld, int64_t kc, int64_t nr, int64_t NR, float* dst) {
+  for (int64_t j = 0; j < nr; ++j) {
+    const float* s = src + j * ld;
+    for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = s[k];
+  }
+  for (int64_t k = 0; k < kc; ++k)
+    for (int64_t j = nr; j < NR; ++j) dst[k * NR + j] = 0.0f;
+}
+
+}  // namespace gemm_detail
+
 
 // ---------------------------------------------------------------------------------- small M (decoding)
-// With M <= 4 (batch-1 decoding, attention over a KV cache) packing would copy all of B for a handful of
-// rows: instead stream B once. A·B: C rows accumulate alpha·A[m,k]·B[k, n-chunk] over k (vectorised over
-// n); A·Bᵀ: each C element is a dot product of two contiguous rows.
-constexpr int64_t kSmallM = 4;
+// With M <= 4 (batch-1 decoding, attention over a KV cache one query at a time) a micro-tile would compute
+// mostly padding: instead stream B once. A·B: C rows accumulate alpha·A[m,k]·B[k, n-chunk] over k
+// (vectorised over n); A·Bᵀ: each C element is a dot product of two contiguous rows.
+namespace small_m {
+constexpr int64_t kMaxM = 4;
 constexpr int64_t kChunkN = 512;
 
 GN_MULTIVERSION
-void small_m_nn(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* A, int64_t lda, bool transA,
-                const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
-  float acc[kSmallM][kChunkN];
+void nn(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* A, int64_t lda, bool transA,
+        const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
+  float acc[kMaxM][kChunkN];
   for (int64_t c0 = n0; c0 < n1; c0 += kChunkN) {
     const int64_t w = std::min<int64_t>(kChunkN, n1 - c0);
     for (int64_t m = 0; m < M; ++m)
@@ -326,9 +343,9 @@ void small_m_nn(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const
 }
 
 GN_MULTIVERSION
-void small_m_nt(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* A, int64_t lda, bool transA,
-                const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
-  float arow[kSmallM][1024];
+void nt(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* A, int64_t lda, bool transA,
+        const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
+  float arow[kMaxM][1024];
   const bool staged = K <= 1024;
   if (staged)
     for (int64_t m = 0; m < M; ++m)
@@ -350,50 +367,67 @@ void small_m_nt(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const
     }
   }
 }
-}  // namespace
+}  // namespace small_m
 
-const char* gemm_isa() { return kernel().name; }
+const char* gemm_isa() { return gemm_detail::pick_isa().name; }
 
-void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-          const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias, ThreadPool* pool) {
+void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+          const float* A, int64_t lda, const float* B, int64_t ldb,
+          float* C, int64_t ldc, bool accumulate, const float* bias, ThreadPool* pool) {
+  using namespace gemm_detail;
   if (M <= 0 || N <= 0) return;
-  if (M <= kSmallM && K > 0) {
+  if (M <= small_m::kMaxM && K > 0) {
     auto run = [&](int64_t n0, int64_t n1) {
-      if (transB) small_m_nt(M, n0, n1, K, alpha, A, lda, transA, B, ldb, C, ldc, accumulate, bias);
-      else small_m_nn(M, n0, n1, K, alpha, A, lda, transA, B, ldb, C, ldc, accumulate, bias);
+      if (transB) small_m::nt(M, n0, n1, K, alpha, A, lda, transA, B, ldb, C, ldc, accumulate, bias);
+      else small_m::nn(M, n0, n1, K, alpha, A, lda, transA, B, ldb, C, ldc, accumulate, bias);
     };
     if (pool && 2 * M * N * K >= (int64_t)1 << 18) pool->parallel_for(N, [&](int64_t b, int64_t e, int) { run(b, e); }, 64);
     else run(0, N);
     return;
   }
-  const Kernel& kr = kernel();
+  const Problem x{transA, transB, M, N, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bias};
+  if (K <= 0) { gemm_k0(x); return; }
+  const Isa* pick = &pick_isa();
+  auto waste = [N](int64_t nr) { return (N + nr - 1) / nr * nr - N; };
+  if (pick->alt && waste(pick->alt->nr) < waste(pick->nr)) pick = pick->alt;
+  const Isa& isa = *pick;
+
   const int threads = pool ? pool->available_threads() : 1;
-  // enough work per thread to pay for the hand-off, and NR-aligned column ranges
-  const int64_t flops = 2 * M * N * std::max<int64_t>(K, 1);
-  int64_t parts = std::min<int64_t>(threads, (N + kr.NR - 1) / kr.NR);
-  if (flops < (int64_t)1 << 21) parts = 1;
-  if (parts <= 1 && !(N < M && threads > 1 && flops >= (int64_t)1 << 21)) {
-    gemm_block(kr, transA, transB, 0, M, 0, N, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bias);
+  const double flops = 2.0 * static_cast<double>(M) * N * K;
+  if (threads <= 1 || flops < 4e6) {
+    gemm_rect(isa, x, 0, M, 0, N);
     return;
   }
-  // Split the dimension whose operand is cheaper to pack twice: splitting N makes every thread pack all
-  // of op(A) (M·K), splitting M makes every thread pack all of op(B) (K·N).
-  if (N >= M) {
-    const int64_t panels = (N + kr.NR - 1) / kr.NR;
-    pool->run_tasks(parts, [&](int64_t t, int) {
-      const int64_t p0 = panels * t / parts, p1 = panels * (t + 1) / parts;
-      const int64_t n0 = p0 * kr.NR, n1 = std::min<int64_t>(N, p1 * kr.NR);
-      if (n0 < n1) gemm_block(kr, transA, transB, 0, M, n0, n1, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bias);
-    });
-  } else {
-    const int64_t mparts = std::min<int64_t>(threads, (M + kr.MR - 1) / kr.MR);
-    const int64_t panels = (M + kr.MR - 1) / kr.MR;
-    pool->run_tasks(mparts, [&](int64_t t, int) {
-      const int64_t p0 = panels * t / mparts, p1 = panels * (t + 1) / mparts;
-      const int64_t m0 = p0 * kr.MR, m1 = std::min<int64_t>(M, p1 * kr.MR);
-      if (m0 < m1) gemm_block(kr, transA, transB, m0, m1, 0, N, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bias);
-    });
+  // Cut C into a gm × gn grid of rectangles on micro-tile boundaries, handed out dynamically. Every rectangle
+  // packs its own rows of A and columns of B, so a grid costs gn·M·K + gm·K·N packing moves; for a given
+  // number of rectangles take the cheapest grid. Two rectangles per thread keep both cores busy to the end
+  // when one is slowed by another process, but only where the extra packing is cheap (at most 16 MB more,
+  // i.e. mostly from L3): the LM head's dinp A·Bᵀ (K = 50257) would re-read a 50 MB A from DRAM.
+  const int64_t unitsM = (M + isa.mr - 1) / isa.mr, unitsN = (N + isa.nr - 1) / isa.nr;
+  struct Grid { int64_t gm, gn; double cost; };
+  auto grid_for = [&](int64_t want) {
+    Grid g{1, 1, -1};
+    const int64_t target = std::min(want, unitsM * unitsN);
+    for (int64_t tm = 1; tm <= std::min(target, unitsM); ++tm) {
+      const int64_t tn = std::min(unitsN, (target + tm - 1) / tm);
+      if (tm * tn < target) continue;
+      const double cost = static_cast<double>(tn) * M * K + static_cast<double>(tm) * K * N;
+      if (g.cost < 0 || cost < g.cost) g = Grid{tm, tn, cost};
+    }
+    return g;
+  };
+  Grid g = grid_for(threads);
+  if (flops >= 1e8) {
+    const Grid finer = grid_for(2 * threads);
+    if ((finer.cost - g.cost) * sizeof(float) <= 16e6) g = finer;
   }
+  const int64_t gm = g.gm, gn = g.gn;
+  pool->run_tasks(gm * gn, [&](int64_t task, int) {
+    const int64_t i = task / gn, j = task % gn;
+    const int64_t mb = std::min(M, unitsM * i / gm * isa.mr), me = std::min(M, unitsM * (i + 1) / gm * isa.mr);
+    const int64_t nb = std::min(N, unitsN * j / gn * isa.nr), ne = std::min(N, unitsN * (j + 1) / gn * isa.nr);
+    if (mb < me && nb < ne) gemm_rect(isa, x, mb, me, nb, ne);
+  });
 }
 
 }  // namespace gn

@@ -1,22 +1,86 @@
+// Runs a table of GEMM cases against the double reference and prints {isa, worst, cases} as JSON.
+// Used by test/gemm.test.js directly and in child processes with GPT_NATIVE_ISA set.
 'use strict';
-// Run as a child process (so GPT_NATIVE_ISA takes effect at load): checks every GEMM form against the
-// double reference and prints {isa, worst} as JSON.
 const { native } = require('../../dist/native');
-const { randF32, f64, normErr } = require('./util');
-const seed = Number(process.argv[2] || 1);
-let worst = 0, cases = 0;
-const sizes = [[1, 1, 1], [3, 7, 2], [2, 33, 1500], [17, 33, 31], [14, 32, 384], [15, 33, 385], [65, 97, 129], [100, 257, 63], [300, 520, 700]];
-for (const [M, N, K] of sizes)
-  for (const ta of [false, true]) for (const tb of [false, true]) for (const acc of [false, true]) {
-    const pad = 3;
-    const lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
-    const A = randF32((ta ? K : M) * lda, seed + M), B = randF32((tb ? N : K) * ldb, seed + N), C0 = randF32(M * ldc, seed + K);
-    const bias = acc ? null : randF32(N, seed + 5);
-    const C = C0.slice();
-    native.gemm(ta, tb, M, N, K, 0.75, A, lda, B, ldb, C, ldc, acc, bias);
-    const R = f64(C0);
-    native.ref.gemm(ta, tb, M, N, K, 0.75, f64(A), lda, f64(B), ldb, R, ldc, acc, bias ? f64(bias) : null);
-    worst = Math.max(worst, normErr(C, R));
-    cases++;
+
+function rng(seed) {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    return (s / 4294967296) * 2 - 1 || 0.5;  // never exactly zero
+  };
+}
+
+/** One case: returns the normalised error Σ(a−b)²/Σb² of native.gemm against native.ref.gemm. */
+function runCase(c, seed = 1) {
+  const { transA = false, transB = false, M, N, K, alpha = 1, accumulate = false, bias = false,
+    padA = 0, padB = 0, padC = 0, threaded = true } = c;
+  const r = rng(seed + M * 7 + N * 13 + K * 17);
+  const lda = (transA ? M : K) + padA, ldb = (transB ? K : N) + padB, ldc = N + padC;
+  const nA = Math.max(1, (transA ? K : M) * lda), nB = Math.max(1, (transB ? N : K) * ldb), nC = Math.max(1, M * ldc);
+  const A = new Float32Array(nA).map(r), B = new Float32Array(nB).map(r), C = new Float32Array(nC).map(r);
+  const bs = bias ? new Float32Array(N).map(r) : null;
+  const Ad = Float64Array.from(A), Bd = Float64Array.from(B), Cd = Float64Array.from(C);
+  const bd = bs ? Float64Array.from(bs) : null;
+  const prev = native.threads();
+  if (!threaded) native.setThreads(1);
+  try {
+    native.gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bs);
+  } finally {
+    if (!threaded) native.setThreads(prev);
   }
-console.log(JSON.stringify({ isa: native.gemmIsa(), worst, cases }));
+  native.ref.gemm(transA, transB, M, N, K, alpha, Ad, lda, Bd, ldb, Cd, ldc, accumulate, bd);
+  let num = 0, den = 0;
+  for (let i = 0; i < nC; i++) { const d = C[i] - Cd[i]; num += d * d; den += Cd[i] * Cd[i]; }
+  return den === 0 ? num : num / den;
+}
+
+const sizes = [1, 2, 3, 7, 17, 31, 33, 63, 65, 97, 129, 257];
+
+/** The table: every trans combination × odd sizes, plus options and a larger product. */
+function cases() {
+  const out = [];
+  const forms = [[false, false], [false, true], [true, false], [true, true]];
+  let i = 0;
+  for (const [transA, transB] of forms) {
+    for (const M of sizes) {
+      // walk N and K through the list at different strides so each form sees many combinations
+      const N = sizes[(i * 5 + 3) % sizes.length], K = sizes[(i * 7 + 1) % sizes.length];
+      const v = i++;
+      out.push({ transA, transB, M, N, K, alpha: v % 3 === 0 ? 1 : -0.75, accumulate: v % 2 === 1, bias: v % 4 >= 2,
+        padA: v % 5 === 0 ? 3 : 0, padB: v % 3 === 1 ? 5 : 0, padC: v % 4 === 3 ? 2 : 0, threaded: v % 2 === 0 });
+    }
+    for (const K of [0, 1]) {
+      for (const accumulate of [false, true]) {
+        out.push({ transA, transB, M: 33, N: 65, K, alpha: 1.5, accumulate, bias: true, padC: 1 });
+        out.push({ transA, transB, M: 5, N: 3, K, accumulate, bias: false });
+      }
+    }
+    out.push({ transA, transB, M: 300, N: 520, K: 700, alpha: 0.5, accumulate: true, bias: true, padA: 1, padB: 2, padC: 3 });
+    out.push({ transA, transB, M: 300, N: 520, K: 700, threaded: false });
+    // K beyond one cache block: later blocks add to C, the bias goes in once
+    out.push({ transA, transB, M: 37, N: 70, K: 2100, alpha: -1.25, accumulate: true, bias: true, threaded: false });
+    out.push({ transA, transB, M: 150, N: 100, K: 1500, bias: true });
+    // N beyond one cache block
+    out.push({ transA, transB, M: 40, N: 1700, K: 50, alpha: 2, accumulate: true, bias: true, padB: 3, threaded: false });
+    // attention-like serial blocks
+    out.push({ transA, transB, M: 64, N: 200, K: 64, alpha: 0.125, threaded: false, padA: 64, padB: 64 });
+    out.push({ transA, transB, M: 200, N: 64, K: 64, accumulate: true, threaded: false, padA: 7, padC: 64 });
+  }
+  out.push({ M: 0, N: 5, K: 3 }, { M: 5, N: 0, K: 3 }, { M: 1, N: 1, K: 1 });
+  return out;
+}
+
+function runAll() {
+  let worst = 0, worstCase = null;
+  const list = cases();
+  for (const c of list) {
+    const e = runCase(c);
+    if (!(e <= worst)) { worst = e; worstCase = c; }  // also catches NaN
+  }
+  return { isa: native.gemmIsa(), worst, worstCase, cases: list.length };
+}
+
+module.exports = { runCase, cases, runAll };
+
+if (require.main === module) console.log(JSON.stringify(runAll()));

@@ -1,0 +1,193 @@
+// GEMM micro-kernel and transposing pack for AVX-512 (see gemm.cpp for the blocking scheme, gemm_kernels.h
+// for the tile contract).
+//
+// Micro-kernel MR×NR = MR × (16·NV): MR·NV zmm accumulators hold the C tile for the whole kc loop. Each k
+// step loads NV vectors of the packed B row b(k, 0..NR) and, for each of the MR rows, broadcasts a(i,k) and
+// issues NV FMAs:   acc[i][v] += a(i,k) · b(k, 16v..16v+15).
+// 8×48 (and 6×64) = 24 accumulators + 3 B vectors + 1 broadcast fits the 32 zmm registers; the 24 independent FMA
+// chains cover the 4-cycle latency of the two FMA pipes. The epilogue scales by alpha, adds C and bias, and
+// uses masked loads/stores for partial tiles (mr < MR rows are simply skipped).
+//
+// Compiled with a target attribute, never with global -m flags: the dispatcher in gemm.cpp only calls this
+// code after __builtin_cpu_supports("avx512f") etc. said yes.
+#include "cpu/gemm_kernels.h"
+
+#ifdef GN_GEMM_X86
+#include <immintrin.h>
+
+
+// GCC 12 reports _mm512_undefined_ps inside its own intrinsics headers as maybe-uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#define GN_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma")))
+
+namespace gn {
+namespace gemm_detail {
+namespace {
+
+template <int MR, int NV, bool PACKED>
+GN_AVX512 void ukernel(const TileArgs& t) {
+  constexpr int NR = 16 * NV;
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+
+  // the C tile is needed only after the k loop: start fetching it now (it is often in L3, not L2)
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 16 * v), _MM_HINT_T1);
+
+  const float* a = t.a;
+  const float* b = t.b;
+  const int64_t rsb = t.rsb;
+  const int64_t rsa = PACKED ? 1 : t.rsa;
+  const int64_t csa = PACKED ? MR : t.csa;
+  for (int64_t k = 0; k < t.kc; ++k) {
+    __m512 bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      __m512 av = _mm512_set1_ps(a[i * rsa]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+    }
+    a += csa;
+    b += rsb;
+  }
+
+  const __m512 alpha = _mm512_set1_ps(t.alpha);
+  float* c = t.c;
+  const int64_t ldc = t.ldc;
+  if (t.mr == MR && t.nr == NR) {
+    __m512 bias[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bias[v] = t.bias ? _mm512_loadu_ps(t.bias + 16 * v) : _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        float* p = c + i * ldc + 16 * v;
+        __m512 r = _mm512_fmadd_ps(acc[i][v], alpha, bias[v]);
+        if (t.load_c) r = _mm512_add_ps(r, _mm512_loadu_ps(p));
+        _mm512_storeu_ps(p, r);
+      }
+    return;
+  }
+  __mmask16 mask[NV];
+  __m512 bias[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    int64_t left = t.nr - 16 * v;
+    mask[v] = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+    bias[v] = t.bias ? _mm512_maskz_loadu_ps(mask[v], t.bias + 16 * v) : _mm512_setzero_ps();
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    if (i >= t.mr) break;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      float* p = c + i * ldc + 16 * v;
+      __m512 r = _mm512_fmadd_ps(acc[i][v], alpha, bias[v]);
+      if (t.load_c) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask[v], p));
+      _mm512_mask_storeu_ps(p, mask[v], r);
+    }
+  }
+}
+
+// In-register transpose of a 16×16 block: on return r[c] holds column c of the input rows.
+GN_AVX512 inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {  // within 128-bit lanes: pairs of rows interleaved
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // u[4g+e], lane l: element 4l+e of rows 4g..4g+3
+    u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  for (int e = 0; e < 4; ++e) {  // gather lane l of the four row groups
+    __m512 w0 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88);
+    __m512 w1 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xDD);
+    __m512 w2 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88);
+    __m512 w3 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xDD);
+    r[e] = _mm512_shuffle_f32x4(w0, w2, 0x88);
+    r[8 + e] = _mm512_shuffle_f32x4(w0, w2, 0xDD);
+    r[4 + e] = _mm512_shuffle_f32x4(w1, w3, 0x88);
+    r[12 + e] = _mm512_shuffle_f32x4(w1, w3, 0xDD);
+  }
+}
+
+// In-register transpose of an 8×8 block of ymm rows: on return r[c] holds column c of the input rows.
+GN_AVX512 inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 2; ++g) {
+    u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  for (int e = 0; e < 4; ++e) {
+    r[e] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x20);
+    r[4 + e] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x31);
+  }
+}
+
+// dst[k·NR + j] = src[j·ld + k] (see gemm_kernels.h). Blocks of 16 (or, for panels at most 8 wide such as
+// the A panels, 8) rows are transposed in registers; masked loads cover the k remainder, zero rows the
+// j ≥ nr padding, masked stores an NR that is not a multiple of the block.
+GN_AVX512 void pack_t(const float* src, int64_t ld, int64_t kc, int64_t nr, int64_t NR, float* dst) {
+  if (NR <= 8) {
+    const __mmask8 smask = __mmask8((1u << NR) - 1);
+    for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+      const int64_t kn = kc - k0 >= 8 ? 8 : kc - k0;
+      const __mmask8 lmask = __mmask8((1u << kn) - 1);
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i)
+        r[i] = i < nr ? _mm256_maskz_loadu_ps(lmask, src + i * ld + k0) : _mm256_setzero_ps();
+      transpose8(r);
+      float* d = dst + k0 * NR;
+      for (int c = 0; c < kn; ++c) _mm256_mask_storeu_ps(d + c * NR, smask, r[c]);
+    }
+    return;
+  }
+  for (int64_t j0 = 0; j0 < NR; j0 += 16) {
+    const int64_t rows = nr - j0 >= 16 ? 16 : (nr - j0 > 0 ? nr - j0 : 0);
+    const int64_t width = NR - j0 >= 16 ? 16 : NR - j0;
+    const __mmask16 smask = width >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << width) - 1);
+    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+      const int64_t kn = kc - k0 >= 16 ? 16 : kc - k0;
+      const __mmask16 lmask = kn >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << kn) - 1);
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < rows ? _mm512_maskz_loadu_ps(lmask, src + (j0 + i) * ld + k0) : _mm512_setzero_ps();
+      transpose16(r);
+      float* d = dst + k0 * NR + j0;
+      for (int c = 0; c < kn; ++c) _mm512_mask_storeu_ps(d + c * NR, smask, r[c]);
+    }
+  }
+}
+
+}  // namespace
+
+// 8×48 for most shapes; 6×64 (same speed on full tiles) where N is a multiple of 64 but not of 48, such as
+// attention's head size 64, so that no 16-wide edge tiles run at a third of the kernel's width.
+const Isa& isa_avx512() {
+  static const Isa narrow{"avx512", 6, 64, &ukernel<6, 4, true>, &ukernel<6, 4, false>, &pack_t, nullptr};
+  static const Isa isa{"avx512", 8, 48, &ukernel<8, 3, true>, &ukernel<8, 3, false>, &pack_t, &narrow};
+  return isa;
+}
+
+}  // namespace gemm_detail
+}  // namespace gn
+
+#endif  // GN_GEMM_X86
