@@ -21,7 +21,7 @@ import { ShardLoader, validationBatches, LoaderState } from './data/loader';
 import { saveCheckpoint, loadCheckpoint, TrainState, SaveStage } from './train/checkpoint';
 import { lossSvg } from './train/plot';
 import { helpText, parseArgs, OptionSpecs, UsageError } from './cli/args';
-import { Rng } from './random';
+import { generate, GenerationTokenizer } from './generate';
 
 /** Options of train(); every one has a default. */
 export interface TrainOptions {
@@ -182,28 +182,6 @@ function validationLoss(model: GPT, valFiles: string[], T: number, B: number, ma
   return n > 0 ? sum / n : null;
 }
 
-/** Samples text from the model (temperature 0.8, top-k 40) after a prompt (end-of-text, then "The"). */
-function sampleText(model: GPT, tokens: number, prompt: number[], seed: number, decode?: (ids: number[]) => string): string {
-  const rng = new Rng(seed);
-  const V = model.config.vocab_size, P = model.config.n_positions;
-  const seq = prompt.slice();
-  const was = model.training;
-  model.eval();
-  for (let i = 0; i < tokens; i++) {
-    const ctx = seq.slice(-P);
-    const logits = model.forward([ctx]);
-    const row = logits.subarray((ctx.length - 1) * V, ctx.length * V);
-    const top = Array.from(row.keys()).sort((a, b) => row[b] - row[a]).slice(0, 40);
-    const ws = top.map((j) => Math.exp((row[j] - row[top[0]]) / 0.8));
-    let u = rng.uniform() * ws.reduce((a, b) => a + b, 0);
-    let pick = top[0];
-    for (let k = 0; k < top.length; k++) { u -= ws[k]; if (u <= 0) { pick = top[k]; break; } }
-    seq.push(pick);
-  }
-  model.train(was);
-  return decode ? decode(seq.slice(1)) : seq.slice(1).join(' '); // the prompt after end-of-text, then the sample
-}
-
 /**
  * Trains a GPT. Example: `await train({ steps: 100, out: 'runs/demo' })`, or
  * `await train({ data: 'my-texts/', preset: 'gpt2-small', seq: 512, batch: 4, gradAccum: 8 })`.
@@ -334,10 +312,13 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   writePlot();
   let sample: string | null = null;
   if (o.sampleTokens > 0 && step >= o.steps) {
-    let tok = o.tokenizer;
-    try { tok ??= defaultTokenizer() as Encoder & { decode(ids: number[]): string }; } catch { /* no tokenizer: ids */ }
-    const prompt = tok ? [tok.eotToken, ...tok.encode('The')] : [50256];
-    sample = sampleText(model, o.sampleTokens, prompt, o.seed, tok?.decode?.bind(tok));
+    let tok = o.tokenizer as (Encoder & { decode?(ids: number[]): string; createDecoder?(): { push(id: number): string; flush(): string } }) | undefined;
+    try { tok ??= defaultTokenizer(); } catch { /* no tokenizer: token ids only */ }
+    const eot = tok?.eotToken ?? 50256;
+    const prompt = tok ? [eot, ...tok.encode('The')] : [eot];
+    const r = await generate({ model, prompt, maxNewTokens: o.sampleTokens, temperature: 0.8, topK: 40, seed: o.seed, stopAtEos: false,
+      tokenizer: tok?.decode && tok.createDecoder ? (tok as unknown as GenerationTokenizer) : undefined });
+    sample = r.text !== undefined ? 'The' + r.text : r.tokens.join(' ');
     out(`\nsample:\n${sample}\n`);
   }
   out(`checkpoint: ${o.out} (load with GPT.load(${JSON.stringify(o.out)}))`);
