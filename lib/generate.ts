@@ -8,6 +8,7 @@
  * while a long generation goes on (each token's arithmetic itself runs on the native thread pool).
  */
 import { GPT } from './nn/gpt';
+import { backendOf, Device } from './backend';
 import { KVDecoder } from './nn/decoder';
 import { Rng } from './random';
 import { argmax, distribution, drawFrom, SamplingOptions } from './sampling';
@@ -42,6 +43,11 @@ export interface GenerateOptions extends SamplingOptions {
   stopAtEos?: boolean;
   /** Speculative decoding: the draft model (same vocabulary) and how many tokens it proposes per pass. */
   draft?: GPT | string;
+  /**
+   * Where to run: 'cpu' or 'cuda'. A folder is loaded there; a GPT on another device is moved there
+   * (model.to). Default: where the model is (a folder: 'cpu').
+   */
+  device?: Device;
   speculate?: number;
 }
 
@@ -63,14 +69,16 @@ export interface GenerateResult {
 
 const modelCache = new Map<string, Promise<GPT>>();
 
-async function resolveModel(m: GPT | string, name: string): Promise<GPT> {
-  if (m instanceof GPT) return m;
+async function resolveModel(m: GPT | string, name: string, device: Device | undefined): Promise<GPT> {
+  if (device !== undefined) backendOf(device); // a clear error for an unknown or unavailable device
+  if (m instanceof GPT) return device !== undefined && m.device !== device ? m.to(device) : m;
   if (typeof m !== 'string') throw typeError('a GPT or a checkpoint folder path', name, m);
-  let p = modelCache.get(m);
+  const key = `${device ?? 'cpu'}:${m}`;
+  let p = modelCache.get(key);
   if (!p) {
-    p = GPT.load(m);
-    modelCache.set(m, p);
-    p.catch(() => modelCache.delete(m as string));
+    p = GPT.load(m, { device: device ?? 'cpu' });
+    modelCache.set(key, p);
+    p.catch(() => modelCache.delete(key));
   }
   return p;
 }
@@ -99,7 +107,7 @@ interface Plan {
 
 async function plan(o: GenerateOptions): Promise<Plan> {
   if (!o || typeof o !== 'object') throw typeError('an options object', 'options', o);
-  const model = await resolveModel(o.model, 'model');
+  const model = await resolveModel(o.model, 'model', o.device);
   const V = model.config.vocab_size, P = model.config.n_positions;
   const maxNew = checkNumber(o.maxNewTokens ?? 64, 'maxNewTokens', 0, 1e9, true);
   const temperature = checkNumber(o.temperature ?? 1, 'temperature', 0, 1e6);
@@ -145,7 +153,7 @@ async function plan(o: GenerateOptions): Promise<Plan> {
   let draft: GPT | null = null;
   let speculate = 0;
   if (o.draft !== undefined) {
-    draft = await resolveModel(o.draft, 'draft');
+    draft = await resolveModel(o.draft, 'draft', o.device ?? model.device);
     if (draft.config.vocab_size !== V) throw rangeError(`a draft model with the same vocabulary (${V})`, 'draft', `vocab_size ${draft.config.vocab_size}`);
     speculate = checkNumber(o.speculate ?? 4, 'speculate', 1, 64, true);
     if (prompts.length > 1) throw rangeError('a single prompt with speculative decoding', 'prompt', `${prompts.length} prompts`);
@@ -231,29 +239,33 @@ async function* decodeBatch(p: Plan, prompts: number[][], rows: Row[], st: RunSt
   const P = p.model.config.n_positions, V = p.model.config.vocab_size;
   const Tmax = Math.min(P, T0 + p.maxNew);
   const dec = new KVDecoder(p.model, B, Tmax);
-  const rng = new Rng(p.seed);
-  const t0 = performance.now();
-  let logits = dec.forward(Int32Array.from(prompts.flat()), T0);
-  st.prefillMs += performance.now() - t0;
-  const t1 = performance.now();
-  const next = new Int32Array(B);
-  for (;;) {
-    let alive = false;
-    for (let b = 0; b < B; b++) {
-      const t = drawOrArgmax(logits.subarray(b * V, (b + 1) * V), p.sampling, rng);
-      next[b] = t;
-      if (rows[b].add(t)) alive = true;
+  try {
+    const rng = new Rng(p.seed);
+    const t0 = performance.now();
+    let logits = dec.forward(Int32Array.from(prompts.flat()), T0);
+    st.prefillMs += performance.now() - t0;
+    const t1 = performance.now();
+    const next = new Int32Array(B);
+    for (;;) {
+      let alive = false;
+      for (let b = 0; b < B; b++) {
+        const t = drawOrArgmax(logits.subarray(b * V, (b + 1) * V), p.sampling, rng);
+        next[b] = t;
+        if (rows[b].add(t)) alive = true;
+      }
+      yield;
+      if (!alive) break;
+      if (dec.length >= Tmax) {
+        for (const r of rows) r.end(dec.length >= P ? 'context' : 'length');
+        break;
+      }
+      logits = dec.forward(next, 1);
+      await tick();
     }
-    yield;
-    if (!alive) break;
-    if (dec.length >= Tmax) {
-      for (const r of rows) r.end(dec.length >= P ? 'context' : 'length');
-      break;
-    }
-    logits = dec.forward(next, 1);
-    await tick();
+    st.decodeMs += performance.now() - t1;
+  } finally {
+    dec.dispose();
   }
-  st.decodeMs += performance.now() - t1;
 }
 
 function drawOrArgmax(logits: Float32Array, s: SamplingOptions, rng: Rng): number {
@@ -266,72 +278,77 @@ async function* decodeSpeculative(p: Plan, prompt: number[], row: Row, st: RunSt
   const Tmax = Math.min(P, prompt.length + p.maxNew + p.speculate + 1);
   const target = new KVDecoder(p.model, 1, Tmax);
   const draft = new KVDecoder(p.draft!, 1, Tmax);
-  const rng = new Rng(p.seed);
-  const greedy = p.sampling.temperature === 0;
-  const seq = prompt.slice();
-  st.spec = { proposed: 0, accepted: 0, passes: 0 };
-  const t0 = performance.now();
-  let pLast = target.forward(Int32Array.from(seq), seq.length).slice();
-  if (seq.length > 1) draft.forward(Int32Array.from(seq.slice(0, -1)), seq.length - 1);
-  st.prefillMs += performance.now() - t0;
-  const t1 = performance.now();
-  // the first token comes from the target alone
-  let last = drawOrArgmax(pLast, p.sampling, rng);
-  seq.push(last);
-  let alive = row.add(last);
-  yield;
-  while (alive) {
-    const room = Tmax - target.length - 1;
-    if (room < 1 || target.length + 1 >= P) { row.end('context'); break; }
-    const k = Math.min(p.speculate, room, p.maxNew - row.tokens.length);
-    // the draft catches up on accepted tokens it has not seen, then proposes k
-    const pending = seq.slice(draft.length);
-    let q = draft.forward(Int32Array.from(pending), pending.length);
-    const proposals: number[] = [];
-    const qd: Array<{ ids: Int32Array; probs: Float64Array }> = [];
-    for (let i = 0; i < k; i++) {
-      const d = greedy ? null : distribution(q, p.sampling);
-      const x = greedy ? argmax(q) : drawFrom(d!, rng);
-      proposals.push(x);
-      if (d) qd.push(d);
-      if (i < k - 1) q = draft.forward(Int32Array.of(x), 1);
-    }
-    // the target scores last + proposals in one pass: row i predicts the token after proposals[i-1]
-    const base = target.length;
-    const rowsLogits = target.forward(Int32Array.from([last, ...proposals]), k + 1, true);
-    st.spec.passes++;
-    st.spec.proposed += k;
-    let acc = 0;
-    let next = -1;
-    for (let i = 0; i < k; i++) {
-      const pl = rowsLogits.subarray(i * V, (i + 1) * V);
-      const x = proposals[i];
-      if (greedy) {
-        const best = argmax(pl);
-        if (best === x) { acc++; continue; }
-        next = best;
+  try {
+    const rng = new Rng(p.seed);
+    const greedy = p.sampling.temperature === 0;
+    const seq = prompt.slice();
+    st.spec = { proposed: 0, accepted: 0, passes: 0 };
+    const t0 = performance.now();
+    let pLast = target.forward(Int32Array.from(seq), seq.length).slice();
+    if (seq.length > 1) draft.forward(Int32Array.from(seq.slice(0, -1)), seq.length - 1);
+    st.prefillMs += performance.now() - t0;
+    const t1 = performance.now();
+    // the first token comes from the target alone
+    let last = drawOrArgmax(pLast, p.sampling, rng);
+    seq.push(last);
+    let alive = row.add(last);
+    yield;
+    while (alive) {
+      const room = Tmax - target.length - 1;
+      if (room < 1 || target.length + 1 >= P) { row.end('context'); break; }
+      const k = Math.min(p.speculate, room, p.maxNew - row.tokens.length);
+      // the draft catches up on accepted tokens it has not seen, then proposes k
+      const pending = seq.slice(draft.length);
+      let q = draft.forward(Int32Array.from(pending), pending.length);
+      const proposals: number[] = [];
+      const qd: Array<{ ids: Int32Array; probs: Float64Array }> = [];
+      for (let i = 0; i < k; i++) {
+        const d = greedy ? null : distribution(q, p.sampling);
+        const x = greedy ? argmax(q) : drawFrom(d!, rng);
+        proposals.push(x);
+        if (d) qd.push(d);
+        if (i < k - 1) q = draft.forward(Int32Array.of(x), 1);
+      }
+      // the target scores last + proposals in one pass: row i predicts the token after proposals[i-1]
+      const base = target.length;
+      const rowsLogits = target.forward(Int32Array.from([last, ...proposals]), k + 1, true);
+      st.spec.passes++;
+      st.spec.proposed += k;
+      let acc = 0;
+      let next = -1;
+      for (let i = 0; i < k; i++) {
+        const pl = rowsLogits.subarray(i * V, (i + 1) * V);
+        const x = proposals[i];
+        if (greedy) {
+          const best = argmax(pl);
+          if (best === x) { acc++; continue; }
+          next = best;
+          break;
+        }
+        const pd = distribution(pl, p.sampling);
+        const px = probOf(pd, x), qx = probOf(qd[i], x);
+        if (rng.uniform() < Math.min(1, px / qx)) { acc++; continue; }
+        next = drawFrom(residual(pd, qd[i]), rng);
         break;
       }
-      const pd = distribution(pl, p.sampling);
-      const px = probOf(pd, x), qx = probOf(qd[i], x);
-      if (rng.uniform() < Math.min(1, px / qx)) { acc++; continue; }
-      next = drawFrom(residual(pd, qd[i]), rng);
-      break;
+      if (next < 0) next = drawOrArgmax(rowsLogits.subarray(k * V, (k + 1) * V), p.sampling, rng); // all accepted: a bonus token
+      st.spec.accepted += acc;
+      target.truncate(base + 1 + acc);
+      draft.truncate(Math.min(draft.length, base + 1 + acc));
+      for (const t of [...proposals.slice(0, acc), next]) {
+        seq.push(t);
+        alive = row.add(t);
+        if (!alive) break;
+      }
+      last = seq[seq.length - 1];
+      yield;
+      await tick();
     }
-    if (next < 0) next = drawOrArgmax(rowsLogits.subarray(k * V, (k + 1) * V), p.sampling, rng); // all accepted: a bonus token
-    st.spec.accepted += acc;
-    target.truncate(base + 1 + acc);
-    draft.truncate(Math.min(draft.length, base + 1 + acc));
-    for (const t of [...proposals.slice(0, acc), next]) {
-      seq.push(t);
-      alive = row.add(t);
-      if (!alive) break;
-    }
-    last = seq[seq.length - 1];
-    yield;
-    await tick();
+    st.decodeMs += performance.now() - t1;
+  } finally {
+    target.dispose();
+    draft.dispose();
   }
-  st.decodeMs += performance.now() - t1;
 }
 
 function probOf(d: { ids: Int32Array; probs: Float64Array }, x: number): number {

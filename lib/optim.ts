@@ -2,7 +2,7 @@
  * Optimisation: AdamW (decoupled weight decay on 2-D tensors only) and the learning-rate schedules of the
  * papers (linear warmup then cosine decay to a floor: GPT-3 to 10%, GPT-1 to 0).
  */
-import { native } from './native';
+import type { Backend, Buf } from './backend';
 import { checkNumber, typeError } from './errors';
 import type { GPT } from './nn/gpt';
 
@@ -35,12 +35,14 @@ export class AdamW {
   readonly weightDecay: number;
   /** Steps taken so far (bias correction uses step + 1 on the next step). */
   stepCount = 0;
-  readonly m: Float32Array;
-  readonly v: Float32Array;
+  /** First and second moments, on the model's backend (device memory on cuda). */
+  private readonly mBuf: Buf;
+  private readonly vBuf: Buf;
   private readonly model: GPT;
+  private readonly be: Backend;
 
   constructor(model: GPT, opts: AdamWOptions = {}) {
-    if (!model || typeof (model as GPT).flatParameters === 'undefined') throw typeError('a GPT model', 'model', model);
+    if (!model || typeof (model as GPT).numParameters !== 'function' || !(model as GPT).backend) throw typeError('a GPT model', 'model', model);
     this.model = model;
     this.lr = checkNumber(opts.lr ?? 6e-4, 'lr', 0);
     const betas = opts.betas ?? [0.9, 0.95];
@@ -50,9 +52,20 @@ export class AdamW {
     this.betas = [betas[0], betas[1]];
     this.eps = checkNumber(opts.eps ?? 1e-8, 'eps', 0);
     this.weightDecay = checkNumber(opts.weightDecay ?? 0.1, 'weightDecay', 0);
-    const n = model.flatParameters.length;
-    this.m = new Float32Array(n);
-    this.v = new Float32Array(n);
+    const n = model.numParameters();
+    this.be = model.backend;
+    this.mBuf = this.be.alloc(n);
+    this.vBuf = this.be.alloc(n);
+  }
+
+  /** The first moments as a host array (a copy when the model is on a GPU). */
+  get m(): Float32Array {
+    return this.be.download(this.mBuf, false);
+  }
+
+  /** The second moments as a host array (a copy when the model is on a GPU). */
+  get v(): Float32Array {
+    return this.be.download(this.vBuf, false);
   }
 
   /**
@@ -61,15 +74,18 @@ export class AdamW {
    */
   step(gradScale = 1): void {
     checkNumber(gradScale, 'gradScale', 0);
-    const p = this.model.flatParameters;
-    const g = this.model.flatGradients;
+    if (this.model.backend !== this.be)
+      throw new Error(`AdamW: the model moved to device '${this.model.device}' after the optimizer was made; create the optimizer after model.to()`);
+    const { params: p, grads: g } = this.model.deviceBuffers();
     const d = this.model.decayCount;
+    const be = this.be;
     this.stepCount++;
     const [b1, b2] = this.betas;
-    native.adamwStep(p.subarray(0, d), g.subarray(0, d), this.m.subarray(0, d), this.v.subarray(0, d),
+    be.adamwStep(be.view(p, 0, d), be.view(g, 0, d), be.view(this.mBuf, 0, d), be.view(this.vBuf, 0, d),
       this.lr, b1, b2, this.eps, this.weightDecay, this.stepCount, gradScale);
-    native.adamwStep(p.subarray(d), g.subarray(d), this.m.subarray(d), this.v.subarray(d),
+    be.adamwStep(be.view(p, d), be.view(g, d), be.view(this.mBuf, d), be.view(this.vBuf, d),
       this.lr, b1, b2, this.eps, 0, this.stepCount, gradScale);
+    this.model.markUpdated({ params: true });
   }
 
   /** Zeroes the model's gradients. */
@@ -84,12 +100,13 @@ export class AdamW {
 
   /** Restores scalar state and moments (from a checkpoint). */
   restore(state: AdamWState, m: Float32Array, v: Float32Array): void {
-    if (m.length !== this.m.length || v.length !== this.v.length)
-      throw new RangeError(`Expected optimizer moments of ${this.m.length} values for the model but received ${m.length} and ${v.length}`);
+    const n = this.be.length(this.mBuf);
+    if (m.length !== n || v.length !== n)
+      throw new RangeError(`Expected optimizer moments of ${n} values for the model but received ${m.length} and ${v.length}`);
     this.stepCount = state.step;
     this.lr = state.lr;
-    this.m.set(m);
-    this.v.set(v);
+    this.be.upload(this.mBuf, m);
+    this.be.upload(this.vBuf, v);
   }
 }
 

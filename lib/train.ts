@@ -10,6 +10,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { backendOf, checkPrecision, Device, Precision } from './backend';
 import { GPT } from './nn/gpt';
 import { AdamW, batchSizeAt, learningRate } from './optim';
 import { GPTConfig, getPreset, Variant } from './config';
@@ -65,6 +66,10 @@ export interface TrainOptions {
   saveEvery?: number;
   valFraction?: number;
   threads?: number;
+  /** Where the arithmetic runs: 'cpu' (default) or 'cuda'. */
+  device?: Device;
+  /** Matrix products in 'fp32' (default) or 'bf16' (cuda only; weights, moments and activations stay fp32). */
+  precision?: Precision;
   /** Tokens of sample text generated at the end (0 = none). */
   sampleTokens?: number;
   /** JSON lines on stdout instead of a progress bar (default when stdout is not a terminal). */
@@ -120,6 +125,7 @@ function validate(o: Resolved): void {
   checkNumber(o.dropout, 'dropout', 0, 0.99);
   if (o.decay !== 'cosine' && o.decay !== 'linear') throw typeError("'cosine' or 'linear'", 'decay', o.decay);
   if (o.threads !== undefined) int('threads', 1);
+  checkPrecision(o.precision, backendOf(o.device ?? 'cpu').device);
 }
 
 function modelConfig(o: Resolved): GPTConfig {
@@ -208,7 +214,8 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   if (o.threads !== undefined) native.setThreads(o.threads);
   fs.mkdirSync(o.out, { recursive: true });
   const data = state ? { dataDir: state.dataDir, trainFiles: state.trainFiles, valFiles: state.valFiles } : await resolveData(o, out);
-  if (!state) model = GPT.create(modelConfig(o), { seed: o.seed });
+  if (!state) model = GPT.create(modelConfig(o), { seed: o.seed, device: o.device, precision: o.precision });
+  else model!.to(o.device ?? 'cpu', { precision: o.precision });
   model = model!;
   model.train();
   opt = new AdamW(model, { lr: o.lr, betas: [0.9, 0.95], eps: 1e-8, weightDecay: o.weightDecay });
@@ -238,7 +245,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   const bar = !o.quiet && !jsonOut && process.stderr.isTTY;
   if (!state) {
     out(`model: ${model.config.variant} ${model.config.n_layer} layers × ${model.config.n_embd} (${(model.numParameters() / 1e6).toFixed(2)}M parameters), ` +
-      `T=${T}, batch ${B}×${o.gradAccum}, ${o.steps} steps, lr ${o.lr}, ${native.threads()} threads`);
+      `T=${T}, batch ${B}×${o.gradAccum}, ${o.steps} steps, lr ${o.lr}, ${model.device === 'cuda' ? `cuda (${model.precision})` : `${native.threads()} threads`}`);
   }
   const fullSeqs = B * o.gradAccum;
   const stopAt = Math.min(o.steps, o.stopAfter ?? o.steps);
@@ -366,6 +373,8 @@ const specs: OptionSpecs = {
   out: { kind: 'string', help: 'run folder (default out)' },
   resume: { kind: 'string', help: 'resume from a run folder' },
   threads: { kind: 'int', help: 'CPU threads (default GPT_NATIVE_THREADS or all cores)' },
+  device: { kind: 'string', help: 'cpu | cuda (default cpu)' },
+  precision: { kind: 'string', help: 'fp32 | bf16 matrix products (bf16: cuda only; default fp32)' },
   json: { kind: 'boolean', help: 'one JSON object per step on stdout' },
   quiet: { kind: 'boolean', help: 'no console output' },
   help: { kind: 'boolean', help: 'show this help' },

@@ -5,38 +5,56 @@
  * GPT.forward, so greedy decoding matches full recomputation.
  * Shapes: B rows decoded together, Tmax cached positions, C = n_embd; K and V caches (B, Tmax, C) per layer.
  */
-import { native, AttentionShape } from '../native';
+import { AttentionShape } from '../native';
+import type { Backend, Buf } from '../backend';
 import type { GPT } from './gpt';
 
 interface Scratch {
   Tq: number;
-  x: Float32Array; ln: Float32Array; qkv: Float32Array; att: Float32Array; proj: Float32Array;
-  mid: Float32Array; ln2: Float32Array; fc: Float32Array; fcg: Float32Array; out: Float32Array;
+  x: Buf; ln: Buf; qkv: Buf; att: Buf; proj: Buf; mid: Buf; ln2: Buf; fc: Buf; fcg: Buf; out: Buf;
 }
 
 export class KVDecoder {
   /** Tokens whose keys and values are in the cache (the next token goes at this position). */
   length = 0;
-  private readonly k: Float32Array[] = [];
-  private readonly v: Float32Array[] = [];
+  private readonly k: Buf[] = [];
+  private readonly v: Buf[] = [];
   private scratch: Scratch | null = null;
-  private logitsBuf = new Float32Array(0);
+  private logitsHost = new Float32Array(0);
+  private logitsBuf: Buf | null = null;
+  private readonly be: Backend;
 
   constructor(readonly model: GPT, readonly B: number, readonly Tmax: number) {
     const { n_embd: C, n_layer: L, n_positions: P } = model.config;
     if (Tmax > P) throw new RangeError(`Expected at most n_positions = ${P} cached positions for Tmax but received ${Tmax}`);
+    this.be = model.backend;
     for (let l = 0; l < L; l++) {
-      this.k.push(new Float32Array(B * Tmax * C));
-      this.v.push(new Float32Array(B * Tmax * C));
+      this.k.push(this.be.alloc(B * Tmax * C));
+      this.v.push(this.be.alloc(B * Tmax * C));
     }
   }
 
   private ensure(Tq: number): Scratch {
     if (this.scratch && this.scratch.Tq >= Tq) return this.scratch;
+    this.freeScratch();
     const n = this.B * Tq * this.model.config.n_embd;
-    const f = (k: number) => new Float32Array(n * k);
+    const f = (k: number) => this.be.alloc(n * k);
     this.scratch = { Tq, x: f(1), ln: f(1), qkv: f(3), att: f(1), proj: f(1), mid: f(1), ln2: f(1), fc: f(4), fcg: f(4), out: f(1) };
     return this.scratch;
+  }
+
+  private freeScratch(): void {
+    if (this.scratch && this.be.device !== 'cpu') for (const [k, b] of Object.entries(this.scratch)) if (k !== 'Tq') this.be.free(b as Buf);
+    this.scratch = null;
+  }
+
+  /** Frees the cache (device memory at once on cuda); the decoder cannot be used afterwards. */
+  dispose(): void {
+    this.freeScratch();
+    if (this.be.device !== 'cpu') for (const b of [...this.k, ...this.v]) this.be.free(b);
+    if (this.logitsBuf) this.be.free(this.logitsBuf);
+    this.logitsBuf = null;
+    this.k.length = this.v.length = 0;
   }
 
   /** Drops cached positions at and after `length` (speculative decoding rolls back rejected tokens). */
@@ -59,67 +77,75 @@ export class KVDecoder {
     if (pos0 + Tq > this.Tmax) throw new RangeError(`Expected at most ${this.Tmax - pos0} new tokens for the cache but received ${Tq}`);
     const N = B * Tq;
     const s = this.ensure(Tq);
-    const sub = (a: Float32Array, k = 1) => a.subarray(0, N * C * k);
+    const be = this.be;
+    be.setPrecision(m.precision);
+    const sub = (a: Buf, k = 1) => be.view(a, 0, N * C * k);
     const x0 = sub(s.x);
     const eps = cfg.layer_norm_epsilon;
-    const w = (name: string) => m.weight(name);
-    native.embeddingForward(x0, ids, w('wte.weight'), w('wpe.weight'), B, Tq, C, V, P, pos0);
+    const w = (name: string) => m.buffer(name);
+    be.embeddingForward(x0, ids, w('wte.weight'), w('wpe.weight'), B, Tq, C, V, P, pos0);
     let x = x0;
     for (let l = 0; l < cfg.n_layer; l++) {
       const h = `h.${l}.`;
       const qkv = sub(s.qkv, 3), att = sub(s.att), proj = sub(s.proj), mid = sub(s.mid), fc = sub(s.fc, 4), fcg = sub(s.fcg, 4);
-      const attend = (inp: Float32Array) => {
-        native.linearForward(qkv, inp, w(h + 'attn.c_attn.weight'), w(h + 'attn.c_attn.bias'), N, C, 3 * C);
+      const attend = (inp: Buf) => {
+        be.linearForward(qkv, inp, w(h + 'attn.c_attn.weight'), w(h + 'attn.c_attn.bias'), N, C, 3 * C);
         // append this step's keys and values to the cache
         const kc = this.k[l], vc = this.v[l];
-        for (let b = 0; b < B; b++)
-          for (let t = 0; t < Tq; t++) {
-            const src = (b * Tq + t) * 3 * C, dst = (b * this.Tmax + pos0 + t) * C;
-            kc.set(qkv.subarray(src + C, src + 2 * C), dst);
-            vc.set(qkv.subarray(src + 2 * C, src + 3 * C), dst);
-          }
+        for (let b = 0; b < B; b++) {
+          const src = b * Tq * 3 * C, dst = (b * this.Tmax + pos0) * C;
+          be.copyRows(be.view(kc, dst), C, be.view(qkv, src + C), 3 * C, Tq, C);
+          be.copyRows(be.view(vc, dst), C, be.view(qkv, src + 2 * C), 3 * C, Tq, C);
+        }
         const shape: AttentionShape = {
           B, Tq, Tk: pos0 + Tq, NH, HS: C / NH, qPos0: pos0, window: cfg.attention_layers[l] === 'local' ? cfg.window_size : 0,
           dropout: 0, seed: 0, q: [Tq * 3 * C, 3 * C], k: [this.Tmax * C, C], v: [this.Tmax * C, C], o: [Tq * C, C],
         };
-        native.attentionForward(att, null, qkv, kc, vc, shape);
-        native.linearForward(proj, att, w(h + 'attn.c_proj.weight'), w(h + 'attn.c_proj.bias'), N, C, C);
+        be.attentionForward(att, null, qkv, kc, vc, shape);
+        be.linearForward(proj, att, w(h + 'attn.c_proj.weight'), w(h + 'attn.c_proj.bias'), N, C, C);
       };
-      const mlp = (inp: Float32Array, out: Float32Array) => {
-        native.linearForward(fc, inp, w(h + 'mlp.c_fc.weight'), w(h + 'mlp.c_fc.bias'), N, C, 4 * C);
-        native.geluForward(fcg, fc);
-        native.linearForward(out, fcg, w(h + 'mlp.c_proj.weight'), w(h + 'mlp.c_proj.bias'), N, 4 * C, C);
+      const mlp = (inp: Buf, out: Buf) => {
+        be.linearForward(fc, inp, w(h + 'mlp.c_fc.weight'), w(h + 'mlp.c_fc.bias'), N, C, 4 * C);
+        be.geluForward(fcg, fc);
+        be.linearForward(out, fcg, w(h + 'mlp.c_proj.weight'), w(h + 'mlp.c_proj.bias'), N, 4 * C, C);
       };
       const ln = sub(s.ln), ln2 = sub(s.ln2), out = l % 2 === 0 ? sub(s.out) : x0;
       if (cfg.variant === 'gpt1') {
         attend(x);
-        native.add(mid, x, proj);
-        native.layernormForward(ln, null, null, mid, w(h + 'ln_1.weight'), w(h + 'ln_1.bias'), N, C, eps);
+        be.add(mid, x, proj);
+        be.layernormForward(ln, null, null, mid, w(h + 'ln_1.weight'), w(h + 'ln_1.bias'), N, C, eps);
         mlp(ln, proj);
-        native.add(mid, ln, proj);
-        native.layernormForward(out, null, null, mid, w(h + 'ln_2.weight'), w(h + 'ln_2.bias'), N, C, eps);
+        be.add(mid, ln, proj);
+        be.layernormForward(out, null, null, mid, w(h + 'ln_2.weight'), w(h + 'ln_2.bias'), N, C, eps);
       } else {
-        native.layernormForward(ln, null, null, x, w(h + 'ln_1.weight'), w(h + 'ln_1.bias'), N, C, eps);
+        be.layernormForward(ln, null, null, x, w(h + 'ln_1.weight'), w(h + 'ln_1.bias'), N, C, eps);
         attend(ln);
-        native.add(mid, x, proj);
-        native.layernormForward(ln2, null, null, mid, w(h + 'ln_2.weight'), w(h + 'ln_2.bias'), N, C, eps);
+        be.add(mid, x, proj);
+        be.layernormForward(ln2, null, null, mid, w(h + 'ln_2.weight'), w(h + 'ln_2.bias'), N, C, eps);
         mlp(ln2, proj);
-        native.add(out, mid, proj);
+        be.add(out, mid, proj);
       }
       x = out;
     }
     let hf = x;
     if (cfg.variant !== 'gpt1') {
       hf = sub(s.ln);
-      native.layernormForward(hf, null, null, x, w('ln_f.weight'), w('ln_f.bias'), N, C, eps);
+      be.layernormForward(hf, null, null, x, w('ln_f.weight'), w('ln_f.bias'), N, C, eps);
     }
     const rows = all ? N : B;
-    if (this.logitsBuf.length < rows * V) this.logitsBuf = new Float32Array(rows * V);
-    const logits = this.logitsBuf.subarray(0, rows * V);
-    if (all) native.gemm(false, true, N, V, C, 1, hf, C, w('wte.weight'), C, logits, V, false, null);
+    if (!this.logitsBuf || be.length(this.logitsBuf) < rows * V) {
+      if (this.logitsBuf) be.free(this.logitsBuf);
+      this.logitsBuf = be.alloc(rows * V);
+    }
+    const logits = be.view(this.logitsBuf, 0, rows * V);
+    if (all) be.gemm(false, true, N, V, C, 1, hf, C, w('wte.weight'), C, logits, V, false, null);
     // the last position of each row: rows (Tq-1), (2Tq-1), … of hf, i.e. stride Tq·C
-    else native.gemm(false, true, B, V, C, 1, hf.subarray((Tq - 1) * C), Tq * C, w('wte.weight'), C, logits, V, false, null);
+    else be.gemm(false, true, B, V, C, 1, be.view(hf, (Tq - 1) * C), Tq * C, w('wte.weight'), C, logits, V, false, null);
     this.length = pos0 + Tq;
-    return logits;
+    if (be.device === 'cpu') return logits as Float32Array;
+    if (this.logitsHost.length < rows * V) this.logitsHost = new Float32Array(rows * V);
+    const host = this.logitsHost.subarray(0, rows * V);
+    be.readInto(logits, host);
+    return host;
   }
 }

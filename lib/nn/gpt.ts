@@ -9,7 +9,8 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { native, AttentionShape } from '../native';
+import { AttentionShape } from '../native';
+import { Backend, backendOf, Buf, checkPrecision, Device, Precision } from '../backend';
 import { configFrom, GPTConfig, parameterShapes, ResolvedConfig, resolveConfig } from '../config';
 import { checkNumber, typeError } from '../errors';
 import { Rng } from '../random';
@@ -24,32 +25,34 @@ export interface Parameter {
   shape: number[];
 }
 
+type F = Buf; // a backend buffer: Float32Array on the CPU, device memory on the GPU
+
 interface LayerActs {
-  qkv: Float32Array; // (N, 3C)
-  atty: Float32Array; // (N, C) attention output before c_proj
-  lse: Float32Array; // (B, NH, T)
-  attproj: Float32Array; // (N, C) c_proj output (residual dropout applied in place)
-  mid: Float32Array; // (N, C) GPT-2: x + attn; GPT-1: x + attn (input of LN1)
-  ln1: Float32Array; ln1Mean: Float32Array; ln1Rstd: Float32Array; // (N, C), (N), (N)
-  ln2: Float32Array; ln2Mean: Float32Array; ln2Rstd: Float32Array;
-  fch: Float32Array; // (N, 4C) c_fc output
-  fchGelu: Float32Array; // (N, 4C)
-  fcproj: Float32Array; // (N, C) mlp c_proj output (dropout in place)
-  out: Float32Array; // (N, C) GPT-2: layer output; GPT-1: n + mlp (input of LN2)
+  qkv: F; // (N, 3C)
+  atty: F; // (N, C) attention output before c_proj
+  lse: F; // (B, NH, T)
+  attproj: F; // (N, C) c_proj output (residual dropout applied in place)
+  mid: F; // (N, C) GPT-2: x + attn; GPT-1: x + attn (input of LN1)
+  ln1: F; ln1Mean: F; ln1Rstd: F; // (N, C), (N), (N)
+  ln2: F; ln2Mean: F; ln2Rstd: F;
+  fch: F; // (N, 4C) c_fc output
+  fchGelu: F; // (N, 4C)
+  fcproj: F; // (N, C) mlp c_proj output (dropout in place)
+  out: F; // (N, C) GPT-2: layer output; GPT-1: n + mlp (input of LN2)
 }
 
 interface Acts {
   B: number;
   T: number;
-  x0: Float32Array; // (N, C) embeddings
+  x0: F; // (N, C) embeddings
   layers: LayerActs[];
-  lnf: Float32Array; lnfMean: Float32Array; lnfRstd: Float32Array;
-  logits: Float32Array; // (N, V); holds dlogits after backward
-  losses: Float32Array; lse: Float32Array; // (N)
+  lnf: F; lnfMean: F; lnfRstd: F;
+  logits: F; // (N, V); holds dlogits after backward
+  losses: F; lse: F; // (N)
   // gradient scratch, shared by all layers
-  dres: Float32Array; dtmp: Float32Array; dln: Float32Array; dC: Float32Array; datty: Float32Array; // (N, C)
-  dqkv: Float32Array; // (N, 3C)
-  dfc: Float32Array; // (N, 4C)
+  dres: F; dtmp: F; dln: F; dC: F; datty: F; // (N, C)
+  dqkv: F; // (N, 3C)
+  dfc: F; // (N, 4C)
 }
 
 interface PassState {
@@ -64,6 +67,16 @@ interface PassState {
 export interface CreateOptions {
   /** Seed of the weight initialisation (default 1). */
   seed?: number;
+  /** Where the arithmetic runs: 'cpu' (default) or 'cuda' (needs the CUDA addon and a GPU). */
+  device?: Device;
+  /** Matrix products in 'fp32' (default) or 'bf16' (tensor cores; fp32 weights, moments and activations; cuda only). */
+  precision?: Precision;
+}
+
+/** Options of GPT.load. */
+export interface LoadOptions {
+  device?: Device;
+  precision?: Precision;
 }
 
 const GPT1_NAMES: Record<string, string> = { 'wte.weight': 'tokens_embed.weight', 'wpe.weight': 'positions_embed.weight' };
@@ -93,10 +106,150 @@ export class GPT {
   dropoutSeed = 1;
   dropoutStep = 0;
 
-  private constructor(config: ResolvedConfig) {
+  /** The backend the arithmetic runs on ('cpu' or 'cuda'). */
+  private be: Backend;
+  /** Matrix-product precision ('bf16' only on cuda). */
+  precision: Precision = 'fp32';
+  /** Offset and length of each parameter in the flat storage (canonical names). */
+  private offsets = new Map<string, [number, number]>();
+  // Device copies (on the CPU these are the host arrays themselves) and which side holds the newer values.
+  private dParams: Buf;
+  private dGrads: Buf | null = null;
+  private hostParamsStale = false; // the device has newer parameters than paramBuf
+  private devParamsStale = false; // paramBuf has newer parameters than the device
+  private hostGradsStale = false;
+  private devGradsStale = false;
+
+  private constructor(config: ResolvedConfig, device: Device = 'cpu', precision: Precision = 'fp32') {
     this.config = config;
     this.decayCount = 0;
+    this.be = backendOf(device);
+    this.precision = checkPrecision(precision, device);
     this.paramBuf = this.layout(config);
+    this.dParams = this.paramBuf;
+    this.allocDevice();
+  }
+
+  /** Where the model's arithmetic runs. */
+  get device(): Device {
+    return this.be.device;
+  }
+
+  /** The model's backend (for code that runs the graph itself: the KV decoder, AdamW). */
+  get backend(): Backend {
+    return this.be;
+  }
+
+  /** (Re)creates the device storage for the current layout; the host values are uploaded before the next use. */
+  private allocDevice(): void {
+    if (this.be.device === 'cpu') {
+      this.dParams = this.paramBuf;
+      this.dGrads = this.gradBuf;
+      return;
+    }
+    if (this.dParams !== this.paramBuf) this.be.free(this.dParams);
+    if (this.dGrads) this.be.free(this.dGrads);
+    this.dParams = this.be.alloc(this.paramBuf.length);
+    this.dGrads = null;
+    this.devParamsStale = true;
+    this.hostParamsStale = this.hostGradsStale = this.devGradsStale = false;
+  }
+
+  /** Makes the device hold the newest parameters and gradients (after host-side edits). */
+  private syncDevice(): void {
+    if (this.be.device === 'cpu') return;
+    if (this.devParamsStale) this.be.upload(this.dParams, this.paramBuf);
+    if (this.devGradsStale && this.dGrads && this.gradBuf) this.be.upload(this.dGrads, this.gradBuf);
+    this.devParamsStale = this.devGradsStale = false;
+  }
+
+  /**
+   * Makes the host arrays hold the newest values. The caller may then edit them, so the device copy is
+   * refreshed before the next device use.
+   */
+  private syncHost(): void {
+    if (this.be.device === 'cpu') return;
+    if (this.hostParamsStale) this.be.readInto(this.dParams, this.paramBuf);
+    if (this.hostGradsStale && this.dGrads) {
+      this.be.readInto(this.dGrads, this.hostGrads());
+    }
+    this.hostParamsStale = this.hostGradsStale = false;
+    this.devParamsStale = true;
+    if (this.dGrads) this.devGradsStale = true;
+  }
+
+  /** Host gradient storage and the per-parameter grad views (allocated on first use). */
+  private hostGrads(): Float32Array {
+    if (!this.gradBuf) {
+      this.gradBuf = new Float32Array(this.paramBuf.length);
+      let off = 0;
+      // views were laid out in storage order
+      for (const p of this.views.values()) {
+        p.grad = this.gradBuf.subarray(off, off + p.data.length);
+        off += p.data.length;
+      }
+      if (this.be.device === 'cpu') this.dGrads = this.gradBuf;
+    }
+    return this.gradBuf;
+  }
+
+  /** Device gradient storage (zero-filled on first use). */
+  private deviceGrads(): Buf {
+    if (this.be.device === 'cpu') {
+      this.hostGrads();
+      return this.dGrads!;
+    }
+    if (!this.dGrads) {
+      this.dGrads = this.be.alloc(this.paramBuf.length);
+      if (this.gradBuf) this.devGradsStale = true;
+    }
+    return this.dGrads;
+  }
+
+  /**
+   * For AdamW and other code that updates the weights on the model's backend: the flat parameter and gradient
+   * buffers (device memory on cuda), current on the device. Call `markUpdated()` after writing them.
+   */
+  deviceBuffers(): { params: Buf; grads: Buf } {
+    this.checkAlive();
+    this.syncDevice();
+    return { params: this.dParams, grads: this.deviceGrads() };
+  }
+
+  /** Records that the device parameters (and gradients) were written by a backend call. */
+  markUpdated(what: { params?: boolean; grads?: boolean } = { params: true }): void {
+    if (this.be.device === 'cpu') return;
+    if (what.params) this.hostParamsStale = true;
+    if (what.grads) this.hostGradsStale = true;
+  }
+
+  /**
+   * Moves the model to another device ('cpu' or 'cuda'): the weights go along; gradients and activations are
+   * dropped, so create the optimizer after moving. Returns this. Example: `model.to('cuda')`.
+   */
+  to(device: Device, opts: { precision?: Precision } = {}): this {
+    this.checkAlive();
+    const be = backendOf(device);
+    const precision = checkPrecision(opts.precision ?? (device === this.be.device ? this.precision : 'fp32'), device);
+    if (be === this.be) {
+      this.precision = precision;
+      return this;
+    }
+    this.syncHost();
+    this.freeActs();
+    if (this.be.device !== 'cpu') {
+      this.be.free(this.dParams);
+      if (this.dGrads) this.be.free(this.dGrads);
+    }
+    this.be = be;
+    this.precision = precision;
+    this.gradBuf = null;
+    for (const p of this.views.values()) p.grad = null;
+    this.dGrads = null;
+    this.dParams = this.paramBuf;
+    this.allocDevice();
+    this.pass = null;
+    return this;
   }
 
   /** Allocates storage for `config` and lays the parameter views over it (2-D tensors first). */
@@ -112,10 +265,12 @@ export class GPT {
     }
     const buf = new Float32Array(total);
     this.views = new Map();
+    this.offsets = new Map();
     let off = 0;
     for (const [name, s] of ordered) {
       const n = s.reduce((a, b) => a * b, 1);
       this.views.set(name, { data: buf.subarray(off, off + n), grad: null, shape: s });
+      this.offsets.set(name, [off, n]);
       off += n;
     }
     return buf;
@@ -130,6 +285,7 @@ export class GPT {
   extendVocab(extra: number, opts: { seed?: number } = {}): number {
     this.checkAlive();
     checkNumber(extra, 'extra', 1, 1 << 20, true);
+    this.syncHost();
     const old = this.views;
     const V = this.config.vocab_size;
     const config = { ...this.config, vocab_size: V + extra };
@@ -141,21 +297,22 @@ export class GPT {
     new Rng(opts.seed ?? 1).fillNormal(this.views.get('wte.weight')!.data.subarray(V * config.n_embd), 0.02);
     this.config = config;
     this.gradBuf = null;
-    this.acts = null;
+    this.freeActs();
+    this.allocDevice();
     this.pass = null;
     return V;
   }
 
   /**
    * The final hidden states (B·T, C) of the last forward pass (after ln_f for GPT-2/3; the last block's
-   * output for GPT-1): what a task head reads. A view, valid until the next forward.
+   * output for GPT-1): what a task head reads. A view valid until the next forward (a copy on cuda).
    */
   lastHidden(): Float32Array {
     this.checkAlive();
     if (!this.acts || !this.pass) throw new Error('lastHidden() needs a forward() or loss() first');
     const a = this.acts;
     const h = this.config.variant === 'gpt1' ? this.layerOut(a, this.config.n_layer - 1) : a.lnf;
-    return h.subarray(0, a.B * a.T * this.config.n_embd);
+    return this.be.download(this.be.view(h, 0, a.B * a.T * this.config.n_embd), false);
   }
 
   /**
@@ -167,7 +324,7 @@ export class GPT {
     const config = configFrom(presetOrConfig);
     const seed = opts.seed ?? 1;
     checkNumber(seed, 'seed', 0, Number.MAX_SAFE_INTEGER, true);
-    const m = new GPT(config);
+    const m = new GPT(config, opts.device ?? 'cpu', opts.precision);
     const rng = new Rng(seed);
     const projStd = config.variant === 'gpt1' ? 0.02 : 0.02 / Math.sqrt(2 * config.n_layer);
     for (const [name, p] of m.views) {
@@ -184,7 +341,9 @@ export class GPT {
    * `openai-gpt` ones (with or without a `transformer.` prefix; attention mask buffers are ignored).
    * Example: `const m = await GPT.load('./checkpoints/run1')`.
    */
-  static async load(dir: string): Promise<GPT> {
+  static async load(dir: string, opts: LoadOptions = {}): Promise<GPT> {
+    const be = backendOf(opts.device ?? 'cpu'); // a clear error before any reading
+    checkPrecision(opts.precision, be.device);
     if (typeof dir !== 'string') throw typeError('a checkpoint folder path', 'dir', dir);
     const cfgFile = path.join(dir, 'config.json');
     let raw: Record<string, unknown>;
@@ -203,7 +362,7 @@ export class GPT {
     }
     const file = path.join(dir, 'model.safetensors');
     const { tensors } = await readSafetensors(file);
-    const m = new GPT(config);
+    const m = new GPT(config, be.device, opts.precision);
     m.loadTensors(tensors, file);
     return m;
   }
@@ -211,6 +370,7 @@ export class GPT {
   /** Copies named tensors (any accepted naming) into the model; errors name `source` and the tensor. */
   loadTensors(tensors: Map<string, { data: Float32Array; shape: number[] }>, source = 'tensors'): void {
     this.checkAlive();
+    this.syncHost();
     const normalized = new Map<string, { data: Float32Array; shape: number[] }>();
     const reverse: Record<string, string> = { 'tokens_embed.weight': 'wte.weight', 'positions_embed.weight': 'wpe.weight' };
     for (const [k, v] of tensors) {
@@ -227,6 +387,7 @@ export class GPT {
         throw new CheckpointError(`${source}: tensor ${shown} has shape [${t.shape}] but the config needs [${p.shape}]`);
       p.data.set(t.data);
     }
+    if (this.be.device !== 'cpu') this.devParamsStale = true;
   }
 
   /** Saves config.json and model.safetensors (Hugging Face names), each written atomically. */
@@ -248,6 +409,7 @@ export class GPT {
   /** Parameters with Hugging Face names (openai-gpt names for GPT-1). */
   parameters(): Map<string, Parameter> {
     this.checkAlive();
+    this.syncHost();
     const out = new Map<string, Parameter>();
     for (const [name, p] of this.views) out.set(this.publicName(name), p);
     return out;
@@ -260,21 +422,14 @@ export class GPT {
 
   /** All parameters as one array (2-D tensors first: the first `decayCount` floats). */
   get flatParameters(): Float32Array {
+    this.syncHost();
     return this.paramBuf;
   }
 
   /** All gradients as one array, same layout as flatParameters (allocated on first use). */
   get flatGradients(): Float32Array {
-    if (!this.gradBuf) {
-      this.gradBuf = new Float32Array(this.paramBuf.length);
-      let off = 0;
-      // views were laid out in storage order
-      for (const p of this.views.values()) {
-        p.grad = this.gradBuf.subarray(off, off + p.data.length);
-        off += p.data.length;
-      }
-    }
-    return this.gradBuf;
+    this.syncHost();
+    return this.hostGrads();
   }
 
   /** A parameter's values by canonical (gpt2) name, for inference code that reads the weights. */
@@ -282,7 +437,16 @@ export class GPT {
     this.checkAlive();
     const p = this.views.get(name);
     if (!p) throw new RangeError(`Expected a parameter name of this model for name but received ${JSON.stringify(name)}`);
+    this.syncHost();
     return p.data;
+  }
+
+  /** A parameter's backend buffer by canonical name (device memory on cuda), current on the device. */
+  buffer(name: string): Buf {
+    this.checkAlive();
+    if (!this.offsets.has(name)) throw new RangeError(`Expected a parameter name of this model for name but received ${JSON.stringify(name)}`);
+    this.syncDevice();
+    return this.p(name);
   }
 
   /** Turns dropout on (training) or off. Returns this. */
@@ -296,19 +460,33 @@ export class GPT {
     return this.train(false);
   }
 
-  private p(name: string): Float32Array {
-    return this.views.get(name)!.data;
+  private p(name: string): Buf {
+    if (this.be.device === 'cpu') return this.views.get(name)!.data;
+    const [off, n] = this.offsets.get(name)!;
+    return this.be.view(this.dParams, off, n);
   }
-  private g(name: string): Float32Array {
-    return this.views.get(name)!.grad!;
+  private g(name: string): Buf {
+    if (this.be.device === 'cpu') return this.views.get(name)!.grad!;
+    const [off, n] = this.offsets.get(name)!;
+    return this.be.view(this.dGrads!, off, n);
+  }
+
+  /** Frees the activations (device memory at once on cuda). */
+  private freeActs(): void {
+    const a = this.acts;
+    this.acts = null;
+    if (!a || this.be.device === 'cpu') return;
+    const all: Buf[] = [a.x0, a.lnf, a.lnfMean, a.lnfRstd, a.logits, a.losses, a.lse, a.dres, a.dtmp, a.dln, a.dC, a.datty, a.dqkv, a.dfc];
+    for (const L of a.layers) all.push(...Object.values(L));
+    for (const b of all) this.be.free(b);
   }
 
   private ensureActs(B: number, T: number): Acts {
     if (this.acts && this.acts.B === B && this.acts.T === T) return this.acts;
-    this.acts = null; // let the old set go before allocating the new one
+    this.freeActs(); // let the old set go before allocating the new one
     const { n_embd: C, n_head: NH, vocab_size: V } = this.config;
     const N = B * T;
-    const f = (n: number) => new Float32Array(n);
+    const f = (n: number) => this.be.alloc(n);
     const layers: LayerActs[] = [];
     for (let l = 0; l < this.config.n_layer; l++) {
       layers.push({
@@ -334,13 +512,16 @@ export class GPT {
   }
 
   /** Output of layer l (GPT-1: LN2's output; GPT-2/3: the residual stream). */
-  private layerOut(a: Acts, l: number): Float32Array {
+  private layerOut(a: Acts, l: number): Buf {
     return this.config.variant === 'gpt1' ? a.layers[l].ln2 : a.layers[l].out;
   }
 
   /** Runs the network on a batch, leaving logits in the activations. */
   private run(batch: Batch): Acts {
     this.checkAlive();
+    this.syncDevice();
+    const be = this.be;
+    be.setPrecision(this.precision);
     const { B, T, data: ids } = batch;
     const cfg = this.config;
     const { n_embd: C, vocab_size: V, n_positions: P } = cfg;
@@ -354,11 +535,11 @@ export class GPT {
       seeds = [];
       for (let s = 0; s < 1 + 3 * cfg.n_layer; s++) seeds.push((hash32(this.dropoutSeed, step * 4096 + s) & 0xfffff) * 4294967296 + hash32(step, s ^ 0x5bd1e995));
     }
-    const dropout = (x: Float32Array, p: number, site: number) => {
-      if (seeds && p > 0) native.dropout(x, x, p, seeds[site], 0);
+    const dropout = (x: Buf, p: number, site: number) => {
+      if (seeds && p > 0) be.dropout(x, x, p, seeds[site], 0);
     };
 
-    native.embeddingForward(a.x0, ids, this.p('wte.weight'), this.p('wpe.weight'), B, T, C, V, P, 0);
+    be.embeddingForward(a.x0, ids, this.p('wte.weight'), this.p('wpe.weight'), B, T, C, V, P, 0);
     dropout(a.x0, cfg.embd_pdrop, 0);
     let x = a.x0;
     for (let l = 0; l < cfg.n_layer; l++) {
@@ -368,43 +549,43 @@ export class GPT {
       const shape = this.attnShape(B, T, l, seeds ? seeds[1 + 3 * l] : 0, attnP);
       if (cfg.variant === 'gpt1') {
         // a = x + drop(attn(x)); n = LN1(a); m = n + drop(mlp(n)); out = LN2(m)
-        native.linearForward(L.qkv, x, this.p(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
-        native.attentionForward(L.atty, L.lse, L.qkv, L.qkv.subarray(C), L.qkv.subarray(2 * C), shape);
-        native.linearForward(L.attproj, L.atty, this.p(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
+        be.linearForward(L.qkv, x, this.p(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
+        be.attentionForward(L.atty, L.lse, L.qkv, be.view(L.qkv, C), be.view(L.qkv, 2 * C), shape);
+        be.linearForward(L.attproj, L.atty, this.p(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
         dropout(L.attproj, cfg.resid_pdrop, 2 + 3 * l);
-        native.add(L.mid, x, L.attproj);
-        native.layernormForward(L.ln1, L.ln1Mean, L.ln1Rstd, L.mid, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C, eps);
-        native.linearForward(L.fch, L.ln1, this.p(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C);
-        native.geluForward(L.fchGelu, L.fch);
-        native.linearForward(L.fcproj, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, 4 * C, C);
+        be.add(L.mid, x, L.attproj);
+        be.layernormForward(L.ln1, L.ln1Mean, L.ln1Rstd, L.mid, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C, eps);
+        be.linearForward(L.fch, L.ln1, this.p(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C);
+        be.geluForward(L.fchGelu, L.fch);
+        be.linearForward(L.fcproj, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, 4 * C, C);
         dropout(L.fcproj, cfg.resid_pdrop, 3 + 3 * l);
-        native.add(L.out, L.ln1, L.fcproj);
-        native.layernormForward(L.ln2, L.ln2Mean, L.ln2Rstd, L.out, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C, eps);
+        be.add(L.out, L.ln1, L.fcproj);
+        be.layernormForward(L.ln2, L.ln2Mean, L.ln2Rstd, L.out, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C, eps);
         x = L.ln2;
       } else {
         // r = x + drop(attn(LN1(x))); out = r + drop(mlp(LN2(r)))
-        native.layernormForward(L.ln1, L.ln1Mean, L.ln1Rstd, x, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C, eps);
-        native.linearForward(L.qkv, L.ln1, this.p(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
-        native.attentionForward(L.atty, L.lse, L.qkv, L.qkv.subarray(C), L.qkv.subarray(2 * C), shape);
-        native.linearForward(L.attproj, L.atty, this.p(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
+        be.layernormForward(L.ln1, L.ln1Mean, L.ln1Rstd, x, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C, eps);
+        be.linearForward(L.qkv, L.ln1, this.p(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
+        be.attentionForward(L.atty, L.lse, L.qkv, be.view(L.qkv, C), be.view(L.qkv, 2 * C), shape);
+        be.linearForward(L.attproj, L.atty, this.p(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
         dropout(L.attproj, cfg.resid_pdrop, 2 + 3 * l);
-        native.add(L.mid, x, L.attproj);
-        native.layernormForward(L.ln2, L.ln2Mean, L.ln2Rstd, L.mid, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C, eps);
-        native.linearForward(L.fch, L.ln2, this.p(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C);
-        native.geluForward(L.fchGelu, L.fch);
-        native.linearForward(L.fcproj, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, 4 * C, C);
+        be.add(L.mid, x, L.attproj);
+        be.layernormForward(L.ln2, L.ln2Mean, L.ln2Rstd, L.mid, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C, eps);
+        be.linearForward(L.fch, L.ln2, this.p(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C);
+        be.geluForward(L.fchGelu, L.fch);
+        be.linearForward(L.fcproj, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, 4 * C, C);
         dropout(L.fcproj, cfg.resid_pdrop, 3 + 3 * l);
-        native.add(L.out, L.mid, L.fcproj);
+        be.add(L.out, L.mid, L.fcproj);
         x = L.out;
       }
     }
     let hfinal = x;
     if (cfg.variant !== 'gpt1') {
-      native.layernormForward(a.lnf, a.lnfMean, a.lnfRstd, x, this.p('ln_f.weight'), this.p('ln_f.bias'), N, C, eps);
+      be.layernormForward(a.lnf, a.lnfMean, a.lnfRstd, x, this.p('ln_f.weight'), this.p('ln_f.bias'), N, C, eps);
       hfinal = a.lnf;
     }
     // logits (N, V) = h (N, C) · wteᵀ (tied output embedding)
-    native.gemm(false, true, N, V, C, 1, hfinal, C, this.p('wte.weight'), C, a.logits, V, false, null);
+    be.gemm(false, true, N, V, C, 1, hfinal, C, this.p('wte.weight'), C, a.logits, V, false, null);
     this.pass = { ids, targets: null, count: 0, seeds, logitsValid: true };
     return a;
   }
@@ -415,7 +596,7 @@ export class GPT {
    */
   forward(ids: TokenIds, opts: IdsOptions = {}): Float32Array {
     const batch = toBatch(ids, 'ids', this.config.vocab_size, this.config.n_positions, opts);
-    return this.run(batch).logits.slice(0, batch.B * batch.T * this.config.vocab_size);
+    return this.be.download(this.be.view(this.run(batch).logits, 0, batch.B * batch.T * this.config.vocab_size));
   }
 
   /**
@@ -430,9 +611,10 @@ export class GPT {
       throw new RangeError(`Expected targets of shape [${batch.B}, ${batch.T}] (like ids) for targets but received [${tb.B}, ${tb.T}]`);
     const a = this.run(batch);
     const N = batch.B * batch.T;
-    const count = native.softmaxXentForward(a.losses, a.lse, a.logits, tb.data, N, V, -1);
+    const count = this.be.softmaxXentForward(a.losses, a.lse, a.logits, tb.data, N, V, -1);
+    const losses = this.be.download(this.be.view(a.losses, 0, N), false);
     let sum = 0;
-    for (let i = 0; i < N; i++) sum += a.losses[i];
+    for (let i = 0; i < N; i++) sum += losses[i];
     this.pass!.targets = tb.data;
     this.pass!.count = count;
     return count > 0 ? sum / count : 0;
@@ -449,33 +631,42 @@ export class GPT {
     if (!pass || !pass.targets || !pass.logitsValid || !this.acts)
       throw new Error('backward() needs a loss() first: call model.loss(ids, targets) before model.backward()');
     checkNumber(scale, 'scale');
-    this.flatGradients; // allocate on first use
+    this.syncDevice();
+    this.deviceGrads(); // allocate on first use
+    const be = this.be;
+    be.setPrecision(this.precision);
     const a = this.acts;
     const cfg = this.config;
     const { B, T } = a;
     const N = B * T;
     const { n_embd: C, vocab_size: V, n_positions: P } = cfg;
     const seeds = pass.seeds;
-    const undrop = (x: Float32Array, out: Float32Array, p: number, site: number) => {
-      if (seeds && p > 0) native.dropout(out, x, p, seeds[site], 0);
-      else if (out !== x) out.set(x);
+    const undrop = (x: Buf, out: Buf, p: number, site: number) => {
+      if (seeds && p > 0) be.dropout(out, x, p, seeds[site], 0);
+      else if (out !== x) be.copy(out, x);
     };
     const wte = this.p('wte.weight');
     // dlogits (in place) = (softmax - onehot) · scale / count
-    native.softmaxXentBackward(a.logits, a.logits, a.lse, pass.targets, N, V, -1, pass.count > 0 ? scale / pass.count : 0);
+    be.softmaxXentBackward(a.logits, a.logits, a.lse, pass.targets, N, V, -1, pass.count > 0 ? scale / pass.count : 0);
     pass.logitsValid = false;
     const hfinal = cfg.variant === 'gpt1' ? this.layerOut(a, cfg.n_layer - 1) : a.lnf;
     const dh = cfg.variant === 'gpt1' ? a.dres : a.dln;
-    native.gemm(false, false, N, C, V, 1, a.logits, V, wte, C, dh, C, false, null); // dh (N,C) = dlogits · wte
-    native.gemm(true, false, V, C, N, 1, a.logits, V, hfinal, C, this.g('wte.weight'), C, true, null); // dwte += dlogitsᵀ · h
+    be.gemm(false, false, N, C, V, 1, a.logits, V, wte, C, dh, C, false, null); // dh (N,C) = dlogits · wte
+    be.gemm(true, false, V, C, N, 1, a.logits, V, hfinal, C, this.g('wte.weight'), C, true, null); // dwte += dlogitsᵀ · h
     if (opts.hiddenGrad) {
       if (!(opts.hiddenGrad instanceof Float32Array) || opts.hiddenGrad.length !== N * C)
         throw new RangeError(`Expected a Float32Array of ${N}·${C} values for hiddenGrad but received ${opts.hiddenGrad?.length}`);
-      native.add(dh.subarray(0, N * C), dh.subarray(0, N * C), opts.hiddenGrad);
+      const dhv = be.view(dh, 0, N * C);
+      let hg: Buf = opts.hiddenGrad;
+      if (be.device !== 'cpu') {
+        hg = be.view(a.dtmp, 0, N * C); // free until the layer loop
+        be.upload(hg, opts.hiddenGrad);
+      }
+      be.add(dhv, dhv, hg);
     }
     if (cfg.variant !== 'gpt1') {
       const xl = this.layerOut(a, cfg.n_layer - 1);
-      native.layernormBackward(a.dres, this.g('ln_f.weight'), this.g('ln_f.bias'), a.dln, xl, this.p('ln_f.weight'), a.lnfMean, a.lnfRstd, N, C);
+      be.layernormBackward(a.dres, this.g('ln_f.weight'), this.g('ln_f.bias'), a.dln, xl, this.p('ln_f.weight'), a.lnfMean, a.lnfRstd, N, C);
     }
     // a.dres now holds d(loss)/d(output of the last layer)
     for (let l = cfg.n_layer - 1; l >= 0; l--) {
@@ -485,52 +676,61 @@ export class GPT {
       const shape = this.attnShape(B, T, l, seeds ? seeds[1 + 3 * l] : 0, seeds ? cfg.attn_pdrop : 0);
       if (cfg.variant === 'gpt1') {
         // out = LN2(m): dm
-        native.layernormBackward(a.dtmp, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), a.dres, L.out, this.p(h + 'ln_2.weight'), L.ln2Mean, L.ln2Rstd, N, C);
+        be.layernormBackward(a.dtmp, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), a.dres, L.out, this.p(h + 'ln_2.weight'), L.ln2Mean, L.ln2Rstd, N, C);
         // m = n + drop(mlp(n)): dn = dm + mlp'(drop'(dm))
         undrop(a.dtmp, a.dC, cfg.resid_pdrop, 3 + 3 * l);
-        native.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), N, 4 * C, C);
-        native.geluBackward(a.dfc, L.fch, a.dfc);
-        native.linearBackward(a.dln, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), a.dfc, L.ln1, this.p(h + 'mlp.c_fc.weight'), N, C, 4 * C);
-        native.add(a.dtmp, a.dtmp, a.dln); // dn
+        be.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), N, 4 * C, C);
+        be.geluBackward(a.dfc, L.fch, a.dfc);
+        be.linearBackward(a.dln, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), a.dfc, L.ln1, this.p(h + 'mlp.c_fc.weight'), N, C, 4 * C);
+        be.add(a.dtmp, a.dtmp, a.dln); // dn
         // n = LN1(a): da
-        native.layernormBackward(a.dres, this.g(h + 'ln_1.weight'), this.g(h + 'ln_1.bias'), a.dtmp, L.mid, this.p(h + 'ln_1.weight'), L.ln1Mean, L.ln1Rstd, N, C);
+        be.layernormBackward(a.dres, this.g(h + 'ln_1.weight'), this.g(h + 'ln_1.bias'), a.dtmp, L.mid, this.p(h + 'ln_1.weight'), L.ln1Mean, L.ln1Rstd, N, C);
         // a = x + drop(attn(x)): dx = da + attn'(drop'(da))
         undrop(a.dres, a.dC, cfg.resid_pdrop, 2 + 3 * l);
-        native.linearBackward(a.datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), a.dC, L.atty, this.p(h + 'attn.c_proj.weight'), N, C, C);
-        native.attentionBackward(a.dqkv, a.dqkv.subarray(C), a.dqkv.subarray(2 * C), a.datty, L.qkv, L.qkv.subarray(C), L.qkv.subarray(2 * C), L.atty, L.lse, shape);
-        native.linearBackward(a.dln, this.g(h + 'attn.c_attn.weight'), this.g(h + 'attn.c_attn.bias'), a.dqkv, x, this.p(h + 'attn.c_attn.weight'), N, C, 3 * C);
-        native.add(a.dres, a.dres, a.dln);
+        be.linearBackward(a.datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), a.dC, L.atty, this.p(h + 'attn.c_proj.weight'), N, C, C);
+        be.attentionBackward(a.dqkv, be.view(a.dqkv, C), be.view(a.dqkv, 2 * C), a.datty, L.qkv, be.view(L.qkv, C), be.view(L.qkv, 2 * C), L.atty, L.lse, shape);
+        be.linearBackward(a.dln, this.g(h + 'attn.c_attn.weight'), this.g(h + 'attn.c_attn.bias'), a.dqkv, x, this.p(h + 'attn.c_attn.weight'), N, C, 3 * C);
+        be.add(a.dres, a.dres, a.dln);
       } else {
         // out = r + drop(mlp(LN2(r))): dr = dout + LN2'(mlp'(drop'(dout)))
         undrop(a.dres, a.dC, cfg.resid_pdrop, 3 + 3 * l);
-        native.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), N, 4 * C, C);
-        native.geluBackward(a.dfc, L.fch, a.dfc);
-        native.linearBackward(a.dln, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), a.dfc, L.ln2, this.p(h + 'mlp.c_fc.weight'), N, C, 4 * C);
-        native.layernormBackward(a.dtmp, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), a.dln, L.mid, this.p(h + 'ln_2.weight'), L.ln2Mean, L.ln2Rstd, N, C);
-        native.add(a.dres, a.dres, a.dtmp);
+        be.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), N, 4 * C, C);
+        be.geluBackward(a.dfc, L.fch, a.dfc);
+        be.linearBackward(a.dln, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), a.dfc, L.ln2, this.p(h + 'mlp.c_fc.weight'), N, C, 4 * C);
+        be.layernormBackward(a.dtmp, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), a.dln, L.mid, this.p(h + 'ln_2.weight'), L.ln2Mean, L.ln2Rstd, N, C);
+        be.add(a.dres, a.dres, a.dtmp);
         // r = x + drop(attn(LN1(x))): dx = dr + LN1'(attn'(drop'(dr)))
         undrop(a.dres, a.dC, cfg.resid_pdrop, 2 + 3 * l);
-        native.linearBackward(a.datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), a.dC, L.atty, this.p(h + 'attn.c_proj.weight'), N, C, C);
-        native.attentionBackward(a.dqkv, a.dqkv.subarray(C), a.dqkv.subarray(2 * C), a.datty, L.qkv, L.qkv.subarray(C), L.qkv.subarray(2 * C), L.atty, L.lse, shape);
-        native.linearBackward(a.dln, this.g(h + 'attn.c_attn.weight'), this.g(h + 'attn.c_attn.bias'), a.dqkv, L.ln1, this.p(h + 'attn.c_attn.weight'), N, C, 3 * C);
-        native.layernormBackward(a.dtmp, this.g(h + 'ln_1.weight'), this.g(h + 'ln_1.bias'), a.dln, x, this.p(h + 'ln_1.weight'), L.ln1Mean, L.ln1Rstd, N, C);
-        native.add(a.dres, a.dres, a.dtmp);
+        be.linearBackward(a.datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), a.dC, L.atty, this.p(h + 'attn.c_proj.weight'), N, C, C);
+        be.attentionBackward(a.dqkv, be.view(a.dqkv, C), be.view(a.dqkv, 2 * C), a.datty, L.qkv, be.view(L.qkv, C), be.view(L.qkv, 2 * C), L.atty, L.lse, shape);
+        be.linearBackward(a.dln, this.g(h + 'attn.c_attn.weight'), this.g(h + 'attn.c_attn.bias'), a.dqkv, L.ln1, this.p(h + 'attn.c_attn.weight'), N, C, 3 * C);
+        be.layernormBackward(a.dtmp, this.g(h + 'ln_1.weight'), this.g(h + 'ln_1.bias'), a.dln, x, this.p(h + 'ln_1.weight'), L.ln1Mean, L.ln1Rstd, N, C);
+        be.add(a.dres, a.dres, a.dtmp);
       }
     }
     undrop(a.dres, a.dres, cfg.embd_pdrop, 0);
-    native.embeddingBackward(this.g('wte.weight'), this.g('wpe.weight'), a.dres, pass.ids, B, T, C, V, P, 0);
+    be.embeddingBackward(this.g('wte.weight'), this.g('wpe.weight'), a.dres, pass.ids, B, T, C, V, P, 0);
+    this.markUpdated({ grads: true });
   }
 
   /** Sets every gradient to zero. */
   zeroGrad(): void {
     this.checkAlive();
+    if (this.be.device === 'cpu') {
+      if (this.gradBuf) this.gradBuf.fill(0);
+      return;
+    }
     if (this.gradBuf) this.gradBuf.fill(0);
+    if (this.dGrads) this.be.fill(this.dGrads, 0);
+    this.hostGradsStale = this.devGradsStale = false;
   }
 
   /** Global L2 norm of all gradients. */
   gradNorm(): number {
     this.checkAlive();
-    return this.gradBuf ? Math.sqrt(native.sumsq(this.gradBuf)) : 0;
+    this.syncDevice();
+    const g = this.be.device === 'cpu' ? this.gradBuf : this.dGrads;
+    return g ? Math.sqrt(this.be.sumsq(g)) : 0;
   }
 
   /**
@@ -541,13 +741,23 @@ export class GPT {
     checkNumber(max, 'max', 0);
     const norm = this.gradNorm();
     const coef = max / (norm + 1e-6);
-    if (coef < 1 && this.gradBuf) native.scale(this.gradBuf, coef);
+    if (coef < 1) {
+      const g = this.be.device === 'cpu' ? this.gradBuf : this.dGrads;
+      if (g) this.be.scale(g, coef);
+      this.markUpdated({ grads: true });
+    }
     return norm;
   }
 
   /** Releases the model's memory; any later call throws. */
   dispose(): void {
-    this.acts = null;
+    if (this.disposed) return;
+    this.freeActs();
+    if (this.be.device !== 'cpu') {
+      this.be.free(this.dParams);
+      if (this.dGrads) this.be.free(this.dGrads);
+    }
+    this.dGrads = null;
     this.pass = null;
     this.gradBuf = null;
     this.views.clear();

@@ -1,0 +1,134 @@
+/**
+ * The arithmetic backends behind the model: 'cpu' (the native addon over Float32Arrays) and 'cuda' (the CUDA
+ * addon over device memory). The model graph (nn/gpt.ts, nn/decoder.ts) and AdamW call a Backend and never
+ * the addons, so one graph runs on both, and the cross-backend tests compare like with like.
+ * A buffer is a Float32Array on the CPU and a DeviceView on the GPU; ids and targets stay host Int32Arrays.
+ */
+import { native, NativeAddon } from './native';
+import { cuda, DeviceView } from './cuda';
+import { rangeError } from './errors';
+
+export type Device = 'cpu' | 'cuda';
+export type Precision = 'fp32' | 'bf16';
+
+/** A backend's buffer: Float32Array (cpu) or DeviceView (cuda). */
+export type Buf = Float32Array | DeviceView;
+
+const OPS = ['gemm', 'linearForward', 'linearBackward', 'layernormForward', 'layernormBackward', 'geluForward',
+  'geluBackward', 'add', 'scale', 'dropout', 'sumsq', 'embeddingForward', 'embeddingBackward',
+  'softmaxXentForward', 'softmaxXentBackward', 'attentionForward', 'attentionBackward', 'adamwStep'] as const;
+type OpName = (typeof OPS)[number];
+type MapArg<A> = A extends Float32Array ? Buf : A;
+type MapArgs<P extends unknown[]> = { [I in keyof P]: MapArg<P[I]> };
+type MapFn<F> = F extends (...a: infer P) => infer R ? (...a: MapArgs<P>) => R : never;
+/** The kernels, as the native addon has them, over a backend's buffers. */
+export type Ops = { [K in OpName]: MapFn<NativeAddon[K]> };
+
+export interface Backend extends Ops {
+  readonly device: Device;
+  /** A zero-filled buffer of n floats. */
+  alloc(n: number): Buf;
+  /** Floats [off, off+len) of b (len: to the end), sharing its memory. */
+  view(b: Buf, off: number, len?: number): Buf;
+  length(b: Buf): number;
+  /** dst ← src (host array of the same length). */
+  upload(dst: Buf, src: Float32Array): void;
+  /** A host copy of b (or b itself on the CPU when `copy` is false). */
+  download(b: Buf, copy?: boolean): Float32Array;
+  /** dst ← b (a host array of the same length). */
+  readInto(b: Buf, dst: Float32Array): void;
+  copy(dst: Buf, src: Buf): void;
+  fill(dst: Buf, value: number): void;
+  /** rows × cols floats from src (row stride srcStride) to dst (row stride dstStride). */
+  copyRows(dst: Buf, dstStride: number, src: Buf, srcStride: number, rows: number, cols: number): void;
+  /** Frees b now where that means something (device memory); later use of it throws. */
+  free(b: Buf): void;
+  /** Sets the matrix-product precision for the calls that follow. */
+  setPrecision(p: Precision): void;
+}
+
+function f32(b: Buf): Float32Array {
+  return b as Float32Array;
+}
+
+function makeCpu(): Backend {
+  const ops = {} as Record<string, unknown>;
+  for (const k of OPS) ops[k] = (native[k] as (...a: unknown[]) => unknown).bind(native);
+  return {
+    ...(ops as unknown as Ops),
+    device: 'cpu',
+    alloc: (n) => new Float32Array(n),
+    view: (b, off, len) => f32(b).subarray(off, len === undefined ? undefined : off + len),
+    length: (b) => f32(b).length,
+    upload: (dst, src) => f32(dst).set(src),
+    download: (b, copy = true) => (copy ? f32(b).slice() : f32(b)),
+    readInto: (b, dst) => dst.set(f32(b)),
+    copy: (dst, src) => f32(dst).set(f32(src)),
+    fill: (dst, v) => void f32(dst).fill(v),
+    copyRows: (dst, ds, src, ss, rows, cols) => {
+      const d = f32(dst), s = f32(src);
+      for (let r = 0; r < rows; r++) d.set(s.subarray(r * ss, r * ss + cols), r * ds);
+    },
+    free: () => undefined,
+    setPrecision: (p) => {
+      if (p !== 'fp32') throw rangeError("'fp32' (bf16 matrix products are a CUDA feature)", 'precision', p);
+    },
+  };
+}
+
+function makeCuda(): Backend {
+  const a = cuda();
+  const ops = {} as Record<string, unknown>;
+  for (const k of OPS) ops[k] = (a[k] as (...x: unknown[]) => unknown).bind(a);
+  const dv = (b: Buf) => b as DeviceView;
+  return {
+    ...(ops as unknown as Ops),
+    device: 'cuda',
+    alloc: (n) => ({ buf: a.alloc(n), off: 0, len: n }),
+    view: (b, off, len) => {
+      const v = dv(b);
+      const n = len === undefined ? v.len - off : len;
+      if (off < 0 || n < 0 || off + n > v.len) throw new RangeError(`view [${off}, ${off + n}) is outside a buffer of ${v.len} floats`);
+      return { buf: v.buf, off: v.off + off, len: n };
+    },
+    length: (b) => dv(b).len,
+    upload: (dst, src) => a.upload(dv(dst), src),
+    download: (b) => {
+      const out = new Float32Array(dv(b).len);
+      a.download(dv(b), out);
+      return out;
+    },
+    readInto: (b, dst) => a.download(dv(b), dst),
+    copy: (dst, src) => a.copy(dv(dst), dv(src)),
+    fill: (dst, v) => a.fill(dv(dst), v),
+    copyRows: (dst, ds, src, ss, rows, cols) => {
+      const d = dv(dst), s = dv(src);
+      for (let r = 0; r < rows; r++) a.copy({ buf: d.buf, off: d.off + r * ds, len: cols }, { buf: s.buf, off: s.off + r * ss, len: cols });
+    },
+    free: (b) => {
+      const v = dv(b);
+      if (v.off === 0) a.free(v.buf);
+    },
+    setPrecision: (p) => a.setMathMode(p),
+  };
+}
+
+let cpuBackend: Backend | null = null;
+let cudaBackend: Backend | null = null;
+
+/** The backend of a device ('cpu' or 'cuda'); 'cuda' throws a clear Error where it is not available. */
+export function backendOf(device: unknown = 'cpu'): Backend {
+  if (device === 'cpu') return (cpuBackend ??= makeCpu());
+  if (device === 'cuda') return (cudaBackend ??= makeCuda());
+  throw rangeError("'cpu' or 'cuda'", 'device', device);
+}
+
+/** Checks a precision option against a device: 'bf16' only on 'cuda'. */
+export function checkPrecision(p: unknown, device: Device): Precision {
+  if (p === undefined || p === 'fp32') return 'fp32';
+  if (p === 'bf16') {
+    if (device !== 'cuda') throw rangeError("'fp32' on device 'cpu' (bf16 matrix products need device 'cuda')", 'precision', p);
+    return 'bf16';
+  }
+  throw rangeError("'fp32' or 'bf16'", 'precision', p);
+}

@@ -1,0 +1,195 @@
+'use strict';
+// Every kernel of the CUDA addon against the CPU kernel of the same name, on fresh random inputs at odd sizes,
+// GPT-2 widths, T = 1, banded windows, dropout and KV-cache strides: outputs and every gradient, within 1e-4
+// normalised error (bf16 GEMM: 1e-2). One case per test, so a GPU run names each kernel that fails.
+// Without a GPU the stand-in addon (test/helpers/fake-cuda.js) runs, and these tests check the argument
+// plumbing only; GPT_NATIVE_CUDA_TEST=real (scripts/gpu-check.sh) runs the real kernels.
+const test = require('ava');
+const path = require('path');
+
+const REAL = process.env.GPT_NATIVE_CUDA_TEST === 'real';
+if (!REAL) process.env.GPT_NATIVE_CUDA_ADDON = path.join(__dirname, 'helpers', 'fake-cuda.js');
+const { native } = require('../dist');
+const { cuda } = require('../dist/cuda');
+const { normErr, freshSeed, randF32, randInts } = require('./helpers/util');
+
+const TOL = REAL ? 1e-4 : 1e-12;
+const dev = cuda();
+
+/** Runs `op` on the CPU with host arrays and on the device with views; compares every array argument after. */
+function cross(t, op, args, { outputs, tol = TOL, ret = false, mode = 'fp32' } = {}) {
+  const host = args.map((a) => (a instanceof Float32Array ? a.slice() : a));
+  const views = args.map((a) => {
+    if (!(a instanceof Float32Array)) return a;
+    const v = { buf: dev.alloc(a.length + 3), off: 3, len: a.length }; // an offset view, as the model uses
+    dev.upload(v, a);
+    return v;
+  });
+  dev.setMathMode(mode);
+  const rc = native[op](...host);
+  const rd = dev[op](...views);
+  dev.setMathMode('fp32');
+  if (ret) t.true(Math.abs(rc - rd) <= Math.sqrt(tol) * Math.abs(rc) + 1e-30, `${op} returned ${rd} vs ${rc}`);
+  for (const i of outputs) {
+    const got = new Float32Array(args[i].length);
+    dev.download(views[i], got);
+    const e = normErr(got, host[i]);
+    t.true(e <= tol, `${op} argument ${i}: normalised error ${e}`);
+  }
+  for (const v of views) if (v && v.buf) dev.free(v.buf);
+}
+
+const seedOf = (t) => { const s = freshSeed(); t.log(`seed ${s}`); return s; };
+
+for (const [M, N, K] of [[1, 50257 % 997, 768 % 129], [13, 37, 29], [64, 96, 80], [129, 65, 257]]) {
+  for (const [ta, tb] of [[false, false], [false, true], [true, false], [true, true]]) {
+    test(`gemm ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'} M=${M} N=${N} K=${K}, accumulate, bias, leading dims`, (t) => {
+      const s = seedOf(t);
+      const lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 2, ldc = N + 1;
+      const A = randF32((ta ? K : M) * lda, s), B = randF32((tb ? N : K) * ldb, s + 1), C = randF32(M * ldc, s + 2), bias = randF32(N, s + 3);
+      cross(t, 'gemm', [ta, tb, M, N, K, 0.7, A, lda, B, ldb, C, ldc, true, bias], { outputs: [10] });
+      cross(t, 'gemm', [ta, tb, M, N, K, 1, A, lda, B, ldb, C, ldc, false, null], { outputs: [10] });
+      cross(t, 'gemm', [ta, tb, M, N, K, 1, A, lda, B, ldb, C, ldc, false, null], { outputs: [10], tol: REAL ? 1e-2 : TOL, mode: 'bf16' });
+    });
+  }
+}
+
+for (const [N, C, OC] of [[1, 768, 2304], [13, 37, 111], [64, 96, 384]]) {
+  test(`linear forward/backward N=${N} C=${C} OC=${OC}`, (t) => {
+    const s = seedOf(t);
+    const inp = randF32(N * C, s), w = randF32(C * OC, s + 1, 0.1), b = randF32(OC, s + 2), out = randF32(N * OC, s + 3), dout = randF32(N * OC, s + 4);
+    cross(t, 'linearForward', [out, inp, w, b, N, C, OC], { outputs: [0] });
+    const dinp = randF32(N * C, s + 5), dw = randF32(C * OC, s + 6), db = randF32(OC, s + 7);
+    cross(t, 'linearBackward', [dinp, dw, db, dout, inp, w, N, C, OC], { outputs: [0, 1, 2] });
+    cross(t, 'linearBackward', [null, dw, null, dout, inp, w, N, C, OC], { outputs: [1] });
+  });
+}
+
+for (const [N, C] of [[1, 768], [13, 37], [300, 96]]) {
+  test(`layernorm forward/backward N=${N} C=${C}`, (t) => {
+    const s = seedOf(t);
+    const inp = randF32(N * C, s, 3), w = randF32(C, s + 1), b = randF32(C, s + 2), out = randF32(N * C, s + 3);
+    const mean = randF32(N, s + 4), rstd = randF32(N, s + 5);
+    cross(t, 'layernormForward', [out, mean, rstd, inp, w, b, N, C, 1e-5], { outputs: [0, 1, 2] });
+    native.layernormForward(out, mean, rstd, inp, w, b, N, C, 1e-5);
+    const dout = randF32(N * C, s + 6), dinp = randF32(N * C, s + 7), dw = randF32(C, s + 8), db = randF32(C, s + 9);
+    cross(t, 'layernormBackward', [dinp, dw, db, dout, inp, w, mean, rstd, N, C], { outputs: [0, 1, 2] });
+  });
+}
+
+test('gelu, add, scale, dropout, sumsq on 100,003 values', (t) => {
+  const s = seedOf(t);
+  const n = 100003;
+  const x = randF32(n, s, 4), y = randF32(n, s + 1), out = randF32(n, s + 2), d = randF32(n, s + 3);
+  cross(t, 'geluForward', [out, x], { outputs: [0] });
+  cross(t, 'geluBackward', [out, x, d], { outputs: [0] });
+  cross(t, 'add', [out, x, y], { outputs: [0] });
+  cross(t, 'scale', [x, 0.37], { outputs: [0] });
+  // seeds above 2^32 and an offset: the masks must be identical, not only alike
+  cross(t, 'dropout', [out, x, 0.3, 2 ** 40 + 12345, 77], { outputs: [0], tol: REAL ? 1e-12 : TOL });
+  cross(t, 'sumsq', [x], { outputs: [], ret: true });
+});
+
+for (const [B, T, C, V, P, pos0] of [[2, 13, 37, 97, 29, 0], [1, 1, 768, 50257, 1024, 900], [4, 64, 96, 300, 128, 3]]) {
+  test(`embedding forward/backward B=${B} T=${T} C=${C} V=${V} pos0=${pos0}`, (t) => {
+    const s = seedOf(t);
+    const ids = randInts(B * T, V, s), wte = randF32(V * C, s + 1), wpe = randF32(P * C, s + 2), out = randF32(B * T * C, s + 3);
+    ids[0] = ids[B * T - 1]; // a repeated id: gradients from two positions add up
+    cross(t, 'embeddingForward', [out, ids, wte, wpe, B, T, C, V, P, pos0], { outputs: [0] });
+    const dout = randF32(B * T * C, s + 4);
+    cross(t, 'embeddingBackward', [wte, wpe, dout, ids, B, T, C, V, P, pos0], { outputs: [0, 1] });
+  });
+}
+
+for (const [N, V] of [[1, 50257], [13, 97], [64, 1000]]) {
+  test(`softmax cross-entropy forward/backward N=${N} V=${V} (with an ignored target)`, (t) => {
+    const s = seedOf(t);
+    const logits = randF32(N * V, s, 5), targets = randInts(N, V, s + 1), losses = randF32(N, s + 2), lse = randF32(N, s + 3);
+    if (N > 1) targets[1] = -1;
+    cross(t, 'softmaxXentForward', [losses, lse, logits, targets, N, V, -1], { outputs: [0, 1], ret: true });
+    native.softmaxXentForward(losses, lse, logits, targets, N, V, -1);
+    const dl = randF32(N * V, s + 4);
+    cross(t, 'softmaxXentBackward', [dl, logits, lse, targets, N, V, -1, 0.25], { outputs: [0] });
+  });
+}
+
+const attnCases = [
+  { B: 2, T: 17, NH: 3, HS: 8, window: 0 },
+  { B: 1, T: 1, NH: 2, HS: 5, window: 0 },
+  { B: 2, T: 21, NH: 2, HS: 7, window: 5 },
+  { B: 2, T: 130, NH: 12, HS: 64, window: 0 },
+  { B: 1, T: 150, NH: 1, HS: 128, window: 70 },
+  { B: 1, T: 64, NH: 2, HS: 256, window: 0 },
+  { B: 2, T: 33, NH: 2, HS: 9, window: 0, dropout: 0.3 },
+  { B: 1, T: 70, NH: 2, HS: 8, window: 9, dropout: 0.25 },
+];
+for (const c of attnCases) {
+  const { B, T, NH, HS, window } = c;
+  const dropout = c.dropout ?? 0;
+  test(`attention forward/backward B=${B} T=${T} NH=${NH} HS=${HS} window=${window} dropout=${dropout}`, (t) => {
+    const s = seedOf(t);
+    const C = NH * HS;
+    const qkvLen = B * T * 3 * C;
+    const shape = { B, Tq: T, Tk: T, NH, HS, qPos0: 0, window, dropout, seed: s % 100000 + 2 ** 35, q: [T * 3 * C, 3 * C], k: [T * 3 * C, 3 * C], v: [T * 3 * C, 3 * C], o: [T * C, C] };
+    const qkv = randF32(qkvLen, s), out = randF32(B * T * C, s + 1), lse = randF32(B * NH * T, s + 2);
+    // q, k, v are views into one qkv buffer: run each backend with its own views of its own copy
+    const views = (a, k) => a.subarray(k * C);
+    const runCpu = () => {
+      const o = out.slice(), l = lse.slice();
+      native.attentionForward(o, l, qkv, views(qkv, 1), views(qkv, 2), shape);
+      return { o, l };
+    };
+    const h = runCpu();
+    const qkvD = { buf: dev.alloc(qkvLen), off: 0, len: qkvLen };
+    dev.upload(qkvD, qkv);
+    const sub = (v, off) => ({ buf: v.buf, off: v.off + off, len: v.len - off });
+    const oD = { buf: dev.alloc(out.length), off: 0, len: out.length }, lD = { buf: dev.alloc(lse.length), off: 0, len: lse.length };
+    dev.attentionForward(oD, lD, qkvD, sub(qkvD, C), sub(qkvD, 2 * C), shape);
+    const o = new Float32Array(out.length), l = new Float32Array(lse.length);
+    dev.download(oD, o); dev.download(lD, l);
+    t.true(normErr(o, h.o) <= TOL, `out ${normErr(o, h.o)}`);
+    t.true(normErr(l, h.l) <= TOL, `lse ${normErr(l, h.l)}`);
+    // backward: dq, dk, dv are views into one dqkv buffer
+    const dout = randF32(B * T * C, s + 3);
+    const dqkv = randF32(qkvLen, s + 4);
+    native.attentionBackward(dqkv, views(dqkv, 1), views(dqkv, 2), dout, qkv, views(qkv, 1), views(qkv, 2), h.o, h.l, shape);
+    const dqkvD = { buf: dev.alloc(qkvLen), off: 0, len: qkvLen }, doutD = { buf: dev.alloc(dout.length), off: 0, len: dout.length };
+    dev.upload(dqkvD, randF32(qkvLen, s + 4));
+    dev.upload(doutD, dout);
+    dev.attentionBackward(dqkvD, sub(dqkvD, C), sub(dqkvD, 2 * C), doutD, qkvD, sub(qkvD, C), sub(qkvD, 2 * C), oD, lD, shape);
+    const g = new Float32Array(qkvLen);
+    dev.download(dqkvD, g);
+    t.true(normErr(g, dqkv) <= TOL, `dqkv ${normErr(g, dqkv)}`);
+    for (const v of [qkvD, oD, lD, dqkvD, doutD]) dev.free(v.buf);
+  });
+}
+
+for (const window of [0, 6]) {
+  test(`attention over a KV cache (Tq = 1 and 3, strided cache, qPos0 > 0) window=${window}`, (t) => {
+    const s = seedOf(t);
+    const B = 2, NH = 3, HS = 16, C = NH * HS, Tmax = 40;
+    for (const [Tq, pos0] of [[1, 17], [3, 30]]) {
+      const Tk = pos0 + Tq;
+      const q = randF32(B * Tq * 3 * C, s), kc = randF32(B * Tmax * C, s + 1), vc = randF32(B * Tmax * C, s + 2), out = randF32(B * Tq * C, s + 3);
+      const shape = { B, Tq, Tk, NH, HS, qPos0: pos0, window, dropout: 0, seed: 0, q: [Tq * 3 * C, 3 * C], k: [Tmax * C, C], v: [Tmax * C, C], o: [Tq * C, C] };
+      cross(t, 'attentionForward', [out, null, q, kc, vc, shape], { outputs: [0] });
+    }
+  });
+}
+
+test('adamw step (decay and no-decay groups, grad scale) on 10,007 values', (t) => {
+  const s = seedOf(t);
+  const n = 10007;
+  const p = randF32(n, s), g = randF32(n, s + 1), m = randF32(n, s + 2, 0.1), v = randF32(n, s + 3, 0.1).map(Math.abs);
+  cross(t, 'adamwStep', [p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, 7, 0.5], { outputs: [0, 2, 3] });
+  cross(t, 'adamwStep', [p, g, m, v, 6e-4, 0.9, 0.95, 1e-8, 0, 1, 1], { outputs: [0, 2, 3] });
+});
+
+test('device memory: views outside a buffer and freed buffers are errors, not crashes', (t) => {
+  const b = dev.alloc(10);
+  t.is(dev.bufferLength(b), 10);
+  t.throws(() => dev.upload({ buf: b, off: 5, len: 6 }, new Float32Array(6)), { instanceOf: RangeError });
+  t.throws(() => dev.upload({ buf: b, off: 0, len: 10 }, new Float32Array(9)), { instanceOf: RangeError });
+  dev.free(b);
+  t.throws(() => dev.fill({ buf: b, off: 0, len: 10 }, 1), { message: /freed/ });
+});

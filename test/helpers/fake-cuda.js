@@ -1,0 +1,72 @@
+// A stand-in for the CUDA addon (lib/cuda.ts's CudaAddon) over host memory, computing with the CPU addon.
+// With GPT_NATIVE_CUDA_ADDON pointing here, `device: 'cuda'` runs the whole device path of the JS layer
+// (views with offsets, uploads, downloads, which side holds the newer weights, freeing) on a machine without
+// a GPU. It checks the plumbing, not the CUDA kernels: scripts/gpu-check.sh runs the same tests on a GPU.
+'use strict';
+const path = require('path');
+const { native } = require(path.join(__dirname, '..', '..', 'dist', 'native.js'));
+
+let live = 0;
+let mathMode = 'fp32';
+const stats = { allocs: 0, frees: 0 };
+
+function buffer(v, what) {
+  if (!v || typeof v !== 'object' || !v.buf || !v.buf.__fake) throw new TypeError(`fake cuda: expected a device view for ${what}`);
+  if (v.buf.freed) throw new Error(`fake cuda: ${what}: buffer was freed`);
+  if (!Number.isInteger(v.off) || !Number.isInteger(v.len) || v.off < 0 || v.len < 0 || v.off + v.len > v.buf.data.length)
+    throw new RangeError(`fake cuda: ${what}: view [${v.off}, ${v.off + v.len}) outside a buffer of ${v.buf.data.length}`);
+  return v.buf.data.subarray(v.off, v.off + v.len);
+}
+
+const OPS = ['gemm', 'linearForward', 'linearBackward', 'layernormForward', 'layernormBackward', 'geluForward',
+  'geluBackward', 'add', 'scale', 'dropout', 'sumsq', 'embeddingForward', 'embeddingBackward',
+  'softmaxXentForward', 'softmaxXentBackward', 'attentionForward', 'attentionBackward', 'adamwStep'];
+
+const addon = {
+  abiVersion: 1,
+  __fake: true,
+  stats,
+  liveBuffers: () => live,
+  deviceCount: () => 1,
+  init: () => ({ name: 'fake (host memory)', totalMemory: 0, computeCapability: [0, 0], cublas: 'none' }),
+  alloc(n) {
+    live++;
+    stats.allocs++;
+    return { __fake: true, data: new Float32Array(n), freed: false };
+  },
+  free(buf) {
+    if (!buf.freed) {
+      buf.freed = true;
+      live--;
+      stats.frees++;
+    }
+  },
+  bufferLength: (buf) => buf.data.length,
+  upload(dst, src) {
+    const d = buffer(dst, 'upload dst');
+    if (src.length !== d.length) throw new RangeError(`fake cuda: upload of ${src.length} floats into ${d.length}`);
+    d.set(src);
+  },
+  download(src, dst) {
+    const s = buffer(src, 'download src');
+    if (dst.length !== s.length) throw new RangeError(`fake cuda: download of ${s.length} floats into ${dst.length}`);
+    dst.set(s);
+  },
+  copy(dst, src) {
+    const d = buffer(dst, 'copy dst'), s = buffer(src, 'copy src');
+    if (d.length !== s.length) throw new RangeError('fake cuda: copy of different lengths');
+    d.set(s);
+  },
+  fill: (dst, v) => void buffer(dst, 'fill').fill(v),
+  synchronize: () => undefined,
+  setMathMode(m) {
+    if (m !== 'fp32' && m !== 'bf16') throw new RangeError(`fake cuda: math mode ${m}`);
+    mathMode = m;
+  },
+  mathMode: () => mathMode,
+  memoryInfo: () => ({ free: 0, total: 0 }),
+};
+for (const op of OPS) {
+  addon[op] = (...args) => native[op](...args.map((a, i) => (a && typeof a === 'object' && a.buf ? buffer(a, `${op} argument ${i}`) : a)));
+}
+module.exports = addon;
