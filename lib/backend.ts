@@ -53,7 +53,9 @@ function f32(b: Buf): Float32Array {
 
 function makeCpu(): Backend {
   const ops = {} as Record<string, unknown>;
-  for (const k of OPS) ops[k] = (native[k] as (...a: unknown[]) => unknown).bind(native);
+  // looked up at call time, so a benchmark can wrap the addon's functions with timers
+  const n = native as unknown as Record<string, (...a: unknown[]) => unknown>;
+  for (const k of OPS) ops[k] = (...a: unknown[]) => n[k].apply(native, a);
   return {
     ...(ops as unknown as Ops),
     device: 'cpu',

@@ -4,6 +4,7 @@
  */
 import { helpText, parseArgs, OptionSpecs, UsageError } from '../cli/args';
 import { native } from '../native';
+import { cudaInfo } from '../cuda';
 import { GPT } from '../nn/gpt';
 import { generate } from '../generate';
 import { GPTConfig, getPreset } from '../config';
@@ -17,6 +18,7 @@ const specs: OptionSpecs = {
   runs: { kind: 'int', default: 3, help: 'runs (median reported)' },
   'bandwidth-gbps': { kind: 'number', default: 31, help: 'memory read bandwidth for the limit (GB/s)' },
   threads: { kind: 'int', help: 'threads' },
+  device: { kind: 'string', default: 'cpu', help: 'cpu | cuda (on cuda give --bandwidth-gbps of the GPU, e.g. 4800 for an H200)' },
   json: { kind: 'boolean', default: false, help: 'one JSON object as the last line' },
   help: { kind: 'boolean', default: false, help: 'show this help' },
 };
@@ -30,7 +32,9 @@ export async function benchGenerate(argv: string[]): Promise<void> {
   if (a.threads !== undefined) native.setThreads(a.threads as number);
   let cfg: GPTConfig;
   try { cfg = getPreset(a.preset as string); } catch (e) { throw new UsageError((e as Error).message); }
-  const model = GPT.create(cfg, { seed: 1 });
+  const device = a.device as string;
+  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`Expected cpu or cuda for --device but received ${JSON.stringify(device)}`);
+  const model = GPT.create(cfg, { seed: 1, device });
   const rng = new Rng(3);
   const prompt = Array.from({ length: a['prompt-tokens'] as number }, () => rng.int(cfg.vocab_size));
   const runs: Array<{ prefillMs: number; msPerToken: number; tokensPerSec: number }> = [];
@@ -44,9 +48,9 @@ export async function benchGenerate(argv: string[]): Promise<void> {
   const bytes = model.numParameters() * 4;
   const limit = ((a['bandwidth-gbps'] as number) * 1e9) / bytes;
   const out = { preset: a.preset, promptTokens: prompt.length, newTokens: a['new-tokens'], ...med, bandwidthLimitTokensPerSec: limit,
-    fractionOfLimit: med.tokensPerSec / limit, threads: native.threads(), isa: native.gemmIsa() };
+    fractionOfLimit: med.tokensPerSec / limit, threads: native.threads(), isa: native.gemmIsa(), device };
   if (a.json) { console.log(JSON.stringify(out)); return; }
-  console.log(`# ${machineLine()}, ${out.threads} threads, gemm ${out.isa}`);
+  console.log(device === 'cuda' ? `# ${cudaInfo().name}` : `# ${machineLine()}, ${out.threads} threads, gemm ${out.isa}`);
   console.log(`generate ${a.preset}: prefill ${prompt.length} tokens ${med.prefillMs.toFixed(1)} ms; ${med.msPerToken.toFixed(2)} ms/token, ` +
     `${med.tokensPerSec.toFixed(1)} tokens/s = ${(100 * out.fractionOfLimit).toFixed(0)}% of the ${limit.toFixed(0)} tokens/s bandwidth limit (fp32 weights, ${a['bandwidth-gbps']} GB/s)`);
 }

@@ -10,6 +10,8 @@ import { AdamW } from '../optim';
 import { GPTConfig, getPreset } from '../config';
 import { machineLine } from './timing';
 import { Rng } from '../random';
+import type { Device, Precision } from '../backend';
+import { cuda, cudaInfo } from '../cuda';
 
 const specs: OptionSpecs = {
   preset: { kind: 'string', default: 'gpt2-small', help: 'model preset (or small6 = 6 layers × 384)' },
@@ -18,6 +20,9 @@ const specs: OptionSpecs = {
   steps: { kind: 'int', default: 5, help: 'timed steps (median reported)' },
   warmup: { kind: 'int', default: 1, help: 'untimed steps first' },
   threads: { kind: 'int', help: 'threads (default: GPT_NATIVE_THREADS or all cores)' },
+  device: { kind: 'string', default: 'cpu', help: 'cpu | cuda' },
+  precision: { kind: 'string', default: 'fp32', help: 'fp32 | bf16 matrix products (cuda)' },
+  'peak-tflops': { kind: 'number', help: 'device peak for MFU (default: H100/H200 dense 989 bf16, 67 fp32)' },
   json: { kind: 'boolean', default: false, help: 'print one JSON object as the last line' },
   help: { kind: 'boolean', default: false, help: 'show this help' },
 };
@@ -58,6 +63,12 @@ export interface TrainBenchResult {
   gflopsModel: number;
   threads: number;
   isa: string;
+  device: Device;
+  precision: Precision;
+  gpu?: string;
+  /** Model FLOPs utilisation: model FLOP/s over the device's peak (cuda only). */
+  mfu?: number;
+  peakTflops?: number;
 }
 
 export function benchTrain(argv: string[]): void {
@@ -76,7 +87,10 @@ export function benchTrain(argv: string[]): void {
   const B = a.batch as number, T = a.seq as number;
   if (T > cfg.n_positions) throw new UsageError(`--seq ${T} exceeds the preset's context of ${cfg.n_positions}`);
   cfg.embd_pdrop = cfg.resid_pdrop = cfg.attn_pdrop = 0;
-  const model = GPT.create(cfg, { seed: 1 });
+  const device = a.device as Device, precision = a.precision as Precision;
+  if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`Expected cpu or cuda for --device but received ${JSON.stringify(device)}`);
+  const model = GPT.create(cfg, { seed: 1, device, precision });
+  const sync = () => { if (device === 'cuda') cuda().synchronize(); };
   const opt = new AdamW(model, { lr: 1e-4 });
   const rng = new Rng(2);
   const ids = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocab_size));
@@ -91,13 +105,15 @@ export function benchTrain(argv: string[]): void {
     model.clipGradNorm(1);
     opt.step();
     model.zeroGrad();
+    sync();
     const t3 = performance.now();
     phases.forward += t1 - t0; phases.backward += t2 - t1; phases.optimizer += t3 - t2;
     return t3 - t0;
   };
   for (let i = 0; i < (a.warmup as number); i++) step();
   phases.forward = phases.backward = phases.optimizer = 0;
-  const { times, restore } = instrument();
+  // per-kernel times only on the CPU: GPU launches return before the work is done
+  const { times, restore } = device === 'cpu' ? instrument() : { times: new Map<string, number>(), restore: () => undefined };
   const runs: number[] = [];
   const steps = a.steps as number;
   for (let i = 0; i < steps; i++) runs.push(step());
@@ -109,18 +125,26 @@ export function benchTrain(argv: string[]): void {
   for (const [k, v] of Object.entries(phases)) phasesMs[k] = v / steps;
   let nativeSum = 0;
   for (const [k, v] of times) { phasesMs[`kernel:${k}`] = v / steps; nativeSum += v; }
-  phasesMs['js+boundary'] = (total - nativeSum) / steps;
+  if (device === 'cpu') phasesMs['js+boundary'] = (total - nativeSum) / steps;
   const N = model.numParameters();
   const flops = 6 * N * B * T + 12 * cfg.n_layer * B * T * T * cfg.n_embd / 2; // matmuls + causal attention
   const r: TrainBenchResult = {
     preset: name, batch: B, seq: T, msPerStep: ms, tokensPerSec: (B * T) / (ms / 1000), phasesMs,
-    gflopsModel: flops / (ms * 1e6), threads: native.threads(), isa: native.gemmIsa(),
+    gflopsModel: flops / (ms * 1e6), threads: native.threads(), isa: native.gemmIsa(), device, precision,
   };
+  if (device === 'cuda') {
+    const info = cudaInfo();
+    const peak = (a['peak-tflops'] as number | undefined) ?? (precision === 'bf16' ? 989 : 67);
+    r.gpu = info.name;
+    r.mfu = flops / (ms / 1000) / (peak * 1e12);
+    r.peakTflops = peak;
+  }
   if (a.json) {
     console.log(JSON.stringify(r));
     return;
   }
-  console.log(`# ${machineLine()}, ${r.threads} threads, gemm ${r.isa}`);
+  if (device === 'cuda') console.log(`# ${r.gpu}, ${precision} matrix products; MFU against ${r.peakTflops} TFLOP/s: ${(100 * r.mfu!).toFixed(1)}%`);
+  else console.log(`# ${machineLine()}, ${r.threads} threads, gemm ${r.isa}`);
   console.log(`train step ${name} B=${B} T=${T}: ${ms.toFixed(1)} ms/step (median of ${steps}), ${r.tokensPerSec.toFixed(1)} tokens/s, ${r.gflopsModel.toFixed(1)} GFLOP/s`);
   console.log('per step (mean ms):');
   for (const [k, v] of Object.entries(phasesMs).sort((x, y) => y[1] - x[1])) console.log(`  ${k.padEnd(22)} ${v.toFixed(1).padStart(9)}  ${((100 * v) / (total / steps)).toFixed(1)}%`);
