@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Run ON THE GPU MACHINE (see scripts/gpu-prepare.sh, which packs what this needs): builds the CUDA addon,
+# runs the cross-backend tests (every CUDA kernel and the whole model, training, decoding and fine-tuning
+# against the CPU backend; the fixtures), then the benchmarks (GPT-2 124M training at B=16, T=1024 in fp32 and
+# bf16, tokens/s and MFU; batch-1 decoding), and prints a short table last. Each stage has its own time
+# limit, so one that hangs does not eat the lease. Logs go to $OUT (the device tool brings them back).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-check-out}
+mkdir -p "$OUT"
+LOG="$OUT/gpu-check.log"
+: > "$LOG"
+declare -a ROWS
+row() { ROWS+=("$(printf '%-34s %s' "$1" "$2")"); }
+say() { echo "== $*" | tee -a "$LOG"; }
+
+# Node.js and the packages (the machine has neither)
+mkdir -p /tmp/gn/bin /tmp/gn/include
+if [ -f .gpu/node.xz ]; then xz -dc .gpu/node.xz > /tmp/gn/bin/node && chmod +x /tmp/gn/bin/node; fi
+[ -f .gpu/node-include.tar.xz ] && tar -C /tmp/gn/include -xJf .gpu/node-include.tar.xz
+[ -d node_modules ] || { [ -f .gpu/node_modules.tar.xz ] && tar -xJf .gpu/node_modules.tar.xz; }
+export PATH=/tmp/gn/bin:$PATH
+if ! command -v node >/dev/null; then echo "no node: run scripts/gpu-prepare.sh here and carry .gpu" | tee -a "$LOG"; exit 1; fi
+say "machine"
+{ node --version; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader; nvcc --version | tail -1; } 2>&1 | tee -a "$LOG"
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+
+# cuBLAS: the toolkit's, else the pip wheel's (nvidia-cublas)
+if [ -z "${GPT_NATIVE_CUBLAS:-}" ]; then
+  for d in /usr/local/cuda/lib64 /usr/local/cuda-*/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+           $(python3 -c 'import nvidia.cublas as m; print(m.__path__[0] + "/lib")' 2>/dev/null); do
+    f=$(ls "$d"/libcublas.so* 2>/dev/null | head -1)
+    if [ -n "$f" ]; then export GPT_NATIVE_CUBLAS="$f"; export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; break; fi
+  done
+fi
+say "cuBLAS: ${GPT_NATIVE_CUBLAS:-not found}"
+
+say "build the CUDA addon"
+START=$(date +%s)
+if timeout 300 node scripts/build-cuda.js >> "$LOG" 2>&1; then row "build" "ok ($(( $(date +%s) - START )) s)"
+else row "build" "FAILED (see gpu-check.log)"; tail -40 "$LOG"; printf '%s\n' "${ROWS[@]}"; exit 1; fi
+
+AVA="node node_modules/ava/entrypoints/cli.mjs --tap"
+for f in cuda-kernels cuda; do
+  say "tests: test/$f.test.js (real GPU)"
+  GPT_NATIVE_CUDA_TEST=real timeout 240 $AVA "test/$f.test.js" > "$OUT/$f.tap" 2>&1
+  pass=$(grep -c '^ok ' "$OUT/$f.tap"); fail=$(grep -c '^not ok ' "$OUT/$f.tap")
+  row "test/$f.test.js" "$pass passed, $fail failed"
+  grep -A12 '^not ok ' "$OUT/$f.tap" | head -120 | tee -a "$LOG"
+done
+
+bench() { # name, command…
+  local name=$1; shift
+  say "bench: $name"
+  local line
+  line=$(timeout 180 "$@" --json 2>>"$LOG" | tail -1)
+  echo "$line" >> "$LOG"
+  echo "$line" >> "$OUT/bench.jsonl"
+  row "$name" "$(node -e '
+    const r = JSON.parse(process.argv[1] || "{}");
+    if (r.tokensPerSec === undefined) { console.log("FAILED"); process.exit(); }
+    const mfu = r.mfu !== undefined ? `, MFU ${(100 * r.mfu).toFixed(1)}%` : "";
+    const extra = r.msPerStep !== undefined ? `${r.msPerStep.toFixed(1)} ms/step` : `${r.msPerToken.toFixed(2)} ms/token`;
+    console.log(`${Math.round(r.tokensPerSec).toLocaleString("en-US")} tokens/s (${extra}${mfu})`);' "$line" 2>/dev/null || echo FAILED)"
+}
+bench "train gpt2-small B16 T1024 bf16" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 5 --warmup 2
+bench "train gpt2-small B16 T1024 fp32" node dist/cli.js bench train --device cuda --precision fp32 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
+bench "train gpt2-small B4 T64 (cf. CPU)" node dist/cli.js bench train --device cuda --preset gpt2-small --batch 4 --seq 64 --steps 5
+bench "decode gpt2-small batch 1" node dist/cli.js bench generate --device cuda --preset gpt2-small --prompt-tokens 16 --new-tokens 128 --runs 3 --bandwidth-gbps 4800
+
+echo
+echo "gpt-native GPU check — $(date -u +%F), ${GPU:-unknown GPU}, commit $(tr '\n' ' ' < .gpu/commit 2>/dev/null || echo '?')"
+printf '%s\n' "${ROWS[@]}" | tee -a "$LOG"
