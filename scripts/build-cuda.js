@@ -88,10 +88,23 @@ if (!nodeInc) fail('node_api.h not found; set NODE_INCLUDE_DIR to the folder of 
 const addonApi = findAddonApi();
 if (!addonApi) fail('node-addon-api not found; run `npm install` in the package folder first');
 
-const cudaRoot = path.resolve(path.dirname(nvcc), '..');
+// The toolkit root. nvcc may be a wrapper script (/usr/local/bin/nvcc running /usr/local/cuda-X/bin/nvcc), so
+// ask nvcc (--dryrun prints "#$ TOP=<root>/bin/.."), else take the folder above the resolved binary; CMake is
+// given the real nvcc inside the toolkit when there is one.
+function toolkitRoot(nvccPath) {
+  const r = spawnSync(nvccPath, ['--dryrun', '-c', '-x', 'cu', '/dev/null', '-o', '/dev/null'], { encoding: 'utf8' });
+  const m = /^#\$ TOP=(.*)$/m.exec(`${r.stdout || ''}${r.stderr || ''}`);
+  if (m && fs.existsSync(path.join(m[1].trim(), 'include', 'cuda_runtime_api.h'))) return path.resolve(m[1].trim());
+  return path.resolve(path.dirname(fs.realpathSync(nvccPath)), '..');
+}
+const cudaRoot = toolkitRoot(nvcc);
+if (!fs.existsSync(path.join(cudaRoot, 'include', 'cuda_runtime_api.h')))
+  fail(`the CUDA toolkit at ${cudaRoot} (from ${nvcc}) has no include/cuda_runtime_api.h; set CUDA_HOME`);
+const realNvcc = fs.existsSync(path.join(cudaRoot, 'bin', 'nvcc')) ? path.join(cudaRoot, 'bin', 'nvcc') : nvcc;
+console.log(`build-cuda: CUDA toolkit ${cudaRoot}`);
 const args = [
   '-S', root, '-B', buildDir,
-  `-DCMAKE_CUDA_COMPILER=${nvcc}`,
+  `-DCMAKE_CUDA_COMPILER=${realNvcc}`,
   `-DCUDAToolkit_ROOT=${cudaRoot}`,
   `-DNODE_INCLUDE_DIR=${nodeInc}`,
   `-DNODE_ADDON_API_DIR=${addonApi}`,

@@ -22,7 +22,15 @@ if [ -z "$NVCC" ]; then
   echo "check-cuda: no CUDA toolkit (nvcc) found; set CUDA_HOME or put nvcc on PATH" >&2
   exit 1
 fi
-CUDA_INC="$(dirname "$NVCC")/../include"
+# the toolkit root: nvcc may be a wrapper script (e.g. /usr/local/bin/nvcc -> exec /usr/local/cuda-X/bin/nvcc),
+# so ask nvcc itself (its --dryrun prints TOP=<root>/bin/..)
+CUDA_ROOT=$("$NVCC" --dryrun -c -x cu /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1)
+[ -n "$CUDA_ROOT" ] || CUDA_ROOT="$(dirname "$(readlink -f "$NVCC")")/.."
+CUDA_INC="$CUDA_ROOT/include"
+if [ ! -f "$CUDA_INC/cuda_runtime_api.h" ]; then
+  echo "check-cuda: cuda_runtime_api.h not found under $CUDA_INC (toolkit root from $NVCC)" >&2
+  exit 1
+fi
 NAPI_DIR=$(node -p "require('node-addon-api').include_dir")
 NODE_INC=$(node -e "
   const fs=require('fs'),path=require('path');
