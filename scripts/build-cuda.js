@@ -4,7 +4,7 @@
 // (node_api.h) and node-addon-api, then runs `cmake -S . -B build/cuda` and `cmake --build build/cuda`.
 // Exits 1 with a message when there is no CUDA toolkit; the CPU addon (node-gyp) is not affected.
 // Environment: CUDA_ARCHS overrides the GPU architectures (a CMake list, e.g. "90-real;90-virtual"),
-// GN_CUDA_JOBS the build parallelism (default 2).
+// GN_CUDA_JOBS the build parallelism (default 2), GN_CUDART_STATIC=1 links the CUDA runtime statically.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -111,6 +111,7 @@ const args = [
   '-DCMAKE_BUILD_TYPE=Release',
 ];
 if (process.env.CUDA_ARCHS) args.push(`-DCMAKE_CUDA_ARCHITECTURES=${process.env.CUDA_ARCHS}`);
+args.push(`-DGN_CUDART_STATIC=${process.env.GN_CUDART_STATIC === '1' ? 'ON' : 'OFF'}`);
 run('cmake', args);
 run('cmake', ['--build', buildDir, '--parallel', process.env.GN_CUDA_JOBS || '2']);
 
