@@ -1,0 +1,427 @@
+// gpt-native CUDA addon (gpt_native_cuda.node): module registration, device and cuBLAS set-up, device
+// memory (alloc/free/upload/download/copy/fill) and the argument helpers of context.h. The kernels' N-API
+// wrappers are in ops.cc. The CPU addon (binding.gyp, native/napi, native/cpu) does not depend on this.
+#include <napi.h>
+
+#include <climits>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "cuda/context.h"
+#include "cuda/kernels.h"
+#include "napi/guard.h"
+
+namespace gn {
+namespace cuda {
+
+// ---- instance data, scratch ---------------------------------------------------------------------
+
+void* Scratch::get(const Stream& st, size_t need) {
+  if (need == 0) need = 1;
+  if (bytes < need) {
+    if (p) {
+      GN_CUDA(cudaStreamSynchronize(st.s));
+      GN_CUDA(cudaFree(p));
+      p = nullptr;
+      bytes = 0;
+    }
+    size_t want = need < 2 * bytes ? 2 * bytes : need;
+    if (want < (1u << 16)) want = 1u << 16;
+    GN_CUDA(cudaMalloc(&p, want));
+    bytes = want;
+  }
+  return p;
+}
+
+void Scratch::release() {
+  if (p) cudaFree(p);  // errors ignored: called from destructors, possibly during process teardown
+  p = nullptr;
+  bytes = 0;
+}
+
+CudaAddon::~CudaAddon() {
+  if (!ready) return;
+  if (handle && blas.destroy) blas.destroy(handle);
+  ints.release();
+  floats.release();
+  doubles.release();
+  if (stream.s) cudaStreamDestroy(stream.s);
+  // blas.lib stays loaded: other instances (worker threads) may use it, and unloading buys nothing
+}
+
+CudaAddon& addon(const Napi::CallbackInfo& info) { return *info.Env().GetInstanceData<CudaAddon>(); }
+
+CudaAddon& ready(const Napi::CallbackInfo& info, const char* op) {
+  CudaAddon& a = addon(info);
+  GN_CHECK(a.ready, op, ": the CUDA backend is not initialised; call init() first");
+  GN_CUDA(cudaSetDevice(a.device));  // cheap; keeps the device right if another library switched it
+  return a;
+}
+
+void to_device(CudaAddon& a, void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  GN_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, a.stream.s));
+  GN_CUDA(cudaStreamSynchronize(a.stream.s));
+}
+
+void to_host(CudaAddon& a, void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  GN_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, a.stream.s));
+  GN_CUDA(cudaStreamSynchronize(a.stream.s));
+}
+
+// ---- argument helpers ---------------------------------------------------------------------------
+
+double num(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsNumber())
+    throw KernelError(KernelError::Kind::Type, str_cat(op, ": expected a number for ", name, " (argument ", i, ")"));
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+static int64_t nonneg_int(double d, const char* op, const char* name) {
+  if (!(d >= 0) || d != static_cast<double>(static_cast<int64_t>(d)) || d > 9.0e15)
+    throw KernelError(KernelError::Kind::Range,
+                      str_cat(op, ": expected a non-negative integer for ", name, " but received ", d));
+  return static_cast<int64_t>(d);
+}
+
+int64_t dim(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  return nonneg_int(num(info, i, op, name), op, name);
+}
+
+DevBuf* buffer_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  Napi::Value v = info[i];
+  DevBuf* b = v.IsExternal() ? v.As<Napi::External<DevBuf>>().Data() : nullptr;
+  if (!b || b->magic != kBufMagic)
+    throw KernelError(KernelError::Kind::Type,
+                      str_cat(op, ": expected a device buffer (from alloc) for ", name, " (argument ", i, ")"));
+  if (b->freed) throw KernelError(KernelError::Kind::Generic, str_cat(op, ": ", name, ": buffer was freed"));
+  return b;
+}
+
+DView view(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name, bool nullable) {
+  Napi::Value v = info[i];
+  if (nullable && (v.IsNull() || v.IsUndefined())) return {};
+  if (!v.IsObject() || v.IsExternal() || v.IsTypedArray())
+    throw KernelError(KernelError::Kind::Type,
+                      str_cat(op, ": expected a device view {buf, off, len} for ", name, " (argument ", i, ")"));
+  Napi::Object o = v.As<Napi::Object>();
+  Napi::Value bv = o.Get("buf"), ov = o.Get("off"), lv = o.Get("len");
+  DevBuf* b = bv.IsExternal() ? bv.As<Napi::External<DevBuf>>().Data() : nullptr;
+  if (!b || b->magic != kBufMagic || !ov.IsNumber() || !lv.IsNumber())
+    throw KernelError(KernelError::Kind::Type,
+                      str_cat(op, ": expected a device view {buf, off, len} for ", name, " (argument ", i,
+                              "): buf must come from alloc, off and len must be numbers"));
+  if (b->freed) throw KernelError(KernelError::Kind::Generic, str_cat(op, ": ", name, ": buffer was freed"));
+  int64_t off = nonneg_int(ov.As<Napi::Number>().DoubleValue(), op, "view offset");
+  int64_t len = nonneg_int(lv.As<Napi::Number>().DoubleValue(), op, "view length");
+  if (off + len > b->n)
+    throw KernelError(KernelError::Kind::Range, str_cat(op, ": ", name, " view [", off, ", ", off + len,
+                                                        ") is outside its buffer of ", b->n, " floats"));
+  DView r;
+  r.p = b->p + off;
+  r.n = len;
+  r.present = true;
+  r.buf = b;
+  r.off = off;
+  return r;
+}
+
+HostI32 i32(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw KernelError(KernelError::Kind::Type,
+                      str_cat(op, ": expected an Int32Array for ", name, " (argument ", i, ")"));
+  auto ta = v.As<Napi::TypedArray>();
+  HostI32 r;
+  r.p = reinterpret_cast<const int32_t*>(static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  r.n = static_cast<int64_t>(ta.ElementLength());
+  return r;
+}
+
+Napi::Float32Array f32(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw KernelError(KernelError::Kind::Type,
+                      str_cat(op, ": expected a Float32Array for ", name, " (argument ", i, ")"));
+  return v.As<Napi::Float32Array>();
+}
+
+void need(const DView& v, int64_t required, const char* op, const char* name, const std::string& shape) {
+  if (!v.present) return;
+  if (v.n < required)
+    throw KernelError(KernelError::Kind::Range,
+                      str_cat(op, ": ", name, " has ", v.n, " elements but shape ", shape, " needs ", required));
+}
+
+void need_exact(const DView& v, int64_t required, const char* op, const char* name, const std::string& shape) {
+  if (!v.present) return;
+  if (v.n != required)
+    throw KernelError(KernelError::Kind::Range,
+                      str_cat(op, ": ", name, " has ", v.n, " elements but shape ", shape, " has ", required));
+}
+
+void need(const HostI32& v, int64_t required, const char* op, const char* name, const std::string& shape) {
+  if (v.n < required)
+    throw KernelError(KernelError::Kind::Range,
+                      str_cat(op, ": ", name, " has ", v.n, " elements but shape ", shape, " needs ", required));
+}
+
+namespace {
+
+// ---- device and cuBLAS --------------------------------------------------------------------------
+
+Napi::Value DeviceCount(const Napi::CallbackInfo& info) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();
+    n = 0;
+  }
+  return Napi::Number::New(info.Env(), n);
+}
+
+Napi::Value describe(Napi::Env env, CudaAddon& a) {
+  cudaDeviceProp prop;
+  GN_CUDA(cudaGetDeviceProperties(&prop, a.device));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", Napi::String::New(env, prop.name));
+  o.Set("totalMemory", Napi::Number::New(env, static_cast<double>(prop.totalGlobalMem)));
+  Napi::Array cc = Napi::Array::New(env, 2);
+  cc.Set(0u, Napi::Number::New(env, prop.major));
+  cc.Set(1u, Napi::Number::New(env, prop.minor));
+  o.Set("computeCapability", cc);
+  std::string blas = a.blas.path;
+  int ver = 0;
+  if (a.blas.get_version && a.blas.get_version(a.handle, &ver) == CUBLAS_STATUS_SUCCESS)
+    blas += str_cat(" (version ", ver, ")");
+  o.Set("cublas", Napi::String::New(env, blas));
+  return o;
+}
+
+Napi::Value Init(const Napi::CallbackInfo& info) {
+  const char* op = "init";
+  CudaAddon& a = addon(info);
+  int64_t dev = 0;
+  if (info.Length() > 0 && !info[0].IsUndefined() && !info[0].IsNull()) dev = dim(info, 0, op, "device");
+  if (a.ready) {
+    GN_CHECK(dev == a.device, op, ": already initialised on device ", a.device, "; one device per process (",
+             "asked for device ", dev, ")");
+    GN_CUDA(cudaSetDevice(a.device));
+    return describe(info.Env(), a);
+  }
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    (void)cudaGetLastError();
+    throw KernelError(
+        KernelError::Kind::Generic,
+        str_cat("gpt-native: no CUDA GPU is visible (cudaGetDeviceCount: ",
+                e != cudaSuccess ? str_cat(cudaGetErrorName(e), ": ", cudaGetErrorString(e)) : std::string("0 devices"),
+                "). Check that an NVIDIA GPU and driver are present (nvidia-smi lists the GPU), that "
+                "CUDA_VISIBLE_DEVICES does not hide it, and that the driver is new enough for the CUDA ",
+                CUDART_VERSION / 1000, ".", (CUDART_VERSION % 1000) / 10,
+                " runtime this addon was built with (or rebuild it with `npm run build:cuda` against the local "
+                "toolkit); otherwise use the CPU backend."));
+  }
+  GN_CHECK_RANGE(dev < count, op, ": device ", dev, " does not exist; ", count, " CUDA device(s) are visible");
+  GN_CUDA(cudaSetDevice(static_cast<int>(dev)));
+  CudaAddon fresh;  // filled, then moved into place only when everything succeeded
+  fresh.device = static_cast<int>(dev);
+  fresh.compute = a.compute;
+  const char* sync = std::getenv("GPT_NATIVE_CUDA_SYNC");
+  fresh.stream.sync_each = sync && *sync && std::string(sync) != "0";
+  try {
+    GN_CUDA(cudaStreamCreateWithFlags(&fresh.stream.s, cudaStreamNonBlocking));
+    std::vector<std::string> tried;
+    if (!load_cublas(&fresh.blas, &tried)) {
+      std::string list;
+      for (const auto& t : tried) list += "\n  " + t;
+      throw KernelError(KernelError::Kind::Generic,
+                        str_cat("gpt-native: cuBLAS could not be loaded; tried:", list,
+                                "\nSet GPT_NATIVE_CUBLAS to the path of libcublas.so (or the folder holding it), "
+                                "e.g. from the CUDA toolkit (…/lib64) or `pip install nvidia-cublas-cu12` "
+                                "(…/site-packages/nvidia/cublas/lib), or add that folder to LD_LIBRARY_PATH."));
+    }
+    cublasStatus_t s = fresh.blas.create(&fresh.handle);
+    GN_CHECK(s == CUBLAS_STATUS_SUCCESS, "gpt-native: cublasCreate_v2 failed (", fresh.blas.path, "): ",
+             cublas_status_text(fresh.blas, s));
+    s = fresh.blas.set_stream(fresh.handle, fresh.stream.s);
+    GN_CHECK(s == CUBLAS_STATUS_SUCCESS, "gpt-native: cublasSetStream_v2 failed: ", cublas_status_text(fresh.blas, s));
+    // default math: no TF32 for CUBLAS_COMPUTE_32F; bf16 tensor cores only via the compute type (setMathMode)
+    s = fresh.blas.set_math_mode(fresh.handle, CUBLAS_DEFAULT_MATH);
+    GN_CHECK(s == CUBLAS_STATUS_SUCCESS, "gpt-native: cublasSetMathMode failed: ", cublas_status_text(fresh.blas, s));
+  } catch (...) {
+    if (fresh.handle) fresh.blas.destroy(fresh.handle);
+    if (fresh.stream.s) cudaStreamDestroy(fresh.stream.s);
+    throw;
+  }
+  a.device = fresh.device;
+  a.stream = fresh.stream;
+  a.blas = fresh.blas;
+  a.handle = fresh.handle;
+  a.ready = true;
+  return describe(info.Env(), a);
+}
+
+Napi::Value SetMathMode(const Napi::CallbackInfo& info) {
+  CudaAddon& a = addon(info);
+  std::string m = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : std::string();
+  if (m == "fp32") a.compute = CUBLAS_COMPUTE_32F;
+  else if (m == "bf16") a.compute = CUBLAS_COMPUTE_32F_FAST_16BF;
+  else
+    throw KernelError(KernelError::Kind::Type, "setMathMode: expected 'fp32' or 'bf16'");
+  return info.Env().Undefined();
+}
+
+Napi::Value MemoryInfo(const Napi::CallbackInfo& info) {
+  ready(info, "memoryInfo");
+  size_t fr = 0, total = 0;
+  GN_CUDA(cudaMemGetInfo(&fr, &total));
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("free", Napi::Number::New(info.Env(), static_cast<double>(fr)));
+  o.Set("total", Napi::Number::New(info.Env(), static_cast<double>(total)));
+  return o;
+}
+
+Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  CudaAddon& a = ready(info, "synchronize");
+  GN_CUDA(cudaStreamSynchronize(a.stream.s));
+  return info.Env().Undefined();
+}
+
+// ---- memory -------------------------------------------------------------------------------------
+
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  const char* op = "alloc";
+  CudaAddon& a = ready(info, op);
+  int64_t n = dim(info, 0, op, "n");
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(float));
+  auto* b = new DevBuf();
+  b->n = n;
+  if (n > 0) {
+    cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&b->p), static_cast<size_t>(bytes));
+    if (e != cudaSuccess) {
+      delete b;
+      (void)cudaGetLastError();
+      size_t fr = 0, total = 0;
+      cudaMemGetInfo(&fr, &total);
+      throw KernelError(KernelError::Kind::Range,
+                        str_cat("gpt-native: cudaMalloc of ", bytes, " bytes failed (", cudaGetErrorString(e),
+                                "; ", fr, " of ", total, " bytes free); use a smaller batch or model"));
+    }
+    cudaError_t z = cudaMemsetAsync(b->p, 0, static_cast<size_t>(bytes), a.stream.s);
+    if (z != cudaSuccess) {
+      cudaFree(b->p);
+      delete b;
+      GN_CUDA(z);
+    }
+  }
+  Napi::Env env = info.Env();
+  auto ext = Napi::External<DevBuf>::New(env, b, [bytes](Napi::Env env, DevBuf* d) {
+    if (!d->freed && d->p) {
+      cudaFree(d->p);  // errors ignored (may run at process teardown)
+      Napi::MemoryManagement::AdjustExternalMemory(env, -bytes);
+    }
+    delete d;
+  });
+  if (bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+  return ext;
+}
+
+Napi::Value Free(const Napi::CallbackInfo& info) {
+  CudaAddon& a = ready(info, "free");
+  DevBuf* b = buffer_arg(info, 0, "free", "buf");
+  if (b->p) {
+    GN_CUDA(cudaStreamSynchronize(a.stream.s));  // queued work may still use it
+    GN_CUDA(cudaFree(b->p));
+    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -b->n * static_cast<int64_t>(sizeof(float)));
+  }
+  b->p = nullptr;
+  b->freed = true;
+  return info.Env().Undefined();
+}
+
+Napi::Value BufferLength(const Napi::CallbackInfo& info) {
+  DevBuf* b = buffer_arg(info, 0, "bufferLength", "buf");
+  return Napi::Number::New(info.Env(), static_cast<double>(b->n));
+}
+
+Napi::Value Upload(const Napi::CallbackInfo& info) {
+  const char* op = "upload";
+  CudaAddon& a = ready(info, op);
+  DView dst = view(info, 0, op, "dst");
+  Napi::Float32Array src = f32(info, 1, op, "src");
+  GN_CHECK_RANGE(static_cast<int64_t>(src.ElementLength()) == dst.n, op, ": src has ", src.ElementLength(),
+                 " elements but dst has ", dst.n);
+  to_device(a, dst.p, src.Data(), dst.n * sizeof(float));
+  return info.Env().Undefined();
+}
+
+Napi::Value Download(const Napi::CallbackInfo& info) {
+  const char* op = "download";
+  CudaAddon& a = ready(info, op);
+  DView src = view(info, 0, op, "src");
+  Napi::Float32Array dst = f32(info, 1, op, "dst");
+  GN_CHECK_RANGE(static_cast<int64_t>(dst.ElementLength()) == src.n, op, ": dst has ", dst.ElementLength(),
+                 " elements but src has ", src.n);
+  to_host(a, dst.Data(), src.p, src.n * sizeof(float));
+  return info.Env().Undefined();
+}
+
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  const char* op = "copy";
+  CudaAddon& a = ready(info, op);
+  DView dst = view(info, 0, op, "dst");
+  DView src = view(info, 1, op, "src");
+  GN_CHECK_RANGE(dst.n == src.n, op, ": dst has ", dst.n, " elements but src has ", src.n);
+  if (dst.n == 0 || dst.p == src.p) return info.Env().Undefined();
+  GN_CHECK_RANGE(dst.buf != src.buf || dst.off + dst.n <= src.off || src.off + src.n <= dst.off, op,
+                 ": dst [", dst.off, ", ", dst.off + dst.n, ") and src [", src.off, ", ", src.off + src.n,
+                 ") overlap in the same buffer");
+  GN_CUDA(cudaMemcpyAsync(dst.p, src.p, dst.n * sizeof(float), cudaMemcpyDeviceToDevice, a.stream.s));
+  return info.Env().Undefined();
+}
+
+Napi::Value Fill(const Napi::CallbackInfo& info) {
+  const char* op = "fill";
+  CudaAddon& a = ready(info, op);
+  DView dst = view(info, 0, op, "dst");
+  float value = static_cast<float>(num(info, 1, op, "value"));
+  fill(a.stream, dst.p, value, dst.n);
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void register_memory(Napi::Env env, Napi::Object exports) {
+  auto def = [&](const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&)) {
+    exports.Set(name, Napi::Function::New(env, guard_call, name, reinterpret_cast<void*>(fn)));
+  };
+  def("deviceCount", DeviceCount);
+  def("init", Init);
+  def("setMathMode", SetMathMode);
+  def("memoryInfo", MemoryInfo);
+  def("synchronize", Synchronize);
+  def("alloc", Alloc);
+  def("free", Free);
+  def("bufferLength", BufferLength);
+  def("upload", Upload);
+  def("download", Download);
+  def("copy", Copy);
+  def("fill", Fill);
+}
+
+}  // namespace cuda
+}  // namespace gn
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new gn::cuda::CudaAddon());
+  gn::cuda::register_memory(env, exports);
+  gn::cuda::register_ops(env, exports);
+  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  return exports;
+}
+
+NODE_API_MODULE(gpt_native_cuda, InitModule)

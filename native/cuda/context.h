@@ -1,0 +1,85 @@
+// Per-instance state of the CUDA addon (Napi instance data: no C++ statics hold state) and the argument
+// helpers of its N-API layer: device views {buf, off, len}, host typed arrays, numbers, length checks.
+// Messages follow native/napi/args.h word for word, so a shape error reads the same on both backends.
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+
+#include "common.h"
+#include "cuda/check.h"
+#include "cuda/cublas.h"
+
+namespace gn {
+namespace cuda {
+
+// Device scratch that only grows (ids/targets uploads, attention's D, sumsq partials). Growing
+// synchronises the stream first, so work still queued on the old allocation finishes before it is freed.
+struct Scratch {
+  void* p = nullptr;
+  size_t bytes = 0;
+  void* get(const Stream& st, size_t need);
+  void release();
+};
+
+struct CudaAddon {
+  bool ready = false;  // init() succeeded
+  int device = -1;
+  Stream stream;
+  CublasApi blas;
+  cublasHandle_t handle = nullptr;
+  int compute = CUBLAS_COMPUTE_32F;  // setMathMode
+  Scratch ints, floats, doubles;
+  ~CudaAddon();
+};
+
+CudaAddon& addon(const Napi::CallbackInfo& info);
+// the addon after init(); throws an Error naming op otherwise
+CudaAddon& ready(const Napi::CallbackInfo& info, const char* op);
+
+// A device allocation, owned by a JS External. p becomes null when free() is called.
+constexpr uint64_t kBufMagic = 0x676e2d6375646121ULL;  // "gn-cuda!"
+struct DevBuf {
+  uint64_t magic = kBufMagic;
+  float* p = nullptr;
+  int64_t n = 0;  // floats
+  bool freed = false;
+};
+
+// A checked window of a DevBuf. present == false for an omitted nullable argument.
+struct DView {
+  float* p = nullptr;
+  int64_t n = 0;
+  bool present = false;
+  DevBuf* buf = nullptr;
+  int64_t off = 0;
+};
+
+struct HostI32 {
+  const int32_t* p = nullptr;
+  int64_t n = 0;
+};
+
+DevBuf* buffer_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name);
+DView view(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name, bool nullable = false);
+HostI32 i32(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name);
+Napi::Float32Array f32(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name);
+double num(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name);
+int64_t dim(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name);
+inline bool flag(const Napi::CallbackInfo& info, size_t i) { return info[i].ToBoolean().Value(); }
+
+void need(const DView& v, int64_t required, const char* op, const char* name, const std::string& shape);
+void need_exact(const DView& v, int64_t required, const char* op, const char* name, const std::string& shape);
+void need(const HostI32& v, int64_t required, const char* op, const char* name, const std::string& shape);
+
+// host → device and device → host copies on the addon's stream; both wait for completion (the host side
+// is JS memory that may move or be collected once the call returns)
+void to_device(CudaAddon& a, void* dst, const void* src, size_t bytes);
+void to_host(CudaAddon& a, void* dst, const void* src, size_t bytes);
+
+void register_memory(Napi::Env env, Napi::Object exports);
+void register_ops(Napi::Env env, Napi::Object exports);
+
+}  // namespace cuda
+}  // namespace gn

@@ -1,0 +1,68 @@
+// cuBLAS loaded at run time (dlopen): no cuBLAS headers or import library are needed to build the addon.
+// Only the few entry points below are used; their prototypes and enum values are written here from the
+// public cuBLAS API (cublas_api.h of CUDA 12/13):
+//   cublasOperation_t:   CUBLAS_OP_N = 0, CUBLAS_OP_T = 1
+//   cublasComputeType_t: CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_16BF = 75
+//   cublasMath_t:        CUBLAS_DEFAULT_MATH = 0
+//   cublasGemmAlgo_t:    CUBLAS_GEMM_DEFAULT = -1
+//   cudaDataType:        CUDA_R_32F = 0 (library_types.h, which the CUDA runtime headers ship)
+//   cublasStatus_t:      CUBLAS_STATUS_SUCCESS = 0
+//
+// Where the library is looked for, in order (the first that dlopen accepts wins):
+//   1. $GPT_NATIVE_CUBLAS: a file (used as is) or a directory (libcublas.so.13, .so.12, .so inside it);
+//   2. the dynamic loader's search path (LD_LIBRARY_PATH, ldconfig cache): libcublas.so.13, .so.12, .so;
+//   3. toolkit folders: $CUDA_HOME/lib64, $CUDA_PATH/lib64, /usr/local/cuda/lib64, /usr/local/cuda-*/lib64
+//      (also …/targets/x86_64-linux/lib and …/targets/sbsa-linux/lib);
+//   4. pip wheels (nvidia-cublas-cu12 / nvidia-cublas): <site-packages>/nvidia/cublas/lib and
+//      <site-packages>/nvidia/cu13/lib, with site-packages under $VIRTUAL_ENV, $CONDA_PREFIX, ~/.local,
+//      /usr/local/lib and /usr/lib (python3.*), and each entry of $PYTHONPATH.
+// Before a file inside a folder is opened, the libcublasLt of the same version in that folder is opened
+// (RTLD_GLOBAL) so the dependency resolves even when the folder is not on the loader path.
+#pragma once
+#include <cuda_runtime_api.h>
+#include <library_types.h>
+
+#include <string>
+#include <vector>
+
+namespace gn {
+namespace cuda {
+
+using cublasHandle_t = void*;
+using cublasStatus_t = int;
+constexpr int CUBLAS_OP_N = 0;
+constexpr int CUBLAS_OP_T = 1;
+constexpr int CUBLAS_COMPUTE_32F = 68;
+constexpr int CUBLAS_COMPUTE_32F_FAST_16BF = 75;
+constexpr int CUBLAS_DEFAULT_MATH = 0;
+constexpr int CUBLAS_GEMM_DEFAULT = -1;
+constexpr int CUBLAS_STATUS_SUCCESS = 0;
+
+struct CublasApi {
+  void* lib = nullptr;
+  std::string path;  // what was opened
+  cublasStatus_t (*create)(cublasHandle_t*) = nullptr;                // cublasCreate_v2
+  cublasStatus_t (*destroy)(cublasHandle_t) = nullptr;                // cublasDestroy_v2
+  cublasStatus_t (*set_stream)(cublasHandle_t, cudaStream_t) = nullptr;  // cublasSetStream_v2
+  cublasStatus_t (*set_math_mode)(cublasHandle_t, int) = nullptr;     // cublasSetMathMode
+  cublasStatus_t (*get_version)(cublasHandle_t, int*) = nullptr;      // cublasGetVersion_v2 (optional)
+  const char* (*status_string)(cublasStatus_t) = nullptr;             // cublasGetStatusString (optional)
+  // cublasGemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc,
+  //              computeType, algo)
+  cublasStatus_t (*gemm_ex)(cublasHandle_t, int, int, int, int, int, const void*, const void*, int, int,
+                            const void*, int, int, const void*, void*, int, int, int, int) = nullptr;
+  // cublasGemmStridedBatchedEx (optional; not used by the ops yet)
+  cublasStatus_t (*gemm_strided_batched_ex)(cublasHandle_t, int, int, int, int, int, const void*, const void*, int,
+                                            int, long long, const void*, int, int, long long, const void*, void*,
+                                            int, int, long long, int, int, int) = nullptr;
+};
+
+// Tries the candidates above; on success fills api and returns true. `tried` receives every candidate with
+// dlerror()'s reason, for the error message.
+bool load_cublas(CublasApi* api, std::vector<std::string>* tried);
+
+// "CUBLAS_STATUS_… (n)" for a status code (cublasGetStatusString when the library has it)
+std::string cublas_status_text(const CublasApi& api, cublasStatus_t s);
+
+}  // namespace cuda
+}  // namespace gn

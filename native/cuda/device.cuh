@@ -1,0 +1,48 @@
+// Device helpers shared by the kernels: warp and block reductions, grid sizing for grid-stride loops.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace gn {
+namespace cuda {
+
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// Sum over the 32 lanes of a warp; every lane receives the total (butterfly).
+__device__ __forceinline__ float warp_sum(float x) {
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(kFullMask, x, o);
+  return x;
+}
+__device__ __forceinline__ double warp_sum(double x) {
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(kFullMask, x, o);
+  return x;
+}
+__device__ __forceinline__ float warp_max(float x) {
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(kFullMask, x, o));
+  return x;
+}
+
+// Sum over a block whose size is a multiple of 32 (at most 1024); every thread receives the total.
+// shared must hold 32 elements; the function synchronises, so all threads of the block must call it.
+template <typename T>
+__device__ T block_sum(T x, T* shared) {
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  x = warp_sum(x);
+  __syncthreads();  // shared may still be read by a previous call
+  if (lane == 0) shared[wid] = x;
+  __syncthreads();
+  T t = lane < nw ? shared[lane] : T(0);
+  return warp_sum(t);
+}
+
+// Blocks for a grid-stride loop over n items with `threads` per block (capped; the loop covers the rest).
+inline unsigned grid_for(int64_t n, int threads) {
+  int64_t b = (n + threads - 1) / threads;
+  if (b < 1) b = 1;
+  if (b > 65536LL * 8) b = 65536LL * 8;
+  return static_cast<unsigned>(b);
+}
+
+}  // namespace cuda
+}  // namespace gn

@@ -1,0 +1,84 @@
+// Host-side launchers of the CUDA kernels (defined in the .cu files of this folder), callable from the
+// N-API layer compiled by the host compiler. Conventions follow native/cpu/kernels.h:
+//   - raw device pointers and int64 sizes; shapes were checked by the caller (native/cuda/ops.cc);
+//   - parameter gradients accumulate (+=), activation gradients are written (=);
+//   - everything is enqueued on st.s; nothing synchronises unless a host value is returned.
+// Each launcher's .cu file states the math and the launch shape of its kernels.
+#pragma once
+#include <cstdint>
+
+#include "cuda/check.h"
+
+namespace gn {
+namespace cuda {
+
+// ---- gemm.cu: helpers around the cuBLAS call (the call itself is in ops.cc through cublas.h) --------
+// C[i, j] += bias[j] for i < M, j < N, row stride ldc
+void bias_rows(const Stream& st, float* C, const float* bias, int64_t M, int64_t N, int64_t ldc);
+// C[i, j] = 0 for i < M, j < N, row stride ldc (gemm with K = 0 and no accumulation)
+void zero_rows(const Stream& st, float* C, int64_t M, int64_t N, int64_t ldc);
+// dbias[o] += Σ_n dout[n, o]   dout (N, OC)
+void colsum_acc(const Stream& st, float* dbias, const float* dout, int64_t N, int64_t OC);
+
+// ---- layernorm.cu -------------------------------------------------------------------------------
+void layernorm_forward(const Stream& st, float* out, float* mean, float* rstd, const float* inp,
+                       const float* weight, const float* bias, int64_t N, int64_t C, float eps);
+void layernorm_backward(const Stream& st, float* dinp, float* dweight, float* dbias, const float* dout,
+                        const float* inp, const float* weight, const float* mean, const float* rstd, int64_t N,
+                        int64_t C);
+
+// ---- gelu.cu ------------------------------------------------------------------------------------
+void gelu_forward(const Stream& st, float* out, const float* inp, int64_t n);
+void gelu_backward(const Stream& st, float* dinp, const float* inp, const float* dout, int64_t n);
+
+// ---- elementwise.cu -----------------------------------------------------------------------------
+void add(const Stream& st, float* out, const float* a, const float* b, int64_t n);
+void scale(const Stream& st, float* a, float s, int64_t n);
+void fill(const Stream& st, float* a, float value, int64_t n);
+void dropout(const Stream& st, float* out, const float* inp, int64_t n, float p, uint64_t seed, uint64_t offset);
+// Writes one double partial sum of squares per block into partials (capacity sumsq_blocks(n));
+// the caller downloads and adds them in order.
+int64_t sumsq_blocks(int64_t n);
+void sumsq_partials(const Stream& st, double* partials, const float* a, int64_t n);
+
+// ---- embedding.cu -------------------------------------------------------------------------------
+// out[b,t,:] = wte[ids[b,t],:] + wpe[pos0+t,:]   (ids on the device, already range-checked)
+void embedding_forward(const Stream& st, float* out, const int32_t* ids, const float* wte, const float* wpe,
+                       int64_t B, int64_t T, int64_t C, int64_t pos0);
+// dwte[uniq[u],:] += Σ_{r in rows[offs[u]..offs[u+1])} dout[r,:] for u < U, rows in increasing order
+void embedding_backward_wte(const Stream& st, float* dwte, const float* dout, const int32_t* uniq,
+                            const int32_t* offs, const int32_t* rows, int64_t U, int64_t C);
+// dwpe[pos0+t,:] += Σ_b dout[b,t,:]  (b increasing)
+void embedding_backward_wpe(const Stream& st, float* dwpe, const float* dout, int64_t B, int64_t T, int64_t C,
+                            int64_t pos0);
+
+// ---- softmax_xent.cu ----------------------------------------------------------------------------
+void softmax_xent_forward(const Stream& st, float* losses, float* lse, const float* logits, const int32_t* targets,
+                          int64_t N, int64_t V, int32_t ignore_index);
+void softmax_xent_backward(const Stream& st, float* dlogits, const float* logits, const float* lse,
+                           const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index, float scale);
+
+// ---- attention.cu -------------------------------------------------------------------------------
+// Element (b, t, h, d) of a tensor X is X[b*sb + t*st + h*HS + d] (strides in floats), as on the CPU.
+struct AttnDims {
+  int64_t B, Tq, Tk, NH, HS;
+  int64_t q_pos0, window;
+  float dropout;
+  uint64_t seed;
+  int64_t q[2], k[2], v[2], o[2];  // [batch stride, time stride] of q, k, v and out (dq/dk/dv/dout share them)
+};
+constexpr int64_t kMaxHeadSize = 256;
+void attention_forward(const Stream& st, float* out, float* lse, const float* q, const float* k, const float* v,
+                       const AttnDims& d);
+// Dscratch: B·NH·Tq floats of device scratch (D_i = dout_i·out_i)
+void attention_backward(const Stream& st, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                        const float* k, const float* v, const float* out, const float* lse, float* Dscratch,
+                        const AttnDims& d);
+
+// ---- adamw.cu -----------------------------------------------------------------------------------
+// bc1 = 1 - β1^step, bc2 = 1 - β2^step (computed by the caller in double, as on the CPU)
+void adamw_step(const Stream& st, float* param, const float* grad, float* m, float* v, int64_t n, float lr,
+                float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2, float grad_scale);
+
+}  // namespace cuda
+}  // namespace gn

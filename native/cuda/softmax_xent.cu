@@ -1,0 +1,93 @@
+// Softmax + cross-entropy fused over the vocabulary, as native/cpu/softmax_xent.cpp:
+//   lse[n] = log Σ_v exp(logits[n,v]),  loss[n] = lse[n] - logits[n, t_n]   (0 where t_n == ignore_index)
+//   dlogits[n,v] = scale·exp(logits[n,v] - lse[n]) - (v == t_n ? scale : 0)  (0 for ignored rows)
+// Targets are range-checked on the host before upload. dlogits may alias logits: each element is read and
+// then written by the same thread.
+// Launch shapes: forward one block of 512 threads per row; each thread keeps an online (max, Σexp) pair over
+// its strided share of the row, then the pairs are merged through shared memory. Backward one thread per
+// element, grid-stride over N·V.
+#include <cfloat>
+
+#include "cuda/device.cuh"
+#include "cuda/kernels.h"
+
+namespace gn {
+namespace cuda {
+
+namespace {
+
+constexpr int kFwdThreads = 512;
+
+__global__ void softmax_xent_forward_kernel(float* losses, float* lse, const float* logits, const int32_t* targets,
+                                            int64_t V, int32_t ignore_index) {
+  __shared__ float sm[kFwdThreads], ss[kFwdThreads];
+  const int64_t n = blockIdx.x;
+  const float* x = logits + n * V;
+  float m = -FLT_MAX, s = 0.0f;
+  for (int64_t v = threadIdx.x; v < V; v += kFwdThreads) {
+    const float xv = x[v];
+    if (xv > m) {
+      s = s * expf(m - xv) + 1.0f;
+      m = xv;
+    } else {
+      s += expf(xv - m);
+    }
+  }
+  sm[threadIdx.x] = m;
+  ss[threadIdx.x] = s;
+  __syncthreads();
+  // tree merge of (max, sum) pairs: (m1,s1)⊕(m2,s2) = (M, s1·e^(m1-M) + s2·e^(m2-M)), M = max(m1,m2)
+  for (int stride = kFwdThreads / 2; stride > 0; stride >>= 1) {
+    if (threadIdx.x < stride) {
+      const float m1 = sm[threadIdx.x], m2 = sm[threadIdx.x + stride];
+      const float M = fmaxf(m1, m2);
+      ss[threadIdx.x] = ss[threadIdx.x] * expf(m1 - M) + ss[threadIdx.x + stride] * expf(m2 - M);
+      sm[threadIdx.x] = M;
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    const float l = sm[0] + logf(ss[0]);
+    if (lse) lse[n] = l;
+    const int32_t t = targets[n];
+    losses[n] = t == ignore_index ? 0.0f : l - x[t];
+  }
+}
+
+__global__ void softmax_xent_backward_kernel(float* dlogits, const float* logits, const float* lse,
+                                             const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index,
+                                             float scale) {
+  const int64_t total = N * V;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t n = idx / V, v = idx % V;
+    const int32_t t = targets[n];
+    float g = 0.0f;
+    if (t != ignore_index) {
+      g = scale * expf(logits[idx] - lse[n]);
+      if (v == t) g -= scale;
+    }
+    dlogits[idx] = g;
+  }
+}
+
+}  // namespace
+
+void softmax_xent_forward(const Stream& st, float* losses, float* lse, const float* logits, const int32_t* targets,
+                          int64_t N, int64_t V, int32_t ignore_index) {
+  if (N == 0) return;
+  softmax_xent_forward_kernel<<<static_cast<unsigned>(N), kFwdThreads, 0, st.s>>>(losses, lse, logits, targets, V,
+                                                                                  ignore_index);
+  GN_LAUNCHED(st, "softmax_xent_forward_kernel");
+}
+
+void softmax_xent_backward(const Stream& st, float* dlogits, const float* logits, const float* lse,
+                           const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index, float scale) {
+  if (N * V == 0) return;
+  softmax_xent_backward_kernel<<<grid_for(N * V, 256), 256, 0, st.s>>>(dlogits, logits, lse, targets, N, V,
+                                                                       ignore_index, scale);
+  GN_LAUNCHED(st, "softmax_xent_backward_kernel");
+}
+
+}  // namespace cuda
+}  // namespace gn

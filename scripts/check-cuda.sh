@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Build check of the CUDA addon on a machine without a GPU (a CUDA toolkit is needed; cuBLAS is not):
+#   1. every native/cuda/*.cu compiles with nvcc for sm_90 and sm_80, warnings as errors;
+#      every native/cuda/*.cc compiles with the host compiler, -Wall -Wextra -Werror;
+#   2. the dropout generator of native/cuda/rng.h equals the CPU's bit for bit (host test);
+#   3. scripts/build-cuda.js links build/cuda/gpt_native_cuda.node;
+#   4. node loads it: deviceCount() is a number (0 here) without throwing, and, with no GPU, init() throws
+#      an Error that says no CUDA GPU is visible.
+# Exits non-zero on any failure. Kernels are not run (that needs a GPU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+NVCC=""
+for c in "$(command -v nvcc || true)" ${CUDA_HOME:+$CUDA_HOME/bin/nvcc} ${CUDA_PATH:+$CUDA_PATH/bin/nvcc} \
+         /usr/local/cuda/bin/nvcc $(ls -d /usr/local/cuda-*/bin/nvcc 2>/dev/null | sort -r); do
+  if [ -n "$c" ] && [ -x "$c" ]; then NVCC=$c; break; fi
+done
+if [ -z "$NVCC" ]; then
+  echo "check-cuda: no CUDA toolkit (nvcc) found; set CUDA_HOME or put nvcc on PATH" >&2
+  exit 1
+fi
+# the toolkit root: nvcc may be a wrapper script (e.g. /usr/local/bin/nvcc -> exec /usr/local/cuda-X/bin/nvcc),
+# so ask nvcc itself (its --dryrun prints TOP=<root>/bin/..)
+CUDA_ROOT=$("$NVCC" --dryrun -c -x cu /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1)
+[ -n "$CUDA_ROOT" ] || CUDA_ROOT="$(dirname "$(readlink -f "$NVCC")")/.."
+CUDA_INC="$CUDA_ROOT/include"
+if [ ! -f "$CUDA_INC/cuda_runtime_api.h" ]; then
+  echo "check-cuda: cuda_runtime_api.h not found under $CUDA_INC (toolkit root from $NVCC)" >&2
+  exit 1
+fi
+NAPI_DIR=$(node -p "require('node-addon-api').include_dir")
+NODE_INC=$(node -e "
+  const fs=require('fs'),path=require('path');
+  const c=[process.env.NODE_INCLUDE_DIR, path.resolve(process.execPath,'../../include/node'),
+           (process.config.variables||{}).nodedir && path.join(process.config.variables.nodedir,'include','node'),
+           '/usr/include/node','/usr/local/include/node'].filter(Boolean);
+  console.log(c.find(d=>fs.existsSync(path.join(d,'node_api.h')))||'')")
+if [ -z "$NODE_INC" ]; then echo "check-cuda: node_api.h not found (set NODE_INCLUDE_DIR)" >&2; exit 1; fi
+echo "check-cuda: nvcc $("$NVCC" --version | tail -1)"
+
+DEFS="-DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DNODE_ADDON_API_DISABLE_DEPRECATED"
+for f in native/cuda/*.cu; do
+  echo "check-cuda: nvcc $f (sm_90, sm_80)"
+  "$NVCC" -std=c++17 -O2 -Inative -c "$f" -o "$TMP/$(basename "$f").o" \
+    -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80 \
+    --Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror
+done
+for f in native/cuda/*.cc; do
+  echo "check-cuda: c++ $f"
+  c++ -std=c++17 -O2 -fsyntax-only -Wall -Wextra -Werror $DEFS -Inative -I"$NODE_INC" -I"$NAPI_DIR" \
+    -isystem "$CUDA_INC" "$f"
+done
+
+echo "check-cuda: dropout generator parity with the CPU kernels"
+c++ -std=c++17 -O2 -Inative native/cuda/test/rng_parity.cc native/cpu/elementwise.cpp native/cpu/threading.cc \
+  -pthread -o "$TMP/rng_parity"
+"$TMP/rng_parity"
+
+echo "check-cuda: building the addon"
+node scripts/build-cuda.js
+
+echo "check-cuda: loading build/cuda/gpt_native_cuda.node"
+node -e "
+  const assert = require('assert');
+  const cuda = require('$ROOT/build/cuda/gpt_native_cuda.node');
+  const ops = ['deviceCount','init','alloc','free','bufferLength','upload','download','copy','fill','synchronize',
+    'setMathMode','memoryInfo','gemm','linearForward','linearBackward','layernormForward','layernormBackward',
+    'geluForward','geluBackward','add','scale','dropout','sumsq','embeddingForward','embeddingBackward',
+    'softmaxXentForward','softmaxXentBackward','attentionForward','attentionBackward','adamwStep'];
+  for (const f of ops) assert.strictEqual(typeof cuda[f], 'function', 'missing export ' + f);
+  assert.strictEqual(typeof cuda.abiVersion, 'number');
+  const n = cuda.deviceCount();
+  assert.strictEqual(typeof n, 'number');
+  console.log('check-cuda: deviceCount() = ' + n);
+  // before init(), ops throw a plain Error instead of touching the device
+  assert.throws(() => cuda.alloc(4), (e) => e instanceof Error && /init\(\) first/.test(e.message));
+  cuda.setMathMode('bf16'); cuda.setMathMode('fp32');
+  assert.throws(() => cuda.setMathMode('fp16'), TypeError);
+  if (n === 0) {
+    assert.throws(() => cuda.init(), (e) => {
+      console.log('check-cuda: init() threw: ' + e.message);
+      return e instanceof Error && /no CUDA GPU/.test(e.message);
+    });
+  } else {
+    console.log('check-cuda: a GPU is visible; init() = ' + JSON.stringify(cuda.init()));
+  }
+"
+echo "check-cuda: OK"
