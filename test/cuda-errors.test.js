@@ -1,7 +1,8 @@
 'use strict';
 // device: 'cuda' where it cannot work gives an Error that says what to do: no CUDA addon built, or (when
 // `npm run check:cuda` built the real addon on a machine without a GPU) no GPU visible; unknown devices and
-// bf16 on the CPU are clear errors too. The CPU path stays usable after each of them.
+// bf16 on the CPU are clear errors too. The CPU path stays usable after each of them. Serial: one test
+// switches GPT_NATIVE_CUDA_ADDON to the real addon.
 const test = require('ava');
 const fs = require('fs');
 const path = require('path');
@@ -12,7 +13,7 @@ const { GPT, generate, train } = require('../dist');
 const { cudaAvailable } = require('../dist/cuda');
 const cfg = { variant: 'gpt2', n_layer: 1, n_head: 2, n_embd: 8, vocab_size: 11, n_positions: 8 };
 
-test('no CUDA addon: GPT.create, GPT.load, generate and train say to run npm run build:cuda', async (t) => {
+test.serial('no CUDA addon: GPT.create, GPT.load, generate and train say to run npm run build:cuda', async (t) => {
   const msg = /device 'cuda' needs the CUDA addon, but .*no-such-addon\.node does not exist\. Build it with `npm run build:cuda`/;
   t.throws(() => GPT.create(cfg, { device: 'cuda' }), { message: msg });
   await t.throwsAsync(GPT.load(path.join(__dirname, 'data', 'fixtures', 'gpt2-tiny'), { device: 'cuda' }), { message: msg });
@@ -26,13 +27,13 @@ test('no CUDA addon: GPT.create, GPT.load, generate and train say to run npm run
   t.false(cudaAvailable());
 });
 
-test('unknown devices and precisions are RangeErrors that list the choices', (t) => {
+test.serial('unknown devices and precisions are RangeErrors that list the choices', (t) => {
   t.throws(() => GPT.create(cfg, { device: 'gpu' }), { instanceOf: RangeError, message: "Expected 'cpu' or 'cuda' for device but received \"gpu\"" });
   t.throws(() => GPT.create(cfg, { precision: 'bf16' }), { instanceOf: RangeError, message: /bf16 matrix products need device 'cuda'/ });
   t.throws(() => GPT.create(cfg, { precision: 'int8' }), { instanceOf: RangeError, message: /Expected 'fp32' or 'bf16' for precision/ });
 });
 
-test('the real CUDA addon (when built here) loads without a GPU and reports that none is visible', (t) => {
+test.serial('the real CUDA addon (when built here) loads without a GPU and reports that none is visible', (t) => {
   if (!fs.existsSync(REAL_ADDON)) return t.pass('not built here: `npm run check:cuda` builds it where nvcc exists');
   const addon = require(REAL_ADDON);
   const n = addon.deviceCount();

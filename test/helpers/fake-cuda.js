@@ -35,11 +35,10 @@ const addon = {
     return { __fake: true, data: new Float32Array(n), freed: false };
   },
   free(buf) {
-    if (!buf.freed) {
-      buf.freed = true;
-      live--;
-      stats.frees++;
-    }
+    if (buf.freed) throw new Error('fake cuda: free: buffer was freed'); // as the real addon
+    buf.freed = true;
+    live--;
+    stats.frees++;
   },
   bufferLength: (buf) => buf.data.length,
   upload(dst, src) {
