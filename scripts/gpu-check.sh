@@ -67,7 +67,8 @@ say "bench: kernels at B=16, T=1024 (kernels.md)"
 timeout 150 node dist/cli.js bench kernels --device cuda --b 16 --t 1024 --runs 5 > "$OUT/kernels.md" 2>>"$LOG"
 cat "$OUT/kernels.md" >> "$LOG"
 for k in 'lm_head forward' 'linear_forward qkv' 'attention_forward' 'attention_backward' 'softmax_xent_forward'; do
-  row "kernel $k" "$(grep -F "| $k" "$OUT/kernels.md" | head -1 | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }')"
+  line=$(grep -F "| $k" "$OUT/kernels.md" | head -1)
+  row "kernel $k" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
 done
 bench "train gpt2-small B16 T1024 bf16" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 5 --warmup 2
 bench "train gpt2-small B16 T1024 fp32" node dist/cli.js bench train --device cuda --precision fp32 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
