@@ -4,8 +4,8 @@
  * the addons, so one graph runs on both, and the cross-backend tests compare like with like.
  * A buffer is a Float32Array on the CPU and a DeviceView on the GPU; ids and targets stay host Int32Arrays.
  */
-import { native, NativeAddon } from './native';
-import { cuda, DeviceView } from './cuda';
+import { native } from './native';
+import { cuda, DeviceView, KERNELS, KernelsOver } from './cuda';
 import { rangeError } from './errors';
 
 export type Device = 'cpu' | 'cuda';
@@ -14,15 +14,8 @@ export type Precision = 'fp32' | 'bf16';
 /** A backend's buffer: Float32Array (cpu) or DeviceView (cuda). */
 export type Buf = Float32Array | DeviceView;
 
-const OPS = ['gemm', 'linearForward', 'linearBackward', 'layernormForward', 'layernormBackward', 'geluForward',
-  'geluBackward', 'add', 'scale', 'dropout', 'sumsq', 'embeddingForward', 'embeddingBackward',
-  'softmaxXentForward', 'softmaxXentBackward', 'attentionForward', 'attentionBackward', 'adamwStep'] as const;
-type OpName = (typeof OPS)[number];
-type MapArg<A> = A extends Float32Array ? Buf : A;
-type MapArgs<P extends unknown[]> = { [I in keyof P]: MapArg<P[I]> };
-type MapFn<F> = F extends (...a: infer P) => infer R ? (...a: MapArgs<P>) => R : never;
 /** The kernels, as the native addon has them, over a backend's buffers. */
-export type Ops = { [K in OpName]: MapFn<NativeAddon[K]> };
+export type Ops = KernelsOver<Buf>;
 
 export interface Backend extends Ops {
   readonly device: Device;
@@ -41,7 +34,7 @@ export interface Backend extends Ops {
   fill(dst: Buf, value: number): void;
   /** rows × cols floats from src (row stride srcStride) to dst (row stride dstStride). */
   copyRows(dst: Buf, dstStride: number, src: Buf, srcStride: number, rows: number, cols: number): void;
-  /** Frees b now where that means something (device memory); later use of it throws. */
+  /** Frees b (a whole buffer from alloc) now where that means something (device memory); later use throws. */
   free(b: Buf): void;
   /** Sets the matrix-product precision for the calls that follow. */
   setPrecision(p: Precision): void;
@@ -55,7 +48,7 @@ function makeCpu(): Backend {
   const ops = {} as Record<string, unknown>;
   // looked up at call time, so a benchmark can wrap the addon's functions with timers
   const n = native as unknown as Record<string, (...a: unknown[]) => unknown>;
-  for (const k of OPS) ops[k] = (...a: unknown[]) => n[k].apply(native, a);
+  for (const k of KERNELS) ops[k] = (...a: unknown[]) => n[k].apply(native, a);
   return {
     ...(ops as unknown as Ops),
     device: 'cpu',
@@ -81,7 +74,7 @@ function makeCpu(): Backend {
 function makeCuda(): Backend {
   const a = cuda();
   const ops = {} as Record<string, unknown>;
-  for (const k of OPS) ops[k] = (a[k] as (...x: unknown[]) => unknown).bind(a);
+  for (const k of KERNELS) ops[k] = (a[k] as (...x: unknown[]) => unknown).bind(a);
   const dv = (b: Buf) => b as DeviceView;
   return {
     ...(ops as unknown as Ops),
@@ -103,13 +96,11 @@ function makeCuda(): Backend {
     readInto: (b, dst) => a.download(dv(b), dst),
     copy: (dst, src) => a.copy(dv(dst), dv(src)),
     fill: (dst, v) => a.fill(dv(dst), v),
-    copyRows: (dst, ds, src, ss, rows, cols) => {
-      const d = dv(dst), s = dv(src);
-      for (let r = 0; r < rows; r++) a.copy({ buf: d.buf, off: d.off + r * ds, len: cols }, { buf: s.buf, off: s.off + r * ss, len: cols });
-    },
+    copyRows: (dst, ds, src, ss, rows, cols) => a.copyRows(dv(dst), ds, dv(src), ss, rows, cols),
     free: (b) => {
       const v = dv(b);
-      if (v.off === 0) a.free(v.buf);
+      if (v.off !== 0 || v.len !== a.bufferLength(v.buf)) throw new Error('free() takes a whole buffer from alloc(), not a view into one');
+      a.free(v.buf);
     },
     setPrecision: (p) => a.setMathMode(p),
   };

@@ -6,7 +6,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import type { AttentionShape } from './native';
+import type { NativeAddon } from './native';
 
 /** A float32 range of device memory: a buffer handle, an offset and a length, in floats. */
 export interface DeviceView {
@@ -18,11 +18,21 @@ export interface DeviceView {
 /** Opaque handle owning a device allocation (freed by `free` or, as a fallback, by the garbage collector). */
 export type DeviceBuffer = { readonly __deviceBuffer: unique symbol };
 
-type V = DeviceView;
-type I32 = Int32Array;
+/** NativeAddon's kernel names (the functions both addons have). */
+export const KERNELS = ['gemm', 'linearForward', 'linearBackward', 'layernormForward', 'layernormBackward', 'geluForward',
+  'geluBackward', 'add', 'scale', 'dropout', 'sumsq', 'embeddingForward', 'embeddingBackward',
+  'softmaxXentForward', 'softmaxXentBackward', 'attentionForward', 'attentionBackward', 'adamwStep'] as const;
+export type KernelName = (typeof KERNELS)[number];
 
-/** The CUDA addon: the CPU addon's kernels with device views in place of Float32Arrays. */
-export interface CudaAddon {
+/** Float32Array → B in an argument type; distributes over unions, so `Float32Array | null` → `B | null`. */
+type Swap<A, B> = A extends Float32Array ? B : A;
+/** A kernel's signature with its Float32Array arguments replaced by `B`. */
+type WithBuffers<F, B> = F extends (...a: infer P) => infer R ? (...a: { [I in keyof P]: Swap<P[I], B> }) => R : never;
+/** The kernels of NativeAddon over another buffer type (device views for the CUDA addon). */
+export type KernelsOver<B> = { [K in KernelName]: WithBuffers<NativeAddon[K], B> };
+
+/** The CUDA addon: the CPU addon's kernels (same names, arguments, semantics) over device views, plus memory. */
+export interface CudaAddon extends KernelsOver<DeviceView> {
   abiVersion: number;
   /** Number of visible GPUs; 0 without a driver or GPU (never throws). */
   deviceCount(): number;
@@ -31,40 +41,15 @@ export interface CudaAddon {
   alloc(n: number): DeviceBuffer;
   free(buf: DeviceBuffer): void;
   bufferLength(buf: DeviceBuffer): number;
-  upload(dst: V, src: Float32Array): void;
-  download(src: V, dst: Float32Array): void;
-  copy(dst: V, src: V): void;
-  fill(dst: V, value: number): void;
+  upload(dst: DeviceView, src: Float32Array): void;
+  download(src: DeviceView, dst: Float32Array): void;
+  copy(dst: DeviceView, src: DeviceView): void;
+  /** rows × cols floats from src (row stride srcStride) to dst (row stride dstStride), one 2-D copy. */
+  copyRows(dst: DeviceView, dstStride: number, src: DeviceView, srcStride: number, rows: number, cols: number): void;
+  fill(dst: DeviceView, value: number): void;
   synchronize(): void;
   setMathMode(mode: 'fp32' | 'bf16'): void;
   memoryInfo(): { free: number; total: number };
-  gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: V, lda: number,
-    B: V, ldb: number, C: V, ldc: number, accumulate: boolean, bias: V | null): void;
-  linearForward(out: V, inp: V, weight: V, bias: V | null, N: number, C: number, OC: number): void;
-  linearBackward(dinp: V | null, dweight: V | null, dbias: V | null, dout: V, inp: V, weight: V,
-    N: number, C: number, OC: number): void;
-  layernormForward(out: V, mean: V | null, rstd: V | null, inp: V, weight: V, bias: V, N: number,
-    C: number, eps: number): void;
-  layernormBackward(dinp: V | null, dweight: V, dbias: V, dout: V, inp: V, weight: V, mean: V,
-    rstd: V, N: number, C: number): void;
-  geluForward(out: V, inp: V): void;
-  geluBackward(dinp: V, inp: V, dout: V): void;
-  add(out: V, a: V, b: V): void;
-  scale(a: V, s: number): void;
-  dropout(out: V, inp: V, p: number, seed: number, offset: number): void;
-  sumsq(a: V): number;
-  embeddingForward(out: V, ids: I32, wte: V, wpe: V, B: number, T: number, C: number, V: number, P: number,
-    pos0: number): void;
-  embeddingBackward(dwte: V | null, dwpe: V | null, dout: V, ids: I32, B: number, T: number, C: number,
-    V: number, P: number, pos0: number): void;
-  softmaxXentForward(losses: V, lse: V | null, logits: V, targets: I32, N: number, V: number,
-    ignoreIndex: number): number;
-  softmaxXentBackward(dlogits: V, logits: V, lse: V, targets: I32, N: number, V: number, ignoreIndex: number,
-    scale: number): void;
-  attentionForward(out: V, lse: V | null, q: V, k: V, v: V, shape: AttentionShape): void;
-  attentionBackward(dq: V, dk: V, dv: V, dout: V, q: V, k: V, v: V, out: V, lse: V, shape: AttentionShape): void;
-  adamwStep(param: V, grad: V, m: V, v: V, lr: number, beta1: number, beta2: number, eps: number,
-    weightDecay: number, step: number, gradScale: number): void;
 }
 
 let loaded: { addon: CudaAddon; info: ReturnType<CudaAddon['init']> } | null = null;

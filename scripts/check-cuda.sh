@@ -66,7 +66,7 @@ echo "check-cuda: loading build/cuda/gpt_native_cuda.node"
 node -e "
   const assert = require('assert');
   const cuda = require('$ROOT/build/cuda/gpt_native_cuda.node');
-  const ops = ['deviceCount','init','alloc','free','bufferLength','upload','download','copy','fill','synchronize',
+  const ops = ['deviceCount','init','alloc','free','bufferLength','upload','download','copy','copyRows','fill','synchronize',
     'setMathMode','memoryInfo','gemm','linearForward','linearBackward','layernormForward','layernormBackward',
     'geluForward','geluBackward','add','scale','dropout','sumsq','embeddingForward','embeddingBackward',
     'softmaxXentForward','softmaxXentBackward','attentionForward','attentionBackward','adamwStep'];

@@ -185,6 +185,22 @@ test('adamw step (decay and no-decay groups, grad scale) on 10,007 values', (t) 
   cross(t, 'adamwStep', [p, g, m, v, 6e-4, 0.9, 0.95, 1e-8, 0, 1, 1], { outputs: [0, 2, 3] });
 });
 
+test('copyRows: a strided block of rows (the KV cache append), and a clear error outside the views', (t) => {
+  const s = seedOf(t);
+  const rows = 7, cols = 13, ss = 40, ds = 17;
+  const src = randF32((rows - 1) * ss + cols + 5, s), dst = randF32((rows - 1) * ds + cols + 2, s + 1);
+  const sv = { buf: dev.alloc(src.length + 4), off: 4, len: src.length }, dv = { buf: dev.alloc(dst.length), off: 0, len: dst.length };
+  dev.upload(sv, src); dev.upload(dv, dst);
+  dev.copyRows({ buf: dv.buf, off: 1, len: dst.length - 1 }, ds, { buf: sv.buf, off: 5, len: src.length - 1 }, ss, rows, cols);
+  const want = dst.slice();
+  for (let r = 0; r < rows; r++) want.set(src.subarray(1 + r * ss, 1 + r * ss + cols), 1 + r * ds);
+  const got = new Float32Array(dst.length);
+  dev.download(dv, got);
+  t.deepEqual(got, want);
+  t.throws(() => dev.copyRows(dv, ds, sv, ss, rows + 3, cols), { instanceOf: RangeError });
+  dev.free(sv.buf); dev.free(dv.buf);
+});
+
 test('device memory: views outside a buffer and freed buffers are errors, not crashes', (t) => {
   const b = dev.alloc(10);
   t.is(dev.bufferLength(b), 10);

@@ -202,6 +202,9 @@ test('bf16 matrix products: only on cuda, and close to fp32', (t) => {
   t.is(dev.precision, 'bf16');
   const { ids, targets, opts } = batch(seed);
   close(t, dev.forward(ids, opts), cpu.forward(ids, opts), 'bf16 logits', TOL_BF16);
+  if (!REAL) t.is(require('./helpers/fake-cuda').mathMode(), 'bf16', 'the model set the addon to bf16 products');
+  GPT.create(cfg('gpt2'), { seed, device: 'cuda' }).forward(ids, opts);
+  if (!REAL) t.is(require('./helpers/fake-cuda').mathMode(), 'fp32', 'an fp32 model sets fp32 back');
   cpu.loss(ids, targets, opts); dev.loss(ids, targets, opts);
   cpu.backward(); dev.backward();
   close(t, dev.flatGradients, cpu.flatGradients, 'bf16 gradients', TOL_BF16);

@@ -384,6 +384,27 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// copyRows(dst, dstStride, src, srcStride, rows, cols): rows × cols floats, one cudaMemcpy2DAsync
+// (the KV cache append: rows of the (N, 3C) qkv into the (Tmax, C) cache).
+Napi::Value CopyRows(const Napi::CallbackInfo& info) {
+  const char* op = "copyRows";
+  CudaAddon& a = ready(info, op);
+  DView dst = view(info, 0, op, "dst");
+  int64_t ds = dim(info, 1, op, "dstStride");
+  DView src = view(info, 2, op, "src");
+  int64_t ss = dim(info, 3, op, "srcStride");
+  int64_t rows = dim(info, 4, op, "rows");
+  int64_t cols = dim(info, 5, op, "cols");
+  if (rows == 0 || cols == 0) return info.Env().Undefined();
+  GN_CHECK_RANGE(cols <= ds && cols <= ss, op, ": cols ", cols, " exceeds a row stride (dst ", ds, ", src ", ss, ")");
+  const int64_t need_d = (rows - 1) * ds + cols, need_s = (rows - 1) * ss + cols;
+  GN_CHECK_RANGE(dst.n >= need_d && src.n >= need_s, op, ": ", rows, " rows of ", cols, " need ", need_d,
+                 " floats of dst and ", need_s, " of src but the views hold ", dst.n, " and ", src.n);
+  GN_CUDA(cudaMemcpy2DAsync(dst.p, ds * sizeof(float), src.p, ss * sizeof(float), cols * sizeof(float), rows,
+                            cudaMemcpyDeviceToDevice, a.stream.s));
+  return info.Env().Undefined();
+}
+
 Napi::Value Fill(const Napi::CallbackInfo& info) {
   const char* op = "fill";
   CudaAddon& a = ready(info, op);
@@ -410,6 +431,7 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   def("upload", Upload);
   def("download", Download);
   def("copy", Copy);
+  def("copyRows", CopyRows);
   def("fill", Fill);
 }
 

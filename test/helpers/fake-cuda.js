@@ -5,6 +5,7 @@
 'use strict';
 const path = require('path');
 const { native } = require(path.join(__dirname, '..', '..', 'dist', 'native.js'));
+const { KERNELS } = require(path.join(__dirname, '..', '..', 'dist', 'cuda.js'));
 
 let live = 0;
 let mathMode = 'fp32';
@@ -18,9 +19,6 @@ function buffer(v, what) {
   return v.buf.data.subarray(v.off, v.off + v.len);
 }
 
-const OPS = ['gemm', 'linearForward', 'linearBackward', 'layernormForward', 'layernormBackward', 'geluForward',
-  'geluBackward', 'add', 'scale', 'dropout', 'sumsq', 'embeddingForward', 'embeddingBackward',
-  'softmaxXentForward', 'softmaxXentBackward', 'attentionForward', 'attentionBackward', 'adamwStep'];
 
 const addon = {
   abiVersion: 1,
@@ -56,6 +54,11 @@ const addon = {
     if (d.length !== s.length) throw new RangeError('fake cuda: copy of different lengths');
     d.set(s);
   },
+  copyRows(dst, ds, src, ss, rows, cols) {
+    const d = buffer(dst, 'copyRows dst'), s = buffer(src, 'copyRows src');
+    if (rows > 0 && ((rows - 1) * ds + cols > d.length || (rows - 1) * ss + cols > s.length)) throw new RangeError('fake cuda: copyRows outside a view');
+    for (let r = 0; r < rows; r++) d.set(s.subarray(r * ss, r * ss + cols), r * ds);
+  },
   fill: (dst, v) => void buffer(dst, 'fill').fill(v),
   synchronize: () => undefined,
   setMathMode(m) {
@@ -65,7 +68,7 @@ const addon = {
   mathMode: () => mathMode,
   memoryInfo: () => ({ free: 0, total: 0 }),
 };
-for (const op of OPS) {
+for (const op of KERNELS) {
   addon[op] = (...args) => native[op](...args.map((a, i) => (a && typeof a === 'object' && a.buf ? buffer(a, `${op} argument ${i}`) : a)));
 }
 module.exports = addon;
