@@ -2,12 +2,15 @@
 // Every kernel of the CUDA addon against the CPU kernel of the same name, on fresh random inputs at odd sizes,
 // GPT-2 widths, T = 1, banded windows, dropout and KV-cache strides: outputs and every gradient, within 1e-4
 // normalised error (bf16 GEMM: 1e-2). One case per test, so a GPU run names each kernel that fails.
-// Without a GPU the stand-in addon (test/helpers/fake-cuda.js) runs, and these tests check the argument
-// plumbing only; GPT_NATIVE_CUDA_TEST=real (scripts/gpu-check.sh) runs the real kernels.
+// By default the stand-in addon (test/helpers/fake-cuda.js) runs, and these tests check the argument plumbing
+// only. `npm test` runs them a second time against the CUDA kernels compiled for the CPU emulator
+// (scripts/test-cuda-emu.js, GPT_NATIVE_CUDA_TEST=emu); GPT_NATIVE_CUDA_TEST=real (scripts/gpu-check.sh) runs
+// them on a GPU.
 const test = require('ava');
 const path = require('path');
 
-const REAL = process.env.GPT_NATIVE_CUDA_TEST === 'real';
+// 'real': the CUDA addon on a GPU; 'emu': the same kernel sources on the CUDA emulator (scripts/test-cuda-emu.js)
+const REAL = ['real', 'emu'].includes(process.env.GPT_NATIVE_CUDA_TEST);
 if (!REAL) process.env.GPT_NATIVE_CUDA_ADDON = path.join(__dirname, 'helpers', 'fake-cuda.js');
 const { native } = require('../dist');
 const { cuda } = require('../dist/cuda');

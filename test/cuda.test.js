@@ -5,14 +5,16 @@
 //
 // Without a GPU (CI, most machines) the CUDA addon is replaced by test/helpers/fake-cuda.js, which keeps "device"
 // buffers in host memory and computes with the CPU kernels: this checks the JS device plumbing exactly
-// (tolerance 1e-12). With GPT_NATIVE_CUDA_TEST=real (scripts/gpu-check.sh on a GPU machine) the real addon runs
-// and the CUDA kernels are held to 1e-4 normalised error in fp32 and 1e-2 in bf16.
+// (tolerance 1e-12). `npm test` runs this file again against the CUDA kernels compiled for the CPU emulator
+// (scripts/test-cuda-emu.js, GPT_NATIVE_CUDA_TEST=emu); with GPT_NATIVE_CUDA_TEST=real (scripts/gpu-check.sh on a
+// GPU machine) the real addon runs. Both hold the kernels to 1e-4 normalised error in fp32 and 1e-2 in bf16.
 const test = require('ava');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
 
-const REAL = process.env.GPT_NATIVE_CUDA_TEST === 'real';
+// 'real': the CUDA addon on a GPU; 'emu': the same kernel sources on the CUDA emulator (scripts/test-cuda-emu.js)
+const REAL = ['real', 'emu'].includes(process.env.GPT_NATIVE_CUDA_TEST);
 if (!REAL) process.env.GPT_NATIVE_CUDA_ADDON = path.join(__dirname, 'helpers', 'fake-cuda.js');
 const { GPT, AdamW, generate, train, finetune, readSafetensors } = require('../dist');
 const { normErr, freshSeed, randInts } = require('./helpers/util');

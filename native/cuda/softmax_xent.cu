@@ -38,7 +38,7 @@ __global__ void softmax_xent_forward_kernel(float* losses, float* lse, const flo
   __syncthreads();
   // tree merge of (max, sum) pairs: (m1,s1)⊕(m2,s2) = (M, s1·e^(m1-M) + s2·e^(m2-M)), M = max(m1,m2)
   for (int stride = kFwdThreads / 2; stride > 0; stride >>= 1) {
-    if (threadIdx.x < stride) {
+    if (static_cast<int>(threadIdx.x) < stride) {
       const float m1 = sm[threadIdx.x], m2 = sm[threadIdx.x + stride];
       const float M = fmaxf(m1, m2);
       ss[threadIdx.x] = ss[threadIdx.x] * expf(m1 - M) + ss[threadIdx.x + stride] * expf(m2 - M);

@@ -1,0 +1,239 @@
+// gpt-native's CUDA emulator: the part of the CUDA runtime and of the CUDA C++ kernel language that
+// native/cuda uses, implemented on the host CPU, so the real kernel sources run in tests on a machine without
+// a GPU (scripts/build-cuda-emu.js, `npm run test:cuda-emu`). Not a product backend: it is slow, and it
+// exists to find wrong indexing, wrong cuBLAS operand order, missing barriers and out-of-bounds accesses
+// before a GPU is available.
+//
+// How kernels run (native/cuda/emu/runtime.cc):
+//   - scripts/build-cuda-emu.js rewrites `kernel<<<grid, block, smem, stream>>>(args)` into
+//     `::gn_emu::Launch(&kernel, "kernel", grid, block, smem, stream)(args)` and compiles the .cu file as C++
+//     with this folder first on the include path;
+//   - every CUDA thread of a block is a fiber (its own stack); blocks run one after another, in order;
+//   - a fiber runs until it reaches __syncthreads() or a warp-collective (__shfl_*_sync, __syncwarp), then
+//     the next fiber runs: a barrier releases when every thread that must arrive has arrived. Reaching a barrier
+//     that can never release (deadlock, a lane of the mask that has exited, a partial warp with a full mask) is
+//     a launch failure whose text names the kernel, block and thread;
+//   - __shared__ variables are function statics (one block runs at a time), so they keep what the previous
+//     block left there, like uninitialised shared memory;
+//   - device memory is host memory from mmap: the end of every allocation touches a PROT_NONE page, so reading
+//     or writing past the end of a buffer crashes the test instead of passing silently; fresh allocations are
+//     filled with 0xFF bytes (NaN as floats), so reading memory nobody wrote shows up as NaN; freed memory is
+//     unmapped;
+//   - streams are synchronous: every call completes before it returns.
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <tuple>
+#include <utility>
+
+#define CUDART_VERSION 13000
+#define __CUDA_EMU__ 1
+
+// ---- kernel language ----------------------------------------------------------------------------------
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__
+#define __launch_bounds__(...)
+#define __shared__ static thread_local
+#define __constant__ static
+
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+using uint3 = dim3;
+
+// ---- runtime types --------------------------------------------------------------------------------------
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorInvalidDevice = 101,
+  cudaErrorNoDevice = 100,
+  cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalAddress = 700,
+  cudaErrorLaunchOutOfResources = 701,
+  cudaErrorAssert = 710,
+  cudaErrorIllegalInstruction = 715,
+  cudaErrorMisalignedAddress = 716,
+  cudaErrorLaunchFailure = 719,
+};
+using cudaError = cudaError_t;
+
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4,
+};
+
+struct CUstream_st;
+using cudaStream_t = CUstream_st*;
+constexpr unsigned cudaStreamDefault = 0, cudaStreamNonBlocking = 1;
+
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  size_t sharedMemPerBlock;
+  int warpSize;
+  int maxThreadsPerBlock;
+  int major, minor;
+  int multiProcessorCount;
+};
+
+cudaError_t cudaGetDeviceCount(int* count);
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDevice(int* device);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device);
+cudaError_t cudaMalloc(void** p, size_t bytes);
+template <typename T>
+inline cudaError_t cudaMalloc(T** p, size_t bytes) {
+  return cudaMalloc(reinterpret_cast<void**>(p), bytes);
+}
+cudaError_t cudaFree(void* p);
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s = nullptr);
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
+                              cudaMemcpyKind kind, cudaStream_t s = nullptr);
+cudaError_t cudaMemset(void* p, int value, size_t bytes);
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s = nullptr);
+cudaError_t cudaStreamCreate(cudaStream_t* s);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaGetLastError();
+cudaError_t cudaPeekAtLastError();
+const char* cudaGetErrorName(cudaError_t e);
+const char* cudaGetErrorString(cudaError_t e);
+
+// ---- the emulator ---------------------------------------------------------------------------------------
+namespace gn_emu {
+
+// The CUDA thread a fiber is running (what threadIdx & co. read).
+struct ThreadState {
+  dim3 thread_idx, block_idx, block_dim, grid_dim;
+  int lane, warp;
+};
+extern ThreadState* g_self;  // the running fiber's state (only one fiber runs at a time)
+
+void syncthreads();
+// warp-collective exchange: every lane of mask puts `bits` in, receives the value lane src(lane) put in
+// (src < 0: keep its own). Waits for all lanes of mask.
+uint64_t exchange(unsigned mask, uint64_t bits, int src);
+void syncwarp(unsigned mask);
+unsigned ballot(unsigned mask, bool pred);
+
+using Thunk = void (*)(void*);
+// Runs a whole grid: thunk(closure) once per CUDA thread. Records a launch error for cudaGetLastError.
+void run_grid(const char* name, dim3 grid, dim3 block, size_t smem, cudaStream_t s, Thunk thunk, void* closure);
+
+template <typename... P>
+struct Launch {
+  void (*fn)(P...);
+  const char* name;
+  dim3 grid, block;
+  size_t smem;
+  cudaStream_t stream;
+  Launch(void (*f)(P...), const char* n, dim3 g, dim3 b, size_t sm = 0, cudaStream_t s = nullptr)
+      : fn(f), name(n), grid(g), block(b), smem(sm), stream(s) {}
+  template <typename... A>
+  void operator()(A&&... a) const {
+    struct Closure {
+      void (*fn)(P...);
+      std::tuple<std::decay_t<P>...> args;
+    } c{fn, std::tuple<std::decay_t<P>...>(static_cast<P>(std::forward<A>(a))...)};
+    run_grid(name, grid, block, smem, stream, [](void* p) {
+      auto* cl = static_cast<Closure*>(p);
+      std::apply(cl->fn, cl->args);  // each thread gets its own copies of the parameters
+    }, &c);
+  }
+};
+
+template <typename T>
+inline uint64_t to_bits(T v) {
+  static_assert(sizeof(T) <= 8, "shuffles move at most 8 bytes");
+  uint64_t b = 0;
+  std::memcpy(&b, &v, sizeof(T));
+  return b;
+}
+template <typename T>
+inline T from_bits(uint64_t b) {
+  T v;
+  std::memcpy(&v, &b, sizeof(T));
+  return v;
+}
+
+}  // namespace gn_emu
+
+#define threadIdx (::gn_emu::g_self->thread_idx)
+#define blockIdx (::gn_emu::g_self->block_idx)
+#define blockDim (::gn_emu::g_self->block_dim)
+#define gridDim (::gn_emu::g_self->grid_dim)
+constexpr int warpSize = 32;
+
+inline void __syncthreads() { ::gn_emu::syncthreads(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { ::gn_emu::syncwarp(mask); }
+inline unsigned __ballot_sync(unsigned mask, int pred) { return ::gn_emu::ballot(mask, pred != 0); }
+inline int __any_sync(unsigned mask, int pred) { return ::gn_emu::ballot(mask, pred != 0) != 0; }
+inline int __all_sync(unsigned mask, int pred) { return ::gn_emu::ballot(mask, pred != 0) == mask; }
+
+template <typename T>
+inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+  const int lane = ::gn_emu::g_self->lane;
+  const int base = lane & ~(width - 1);
+  return ::gn_emu::from_bits<T>(::gn_emu::exchange(mask, ::gn_emu::to_bits(v), base + (src & (width - 1))));
+}
+template <typename T>
+inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  const int lane = ::gn_emu::g_self->lane;
+  const int src = lane ^ lane_mask;
+  const bool inside = (src & ~(width - 1)) == (lane & ~(width - 1));
+  return ::gn_emu::from_bits<T>(::gn_emu::exchange(mask, ::gn_emu::to_bits(v), inside ? src : -1));
+}
+template <typename T>
+inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  const int lane = ::gn_emu::g_self->lane;
+  const int src = lane + static_cast<int>(delta);
+  const bool inside = (src & ~(width - 1)) == (lane & ~(width - 1));
+  return ::gn_emu::from_bits<T>(::gn_emu::exchange(mask, ::gn_emu::to_bits(v), inside ? src : -1));
+}
+template <typename T>
+inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  const int lane = ::gn_emu::g_self->lane;
+  const int src = lane - static_cast<int>(delta);
+  const bool inside = src >= (lane & ~(width - 1));
+  return ::gn_emu::from_bits<T>(::gn_emu::exchange(mask, ::gn_emu::to_bits(v), inside ? src : -1));
+}
+
+// Atomics: fibers never run at the same time, so a plain read-modify-write is atomic here.
+template <typename T>
+inline T atomicAdd(T* p, T v) {
+  T old = *p;
+  *p = old + v;
+  return old;
+}
+template <typename T>
+inline T atomicMax(T* p, T v) {
+  T old = *p;
+  if (v > old) *p = v;
+  return old;
+}
+
+// Device math intrinsics (the fast-math variants compute the exact function here).
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+template <typename T>
+inline T __ldg(const T* p) {
+  return *p;
+}

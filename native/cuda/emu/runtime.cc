@@ -1,0 +1,561 @@
+// gpt-native's CUDA emulator: fibers for CUDA threads, the barrier scheduler, and the CUDA runtime calls over
+// host memory. What it models and what it checks is described in cuda_runtime_api.h (this folder).
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cuda_runtime_api.h"
+
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
+
+namespace gn_emu {
+
+ThreadState* g_self = nullptr;
+
+namespace {
+
+// ---- errors ---------------------------------------------------------------------------------------------
+cudaError_t g_last = cudaSuccess;
+std::string g_detail;  // what the emulator saw, appended to cudaGetErrorString of the last error
+
+cudaError_t fail(cudaError_t e, const std::string& detail) {
+  g_last = e;
+  g_detail = detail;
+  return e;
+}
+
+// ---- fibers ---------------------------------------------------------------------------------------------
+constexpr size_t kStackBytes = 256 * 1024;  // per CUDA thread (a PROT_NONE page below it catches overflow)
+
+enum class St { Ready, AtBlockBarrier, AtWarpBarrier, Done };
+enum class WarpOp { Exchange, Sync, Ballot };
+
+struct Fiber {
+  void* sp = nullptr;  // saved stack pointer while suspended
+#if !defined(__x86_64__)
+  ucontext_t uc;
+#endif
+  char* stack = nullptr;
+  ThreadState ts;
+  St st = St::Ready;
+  unsigned mask = 0;  // warp barrier: the lanes that take part
+  WarpOp op = WarpOp::Sync;
+  uint64_t put = 0, got = 0;
+  int src = -1;
+};
+
+struct Grid {
+  std::vector<Fiber> fibers;  // one block's threads (stacks kept between launches)
+  void* sched_sp = nullptr;
+#if !defined(__x86_64__)
+  ucontext_t sched_uc;
+#endif
+  Thunk thunk = nullptr;
+  void* closure = nullptr;
+  Fiber* cur = nullptr;
+};
+Grid g_grid;
+
+}  // namespace
+}  // namespace gn_emu
+
+#if defined(__x86_64__)
+// gn_emu_swap(save, load): pushes the callee-saved registers, MXCSR and the x87 control word, stores rsp in
+// *save, switches to load and pops the same from there. gn_emu_entry starts a fiber: r12 = Fiber*, r13 = main.
+extern "C" void gn_emu_swap(void** save, void* load);
+extern "C" void gn_emu_entry();
+asm(R"(
+  .text
+  .globl gn_emu_swap
+  .hidden gn_emu_swap
+  .type gn_emu_swap,@function
+gn_emu_swap:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size gn_emu_swap,.-gn_emu_swap
+
+  .globl gn_emu_entry
+  .hidden gn_emu_entry
+  .type gn_emu_entry,@function
+gn_emu_entry:
+  movq %r12, %rdi
+  callq *%r13
+  ud2
+  .size gn_emu_entry,.-gn_emu_entry
+)");
+#endif
+
+namespace gn_emu {
+namespace {
+
+[[noreturn]] void fiber_main(Fiber* f) {
+  g_grid.thunk(g_grid.closure);
+  f->st = St::Done;
+#if defined(__x86_64__)
+  void* dead;
+  gn_emu_swap(&dead, g_grid.sched_sp);
+#else
+  setcontext(&g_grid.sched_uc);
+#endif
+  std::abort();  // never resumed
+}
+
+#if !defined(__x86_64__)
+Fiber* g_starting = nullptr;
+void uc_entry() { fiber_main(g_starting); }
+#endif
+
+void start(Fiber* f) {
+  if (!f->stack) {
+    void* m = mmap(nullptr, kStackBytes + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (m == MAP_FAILED) {
+      std::fprintf(stderr, "gpt-native CUDA emulator: cannot map a fiber stack\n");
+      std::abort();
+    }
+    mprotect(m, 4096, PROT_NONE);
+    f->stack = static_cast<char*>(m) + 4096;
+  }
+#if defined(__x86_64__)
+  uintptr_t top = (reinterpret_cast<uintptr_t>(f->stack) + kStackBytes) & ~uintptr_t(15);
+  void** sp = reinterpret_cast<void**>(top);
+  *--sp = reinterpret_cast<void*>(&gn_emu_entry);                                // ret
+  *--sp = nullptr;                                                              // rbp
+  *--sp = nullptr;                                                              // rbx
+  *--sp = f;                                                                    // r12
+  *--sp = reinterpret_cast<void*>(&fiber_main);                                 // r13
+  *--sp = nullptr;                                                              // r14
+  *--sp = nullptr;                                                              // r15
+  --sp;
+  uint32_t csr;
+  uint16_t cw;
+  asm volatile("stmxcsr %0" : "=m"(csr));
+  asm volatile("fnstcw %0" : "=m"(cw));
+  std::memcpy(reinterpret_cast<char*>(sp), &csr, 4);
+  std::memcpy(reinterpret_cast<char*>(sp) + 4, &cw, 2);
+  f->sp = sp;
+#else
+  getcontext(&f->uc);
+  f->uc.uc_stack.ss_sp = f->stack;
+  f->uc.uc_stack.ss_size = kStackBytes;
+  f->uc.uc_link = nullptr;
+  makecontext(&f->uc, uc_entry, 0);
+#endif
+}
+
+void resume(Fiber* f) {
+  g_grid.cur = f;
+  g_self = &f->ts;
+#if defined(__x86_64__)
+  gn_emu_swap(&g_grid.sched_sp, f->sp);
+#else
+  g_starting = f;
+  swapcontext(&g_grid.sched_uc, &f->uc);
+#endif
+  g_self = nullptr;
+  g_grid.cur = nullptr;
+}
+
+void yield_to_scheduler() {
+  Fiber* f = g_grid.cur;
+  if (!f) {
+    std::fprintf(stderr, "gpt-native CUDA emulator: a barrier was reached outside a kernel\n");
+    std::abort();
+  }
+#if defined(__x86_64__)
+  gn_emu_swap(&f->sp, g_grid.sched_sp);
+#else
+  swapcontext(&f->uc, &g_grid.sched_uc);
+#endif
+  g_self = &f->ts;  // the scheduler cleared it while this fiber was suspended
+}
+
+std::string where(const char* name, const Fiber& f) {
+  char b[200];
+  std::snprintf(b, sizeof b, "%s, block (%u,%u,%u), thread (%u,%u,%u)", name, f.ts.block_idx.x, f.ts.block_idx.y,
+                f.ts.block_idx.z, f.ts.thread_idx.x, f.ts.thread_idx.y, f.ts.thread_idx.z);
+  return b;
+}
+
+// Releases the warp barriers that can be released. Returns false and sets *err when one can never release.
+bool release_warps(const char* name, int nthreads, bool* released, std::string* err) {
+  std::vector<Fiber>& fs = g_grid.fibers;
+  const int nwarps = (nthreads + 31) / 32;
+  for (int w = 0; w < nwarps; ++w) {
+    const int base = w * 32;
+    int first = -1;
+    for (int l = 0; l < 32 && base + l < nthreads; ++l)
+      if (fs[base + l].st == St::AtWarpBarrier) {
+        first = base + l;
+        break;
+      }
+    if (first < 0) continue;
+    const Fiber& lead = fs[first];
+    const unsigned mask = lead.mask;
+    bool all_here = true;
+    for (int l = 0; l < 32; ++l) {
+      if (!(mask >> l & 1u)) continue;
+      if (base + l >= nthreads) {
+        *err = "warp-collective with lane " + std::to_string(l) + " in its mask, which does not exist (the block has " +
+               std::to_string(nthreads) + " threads) at " + where(name, lead);
+        return false;
+      }
+      const Fiber& o = fs[base + l];
+      if (o.st == St::Done) {
+        *err = "warp-collective waits for lane " + std::to_string(l) + ", which has exited, at " + where(name, lead);
+        return false;
+      }
+      if (o.st == St::AtWarpBarrier && (o.mask != mask || o.op != lead.op)) {
+        *err = "lanes of one warp reached different warp-collectives (or masks) at " + where(name, lead) + " and " +
+               where(name, o);
+        return false;
+      }
+      if (o.st != St::AtWarpBarrier) all_here = false;
+    }
+    if (!all_here) continue;
+    unsigned ballot_bits = 0;
+    if (lead.op == WarpOp::Ballot)
+      for (int l = 0; l < 32; ++l)
+        if ((mask >> l & 1u) && fs[base + l].put) ballot_bits |= 1u << l;
+    for (int l = 0; l < 32; ++l) {
+      if (!(mask >> l & 1u)) continue;
+      Fiber& o = fs[base + l];
+      if (o.op == WarpOp::Exchange) {
+        if (o.src < 0) {
+          o.got = o.put;
+        } else if (!(mask >> o.src & 1u)) {
+          *err = "shuffle reads lane " + std::to_string(o.src) + ", which is not in the mask, at " + where(name, o);
+          return false;
+        } else {
+          o.got = fs[base + o.src].put;
+        }
+      } else if (o.op == WarpOp::Ballot) {
+        o.got = ballot_bits;
+      }
+      o.st = St::Ready;
+    }
+    *released = true;
+  }
+  return true;
+}
+
+bool run_block(const char* name, int nthreads, std::string* err) {
+  std::vector<Fiber>& fs = g_grid.fibers;
+  for (;;) {
+    bool ran = false;
+    for (int i = 0; i < nthreads; ++i)
+      if (fs[i].st == St::Ready) {
+        resume(&fs[i]);
+        ran = true;
+      }
+    if (ran) continue;
+    int live = 0, at_block = 0;
+    for (int i = 0; i < nthreads; ++i) {
+      if (fs[i].st != St::Done) ++live;
+      if (fs[i].st == St::AtBlockBarrier) ++at_block;
+    }
+    if (live == 0) return true;
+    bool released = false;
+    if (!release_warps(name, nthreads, &released, err)) return false;
+    if (released) continue;
+    if (at_block == live) {  // exited threads count as arrived (as on sm_70+ hardware)
+      for (int i = 0; i < nthreads; ++i)
+        if (fs[i].st == St::AtBlockBarrier) fs[i].st = St::Ready;
+      continue;
+    }
+    for (int i = 0; i < nthreads; ++i)
+      if (fs[i].st == St::AtWarpBarrier) {
+        *err = "deadlock: a warp-collective waits for lanes that are at __syncthreads(), at " + where(name, fs[i]);
+        return false;
+      }
+    *err = "deadlock in " + std::string(name);
+    return false;
+  }
+}
+
+}  // namespace
+
+void syncthreads() {
+  g_grid.cur->st = St::AtBlockBarrier;
+  yield_to_scheduler();
+}
+
+uint64_t exchange(unsigned mask, uint64_t bits, int src) {
+  Fiber* f = g_grid.cur;
+  f->st = St::AtWarpBarrier;
+  f->op = WarpOp::Exchange;
+  f->mask = mask;
+  f->put = bits;
+  f->src = src;
+  yield_to_scheduler();
+  return f->got;
+}
+
+void syncwarp(unsigned mask) {
+  Fiber* f = g_grid.cur;
+  f->st = St::AtWarpBarrier;
+  f->op = WarpOp::Sync;
+  f->mask = mask;
+  yield_to_scheduler();
+}
+
+unsigned ballot(unsigned mask, bool pred) {
+  Fiber* f = g_grid.cur;
+  f->st = St::AtWarpBarrier;
+  f->op = WarpOp::Ballot;
+  f->mask = mask;
+  f->put = pred ? 1 : 0;
+  yield_to_scheduler();
+  return static_cast<unsigned>(f->got);
+}
+
+void run_grid(const char* name, dim3 grid, dim3 block, size_t smem, cudaStream_t, Thunk thunk, void* closure) {
+  const uint64_t nthreads = uint64_t(block.x) * block.y * block.z;
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || nthreads == 0 || nthreads > 1024 || block.z > 64 ||
+      grid.y > 65535 || grid.z > 65535 || grid.x > 0x7fffffffu) {
+    char b[200];
+    std::snprintf(b, sizeof b, "launch of %s with grid (%u,%u,%u), block (%u,%u,%u)", name, grid.x, grid.y, grid.z,
+                  block.x, block.y, block.z);
+    fail(cudaErrorInvalidConfiguration, b);
+    return;
+  }
+  if (smem > 48 * 1024) {
+    fail(cudaErrorInvalidValue, std::string("launch of ") + name + " asks for more than 48 KiB of dynamic shared memory");
+    return;
+  }
+  if (g_grid.cur) {
+    std::fprintf(stderr, "gpt-native CUDA emulator: kernel launch from inside a kernel\n");
+    std::abort();
+  }
+  g_grid.thunk = thunk;
+  g_grid.closure = closure;
+  if (g_grid.fibers.size() < nthreads) g_grid.fibers.resize(nthreads);
+  for (unsigned bz = 0; bz < grid.z; ++bz)
+    for (unsigned by = 0; by < grid.y; ++by)
+      for (unsigned bx = 0; bx < grid.x; ++bx) {
+        for (uint64_t t = 0; t < nthreads; ++t) {
+          Fiber& f = g_grid.fibers[t];
+          f.ts.thread_idx = dim3(static_cast<unsigned>(t % block.x), static_cast<unsigned>(t / block.x % block.y),
+                                 static_cast<unsigned>(t / (uint64_t(block.x) * block.y)));
+          f.ts.block_idx = dim3(bx, by, bz);
+          f.ts.block_dim = block;
+          f.ts.grid_dim = grid;
+          f.ts.lane = static_cast<int>(t % 32);
+          f.ts.warp = static_cast<int>(t / 32);
+          f.st = St::Ready;
+          start(&f);
+        }
+        std::string err;
+        if (!run_block(name, static_cast<int>(nthreads), &err)) {
+          fail(cudaErrorLaunchFailure, err);
+          return;
+        }
+      }
+}
+
+// ---- device memory ----------------------------------------------------------------------------------------
+namespace {
+
+struct Alloc {
+  char* map;
+  size_t map_bytes;
+  size_t bytes;
+};
+std::map<uintptr_t, Alloc> g_allocs;  // by user pointer
+size_t g_in_use = 0;
+constexpr size_t kTotal = size_t(16) << 30;  // what cudaMemGetInfo reports as the device's memory
+
+// true when [p, p+n) lies inside one allocation
+bool on_device(const void* p, size_t n) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  auto it = g_allocs.upper_bound(a);
+  if (it == g_allocs.begin()) return false;
+  --it;
+  return a >= it->first && a + n <= it->first + it->second.bytes;
+}
+
+cudaError_t check_copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, const char* call) {
+  if (bytes == 0) return cudaSuccess;
+  const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  if (kind == cudaMemcpyDefault || kind == cudaMemcpyHostToHost) return cudaSuccess;
+  if (dst_dev && !on_device(dst, bytes))
+    return fail(cudaErrorInvalidValue, std::string(call) + ": the destination range is not inside one device allocation");
+  if (src_dev && !on_device(src, bytes))
+    return fail(cudaErrorInvalidValue, std::string(call) + ": the source range is not inside one device allocation");
+  return cudaSuccess;
+}
+
+}  // namespace
+}  // namespace gn_emu
+
+using namespace gn_emu;
+
+struct CUstream_st {
+  unsigned flags;
+};
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) {
+  return device == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice, "the emulator has device 0 only");
+}
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device != 0) return fail(cudaErrorInvalidDevice, "the emulator has device 0 only");
+  std::memset(prop, 0, sizeof *prop);
+  std::snprintf(prop->name, sizeof prop->name, "gpt-native CUDA emulator (host CPU)");
+  prop->totalGlobalMem = kTotal;
+  prop->sharedMemPerBlock = 48 * 1024;
+  prop->warpSize = 32;
+  prop->maxThreadsPerBlock = 1024;
+  prop->major = 9;
+  prop->minor = 0;
+  prop->multiProcessorCount = 1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+  *p = nullptr;
+  if (bytes > kTotal - g_in_use) return fail(cudaErrorMemoryAllocation, "out of emulated device memory");
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t rounded = (bytes + 15) & ~size_t(15);
+  const size_t data_pages = (rounded + page - 1) / page;
+  const size_t map_bytes = (data_pages + 1) * page;  // + a PROT_NONE page after the data
+  void* m = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return fail(cudaErrorMemoryAllocation, "mmap failed");
+  char* base = static_cast<char*>(m);
+  mprotect(base + data_pages * page, page, PROT_NONE);
+  char* user = base + data_pages * page - rounded;  // the data ends (16-byte rounded) at the guard page
+  std::memset(user, 0xff, rounded);                  // NaN as floats: reading what nobody wrote shows
+  g_allocs[reinterpret_cast<uintptr_t>(user)] = Alloc{base, map_bytes, bytes};
+  g_in_use += bytes;
+  *p = user;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFree(void* p) {
+  if (!p) return cudaSuccess;
+  auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
+  if (it == g_allocs.end()) return fail(cudaErrorInvalidValue, "cudaFree of a pointer that cudaMalloc did not return");
+  munmap(it->second.map, it->second.map_bytes);  // later use of the pointer faults
+  g_in_use -= it->second.bytes;
+  g_allocs.erase(it);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  *free_bytes = kTotal - g_in_use;
+  *total_bytes = kTotal;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  cudaError_t e = check_copy(dst, src, bytes, kind, "cudaMemcpy");
+  if (e != cudaSuccess) return e;
+  if (bytes) std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+  cudaError_t e = check_copy(dst, src, bytes, kind, "cudaMemcpyAsync");
+  if (e != cudaSuccess) return e;
+  if (bytes) std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
+                              cudaMemcpyKind kind, cudaStream_t) {
+  if (width > dpitch || width > spitch)
+    return fail(cudaErrorInvalidValue, "cudaMemcpy2DAsync: width is larger than a pitch");
+  if (height == 0 || width == 0) return cudaSuccess;
+  const size_t dspan = (height - 1) * dpitch + width, sspan = (height - 1) * spitch + width;
+  const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  if (dst_dev && !on_device(dst, dspan))
+    return fail(cudaErrorInvalidValue, "cudaMemcpy2DAsync: the destination rows are not inside one device allocation");
+  if (src_dev && !on_device(src, sspan))
+    return fail(cudaErrorInvalidValue, "cudaMemcpy2DAsync: the source rows are not inside one device allocation");
+  for (size_t r = 0; r < height; ++r)
+    std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
+  return cudaSuccess;
+}
+cudaError_t cudaMemset(void* p, int value, size_t bytes) {
+  if (bytes && !on_device(p, bytes)) return fail(cudaErrorInvalidValue, "cudaMemset: the range is not device memory");
+  if (bytes) std::memset(p, value, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) { return cudaMemset(p, value, bytes); }
+
+cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, cudaStreamDefault); }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
+  *s = new CUstream_st{flags};
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  delete s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+
+cudaError_t cudaGetLastError() {
+  cudaError_t e = g_last;
+  g_last = cudaSuccess;  // emulator errors are not sticky, so one failing test does not fail the rest
+  return e;
+}
+cudaError_t cudaPeekAtLastError() { return g_last; }
+
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
+    case cudaErrorAssert: return "cudaErrorAssert";
+    case cudaErrorIllegalInstruction: return "cudaErrorIllegalInstruction";
+    case cudaErrorMisalignedAddress: return "cudaErrorMisalignedAddress";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+  }
+  return "cudaErrorUnknown";
+}
+
+const char* cudaGetErrorString(cudaError_t e) {
+  static thread_local std::string text;
+  text = e == cudaSuccess ? "no error" : std::string("emulator: ") + (g_detail.empty() ? "error" : g_detail);
+  return text.c_str();
+}

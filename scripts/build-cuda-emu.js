@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+// Builds the CUDA addon against gpt-native's CUDA emulator (native/cuda/emu): the real kernel sources of
+// native/cuda, compiled by the host C++ compiler, with CUDA threads run as fibers on the CPU. Needs no CUDA
+// toolkit and no GPU. Writes
+//   build/cuda-emu/gpt_native_cuda.node   the addon (load it with GPT_NATIVE_CUDA_ADDON=<this file>)
+//   build/cuda-emu/libcublas.so           host cuBLAS for it (GPT_NATIVE_CUBLAS=<this file>)
+// `npm run test:cuda-emu` builds both and runs the CUDA tests against them (scripts/test-cuda-emu.js).
+//
+// Each .cu file is copied to build/cuda-emu/gen/<name>.cc with every launch `k<<<g, b, smem, s>>>(args)`
+// rewritten as `::gn_emu::Launch(&k, "k", g, b, smem, s)(args)` (line numbers unchanged, and a #line
+// directive keeps compiler messages pointing at the .cu file). Objects are rebuilt when a source or any
+// header is newer. Environment: CXX (default c++), GN_EMU_JOBS (default 2).
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { spawn } = require('child_process');
+
+const root = path.resolve(__dirname, '..');
+const out = path.join(root, 'build', 'cuda-emu');
+const gen = path.join(out, 'gen');
+const objDir = path.join(out, 'obj');
+const cxx = process.env.CXX || 'c++';
+const jobs = Math.max(1, Number(process.env.GN_EMU_JOBS) || 2);
+
+function fail(msg) {
+  console.error(`build-cuda-emu: ${msg}`);
+  process.exit(1);
+}
+
+function findNodeInclude() {
+  const cands = [
+    process.env.NODE_INCLUDE_DIR,
+    path.resolve(process.execPath, '../../include/node'),
+    process.config && process.config.variables && process.config.variables.nodedir
+      ? path.join(process.config.variables.nodedir, 'include', 'node')
+      : null,
+    '/usr/include/node',
+    '/usr/local/include/node',
+  ].filter(Boolean);
+  const home = process.env.HOME && path.join(process.env.HOME, '.cache', 'node-gyp', process.versions.node, 'include', 'node');
+  if (home) cands.push(home);
+  return cands.find((d) => fs.existsSync(path.join(d, 'node_api.h'))) || null;
+}
+
+function findAddonApi() {
+  const local = path.join(root, 'node_modules', 'node-addon-api');
+  return fs.existsSync(path.join(local, 'napi.h')) ? local : null;
+}
+
+// `name<<<cfg>>>(` → `::gn_emu::Launch(&name, "name", cfg)(`; a template kernel `name<T><<<` works too
+function rewriteLaunches(src, file) {
+  let n = 0;
+  const text = src.replace(/([A-Za-z_]\w*(?:\s*<[^<>;]*>)?)\s*<<<([\s\S]*?)>>>/g, (m, kernel, cfg) => {
+    n++;
+    const name = kernel.replace(/\s+/g, '');
+    return `::gn_emu::Launch(&${name}, "${name}", ${cfg})`;
+  });
+  if (/<<<|>>>/.test(text)) fail(`${file}: a kernel launch was not understood`);
+  return { text, n };
+}
+
+const mtime = (f) => fs.statSync(f).mtimeMs;
+const list = (dir, re) => fs.readdirSync(dir).filter((f) => re.test(f)).map((f) => path.join(dir, f));
+
+function runCompiler(args) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cxx, args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+    p.on('error', (e) => reject(new Error(`could not run ${cxx}: ${e.message}`)));
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cxx} ${args.join(' ')} exited with ${code}`))));
+  });
+}
+
+async function pool(tasks) {
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) await tasks[next++]();
+  };
+  await Promise.all(Array.from({ length: Math.min(jobs, tasks.length) }, worker));
+}
+
+async function main() {
+  const nodeInc = findNodeInclude();
+  if (!nodeInc) fail("node_api.h not found; set NODE_INCLUDE_DIR to the folder of node's headers");
+  const addonApi = findAddonApi();
+  if (!addonApi) fail('node-addon-api not found; run `npm install` first');
+  for (const d of [out, gen, objDir]) fs.mkdirSync(d, { recursive: true });
+
+  const cudaDir = path.join(root, 'native', 'cuda');
+  const emuDir = path.join(cudaDir, 'emu');
+  const headers = [...list(cudaDir, /\.(h|cuh)$/), ...list(emuDir, /\.h$/), ...list(path.join(root, 'native'), /\.h$/),
+    ...list(path.join(root, 'native', 'napi'), /\.h$/)];
+  const newestHeader = Math.max(...headers.map(mtime));
+
+  const units = [];  // [source to compile, object, original source]
+  for (const cu of list(cudaDir, /\.cu$/)) {
+    const base = path.basename(cu, '.cu');
+    const cc = path.join(gen, `${base}.cc`);
+    const { text } = rewriteLaunches(fs.readFileSync(cu, 'utf8'), cu);
+    const body = `#line 1 "${path.relative(root, cu)}"\n${text}`;
+    if (!fs.existsSync(cc) || fs.readFileSync(cc, 'utf8') !== body) fs.writeFileSync(cc, body);
+    units.push([cc, path.join(objDir, `${base}.cu.o`), cu]);
+  }
+  for (const cc of list(cudaDir, /\.cc$/)) units.push([cc, path.join(objDir, `${path.basename(cc, '.cc')}.o`), cc]);
+  units.push([path.join(emuDir, 'runtime.cc'), path.join(objDir, 'emu_runtime.o'), path.join(emuDir, 'runtime.cc')]);
+
+  const flags = ['-std=c++17', '-O2', '-g', '-fPIC', '-Wall', '-Wextra', '-Wno-unknown-pragmas', '-Wno-unused-parameter',
+    '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DNODE_ADDON_API_DISABLE_DEPRECATED', '-DBUILDING_NODE_EXTENSION',
+    `-I${emuDir}`, `-I${path.join(root, 'native')}`, `-I${nodeInc}`, `-I${addonApi}`];
+  const stale = units.filter(([src, obj, orig]) =>
+    !fs.existsSync(obj) || mtime(obj) < Math.max(mtime(src), mtime(orig), newestHeader));
+  await pool(stale.map(([src, obj]) => async () => {
+    console.log(`build-cuda-emu: ${cxx} ${path.relative(root, src)}`);
+    await runCompiler([...flags, '-c', src, '-o', obj]);
+  }));
+
+  const addon = path.join(out, 'gpt_native_cuda.node');
+  const objs = units.map((u) => u[1]);
+  if (!fs.existsSync(addon) || stale.length || Math.max(...objs.map(mtime)) > mtime(addon)) {
+    console.log('build-cuda-emu: linking build/cuda-emu/gpt_native_cuda.node');
+    await runCompiler(['-shared', '-o', addon, ...objs, '-ldl', '-pthread']);
+  }
+  const blasSrc = path.join(emuDir, 'cublas.cc');
+  const blas = path.join(out, 'libcublas.so');
+  if (!fs.existsSync(blas) || mtime(blas) < mtime(blasSrc)) {
+    console.log('build-cuda-emu: building build/cuda-emu/libcublas.so');
+    await runCompiler(['-std=c++17', '-O2', '-fPIC', '-shared', '-Wall', '-Wextra', blasSrc, '-o', blas]);
+  }
+  console.log('build-cuda-emu: OK');
+}
+
+main().catch((e) => fail(e.message));
