@@ -49,6 +49,8 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
   fill(dst: DeviceView, value: number): void;
   synchronize(): void;
   setMathMode(mode: 'fp32' | 'bf16'): void;
+  /** How attention runs: cuBLAS GEMMs with row kernels ('gemm', the default) or fused kernels; returns the old. */
+  setAttention(kind: 'gemm' | 'fused'): 'gemm' | 'fused';
   memoryInfo(): { free: number; total: number };
 }
 

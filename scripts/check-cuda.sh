@@ -67,7 +67,7 @@ node -e "
   const assert = require('assert');
   const cuda = require('$ROOT/build/cuda/gpt_native_cuda.node');
   const ops = ['deviceCount','init','alloc','free','bufferLength','upload','download','copy','copyRows','fill','synchronize',
-    'setMathMode','memoryInfo','gemm','linearForward','linearBackward','layernormForward','layernormBackward',
+    'setMathMode','setAttention','memoryInfo','gemm','linearForward','linearBackward','layernormForward','layernormBackward',
     'geluForward','geluBackward','add','scale','dropout','sumsq','embeddingForward','embeddingBackward',
     'softmaxXentForward','softmaxXentBackward','attentionForward','attentionBackward','adamwStep'];
   for (const f of ops) assert.strictEqual(typeof cuda[f], 'function', 'missing export ' + f);
@@ -79,6 +79,8 @@ node -e "
   assert.throws(() => cuda.alloc(4), (e) => e instanceof Error && /init\(\) first/.test(e.message));
   cuda.setMathMode('bf16'); cuda.setMathMode('fp32');
   assert.throws(() => cuda.setMathMode('fp16'), TypeError);
+  assert.strictEqual(cuda.setAttention('fused'), 'gemm'); assert.strictEqual(cuda.setAttention('gemm'), 'fused');
+  assert.throws(() => cuda.setAttention('flash'), TypeError);
   if (n === 0) {
     assert.throws(() => cuda.init(), (e) => {
       console.log('check-cuda: init() threw: ' + e.message);

@@ -17,6 +17,8 @@ const env = {
   GPT_NATIVE_CUDA_TEST: 'emu',
   GPT_NATIVE_CUDA_ADDON: path.join(out, 'gpt_native_cuda.node'),
   GPT_NATIVE_CUBLAS: path.join(out, 'libcublas.so'),
+  // a small score scratch, so cuBLAS attention also runs in chunks of heads (the GPU default is 256 MiB)
+  GPT_NATIVE_CUDA_ATTN_SCRATCH: String(16 * 1024),
 };
 delete env.GPT_NATIVE_CUDA_SYNC;
 const ava = path.join(root, 'node_modules', 'ava', 'entrypoints', 'cli.mjs');

@@ -126,10 +126,15 @@ const attnCases = [
   { B: 2, T: 33, NH: 2, HS: 9, window: 0, dropout: 0.3 },
   { B: 1, T: 70, NH: 2, HS: 8, window: 9, dropout: 0.25 },
 ];
-for (const c of attnCases) {
+// attention runs two ways on the device: cuBLAS GEMMs with row kernels ('gemm', the default) and fused kernels
+const withAttention = (kind, fn) => {
+  const prev = dev.setAttention(kind);
+  try { fn(); } finally { dev.setAttention(prev); }
+};
+for (const c of attnCases) for (const kind of ['gemm', 'fused']) {
   const { B, T, NH, HS, window } = c;
   const dropout = c.dropout ?? 0;
-  test(`attention forward/backward B=${B} T=${T} NH=${NH} HS=${HS} window=${window} dropout=${dropout}`, (t) => {
+  test(`attention (${kind}) forward/backward B=${B} T=${T} NH=${NH} HS=${HS} window=${window} dropout=${dropout}`, (t) => withAttention(kind, () => {
     const s = seedOf(t);
     const C = NH * HS;
     const qkvLen = B * T * 3 * C;
@@ -164,11 +169,11 @@ for (const c of attnCases) {
     dev.download(dqkvD, g);
     t.true(normErr(g, dqkv) <= TOL, `dqkv ${normErr(g, dqkv)}`);
     for (const v of [qkvD, oD, lD, dqkvD, doutD]) dev.free(v.buf);
-  });
+  }));
 }
 
-for (const window of [0, 6]) {
-  test(`attention over a KV cache (Tq = 1 and 3, strided cache, qPos0 > 0) window=${window}`, (t) => {
+for (const window of [0, 6]) for (const kind of ['gemm', 'fused']) {
+  test(`attention (${kind}) over a KV cache (Tq = 1 and 3, strided cache, qPos0 > 0) window=${window}`, (t) => withAttention(kind, () => {
     const s = seedOf(t);
     const B = 2, NH = 3, HS = 16, C = NH * HS, Tmax = 40;
     for (const [Tq, pos0] of [[1, 17], [3, 30]]) {
@@ -177,7 +182,7 @@ for (const window of [0, 6]) {
       const shape = { B, Tq, Tk, NH, HS, qPos0: pos0, window, dropout: 0, seed: 0, q: [Tq * 3 * C, 3 * C], k: [Tmax * C, C], v: [Tmax * C, C], o: [Tq * C, C] };
       cross(t, 'attentionForward', [out, null, q, kc, vc, shape], { outputs: [0] });
     }
-  });
+  }));
 }
 
 test('adamw step (decay and no-decay groups, grad scale) on 10,007 values', (t) => {

@@ -46,6 +46,7 @@ CudaAddon::~CudaAddon() {
   ints.release();
   floats.release();
   doubles.release();
+  attn.release();
   if (stream.s) cudaStreamDestroy(stream.s);
   // blas.lib stays loaded: other instances (worker threads) may use it, and unloading buys nothing
 }
@@ -275,6 +276,19 @@ Napi::Value SetMathMode(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// setAttention('gemm' | 'fused'): how attentionForward/attentionBackward run (cuBLAS GEMMs with row kernels, or
+// the fused kernels of attention.cu); returns what it was. The default is 'gemm', or $GPT_NATIVE_CUDA_ATTENTION.
+Napi::Value SetAttention(const Napi::CallbackInfo& info) {
+  CudaAddon& a = addon(info);
+  std::string prev = a.attn_gemm ? "gemm" : "fused";
+  std::string m = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : std::string();
+  if (m == "gemm") a.attn_gemm = true;
+  else if (m == "fused") a.attn_gemm = false;
+  else
+    throw KernelError(KernelError::Kind::Type, "setAttention: expected 'gemm' or 'fused'");
+  return Napi::String::New(info.Env(), prev);
+}
+
 Napi::Value MemoryInfo(const Napi::CallbackInfo& info) {
   ready(info, "memoryInfo");
   size_t fr = 0, total = 0;
@@ -423,6 +437,7 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   def("deviceCount", DeviceCount);
   def("init", Init);
   def("setMathMode", SetMathMode);
+  def("setAttention", SetAttention);
   def("memoryInfo", MemoryInfo);
   def("synchronize", Synchronize);
   def("alloc", Alloc);
@@ -439,7 +454,12 @@ void register_memory(Napi::Env env, Napi::Object exports) {
 }  // namespace gn
 
 static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
-  env.SetInstanceData(new gn::cuda::CudaAddon());
+  auto* a = new gn::cuda::CudaAddon();
+  const char* attn = std::getenv("GPT_NATIVE_CUDA_ATTENTION");
+  if (attn && std::string(attn) == "fused") a->attn_gemm = false;
+  const char* scratch = std::getenv("GPT_NATIVE_CUDA_ATTN_SCRATCH");  // tests use a small one to force chunking
+  if (scratch && std::atoll(scratch) > 0) a->attn_scratch = std::atoll(scratch);
+  env.SetInstanceData(a);
   gn::cuda::register_memory(env, exports);
   gn::cuda::register_ops(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));

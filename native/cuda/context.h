@@ -10,6 +10,7 @@
 #include "common.h"
 #include "cuda/check.h"
 #include "cuda/cublas.h"
+#include "cuda/kernels.h"
 
 namespace gn {
 namespace cuda {
@@ -30,7 +31,9 @@ struct CudaAddon {
   CublasApi blas;
   cublasHandle_t handle = nullptr;
   int compute = CUBLAS_COMPUTE_32F;  // setMathMode
-  Scratch ints, floats, doubles;
+  bool attn_gemm = true;             // attention through cuBLAS + row kernels (else the fused kernels); setAttention
+  int64_t attn_scratch = int64_t(256) << 20;  // bytes per (heads, Tq, Tk) score matrix ($GPT_NATIVE_CUDA_ATTN_SCRATCH)
+  Scratch ints, floats, doubles, attn;
   ~CudaAddon();
 };
 
@@ -77,6 +80,15 @@ void need(const HostI32& v, int64_t required, const char* op, const char* name, 
 // is JS memory that may move or be collected once the call returns)
 void to_device(CudaAddon& a, void* dst, const void* src, size_t bytes);
 void to_host(CudaAddon& a, void* dst, const void* src, size_t bytes);
+
+// attention through cuBLAS strided-batched GEMMs and the row kernels of attention_softmax.cu (attention_gemm.cc);
+// same contract as attention_forward/attention_backward of kernels.h. Usable when cuBLAS has
+// cublasGemmStridedBatchedEx.
+bool attention_gemm_usable(const CudaAddon& a);
+void attention_forward_gemm(CudaAddon& a, float* out, float* lse, const float* q, const float* k, const float* v,
+                            const AttnDims& d);
+void attention_backward_gemm(CudaAddon& a, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                             const float* k, const float* v, const float* lse, const AttnDims& d);
 
 void register_memory(Napi::Env env, Napi::Object exports);
 void register_ops(Napi::Env env, Napi::Object exports);

@@ -75,6 +75,19 @@ void attention_backward(const Stream& st, float* dq, float* dk, float* dv, const
                         const float* k, const float* v, const float* out, const float* lse, float* Dscratch,
                         const AttnDims& d);
 
+// ---- attention_softmax.cu (the row kernels of the cuBLAS path, attention_gemm.cc) --------------------------
+// One batch row b, heads h0 .. h0+heads-1, scores in a (heads, Tq, Tk) row-major scratch.
+struct AttnRows {
+  int64_t b, h0, heads, NH, Tq, Tk, q_pos0, window;
+  float dropout;
+  uint64_t seed;
+};
+// S → P in place (A = P∘dropout when `dropped`); lse from lse_in (B, NH, Tq) when given, else computed and
+// written to lse_out when that is given
+void attn_probs(const Stream& st, float* S, float* lse_out, const float* lse_in, const AttnRows& r, bool dropped);
+// (P, dA) → dS over dA, and A = P∘dropout over P when there is dropout
+void attn_probs_backward(const Stream& st, float* P, float* dA, const AttnRows& r);
+
 // ---- adamw.cu -----------------------------------------------------------------------------------
 // bc1 = 1 - β1^step, bc2 = 1 - β2^step (computed by the caller in double, as on the CPU)
 void adamw_step(const Stream& st, float* param, const float* grad, float* m, float* v, int64_t n, float lr,

@@ -442,7 +442,10 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   need_view(v, s.v, s.B, s.Tk, W, op, "v");
   need(lse, s.B * s.NH * s.Tq, op, "lse", shp({s.B, s.NH, s.Tq}));
   check_shape(s, op);
-  attention_forward(a.stream, out.p, opt(lse), q.p, k.p, v.p, s);
+  if (a.attn_gemm && attention_gemm_usable(a))
+    attention_forward_gemm(a, out.p, opt(lse), q.p, k.p, v.p, s);
+  else
+    attention_forward(a.stream, out.p, opt(lse), q.p, k.p, v.p, s);
   return info.Env().Undefined();
 }
 
@@ -470,8 +473,12 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   need_view(out, s.o, s.B, s.Tq, W, op, "out");
   need(lse, s.B * s.NH * s.Tq, op, "lse", shp({s.B, s.NH, s.Tq}));
   check_shape(s, op);
-  auto* D = static_cast<float*>(a.floats.get(a.stream, s.B * s.NH * s.Tq * sizeof(float)));
-  attention_backward(a.stream, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, out.p, lse.p, D, s);
+  if (a.attn_gemm && attention_gemm_usable(a)) {
+    attention_backward_gemm(a, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, lse.p, s);
+  } else {
+    auto* D = static_cast<float*>(a.floats.get(a.stream, s.B * s.NH * s.Tq * sizeof(float)));
+    attention_backward(a.stream, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, out.p, lse.p, D, s);
+  }
   return info.Env().Undefined();
 }
 

@@ -9,6 +9,7 @@ const { KERNELS } = require(path.join(__dirname, '..', '..', 'dist', 'cuda.js'))
 
 let live = 0;
 let mathMode = 'fp32';
+let attention = 'gemm';
 const stats = { allocs: 0, frees: 0 };
 
 function buffer(v, what) {
@@ -66,6 +67,12 @@ const addon = {
     mathMode = m;
   },
   mathMode: () => mathMode,
+  setAttention(k) {
+    if (k !== 'gemm' && k !== 'fused') throw new TypeError(`fake cuda: attention ${k}`);
+    const prev = attention;
+    attention = k;
+    return prev;
+  },
   memoryInfo: () => ({ free: 0, total: 0 }),
 };
 for (const op of KERNELS) {

@@ -1,0 +1,115 @@
+// Causal (optionally banded) attention through cuBLAS, the path the CUDA addon takes by default (setAttention
+// / GPT_NATIVE_CUDA_ATTENTION=fused selects the fused kernels of attention.cu instead). Same contract as
+// native/cpu/attention.cpp. For each batch row b and chunk of heads (batched over heads, stride HS; the scores
+// of a chunk fit a scratch of at most 256 MiB per matrix, or
+// $GPT_NATIVE_CUDA_ATTN_SCRATCH bytes):
+//   forward   S = scale·Q·Kᵀ (GEMM) → P, lse (attn_probs; with dropout A = P∘f) → out = A·V (GEMM)
+//   backward  S again → P from the stored lse; dA = dout·Vᵀ (GEMM); dS = P∘(dA∘f − D), A = P∘f
+//             (attn_probs_backward); dV = Aᵀ·dout, dQ = scale·dS·K, dK = scale·dSᵀ·Q (GEMMs)
+// Nothing of size (Tq, Tk) outlives a call. Row-major matrices are handed to cuBLAS as their column-major
+// transposes: Q of head h is the column-major HS×Tq matrix at q + h·HS with leading dimension q's time stride,
+// and the (Tq, Tk) scratch is the column-major Tk×Tq matrix with leading dimension Tk, so
+//   Sᵀ = op_T(K)·Q           gemm(T, N, m=Tk, n=Tq, k=HS)
+//   outᵀ = V·Aᵀ              gemm(N, N, m=HS, n=Tq, k=Tk)
+//   dAᵀ = op_T(V)·dout       gemm(T, N, m=Tk, n=Tq, k=HS)
+//   dVᵀ = dout·op_T(Aᵀ)      gemm(N, T, m=HS, n=Tk, k=Tq)
+//   dQᵀ = K·dSᵀ              gemm(N, N, m=HS, n=Tq, k=Tk)
+//   dKᵀ = Q·op_T(dSᵀ)        gemm(N, T, m=HS, n=Tk, k=Tq)
+// Deterministic as long as cuBLAS is (it is for a fixed configuration); masked entries cost full GEMM work.
+#include <climits>
+#include <cmath>
+
+#include "cuda/context.h"
+#include "cuda/kernels.h"
+
+namespace gn {
+namespace cuda {
+
+namespace {
+
+struct Mat {  // a column-major operand: pointer, leading dimension, stride between heads
+  const float* p;
+  int64_t ld, stride;
+};
+
+void bgemm(CudaAddon& a, const char* what, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, Mat A, Mat B,
+           float* C, int64_t ldc, int64_t sc, int64_t batch) {
+  GN_CHECK_RANGE(m <= INT_MAX && n <= INT_MAX && k <= INT_MAX && A.ld <= INT_MAX && B.ld <= INT_MAX && ldc <= INT_MAX,
+                 what, ": dimensions beyond 2^31-1 are not supported by cuBLAS");
+  const float beta = 0.0f;
+  cublasStatus_t s = a.blas.gemm_strided_batched_ex(
+      a.handle, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), &alpha, A.p, CUDA_R_32F,
+      static_cast<int>(A.ld), A.stride, B.p, CUDA_R_32F, static_cast<int>(B.ld), B.stride, &beta, C, CUDA_R_32F,
+      static_cast<int>(ldc), sc, static_cast<int>(batch), a.compute, CUBLAS_GEMM_DEFAULT);
+  GN_CHECK(s == CUBLAS_STATUS_SUCCESS, "gpt-native: cuBLAS error in cublasGemmStridedBatchedEx (", what, ": m=", m,
+           " n=", n, " k=", k, " lda=", A.ld, " ldb=", B.ld, " ldc=", ldc, " batch=", batch, " compute=", a.compute,
+           ") at ", __FILE__, ":", __LINE__, ": ", cublas_status_text(a.blas, s));
+  if (a.stream.sync_each) GN_CUDA(cudaStreamSynchronize(a.stream.s));
+}
+
+int64_t heads_per_chunk(const CudaAddon& a, const AttnDims& d) {
+  const int64_t per_head = d.Tq * d.Tk * static_cast<int64_t>(sizeof(float));
+  int64_t hc = a.attn_scratch / (per_head > 0 ? per_head : 1);
+  if (hc < 1) hc = 1;
+  return hc < d.NH ? hc : d.NH;
+}
+
+AttnRows rows(const AttnDims& d, int64_t b, int64_t h0, int64_t heads) {
+  AttnRows r;
+  r.b = b; r.h0 = h0; r.heads = heads; r.NH = d.NH; r.Tq = d.Tq; r.Tk = d.Tk;
+  r.q_pos0 = d.q_pos0; r.window = d.window; r.dropout = d.dropout; r.seed = d.seed;
+  return r;
+}
+
+}  // namespace
+
+bool attention_gemm_usable(const CudaAddon& a) { return a.blas.gemm_strided_batched_ex != nullptr; }
+
+void attention_forward_gemm(CudaAddon& a, float* out, float* lse, const float* q, const float* k, const float* v,
+                            const AttnDims& d) {
+  const int64_t hc = heads_per_chunk(a, d), mat = d.Tq * d.Tk;
+  float* S = static_cast<float*>(a.attn.get(a.stream, static_cast<size_t>(hc * mat) * sizeof(float)));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d.HS));
+  for (int64_t b = 0; b < d.B; ++b)
+    for (int64_t h0 = 0; h0 < d.NH; h0 += hc) {
+      const int64_t nh = d.NH - h0 < hc ? d.NH - h0 : hc;
+      const float* qb = q + b * d.q[0] + h0 * d.HS;
+      const float* kb = k + b * d.k[0] + h0 * d.HS;
+      const float* vb = v + b * d.v[0] + h0 * d.HS;
+      bgemm(a, "attention_forward scores", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, scale, {kb, d.k[1], d.HS},
+            {qb, d.q[1], d.HS}, S, d.Tk, mat, nh);
+      attn_probs(a.stream, S, lse, nullptr, rows(d, b, h0, nh), /*dropped=*/true);
+      bgemm(a, "attention_forward values", CUBLAS_OP_N, CUBLAS_OP_N, d.HS, d.Tq, d.Tk, 1.0f, {vb, d.v[1], d.HS},
+            {S, d.Tk, mat}, out + b * d.o[0] + h0 * d.HS, d.o[1], d.HS, nh);
+    }
+}
+
+void attention_backward_gemm(CudaAddon& a, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                             const float* k, const float* v, const float* lse, const AttnDims& d) {
+  const int64_t hc = heads_per_chunk(a, d), mat = d.Tq * d.Tk;
+  float* P = static_cast<float*>(a.attn.get(a.stream, static_cast<size_t>(2 * hc * mat) * sizeof(float)));
+  float* dA = P + hc * mat;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d.HS));
+  for (int64_t b = 0; b < d.B; ++b)
+    for (int64_t h0 = 0; h0 < d.NH; h0 += hc) {
+      const int64_t nh = d.NH - h0 < hc ? d.NH - h0 : hc;
+      const int64_t qo = b * d.q[0] + h0 * d.HS, ko = b * d.k[0] + h0 * d.HS, vo = b * d.v[0] + h0 * d.HS,
+                    oo = b * d.o[0] + h0 * d.HS;
+      const Mat Q{q + qo, d.q[1], d.HS}, K{k + ko, d.k[1], d.HS}, V{v + vo, d.v[1], d.HS},
+          dO{dout + oo, d.o[1], d.HS};
+      bgemm(a, "attention_backward scores", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, scale, K, Q, P, d.Tk, mat, nh);
+      const AttnRows r = rows(d, b, h0, nh);
+      attn_probs(a.stream, P, nullptr, lse, r, /*dropped=*/false);
+      bgemm(a, "attention_backward dA", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, 1.0f, V, dO, dA, d.Tk, mat, nh);
+      attn_probs_backward(a.stream, P, dA, r);
+      bgemm(a, "attention_backward dv", CUBLAS_OP_N, CUBLAS_OP_T, d.HS, d.Tk, d.Tq, 1.0f, dO, {P, d.Tk, mat}, dv + vo,
+            d.v[1], d.HS, nh);
+      bgemm(a, "attention_backward dq", CUBLAS_OP_N, CUBLAS_OP_N, d.HS, d.Tq, d.Tk, scale, K, {dA, d.Tk, mat}, dq + qo,
+            d.q[1], d.HS, nh);
+      bgemm(a, "attention_backward dk", CUBLAS_OP_N, CUBLAS_OP_T, d.HS, d.Tk, d.Tq, scale, Q, {dA, d.Tk, mat}, dk + ko,
+            d.k[1], d.HS, nh);
+    }
+}
+
+}  // namespace cuda
+}  // namespace gn
