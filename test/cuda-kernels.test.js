@@ -57,7 +57,7 @@ for (const [M, N, K] of [[1, 50257 % 997, 768 % 129], [13, 37, 29], [64, 96, 80]
   }
 }
 
-for (const [N, C, OC] of [[1, 768, 2304], [13, 37, 111], [64, 96, 384]]) {
+for (const [N, C, OC] of [[1, 768, 2304], [13, 37, 111], [64, 96, 384], [333, 45, 70]]) {
   test(`linear forward/backward N=${N} C=${C} OC=${OC}`, (t) => {
     const s = seedOf(t);
     const inp = randF32(N * C, s), w = randF32(C * OC, s + 1, 0.1), b = randF32(OC, s + 2), out = randF32(N * OC, s + 3), dout = randF32(N * OC, s + 4);

@@ -1,7 +1,7 @@
 // Small kernels around the cuBLAS GEMM (the cuBLAS call itself is made in ops.cc):
 //   bias_rows:  C[i, j] += bias[j]                 (gemm's bias, added after alpha·op(A)·op(B))
 //   zero_rows:  C[i, j] = 0                        (gemm with K = 0 and accumulate = false)
-//   colsum_acc: dbias[o] += Σ_n dout[n, o]         (linear backward's bias gradient)
+//   colsum_acc: dbias[o] += Σ_n dout[n, o]         (linear backward's bias gradient; two passes, see below)
 #include "cuda/device.cuh"
 #include "cuda/kernels.h"
 
@@ -29,21 +29,36 @@ __global__ void zero_rows_kernel(float* C, int64_t M, int64_t N, int64_t ldc) {
   }
 }
 
-// Column sums, deterministic. Block (32, 8): threadIdx.x picks the column o = blockIdx.x·32 + x,
-// threadIdx.y the rows n ≡ y (mod 8); the 8 partial sums of a column are then added in y order.
+// Column sums, deterministic, in two passes so that tall matrices use the whole GPU:
+//   colsum_partial_kernel  grid (⌈OC/32⌉, R), block (32, 8): block (x, r) sums rows [r·rows, (r+1)·rows) of
+//                          columns x·32 … x·32+31 (thread y takes rows ≡ y mod 8; the 8 partials are added in y
+//                          order) into part[r, o]
+//   colsum_finish_kernel   one thread per column: dbias[o] += Σ_r part[r, o], r increasing
+// R = col_chunks(N, OC) depends only on the shape, so the result is the same on every run.
 constexpr int kColX = 32, kColY = 8;
-__global__ void colsum_acc_kernel(float* dbias, const float* dout, int64_t N, int64_t OC) {
-  __shared__ float part[kColY][kColX];
+__global__ void colsum_partial_kernel(float* part, const float* dout, int64_t N, int64_t OC, int64_t rows) {
+  __shared__ float sh[kColY][kColX];
   const int64_t o = static_cast<int64_t>(blockIdx.x) * kColX + threadIdx.x;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * rows;
+  const int64_t r1 = r0 + rows < N ? r0 + rows : N;
   float s = 0.0f;
   if (o < OC)
-    for (int64_t n = threadIdx.y; n < N; n += kColY) s += dout[n * OC + o];
-  part[threadIdx.y][threadIdx.x] = s;
+    for (int64_t n = r0 + threadIdx.y; n < r1; n += kColY) s += dout[n * OC + o];
+  sh[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
   if (threadIdx.y == 0 && o < OC) {
     float t = 0.0f;
-    for (int y = 0; y < kColY; ++y) t += part[y][threadIdx.x];
-    dbias[o] += t;
+    for (int y = 0; y < kColY; ++y) t += sh[y][threadIdx.x];
+    part[static_cast<int64_t>(blockIdx.y) * OC + o] = t;
+  }
+}
+
+__global__ void colsum_finish_kernel(float* dst, const float* part, int64_t R, int64_t OC) {
+  for (int64_t o = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; o < OC;
+       o += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float t = 0.0f;
+    for (int64_t r = 0; r < R; ++r) t += part[r * OC + o];
+    dst[o] += t;
   }
 }
 
@@ -61,11 +76,20 @@ void zero_rows(const Stream& st, float* C, int64_t M, int64_t N, int64_t ldc) {
   GN_LAUNCHED(st, "zero_rows_kernel");
 }
 
-void colsum_acc(const Stream& st, float* dbias, const float* dout, int64_t N, int64_t OC) {
+void colsum_acc(const Stream& st, float* dbias, const float* dout, int64_t N, int64_t OC, float* scratch) {
   if (OC == 0) return;
-  dim3 block(kColX, kColY);
-  colsum_acc_kernel<<<static_cast<unsigned>((OC + kColX - 1) / kColX), block, 0, st.s>>>(dbias, dout, N, OC);
-  GN_LAUNCHED(st, "colsum_acc_kernel");
+  const int64_t R = col_chunks(N, OC), rows = N > 0 ? (N + R - 1) / R : 0;
+  const dim3 grid(static_cast<unsigned>((OC + kColX - 1) / kColX), static_cast<unsigned>(R));
+  colsum_partial_kernel<<<grid, dim3(kColX, kColY), 0, st.s>>>(scratch, dout, N, OC, rows);
+  GN_LAUNCHED(st, "colsum_partial_kernel");
+  colsum_finish_kernel<<<grid_for(OC, 256), 256, 0, st.s>>>(dbias, scratch, R, OC);
+  GN_LAUNCHED(st, "colsum_finish_kernel");
+}
+
+void colsum_finish(const Stream& st, float* dst, const float* part, int64_t R, int64_t cols) {
+  if (cols == 0) return;
+  colsum_finish_kernel<<<grid_for(cols, 256), 256, 0, st.s>>>(dst, part, R, cols);
+  GN_LAUNCHED(st, "colsum_finish_kernel");
 }
 
 }  // namespace cuda

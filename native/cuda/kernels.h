@@ -17,15 +17,27 @@ namespace cuda {
 void bias_rows(const Stream& st, float* C, const float* bias, int64_t M, int64_t N, int64_t ldc);
 // C[i, j] = 0 for i < M, j < N, row stride ldc (gemm with K = 0 and no accumulation)
 void zero_rows(const Stream& st, float* C, int64_t M, int64_t N, int64_t ldc);
-// dbias[o] += Σ_n dout[n, o]   dout (N, OC)
-void colsum_acc(const Stream& st, float* dbias, const float* dout, int64_t N, int64_t OC);
+// Deterministic column sums over N rows run in R = col_chunks(N, cols) row chunks (about 512 blocks in all, at
+// least 64 rows each) whose partial sums (R, cols) are then added in chunk order.
+inline int64_t col_chunks(int64_t N, int64_t cols) {
+  const int64_t col_blocks = (cols + 31) / 32;
+  int64_t r = (512 + col_blocks - 1) / (col_blocks > 0 ? col_blocks : 1);
+  const int64_t max_r = (N + 63) / 64;
+  if (r > max_r) r = max_r;
+  return r < 1 ? 1 : r;
+}
+// dbias[o] += Σ_n dout[n, o]   dout (N, OC); scratch: col_chunks(N, OC)·OC floats of device memory
+void colsum_acc(const Stream& st, float* dbias, const float* dout, int64_t N, int64_t OC, float* scratch);
+// dst[c] += Σ_r part[r, c] for r < R (the second pass, also used by layernorm_backward)
+void colsum_finish(const Stream& st, float* dst, const float* part, int64_t R, int64_t cols);
 
 // ---- layernorm.cu -------------------------------------------------------------------------------
 void layernorm_forward(const Stream& st, float* out, float* mean, float* rstd, const float* inp,
                        const float* weight, const float* bias, int64_t N, int64_t C, float eps);
+// scratch: 2·col_chunks(N, C)·C floats of device memory
 void layernorm_backward(const Stream& st, float* dinp, float* dweight, float* dbias, const float* dout,
                         const float* inp, const float* weight, const float* mean, const float* rstd, int64_t N,
-                        int64_t C);
+                        int64_t C, float* scratch);
 
 // ---- gelu.cu ------------------------------------------------------------------------------------
 void gelu_forward(const Stream& st, float* out, const float* inp, int64_t n);

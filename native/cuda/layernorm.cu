@@ -4,8 +4,8 @@
 //   dinp = rstd · (g - mean_c(g) - xhat · mean_c(g·xhat))   (=, may be skipped)
 //   dweight += Σ_n dout·xhat, dbias += Σ_n dout            (+=)
 // Launch shapes: forward and dinp use one warp per row (8 rows per 256-thread block); the parameter
-// gradients use a separate column kernel (block (32, 8), one column per threadIdx.x), which sums rows in a
-// fixed order: deterministic, no atomics.
+// gradients use a column kernel over row chunks (block (32, 8), one column per threadIdx.x) and a second pass
+// that adds the chunks in order: deterministic, no atomics.
 #include "cuda/device.cuh"
 #include "cuda/kernels.h"
 
@@ -63,16 +63,19 @@ __global__ void layernorm_dinp_kernel(float* dinp, const float* dout, const floa
   }
 }
 
-// dweight[c] += Σ_n dout[n,c]·xhat[n,c], dbias[c] += Σ_n dout[n,c]. Block (32, 8): column c =
-// blockIdx.x·32 + threadIdx.x, rows n ≡ threadIdx.y (mod 8); partials added in y order.
+// Partial sums of dweight[c] = Σ_n dout[n,c]·xhat[n,c] and dbias[c] = Σ_n dout[n,c] over row chunk r (grid
+// (⌈C/32⌉, R), block (32, 8), as gemm.cu's colsum_partial_kernel): part[r, c] and part[R + r, c]; the chunks
+// are then added in order by colsum_finish. Deterministic, no atomics.
 constexpr int kColX = 32, kColY = 8;
-__global__ void layernorm_params_kernel(float* dweight, float* dbias, const float* dout, const float* inp,
-                                        const float* mean, const float* rstd, int64_t N, int64_t C) {
+__global__ void layernorm_params_kernel(float* part, const float* dout, const float* inp, const float* mean,
+                                        const float* rstd, int64_t N, int64_t C, int64_t rows) {
   __shared__ float pw[kColY][kColX], pb[kColY][kColX];
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kColX + threadIdx.x;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * rows;
+  const int64_t r1 = r0 + rows < N ? r0 + rows : N;
   float sw = 0.0f, sb = 0.0f;
   if (c < C)
-    for (int64_t n = threadIdx.y; n < N; n += kColY) {
+    for (int64_t n = r0 + threadIdx.y; n < r1; n += kColY) {
       const float dy = dout[n * C + c];
       sb += dy;
       sw += dy * ((inp[n * C + c] - mean[n]) * rstd[n]);
@@ -86,8 +89,8 @@ __global__ void layernorm_params_kernel(float* dweight, float* dbias, const floa
       tw += pw[y][threadIdx.x];
       tb += pb[y][threadIdx.x];
     }
-    dweight[c] += tw;
-    dbias[c] += tb;
+    part[static_cast<int64_t>(blockIdx.y) * C + c] = tw;
+    part[(static_cast<int64_t>(gridDim.y) + blockIdx.y) * C + c] = tb;
   }
 }
 
@@ -103,17 +106,19 @@ void layernorm_forward(const Stream& st, float* out, float* mean, float* rstd, c
 
 void layernorm_backward(const Stream& st, float* dinp, float* dweight, float* dbias, const float* dout,
                         const float* inp, const float* weight, const float* mean, const float* rstd, int64_t N,
-                        int64_t C) {
+                        int64_t C, float* scratch) {
   if (C == 0) return;
   if (dinp && N > 0) {
     const unsigned blocks = static_cast<unsigned>((N + kRowsPerBlock - 1) / kRowsPerBlock);
     layernorm_dinp_kernel<<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(dinp, dout, inp, weight, mean, rstd, N, C);
     GN_LAUNCHED(st, "layernorm_dinp_kernel");
   }
-  dim3 block(kColX, kColY);
-  layernorm_params_kernel<<<static_cast<unsigned>((C + kColX - 1) / kColX), block, 0, st.s>>>(
-      dweight, dbias, dout, inp, mean, rstd, N, C);
+  const int64_t R = col_chunks(N, C), rows = N > 0 ? (N + R - 1) / R : 0;
+  const dim3 grid(static_cast<unsigned>((C + kColX - 1) / kColX), static_cast<unsigned>(R));
+  layernorm_params_kernel<<<grid, dim3(kColX, kColY), 0, st.s>>>(scratch, dout, inp, mean, rstd, N, C, rows);
   GN_LAUNCHED(st, "layernorm_params_kernel");
+  colsum_finish(st, dweight, scratch, R, C);
+  colsum_finish(st, dbias, scratch + R * C, R, C);
 }
 
 }  // namespace cuda

@@ -113,7 +113,9 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   need_exact(w, C * OC, op, "weight", shp({C, OC}));
   if (dinp.present) gemm_dev(a, op, false, true, N, C, OC, 1.0f, dout.p, OC, w.p, OC, dinp.p, C, false, nullptr);
   if (dw.present) gemm_dev(a, op, true, false, C, OC, N, 1.0f, inp.p, C, dout.p, OC, dw.p, OC, true, nullptr);
-  if (db.present) colsum_acc(a.stream, db.p, dout.p, N, OC);
+  if (db.present)
+    colsum_acc(a.stream, db.p, dout.p, N, OC,
+               static_cast<float*>(a.floats.get(a.stream, col_chunks(N, OC) * OC * sizeof(float))));
   return info.Env().Undefined();
 }
 
@@ -160,7 +162,8 @@ Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
   need_exact(w, C, op, "weight", shp({C}));
   need(mean, N, op, "mean", shp({N}));
   need(rstd, N, op, "rstd", shp({N}));
-  layernorm_backward(a.stream, opt(dinp), dw.p, db.p, dout.p, inp.p, w.p, mean.p, rstd.p, N, C);
+  float* part = static_cast<float*>(a.floats.get(a.stream, 2 * col_chunks(N, C) * C * sizeof(float)));
+  layernorm_backward(a.stream, opt(dinp), dw.p, db.p, dout.p, inp.p, w.p, mean.p, rstd.p, N, C, part);
   return info.Env().Undefined();
 }
 
