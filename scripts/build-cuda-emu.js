@@ -4,6 +4,7 @@
 // toolkit and no GPU. Writes
 //   build/cuda-emu/gpt_native_cuda.node   the addon (load it with GPT_NATIVE_CUDA_ADDON=<this file>)
 //   build/cuda-emu/libcublas.so           host cuBLAS for it (GPT_NATIVE_CUBLAS=<this file>)
+//   build/cuda-emu/emu-selftest           the emulator's self-test (native/cuda/emu/selftest.cu)
 // `npm run test:cuda-emu` builds both and runs the CUDA tests against them (scripts/test-cuda-emu.js).
 //
 // Each .cu file is copied to build/cuda-emu/gen/<name>.cc with every launch `k<<<g, b, smem, s>>>(args)`
@@ -118,6 +119,19 @@ async function main() {
   if (!fs.existsSync(addon) || stale.length || Math.max(...objs.map(mtime)) > mtime(addon)) {
     console.log('build-cuda-emu: linking build/cuda-emu/gpt_native_cuda.node');
     await runCompiler(['-shared', '-o', addon, ...objs, '-ldl', '-pthread']);
+  }
+  // the emulator's own self-test (native/cuda/emu/selftest.cu), an executable
+  {
+    const { text } = rewriteLaunches(fs.readFileSync(path.join(emuDir, 'selftest.cu'), 'utf8'), 'selftest.cu');
+    const cc = path.join(gen, 'emu_selftest.cc');
+    const body = `#line 1 "native/cuda/emu/selftest.cu"\n${text}`;
+    if (!fs.existsSync(cc) || fs.readFileSync(cc, 'utf8') !== body) fs.writeFileSync(cc, body);
+    const exe = path.join(out, 'emu-selftest');
+    const rt = path.join(objDir, 'emu_runtime.o');
+    if (!fs.existsSync(exe) || mtime(exe) < Math.max(mtime(cc), mtime(rt))) {
+      console.log('build-cuda-emu: building build/cuda-emu/emu-selftest');
+      await runCompiler([...flags, cc, rt, '-o', exe]);
+    }
   }
   const blasSrc = path.join(emuDir, 'cublas.cc');
   const blas = path.join(out, 'libcublas.so');

@@ -42,7 +42,7 @@ if [ -z "$NODE_INC" ]; then echo "check-cuda: node_api.h not found (set NODE_INC
 echo "check-cuda: nvcc $("$NVCC" --version | tail -1)"
 
 DEFS="-DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DNODE_ADDON_API_DISABLE_DEPRECATED"
-for f in native/cuda/*.cu; do
+for f in native/cuda/*.cu native/cuda/emu/selftest.cu; do
   echo "check-cuda: nvcc $f (sm_90, sm_80)"
   "$NVCC" -std=c++17 -O2 -Inative -c "$f" -o "$TMP/$(basename "$f").o" \
     -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80 \

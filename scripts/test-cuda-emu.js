@@ -12,6 +12,11 @@ const build = spawnSync(process.execPath, [path.join(__dirname, 'build-cuda-emu.
 if (build.status !== 0) process.exit(build.status || 1);
 
 const out = path.join(root, 'build', 'cuda-emu');
+const self = spawnSync(path.join(out, 'emu-selftest'), [], { cwd: root, stdio: 'inherit' });
+if (self.status !== 0) {
+  console.error('test-cuda-emu: the emulator failed its self-test (native/cuda/emu/selftest.cu)');
+  process.exit(1);
+}
 const env = {
   ...process.env,
   GPT_NATIVE_CUDA_TEST: 'emu',

@@ -1,0 +1,188 @@
+// Self-test of gpt-native's CUDA emulator (built and run by scripts/build-cuda-emu.js / test-cuda-emu.js before
+// the CUDA tests): the warp collectives and barriers compute what CUDA defines, and the mistakes the emulator
+// is there to catch are reported (exited lanes in a shuffle, deadlocks, a missing __syncthreads, launch shapes
+// over the limits, copies outside an allocation, memory nobody wrote). Written as CUDA, so nvcc compiles it too.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+int g_checks = 0, g_failed = 0;
+
+void check(bool ok, const char* what) {
+  ++g_checks;
+  if (!ok) {
+    ++g_failed;
+    std::printf("emu selftest: FAILED: %s\n", what);
+  }
+}
+
+__global__ void shuffles(int* out) {
+  const int lane = threadIdx.x & 31;
+  int s = lane;
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  const int down = __shfl_down_sync(0xffffffffu, lane * 10, 3);
+  const int up = __shfl_up_sync(0xffffffffu, lane * 10, 2);
+  const int bcast = __shfl_sync(0xffffffffu, lane * 10, 7);
+  const int sub = __shfl_xor_sync(0xffffffffu, lane, 1, 8);  // width 8: partner within the segment
+  const unsigned even = __ballot_sync(0xffffffffu, (lane & 1) == 0);
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
+  out[t * 6 + 0] = s;
+  out[t * 6 + 1] = down;
+  out[t * 6 + 2] = up;
+  out[t * 6 + 3] = bcast;
+  out[t * 6 + 4] = sub;
+  out[t * 6 + 5] = static_cast<int>(even);
+}
+
+// block sum of 1..n over a 2-D block, through shared memory
+__global__ void block_sum(float* out) {
+  __shared__ float sh[256];
+  const int t = threadIdx.y * blockDim.x + threadIdx.x;
+  sh[t] = static_cast<float>(t + 1 + blockIdx.x);
+  __syncthreads();
+  for (int stride = 128; stride > 0; stride >>= 1) {
+    if (t < stride) sh[t] += sh[t + stride];
+    __syncthreads();
+  }
+  if (t == 0) out[blockIdx.x] = sh[0];
+}
+
+// reads a neighbour's shared value with or without the barrier between the write and the read
+__global__ void neighbour(int* out, bool barrier) {
+  __shared__ int sh[64];
+  const int t = threadIdx.x;
+  sh[t] = t + 1000 * (blockIdx.x + 1);
+  if (barrier) __syncthreads();
+  out[blockIdx.x * 64 + t] = sh[(t + 1) % 64];
+}
+
+__global__ void shuffle_after_exit(float* out) {
+  if (threadIdx.x == 5) return;
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+
+__global__ void deadlock(float* out) {
+  if (threadIdx.x < 16) {
+    __syncthreads();
+  } else {
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+  }
+}
+
+__global__ void copy_kernel(float* out, const float* in, int n) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) out[i] = in[i];
+}
+
+bool last_error_is(cudaError_t want, const char* text) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != want) return false;
+  return text == nullptr || std::strstr(cudaGetErrorString(e), text) != nullptr;
+}
+
+}  // namespace
+
+int main() {
+  // warp collectives: 2 blocks of 64 threads
+  int* d_shfl;
+  cudaMalloc(&d_shfl, 128 * 6 * sizeof(int));
+  shuffles<<<2, 64>>>(d_shfl);
+  check(cudaGetLastError() == cudaSuccess, "shuffles launch");
+  std::vector<int> h(128 * 6);
+  cudaMemcpy(h.data(), d_shfl, h.size() * sizeof(int), cudaMemcpyDeviceToHost);
+  bool sum_ok = true, down_ok = true, up_ok = true, bcast_ok = true, sub_ok = true, ballot_ok = true;
+  for (int t = 0; t < 128; ++t) {
+    const int lane = t & 31;
+    sum_ok &= h[t * 6] == 496;
+    down_ok &= h[t * 6 + 1] == (lane + 3 < 32 ? (lane + 3) * 10 : lane * 10);
+    up_ok &= h[t * 6 + 2] == (lane >= 2 ? (lane - 2) * 10 : lane * 10);
+    bcast_ok &= h[t * 6 + 3] == 70;
+    sub_ok &= h[t * 6 + 4] == (lane ^ 1);
+    ballot_ok &= static_cast<unsigned>(h[t * 6 + 5]) == 0x55555555u;
+  }
+  check(sum_ok, "__shfl_xor_sync butterfly sum is 496 on every lane");
+  check(down_ok, "__shfl_down_sync: lane + delta, own value past the end");
+  check(up_ok, "__shfl_up_sync: lane - delta, own value before the start");
+  check(bcast_ok, "__shfl_sync broadcasts lane 7");
+  check(sub_ok, "__shfl_xor_sync with width 8");
+  check(ballot_ok, "__ballot_sync of the even lanes");
+
+  // shared memory and __syncthreads over a 2-D block, 3 blocks
+  float* d_sum;
+  cudaMalloc(&d_sum, 3 * sizeof(float));
+  block_sum<<<3, dim3(32, 8)>>>(d_sum);
+  float hs[3];
+  cudaMemcpy(hs, d_sum, sizeof hs, cudaMemcpyDeviceToHost);
+  check(cudaGetLastError() == cudaSuccess, "block_sum launch");
+  bool bs = true;
+  for (int b = 0; b < 3; ++b) bs &= hs[b] == 256.0f * 257.0f / 2.0f + 256.0f * b;
+  check(bs, "__syncthreads tree reduction in shared memory");
+
+  // a missing barrier shows: with it every thread reads its neighbour's value, without it some do not
+  int* d_nb;
+  cudaMalloc(&d_nb, 2 * 64 * sizeof(int));
+  std::vector<int> nb(128);
+  neighbour<<<2, 64>>>(d_nb, true);
+  cudaMemcpy(nb.data(), d_nb, nb.size() * sizeof(int), cudaMemcpyDeviceToHost);
+  bool with = true;
+  for (int b = 0; b < 2; ++b)
+    for (int t = 0; t < 64; ++t) with &= nb[b * 64 + t] == (t + 1) % 64 + 1000 * (b + 1);
+  check(with, "neighbour read after __syncthreads");
+  neighbour<<<2, 64>>>(d_nb, false);
+  cudaMemcpy(nb.data(), d_nb, nb.size() * sizeof(int), cudaMemcpyDeviceToHost);
+  int wrong = 0;
+  for (int b = 0; b < 2; ++b)
+    for (int t = 0; t < 64; ++t) wrong += nb[b * 64 + t] != (t + 1) % 64 + 1000 * (b + 1);
+  check(wrong > 0, "a missing __syncthreads gives stale shared values");
+
+  // mistakes become launch errors that name the kernel
+  float* d_f;
+  cudaMalloc(&d_f, 64 * sizeof(float));
+  shuffle_after_exit<<<1, 32>>>(d_f);
+  check(last_error_is(cudaErrorLaunchFailure, "lane 5, which has exited"), "shuffle with an exited lane");
+  deadlock<<<1, 32>>>(d_f);
+  check(last_error_is(cudaErrorLaunchFailure, "deadlock"), "warp collective against __syncthreads is a deadlock");
+  shuffles<<<1, 48>>>(d_shfl);
+  check(last_error_is(cudaErrorLaunchFailure, "does not exist"), "full-mask shuffle in a partial warp");
+  copy_kernel<<<1, 2048>>>(d_f, d_f, 1);
+  check(last_error_is(cudaErrorInvalidConfiguration, "copy_kernel"), "2048 threads per block");
+  check(cudaGetLastError() == cudaSuccess, "errors are cleared once read");
+
+  // device memory
+  std::vector<float> host(65, 1.0f);
+  check(cudaMemcpy(d_f, host.data(), 65 * sizeof(float), cudaMemcpyHostToDevice) == cudaErrorInvalidValue,
+        "a copy past the end of an allocation");
+  (void)cudaGetLastError();
+  float fresh[4];
+  float* d_new;
+  cudaMalloc(&d_new, 4 * sizeof(float));
+  cudaMemcpy(fresh, d_new, sizeof fresh, cudaMemcpyDeviceToHost);
+  check(std::isnan(fresh[0]) && std::isnan(fresh[3]), "fresh device memory reads as NaN");
+  check(cudaFree(d_new) == cudaSuccess && cudaFree(d_new) == cudaErrorInvalidValue, "double free is an error");
+  (void)cudaGetLastError();
+
+  // grid-stride loop over more items than threads
+  const int n = 100003;
+  float *d_a, *d_b;
+  cudaMalloc(&d_a, n * sizeof(float));
+  cudaMalloc(&d_b, n * sizeof(float));
+  std::vector<float> a(n), b(n);
+  for (int i = 0; i < n; ++i) a[i] = static_cast<float>(i) * 0.5f;
+  cudaMemcpy(d_a, a.data(), n * sizeof(float), cudaMemcpyHostToDevice);
+  copy_kernel<<<7, 96>>>(d_b, d_a, n);
+  cudaMemcpy(b.data(), d_b, n * sizeof(float), cudaMemcpyDeviceToHost);
+  check(a == b, "grid-stride copy of 100,003 floats");
+
+  cudaFree(d_shfl);
+  cudaFree(d_sum);
+  cudaFree(d_nb);
+  cudaFree(d_f);
+  cudaFree(d_a);
+  cudaFree(d_b);
+  std::printf("emu selftest: %d of %d checks passed\n", g_checks - g_failed, g_checks);
+  return g_failed ? 1 : 0;
+}
