@@ -120,14 +120,40 @@ DView view(const Napi::CallbackInfo& info, size_t i, const char* op, const char*
   int64_t len = nonneg_int(lv.As<Napi::Number>().DoubleValue(), op, "view length");
   if (off + len > b->n)
     throw KernelError(KernelError::Kind::Range, str_cat(op, ": ", name, " view [", off, ", ", off + len,
-                                                        ") is outside its buffer of ", b->n, " floats"));
+                                                        ") is outside its buffer of ", b->n, " elements"));
   DView r;
-  r.p = b->p + off;
+  r.p = static_cast<char*>(b->p) + off * dtype_bytes(b->dt);
   r.n = len;
   r.present = true;
   r.buf = b;
   r.off = off;
+  r.dt = b->dt;
   return r;
+}
+
+float* f32v(const DView& v, const char* op, const char* name) {
+  if (!v.present) return nullptr;
+  if (v.dt != kF32)
+    throw KernelError(KernelError::Kind::Type,
+                      str_cat(op, ": ", name, " must be an fp32 buffer but holds ", dtype_name(v.dt),
+                              " (parameters, gradients and statistics are fp32; only activations may be bf16)"));
+  return static_cast<float*>(v.p);
+}
+
+DType act_dtype(const char* op, std::initializer_list<std::pair<const DView*, const char*>> views) {
+  const std::pair<const DView*, const char*>* first = nullptr;
+  for (const auto& v : views) {
+    if (!v.first->present) continue;
+    if (!first) {
+      first = &v;
+      continue;
+    }
+    if (v.first->dt != first->first->dt)
+      throw KernelError(KernelError::Kind::Type,
+                        str_cat(op, ": ", first->second, " is ", dtype_name(first->first->dt), " but ", v.second,
+                                " is ", dtype_name(v.first->dt), "; the activation arguments of one call share a dtype"));
+  }
+  return first ? first->first->dt : kF32;
 }
 
 HostI32 i32(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
@@ -307,15 +333,24 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 
 // ---- memory -------------------------------------------------------------------------------------
 
+// alloc(n, dtype = 'fp32'): n zero elements of fp32 or bf16
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
   const char* op = "alloc";
   CudaAddon& a = ready(info, op);
   int64_t n = dim(info, 0, op, "n");
-  const int64_t bytes = n * static_cast<int64_t>(sizeof(float));
+  DType dt = kF32;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    const std::string d = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : std::string("?");
+    if (d == "bf16") dt = kBF16;
+    else if (d != "fp32")
+      throw KernelError(KernelError::Kind::Type, "alloc: dtype must be 'fp32' or 'bf16' (argument 1)");
+  }
+  const int64_t bytes = n * dtype_bytes(dt);
   auto* b = new DevBuf();
   b->n = n;
+  b->dt = dt;
   if (n > 0) {
-    cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&b->p), static_cast<size_t>(bytes));
+    cudaError_t e = cudaMalloc(&b->p, static_cast<size_t>(bytes));
     if (e != cudaSuccess) {
       delete b;
       (void)cudaGetLastError();
@@ -350,7 +385,7 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
   if (b->p) {
     GN_CUDA(cudaStreamSynchronize(a.stream.s));  // queued work may still use it
     GN_CUDA(cudaFree(b->p));
-    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -b->n * static_cast<int64_t>(sizeof(float)));
+    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -b->n * dtype_bytes(b->dt));
   }
   b->p = nullptr;
   b->freed = true;
@@ -362,6 +397,12 @@ Napi::Value BufferLength(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(b->n));
 }
 
+Napi::Value BufferDtype(const Napi::CallbackInfo& info) {
+  DevBuf* b = buffer_arg(info, 0, "bufferDtype", "buf");
+  return Napi::String::New(info.Env(), dtype_name(b->dt));
+}
+
+// upload/download convert between the host's fp32 and a bf16 buffer (round to nearest even going down)
 Napi::Value Upload(const Napi::CallbackInfo& info) {
   const char* op = "upload";
   CudaAddon& a = ready(info, op);
@@ -369,7 +410,14 @@ Napi::Value Upload(const Napi::CallbackInfo& info) {
   Napi::Float32Array src = f32(info, 1, op, "src");
   GN_CHECK_RANGE(static_cast<int64_t>(src.ElementLength()) == dst.n, op, ": src has ", src.ElementLength(),
                  " elements but dst has ", dst.n);
-  to_device(a, dst.p, src.Data(), dst.n * sizeof(float));
+  if (dst.dt == kBF16) {
+    std::vector<uint16_t> h(static_cast<size_t>(dst.n));
+    const float* s = src.Data();
+    for (int64_t i = 0; i < dst.n; ++i) h[i] = f32_to_bf16_bits(s[i]);
+    to_device(a, dst.p, h.data(), dst.n * 2);
+  } else {
+    to_device(a, dst.p, src.Data(), dst.n * sizeof(float));
+  }
   return info.Env().Undefined();
 }
 
@@ -380,21 +428,32 @@ Napi::Value Download(const Napi::CallbackInfo& info) {
   Napi::Float32Array dst = f32(info, 1, op, "dst");
   GN_CHECK_RANGE(static_cast<int64_t>(dst.ElementLength()) == src.n, op, ": dst has ", dst.ElementLength(),
                  " elements but src has ", src.n);
-  to_host(a, dst.Data(), src.p, src.n * sizeof(float));
+  if (src.dt == kBF16) {
+    std::vector<uint16_t> h(static_cast<size_t>(src.n));
+    to_host(a, h.data(), src.p, src.n * 2);
+    float* d = dst.Data();
+    for (int64_t i = 0; i < src.n; ++i) d[i] = bf16_bits_to_f32(h[i]);
+  } else {
+    to_host(a, dst.Data(), src.p, src.n * sizeof(float));
+  }
   return info.Env().Undefined();
 }
 
+// copy(dst, src): same length; between dtypes it converts (the bf16 copy of the weights)
 Napi::Value Copy(const Napi::CallbackInfo& info) {
   const char* op = "copy";
   CudaAddon& a = ready(info, op);
   DView dst = view(info, 0, op, "dst");
   DView src = view(info, 1, op, "src");
   GN_CHECK_RANGE(dst.n == src.n, op, ": dst has ", dst.n, " elements but src has ", src.n);
-  if (dst.n == 0 || dst.p == src.p) return info.Env().Undefined();
+  if (dst.n == 0 || (dst.p == src.p && dst.dt == src.dt)) return info.Env().Undefined();
   GN_CHECK_RANGE(dst.buf != src.buf || dst.off + dst.n <= src.off || src.off + src.n <= dst.off, op,
                  ": dst [", dst.off, ", ", dst.off + dst.n, ") and src [", src.off, ", ", src.off + src.n,
                  ") overlap in the same buffer");
-  GN_CUDA(cudaMemcpyAsync(dst.p, src.p, dst.n * sizeof(float), cudaMemcpyDeviceToDevice, a.stream.s));
+  if (dst.dt == src.dt)
+    GN_CUDA(cudaMemcpyAsync(dst.p, src.p, dst.n * dtype_bytes(dst.dt), cudaMemcpyDeviceToDevice, a.stream.s));
+  else
+    convert(a.stream, dst.dt, dst.p, src.dt, src.p, dst.n);
   return info.Env().Undefined();
 }
 
@@ -413,9 +472,10 @@ Napi::Value CopyRows(const Napi::CallbackInfo& info) {
   GN_CHECK_RANGE(cols <= ds && cols <= ss, op, ": cols ", cols, " exceeds a row stride (dst ", ds, ", src ", ss, ")");
   const int64_t need_d = (rows - 1) * ds + cols, need_s = (rows - 1) * ss + cols;
   GN_CHECK_RANGE(dst.n >= need_d && src.n >= need_s, op, ": ", rows, " rows of ", cols, " need ", need_d,
-                 " floats of dst and ", need_s, " of src but the views hold ", dst.n, " and ", src.n);
-  GN_CUDA(cudaMemcpy2DAsync(dst.p, ds * sizeof(float), src.p, ss * sizeof(float), cols * sizeof(float), rows,
-                            cudaMemcpyDeviceToDevice, a.stream.s));
+                 " elements of dst and ", need_s, " of src but the views hold ", dst.n, " and ", src.n);
+  GN_CHECK(dst.dt == src.dt, op, ": dst is ", dtype_name(dst.dt), " but src is ", dtype_name(src.dt));
+  const int64_t es = dtype_bytes(dst.dt);
+  GN_CUDA(cudaMemcpy2DAsync(dst.p, ds * es, src.p, ss * es, cols * es, rows, cudaMemcpyDeviceToDevice, a.stream.s));
   return info.Env().Undefined();
 }
 
@@ -424,7 +484,7 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
   CudaAddon& a = ready(info, op);
   DView dst = view(info, 0, op, "dst");
   float value = static_cast<float>(num(info, 1, op, "value"));
-  fill(a.stream, dst.p, value, dst.n);
+  fill(a.stream, dst.dt, dst.p, value, dst.n);
   return info.Env().Undefined();
 }
 
@@ -447,6 +507,7 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   def("download", Download);
   def("copy", Copy);
   def("copyRows", CopyRows);
+  def("bufferDtype", BufferDtype);
   def("fill", Fill);
 }
 

@@ -38,20 +38,22 @@ struct Dims {  // kernel-side copy of AttnDims plus derived constants
   int64_t qsb, qst, ksb, kst, vsb, vst, osb, ost;
 };
 
-__device__ __forceinline__ void load_row(float (&r)[kPer], const float* p, int64_t HS, int lane) {
+template <typename T>
+__device__ __forceinline__ void load_row(float (&r)[kPer], const T* p, int64_t HS, int lane) {
 #pragma unroll
   for (int e = 0; e < kPer; ++e) {
     const int64_t d = lane + 32 * e;
-    r[e] = d < HS ? p[d] : 0.0f;
+    r[e] = d < HS ? to_f(p[d]) : 0.0f;
   }
 }
 
-__device__ __forceinline__ float dot_row(const float (&a)[kPer], const float* p, int64_t HS, int lane) {
+template <typename T>
+__device__ __forceinline__ float dot_row(const float (&a)[kPer], const T* p, int64_t HS, int lane) {
   float s = 0.0f;
 #pragma unroll
   for (int e = 0; e < kPer; ++e) {
     const int64_t d = lane + 32 * e;
-    if (d < HS) s += a[e] * p[d];
+    if (d < HS) s += a[e] * to_f(p[d]);
   }
   return warp_sum(s);
 }
@@ -80,14 +82,14 @@ __device__ __forceinline__ float drop_factor(const Dims& s, int64_t b, int64_t h
   return dropout_uniform(s.seed, attn_drop_index(s.NH, s.Tq, s.Tk, b, h, i, j)) >= s.dropout ? s.keep : 0.0f;
 }
 
-__global__ void attention_forward_kernel(float* out, float* lse, const float* q, const float* k, const float* v,
-                                         Dims s) {
+template <typename T>
+__global__ void attention_forward_kernel(T* out, float* lse, const T* q, const T* k, const T* v, Dims s) {
   const int64_t w = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (w >= s.B * s.NH * s.Tq) return;
   const int64_t i = w % s.Tq, h = (w / s.Tq) % s.NH, b = w / (s.Tq * s.NH);
-  const float* kb = k + b * s.ksb + h * s.HS;
-  const float* vb = v + b * s.vsb + h * s.HS;
+  const T* kb = k + b * s.ksb + h * s.HS;
+  const T* vb = v + b * s.vsb + h * s.HS;
   float qr[kPer], acc[kPer];
   load_row(qr, q + b * s.qsb + i * s.qst + h * s.HS, s.HS, lane);
 #pragma unroll
@@ -102,28 +104,29 @@ __global__ void attention_forward_kernel(float* out, float* lse, const float* q,
     const float pe = expf(sij - mn);
     l = l * corr + pe;
     const float wgt = pe * drop_factor(s, b, h, i, j);
-    const float* vj = vb + j * s.vst;
+    const T* vj = vb + j * s.vst;
 #pragma unroll
     for (int e = 0; e < kPer; ++e) {
       const int64_t d = lane + 32 * e;
-      acc[e] = acc[e] * corr + (d < s.HS ? wgt * vj[d] : 0.0f);
+      acc[e] = acc[e] * corr + (d < s.HS ? wgt * to_f(vj[d]) : 0.0f);
     }
     m = mn;
   }
   // every row sees at least key p (checked on the host: q_pos0 + Tq <= Tk), so l >= 1
   const float inv = 1.0f / l;
-  float* o = out + b * s.osb + i * s.ost + h * s.HS;
+  T* o = out + b * s.osb + i * s.ost + h * s.HS;
 #pragma unroll
   for (int e = 0; e < kPer; ++e) {
     const int64_t d = lane + 32 * e;
-    if (d < s.HS) o[d] = acc[e] * inv;
+    if (d < s.HS) o[d] = from_f<T>(acc[e] * inv);
   }
   if (lse && lane == 0) lse[(b * s.NH + h) * s.Tq + i] = m + logf(l);
 }
 
 // dq (strides of q) and D_i = dout_i·out_i into Dbuf (B, NH, Tq)
-__global__ void attention_dq_kernel(float* dq, float* Dbuf, const float* dout, const float* q, const float* k,
-                                    const float* v, const float* out, const float* lse, Dims s) {
+template <typename T>
+__global__ void attention_dq_kernel(T* dq, float* Dbuf, const T* dout, const T* q, const T* k, const T* v,
+                                    const T* out, const float* lse, Dims s) {
   const int64_t w = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (w >= s.B * s.NH * s.Tq) return;
@@ -137,32 +140,33 @@ __global__ void attention_dq_kernel(float* dq, float* Dbuf, const float* dout, c
   const float L = lse[row];
 #pragma unroll
   for (int e = 0; e < kPer; ++e) acc[e] = 0.0f;
-  const float* kb = k + b * s.ksb + h * s.HS;
-  const float* vb = v + b * s.vsb + h * s.HS;
+  const T* kb = k + b * s.ksb + h * s.HS;
+  const T* vb = v + b * s.vsb + h * s.HS;
   int64_t lo, hi;
   key_range(s, i, &lo, &hi);
   for (int64_t j = lo; j <= hi; ++j) {
-    const float* kj = kb + j * s.kst;
+    const T* kj = kb + j * s.kst;
     const float P = expf(s.scale * dot_row(qr, kj, s.HS, lane) - L);
     const float dP = dot_row(dor, vb + j * s.vst, s.HS, lane);
     const float dS = P * (dP * drop_factor(s, b, h, i, j) - D);
 #pragma unroll
     for (int e = 0; e < kPer; ++e) {
       const int64_t d = lane + 32 * e;
-      if (d < s.HS) acc[e] += dS * kj[d];
+      if (d < s.HS) acc[e] += dS * to_f(kj[d]);
     }
   }
-  float* dqr = dq + b * s.qsb + i * s.qst + h * s.HS;
+  T* dqr = dq + b * s.qsb + i * s.qst + h * s.HS;
 #pragma unroll
   for (int e = 0; e < kPer; ++e) {
     const int64_t d = lane + 32 * e;
-    if (d < s.HS) dqr[d] = s.scale * acc[e];
+    if (d < s.HS) dqr[d] = from_f<T>(s.scale * acc[e]);
   }
 }
 
 // dk (strides of k), dv (strides of v); needs Dbuf from attention_dq_kernel
-__global__ void attention_dkv_kernel(float* dk, float* dv, const float* Dbuf, const float* dout, const float* q,
-                                     const float* k, const float* v, const float* lse, Dims s) {
+template <typename T>
+__global__ void attention_dkv_kernel(T* dk, T* dv, const float* Dbuf, const T* dout, const T* q, const T* k,
+                                     const T* v, const float* lse, Dims s) {
   const int64_t w = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (w >= s.B * s.NH * s.Tk) return;
@@ -176,8 +180,8 @@ __global__ void attention_dkv_kernel(float* dk, float* dv, const float* Dbuf, co
   query_range(s, j, &lo, &hi);
   for (int64_t i = lo; i <= hi; ++i) {
     const int64_t row = (b * s.NH + h) * s.Tq + i;
-    const float* qi = q + b * s.qsb + i * s.qst + h * s.HS;
-    const float* doi = dout + b * s.osb + i * s.ost + h * s.HS;
+    const T* qi = q + b * s.qsb + i * s.qst + h * s.HS;
+    const T* doi = dout + b * s.osb + i * s.ost + h * s.HS;
     const float P = expf(s.scale * dot_row(kr, qi, s.HS, lane) - lse[row]);
     const float dP = dot_row(vr, doi, s.HS, lane);
     const float f = drop_factor(s, b, h, i, j);
@@ -187,19 +191,19 @@ __global__ void attention_dkv_kernel(float* dk, float* dv, const float* Dbuf, co
     for (int e = 0; e < kPer; ++e) {
       const int64_t d = lane + 32 * e;
       if (d < s.HS) {
-        dka[e] += dS * qi[d];
-        dva[e] += Pd * doi[d];
+        dka[e] += dS * to_f(qi[d]);
+        dva[e] += Pd * to_f(doi[d]);
       }
     }
   }
-  float* dkr = dk + b * s.ksb + j * s.kst + h * s.HS;
-  float* dvr = dv + b * s.vsb + j * s.vst + h * s.HS;
+  T* dkr = dk + b * s.ksb + j * s.kst + h * s.HS;
+  T* dvr = dv + b * s.vsb + j * s.vst + h * s.HS;
 #pragma unroll
   for (int e = 0; e < kPer; ++e) {
     const int64_t d = lane + 32 * e;
     if (d < s.HS) {
-      dkr[d] = s.scale * dka[e];
-      dvr[d] = dva[e];
+      dkr[d] = from_f<T>(s.scale * dka[e]);
+      dvr[d] = from_f<T>(dva[e]);
     }
   }
 }
@@ -220,23 +224,43 @@ unsigned warp_blocks(int64_t warps) { return static_cast<unsigned>((warps + kWar
 
 }  // namespace
 
-void attention_forward(const Stream& st, float* out, float* lse, const float* q, const float* k, const float* v,
-                       const AttnDims& d) {
-  const Dims s = make_dims(d);
-  attention_forward_kernel<<<warp_blocks(s.B * s.NH * s.Tq), 32 * kWarps, 0, st.s>>>(out, lse, q, k, v, s);
+namespace {
+
+template <typename T>
+void attn_fwd(const Stream& st, void* out, float* lse, const void* q, const void* k, const void* v, const Dims& s) {
+  attention_forward_kernel<T><<<warp_blocks(s.B * s.NH * s.Tq), 32 * kWarps, 0, st.s>>>(
+      static_cast<T*>(out), lse, static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), s);
   GN_LAUNCHED(st, "attention_forward_kernel");
 }
 
-void attention_backward(const Stream& st, float* dq, float* dk, float* dv, const float* dout, const float* q,
-                        const float* k, const float* v, const float* out, const float* lse, float* Dscratch,
+template <typename T>
+void attn_bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k,
+              const void* v, const void* out, const float* lse, float* Dscratch, const Dims& s) {
+  attention_dq_kernel<T><<<warp_blocks(s.B * s.NH * s.Tq), 32 * kWarps, 0, st.s>>>(
+      static_cast<T*>(dq), Dscratch, static_cast<const T*>(dout), static_cast<const T*>(q), static_cast<const T*>(k),
+      static_cast<const T*>(v), static_cast<const T*>(out), lse, s);
+  GN_LAUNCHED(st, "attention_dq_kernel");
+  attention_dkv_kernel<T><<<warp_blocks(s.B * s.NH * s.Tk), 32 * kWarps, 0, st.s>>>(
+      static_cast<T*>(dk), static_cast<T*>(dv), Dscratch, static_cast<const T*>(dout), static_cast<const T*>(q),
+      static_cast<const T*>(k), static_cast<const T*>(v), lse, s);
+  GN_LAUNCHED(st, "attention_dkv_kernel");
+}
+
+}  // namespace
+
+void attention_forward(const Stream& st, DType dt, void* out, float* lse, const void* q, const void* k,
+                       const void* v, const AttnDims& d) {
+  const Dims s = make_dims(d);
+  if (dt == kBF16) attn_fwd<bf16>(st, out, lse, q, k, v, s);
+  else attn_fwd<float>(st, out, lse, q, k, v, s);
+}
+
+void attention_backward(const Stream& st, DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q,
+                        const void* k, const void* v, const void* out, const float* lse, float* Dscratch,
                         const AttnDims& d) {
   const Dims s = make_dims(d);
-  attention_dq_kernel<<<warp_blocks(s.B * s.NH * s.Tq), 32 * kWarps, 0, st.s>>>(dq, Dscratch, dout, q, k, v, out,
-                                                                               lse, s);
-  GN_LAUNCHED(st, "attention_dq_kernel");
-  attention_dkv_kernel<<<warp_blocks(s.B * s.NH * s.Tk), 32 * kWarps, 0, st.s>>>(dk, dv, Dscratch, dout, q, k, v,
-                                                                                lse, s);
-  GN_LAUNCHED(st, "attention_dkv_kernel");
+  if (dt == kBF16) attn_bwd<bf16>(st, dq, dk, dv, dout, q, k, v, out, lse, Dscratch, s);
+  else attn_bwd<float>(st, dq, dk, dv, dout, q, k, v, out, lse, Dscratch, s);
 }
 
 }  // namespace cuda

@@ -6,7 +6,8 @@
 //   forward   S = scale·Q·Kᵀ (GEMM) → P, lse (attn_probs; with dropout A = P∘f) → out = A·V (GEMM)
 //   backward  S again → P from the stored lse; dA = dout·Vᵀ (GEMM); dS = P∘(dA∘f − D), A = P∘f
 //             (attn_probs_backward); dV = Aᵀ·dout, dQ = scale·dS·K, dK = scale·dSᵀ·Q (GEMMs)
-// Nothing of size (Tq, Tk) outlives a call. Row-major matrices are handed to cuBLAS as their column-major
+// Scores, probabilities and their gradients are fp32; with bf16 activations, A and dS are also written in bf16
+// for the GEMMs that take them. Nothing of size (Tq, Tk) outlives a call. Row-major matrices are handed to cuBLAS as their column-major
 // transposes: Q of head h is the column-major HS×Tq matrix at q + h·HS with leading dimension q's time stride,
 // and the (Tq, Tk) scratch is the column-major Tk×Tq matrix with leading dimension Tk, so
 //   Sᵀ = op_T(K)·Q           gemm(T, N, m=Tk, n=Tq, k=HS)
@@ -27,22 +28,27 @@ namespace cuda {
 
 namespace {
 
-struct Mat {  // a column-major operand: pointer, leading dimension, stride between heads
-  const float* p;
+struct Mat {  // a column-major operand: pointer, dtype, leading dimension, stride between heads (elements)
+  const void* p;
+  DType dt;
   int64_t ld, stride;
 };
 
+int cuda_type(DType dt) { return dt == kBF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
 void bgemm(CudaAddon& a, const char* what, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, Mat A, Mat B,
-           float* C, int64_t ldc, int64_t sc, int64_t batch) {
+           void* C, DType cdt, int64_t ldc, int64_t sc, int64_t batch) {
   GN_CHECK_RANGE(m <= INT_MAX && n <= INT_MAX && k <= INT_MAX && A.ld <= INT_MAX && B.ld <= INT_MAX && ldc <= INT_MAX,
                  what, ": dimensions beyond 2^31-1 are not supported by cuBLAS");
   const float beta = 0.0f;
+  // bf16 operands run on the tensor cores with fp32 accumulation (COMPUTE_32F); fp32 ones use the math mode
+  const int compute = A.dt == kBF16 ? CUBLAS_COMPUTE_32F : a.compute;
   cublasStatus_t s = a.blas.gemm_strided_batched_ex(
-      a.handle, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), &alpha, A.p, CUDA_R_32F,
-      static_cast<int>(A.ld), A.stride, B.p, CUDA_R_32F, static_cast<int>(B.ld), B.stride, &beta, C, CUDA_R_32F,
-      static_cast<int>(ldc), sc, static_cast<int>(batch), a.compute, CUBLAS_GEMM_DEFAULT);
+      a.handle, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), &alpha, A.p, cuda_type(A.dt),
+      static_cast<int>(A.ld), A.stride, B.p, cuda_type(B.dt), static_cast<int>(B.ld), B.stride, &beta, C,
+      cuda_type(cdt), static_cast<int>(ldc), sc, static_cast<int>(batch), compute, CUBLAS_GEMM_DEFAULT);
   GN_CHECK(s == CUBLAS_STATUS_SUCCESS, "gpt-native: cuBLAS error in cublasGemmStridedBatchedEx (", what, ": m=", m,
-           " n=", n, " k=", k, " lda=", A.ld, " ldb=", B.ld, " ldc=", ldc, " batch=", batch, " compute=", a.compute,
+           " n=", n, " k=", k, " lda=", A.ld, " ldb=", B.ld, " ldc=", ldc, " batch=", batch, " compute=", compute,
            ") at ", __FILE__, ":", __LINE__, ": ", cublas_status_text(a.blas, s));
   if (a.stream.sync_each) GN_CUDA(cudaStreamSynchronize(a.stream.s));
 }
@@ -61,52 +67,76 @@ AttnRows rows(const AttnDims& d, int64_t b, int64_t h0, int64_t heads) {
   return r;
 }
 
+size_t align256(size_t b) { return (b + 255) & ~size_t(255); }
+
+// `count` consecutive regions of `f32` fp32 scores and then `count` regions of `act` elements of dtype dt (bf16
+// only), each 256-byte aligned
+struct Regions {
+  float* f[2] = {nullptr, nullptr};
+  void* t[2] = {nullptr, nullptr};
+};
+Regions scratch(CudaAddon& a, int count, int64_t elems, DType dt) {
+  const size_t fb = align256(static_cast<size_t>(elems) * 4), tb = align256(static_cast<size_t>(elems) * 2);
+  char* base = static_cast<char*>(a.attn.get(a.stream, count * fb + (dt == kBF16 ? count * tb : 0)));
+  Regions r;
+  for (int i = 0; i < count; ++i) {
+    r.f[i] = reinterpret_cast<float*>(base + i * fb);
+    r.t[i] = dt == kBF16 ? static_cast<void*>(base + count * fb + i * tb) : static_cast<void*>(r.f[i]);
+  }
+  return r;
+}
+
 }  // namespace
 
 bool attention_gemm_usable(const CudaAddon& a) { return a.blas.gemm_strided_batched_ex != nullptr; }
 
-void attention_forward_gemm(CudaAddon& a, float* out, float* lse, const float* q, const float* k, const float* v,
+void attention_forward_gemm(CudaAddon& a, DType dt, void* out, float* lse, const void* q, const void* k, const void* v,
                             const AttnDims& d) {
-  const int64_t hc = heads_per_chunk(a, d), mat = d.Tq * d.Tk;
-  float* S = static_cast<float*>(a.attn.get(a.stream, static_cast<size_t>(hc * mat) * sizeof(float)));
+  const int64_t hc = heads_per_chunk(a, d), mat = d.Tq * d.Tk, es = dtype_bytes(dt);
+  const Regions sc = scratch(a, 1, hc * mat, dt);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.HS));
+  const char *qc = static_cast<const char*>(q), *kc = static_cast<const char*>(k), *vc = static_cast<const char*>(v);
   for (int64_t b = 0; b < d.B; ++b)
     for (int64_t h0 = 0; h0 < d.NH; h0 += hc) {
       const int64_t nh = d.NH - h0 < hc ? d.NH - h0 : hc;
-      const float* qb = q + b * d.q[0] + h0 * d.HS;
-      const float* kb = k + b * d.k[0] + h0 * d.HS;
-      const float* vb = v + b * d.v[0] + h0 * d.HS;
-      bgemm(a, "attention_forward scores", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, scale, {kb, d.k[1], d.HS},
-            {qb, d.q[1], d.HS}, S, d.Tk, mat, nh);
-      attn_probs(a.stream, S, lse, nullptr, rows(d, b, h0, nh), /*dropped=*/true);
-      bgemm(a, "attention_forward values", CUBLAS_OP_N, CUBLAS_OP_N, d.HS, d.Tq, d.Tk, 1.0f, {vb, d.v[1], d.HS},
-            {S, d.Tk, mat}, out + b * d.o[0] + h0 * d.HS, d.o[1], d.HS, nh);
+      const Mat Q{qc + (b * d.q[0] + h0 * d.HS) * es, dt, d.q[1], d.HS};
+      const Mat K{kc + (b * d.k[0] + h0 * d.HS) * es, dt, d.k[1], d.HS};
+      const Mat V{vc + (b * d.v[0] + h0 * d.HS) * es, dt, d.v[1], d.HS};
+      bgemm(a, "attention_forward scores", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, scale, K, Q, sc.f[0], kF32, d.Tk,
+            mat, nh);
+      attn_probs(a.stream, sc.f[0], lse, nullptr, rows(d, b, h0, nh), /*dropped=*/true, dt, sc.t[0]);
+      bgemm(a, "attention_forward values", CUBLAS_OP_N, CUBLAS_OP_N, d.HS, d.Tq, d.Tk, 1.0f, V, {sc.t[0], dt, d.Tk, mat},
+            static_cast<char*>(out) + (b * d.o[0] + h0 * d.HS) * es, dt, d.o[1], d.HS, nh);
     }
 }
 
-void attention_backward_gemm(CudaAddon& a, float* dq, float* dk, float* dv, const float* dout, const float* q,
-                             const float* k, const float* v, const float* lse, const AttnDims& d) {
-  const int64_t hc = heads_per_chunk(a, d), mat = d.Tq * d.Tk;
-  float* P = static_cast<float*>(a.attn.get(a.stream, static_cast<size_t>(2 * hc * mat) * sizeof(float)));
-  float* dA = P + hc * mat;
+void attention_backward_gemm(CudaAddon& a, DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q,
+                             const void* k, const void* v, const float* lse, const AttnDims& d) {
+  const int64_t hc = heads_per_chunk(a, d), mat = d.Tq * d.Tk, es = dtype_bytes(dt);
+  const Regions sc = scratch(a, 2, hc * mat, dt);  // f: P, dA (fp32); t: A, dS (activation dtype)
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.HS));
+  auto at = [&](const void* base, int64_t off) { return static_cast<const char*>(base) + off * es; };
+  auto atw = [&](void* base, int64_t off) { return static_cast<char*>(base) + off * es; };
   for (int64_t b = 0; b < d.B; ++b)
     for (int64_t h0 = 0; h0 < d.NH; h0 += hc) {
       const int64_t nh = d.NH - h0 < hc ? d.NH - h0 : hc;
       const int64_t qo = b * d.q[0] + h0 * d.HS, ko = b * d.k[0] + h0 * d.HS, vo = b * d.v[0] + h0 * d.HS,
                     oo = b * d.o[0] + h0 * d.HS;
-      const Mat Q{q + qo, d.q[1], d.HS}, K{k + ko, d.k[1], d.HS}, V{v + vo, d.v[1], d.HS},
-          dO{dout + oo, d.o[1], d.HS};
-      bgemm(a, "attention_backward scores", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, scale, K, Q, P, d.Tk, mat, nh);
+      const Mat Q{at(q, qo), dt, d.q[1], d.HS}, K{at(k, ko), dt, d.k[1], d.HS}, V{at(v, vo), dt, d.v[1], d.HS},
+          dO{at(dout, oo), dt, d.o[1], d.HS};
+      bgemm(a, "attention_backward scores", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, scale, K, Q, sc.f[0], kF32,
+            d.Tk, mat, nh);
       const AttnRows r = rows(d, b, h0, nh);
-      attn_probs(a.stream, P, nullptr, lse, r, /*dropped=*/false);
-      bgemm(a, "attention_backward dA", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, 1.0f, V, dO, dA, d.Tk, mat, nh);
-      attn_probs_backward(a.stream, P, dA, r);
-      bgemm(a, "attention_backward dv", CUBLAS_OP_N, CUBLAS_OP_T, d.HS, d.Tk, d.Tq, 1.0f, dO, {P, d.Tk, mat}, dv + vo,
-            d.v[1], d.HS, nh);
-      bgemm(a, "attention_backward dq", CUBLAS_OP_N, CUBLAS_OP_N, d.HS, d.Tq, d.Tk, scale, K, {dA, d.Tk, mat}, dq + qo,
+      attn_probs(a.stream, sc.f[0], nullptr, lse, r, /*dropped=*/false, kF32, sc.f[0]);
+      bgemm(a, "attention_backward dA", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, 1.0f, V, dO, sc.f[1], kF32, d.Tk,
+            mat, nh);
+      attn_probs_backward(a.stream, sc.f[0], sc.f[1], r, dt, sc.t[0], sc.t[1]);
+      const Mat A{sc.t[0], dt, d.Tk, mat}, dS{sc.t[1], dt, d.Tk, mat};
+      bgemm(a, "attention_backward dv", CUBLAS_OP_N, CUBLAS_OP_T, d.HS, d.Tk, d.Tq, 1.0f, dO, A, atw(dv, vo), dt, d.v[1],
+            d.HS, nh);
+      bgemm(a, "attention_backward dq", CUBLAS_OP_N, CUBLAS_OP_N, d.HS, d.Tq, d.Tk, scale, K, dS, atw(dq, qo), dt,
             d.q[1], d.HS, nh);
-      bgemm(a, "attention_backward dk", CUBLAS_OP_N, CUBLAS_OP_T, d.HS, d.Tk, d.Tq, scale, Q, {dA, d.Tk, mat}, dk + ko,
+      bgemm(a, "attention_backward dk", CUBLAS_OP_N, CUBLAS_OP_T, d.HS, d.Tk, d.Tq, scale, Q, dS, atw(dk, ko), dt,
             d.k[1], d.HS, nh);
     }
 }

@@ -5,9 +5,10 @@
 //   row i (position p = q_pos0 + i) sees key j when  j <= p  and, with window w > 0,  j > p - w
 //   P_ij = exp(S_ij − lse_i) inside the mask, 0 outside;   lse_i = log Σ_j exp(S_ij)
 //   dropout: f_ij = keep·[dropout_uniform(seed, ((b·NH+h)·Tq+i)·Tk+j) >= p_drop] (f = 1 without dropout)
-// attn_probs:    S → P (or, with `dropped`, A = P∘f, what multiplies V); lse from lse_in or computed (lse_out)
-// attn_probs_bw: (P, dA = dout·Vᵀ) → dS = P∘(dA∘f − D) with D_i = Σ_j P_ij·dA_ij·f_ij  (written over dA),
-//                and A = P∘f over P when there is dropout (what dV = Aᵀ·dout needs)
+// attn_probs:    S → P (or, with `dropped`, A = P∘f, what multiplies V), written in the activation dtype;
+//                lse from lse_in or computed (lse_out)
+// attn_probs_bw: (P, dA = dout·Vᵀ) → dS = P∘(dA∘f − D) with D_i = Σ_j P_ij·dA_ij·f_ij, and A = P∘f (what
+//                dV = Aᵀ·dout needs), both in the activation dtype
 // Launch shape: one warp per row (h, i), 8 rows per 256-thread block; lane l takes j = l, l+32, …
 #include <cfloat>
 
@@ -48,12 +49,17 @@ __device__ __forceinline__ float drop_f(const RowDims& s, int64_t h, int64_t i, 
   return dropout_uniform(s.seed, attn_drop_index(s.NH, s.Tq, s.Tk, s.b, h, i, j)) >= s.dropout ? s.keep : 0.0f;
 }
 
-__global__ void attn_probs_kernel(float* S, float* lse_out, const float* lse_in, RowDims s, bool dropped) {
+// P (or A) of row r in dtype T into out (may be S itself when T is float: each element is read, then written by
+// the same lane, after the warp reductions that end the reading passes)
+template <typename T>
+__global__ void attn_probs_kernel(const float* S, T* out, float* lse_out, const float* lse_in, RowDims s,
+                                  bool dropped) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRows + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (r >= s.heads * s.Tq) return;  // whole warps leave together
   const int64_t i = r % s.Tq, h = s.h0 + r / s.Tq;
-  float* x = S + r * s.Tk;
+  const float* x = S + r * s.Tk;
+  T* y = out + r * s.Tk;
   int64_t lo, hi;
   keys_of(s, i, &lo, &hi);
   const int64_t lrow = (s.b * s.NH + h) * s.Tq + i;
@@ -75,17 +81,21 @@ __global__ void attn_probs_kernel(float* S, float* lse_out, const float* lse_in,
       p = expf(x[j] - L);
       if (dropped) p *= drop_f(s, h, i, j);
     }
-    x[j] = p;
+    y[j] = from_f<T>(p);
   }
 }
 
-__global__ void attn_probs_bw_kernel(float* P, float* dA, RowDims s) {
+// dS and A of row r in dtype T (A_out/dS_out may be P/dA themselves when T is float, as above)
+template <typename T>
+__global__ void attn_probs_bw_kernel(const float* P, const float* dA, T* A_out, T* dS_out, RowDims s) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRows + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (r >= s.heads * s.Tq) return;
   const int64_t i = r % s.Tq, h = s.h0 + r / s.Tq;
-  float* p = P + r * s.Tk;
-  float* g = dA + r * s.Tk;
+  const float* p = P + r * s.Tk;
+  const float* g = dA + r * s.Tk;
+  T* a = A_out + r * s.Tk;
+  T* ds = dS_out + r * s.Tk;
   int64_t lo, hi;
   keys_of(s, i, &lo, &hi);
   float D = 0.0f;
@@ -93,11 +103,12 @@ __global__ void attn_probs_bw_kernel(float* P, float* dA, RowDims s) {
   D = warp_sum(D);
   for (int64_t j = lane; j < s.Tk; j += 32) {
     if (j >= lo && j <= hi) {
-      const float f = drop_f(s, h, i, j);
-      g[j] = p[j] * (g[j] * f - D);
-      if (s.dropout > 0.0f) p[j] *= f;
+      const float f = drop_f(s, h, i, j), pj = p[j];
+      ds[j] = from_f<T>(pj * (g[j] * f - D));
+      a[j] = from_f<T>(pj * f);
     } else {
-      g[j] = 0.0f;
+      ds[j] = from_f<T>(0.0f);
+      a[j] = from_f<T>(0.0f);
     }
   }
 }
@@ -106,17 +117,29 @@ unsigned row_blocks(const RowDims& s) { return static_cast<unsigned>((s.heads * 
 
 }  // namespace
 
-void attn_probs(const Stream& st, float* S, float* lse_out, const float* lse_in, const AttnRows& r, bool dropped) {
+void attn_probs(const Stream& st, float* S, float* lse_out, const float* lse_in, const AttnRows& r, bool dropped,
+                DType dt, void* out) {
   const RowDims s = row_dims(r);
   if (s.heads * s.Tq == 0) return;
-  attn_probs_kernel<<<row_blocks(s), 32 * kRows, 0, st.s>>>(S, lse_out, lse_in, s, dropped);
+  if (dt == kBF16)
+    attn_probs_kernel<bf16><<<row_blocks(s), 32 * kRows, 0, st.s>>>(S, static_cast<bf16*>(out), lse_out, lse_in, s,
+                                                                    dropped);
+  else
+    attn_probs_kernel<float><<<row_blocks(s), 32 * kRows, 0, st.s>>>(S, static_cast<float*>(out), lse_out, lse_in, s,
+                                                                     dropped);
   GN_LAUNCHED(st, "attn_probs_kernel");
 }
 
-void attn_probs_backward(const Stream& st, float* P, float* dA, const AttnRows& r) {
+void attn_probs_backward(const Stream& st, const float* P, const float* dA, const AttnRows& r, DType dt,
+                         void* A_out, void* dS_out) {
   const RowDims s = row_dims(r);
   if (s.heads * s.Tq == 0) return;
-  attn_probs_bw_kernel<<<row_blocks(s), 32 * kRows, 0, st.s>>>(P, dA, s);
+  if (dt == kBF16)
+    attn_probs_bw_kernel<bf16><<<row_blocks(s), 32 * kRows, 0, st.s>>>(P, dA, static_cast<bf16*>(A_out),
+                                                                       static_cast<bf16*>(dS_out), s);
+  else
+    attn_probs_bw_kernel<float><<<row_blocks(s), 32 * kRows, 0, st.s>>>(P, dA, static_cast<float*>(A_out),
+                                                                        static_cast<float*>(dS_out), s);
   GN_LAUNCHED(st, "attn_probs_bw_kernel");
 }
 

@@ -5,7 +5,9 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <utility>
 
 #include "common.h"
 #include "cuda/check.h"
@@ -45,19 +47,27 @@ CudaAddon& ready(const Napi::CallbackInfo& info, const char* op);
 constexpr uint64_t kBufMagic = 0x676e2d6375646121ULL;  // "gn-cuda!"
 struct DevBuf {
   uint64_t magic = kBufMagic;
-  float* p = nullptr;
-  int64_t n = 0;  // floats
+  void* p = nullptr;
+  int64_t n = 0;  // elements
+  DType dt = kF32;
   bool freed = false;
 };
 
 // A checked window of a DevBuf. present == false for an omitted nullable argument.
 struct DView {
-  float* p = nullptr;
-  int64_t n = 0;
+  void* p = nullptr;  // first element
+  int64_t n = 0;      // elements
   bool present = false;
   DevBuf* buf = nullptr;
   int64_t off = 0;
+  DType dt = kF32;
 };
+
+// The fp32 pointer of v (nullptr when an optional argument is absent); a TypeError naming op and name when v
+// holds bf16 (parameters, gradients, moments and statistics are fp32).
+float* f32v(const DView& v, const char* op, const char* name);
+// The dtype shared by the activation arguments of an op (those present); a TypeError when they differ.
+DType act_dtype(const char* op, std::initializer_list<std::pair<const DView*, const char*>> views);
 
 struct HostI32 {
   const int32_t* p = nullptr;
@@ -85,10 +95,10 @@ void to_host(CudaAddon& a, void* dst, const void* src, size_t bytes);
 // same contract as attention_forward/attention_backward of kernels.h. Usable when cuBLAS has
 // cublasGemmStridedBatchedEx.
 bool attention_gemm_usable(const CudaAddon& a);
-void attention_forward_gemm(CudaAddon& a, float* out, float* lse, const float* q, const float* k, const float* v,
+void attention_forward_gemm(CudaAddon& a, DType dt, void* out, float* lse, const void* q, const void* k, const void* v,
                             const AttnDims& d);
-void attention_backward_gemm(CudaAddon& a, float* dq, float* dk, float* dv, const float* dout, const float* q,
-                             const float* k, const float* v, const float* lse, const AttnDims& d);
+void attention_backward_gemm(CudaAddon& a, DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q,
+                             const void* k, const void* v, const float* lse, const AttnDims& d);
 
 void register_memory(Napi::Env env, Napi::Object exports);
 void register_ops(Napi::Env env, Napi::Object exports);

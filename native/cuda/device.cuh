@@ -1,13 +1,28 @@
 // Device helpers shared by the kernels: warp and block reductions, grid sizing for grid-stride loops.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "cuda/dtype.h"
 
 namespace gn {
 namespace cuda {
 
 constexpr unsigned kFullMask = 0xffffffffu;
+
+using bf16 = __nv_bfloat16;
+
+// activations are float or bf16; kernels compute in float: to_f on load, from_f<T> on store
+__device__ __forceinline__ float to_f(float x) { return x; }
+__device__ __forceinline__ float to_f(bf16 x) { return __bfloat162float(x); }
+template <typename T>
+__device__ __forceinline__ T from_f(float x);
+template <>
+__device__ __forceinline__ float from_f<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ bf16 from_f<bf16>(float x) { return __float2bfloat16(x); }
 
 // Sum over the 32 lanes of a warp; every lane receives the total (butterfly).
 __device__ __forceinline__ float warp_sum(float x) {

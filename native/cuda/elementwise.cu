@@ -2,8 +2,10 @@
 //   add:     out = a + b               (out may alias a or b)
 //   scale:   a = a · s
 //   fill:    a = value
+//   convert: dst = src in another dtype (fp32 ↔ bf16)
 //   dropout: out = inp · keep / (1 - p), keep = dropout_uniform(seed, offset + i) >= p   (out may alias inp)
 //   sumsq:   Σ a², per-block partials in double (the host adds them in block order: deterministic)
+// Activations are float or bf16 (T); arithmetic is in float.
 // Launch: one thread per element, grid-stride, 256 threads per block; sumsq a fixed grid of
 // sumsq_blocks(n) blocks of 256 threads, each reducing its grid-stride share.
 #include "cuda/device.cuh"
@@ -19,31 +21,42 @@ namespace {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n);          \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
-__global__ void add_kernel(float* out, const float* a, const float* b, int64_t n) {
-  GN_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+template <typename T>
+__global__ void add_kernel(T* out, const T* a, const T* b, int64_t n) {
+  GN_GRID_STRIDE(i, n) out[i] = from_f<T>(to_f(a[i]) + to_f(b[i]));
 }
 
-__global__ void scale_kernel(float* a, float s, int64_t n) {
-  GN_GRID_STRIDE(i, n) a[i] *= s;
+template <typename T>
+__global__ void scale_kernel(T* a, float s, int64_t n) {
+  GN_GRID_STRIDE(i, n) a[i] = from_f<T>(to_f(a[i]) * s);
 }
 
-__global__ void fill_kernel(float* a, float value, int64_t n) {
-  GN_GRID_STRIDE(i, n) a[i] = value;
+template <typename T>
+__global__ void fill_kernel(T* a, float value, int64_t n) {
+  const T v = from_f<T>(value);
+  GN_GRID_STRIDE(i, n) a[i] = v;
 }
 
-__global__ void dropout_kernel(float* out, const float* inp, int64_t n, float p, uint64_t seed, uint64_t offset) {
+template <typename D, typename S>
+__global__ void convert_kernel(D* dst, const S* src, int64_t n) {
+  GN_GRID_STRIDE(i, n) dst[i] = from_f<D>(to_f(src[i]));
+}
+
+template <typename T>
+__global__ void dropout_kernel(T* out, const T* inp, int64_t n, float p, uint64_t seed, uint64_t offset) {
   const float k = 1.0f / (1.0f - p);
   GN_GRID_STRIDE(i, n) {
-    out[i] = dropout_uniform(seed, offset + static_cast<uint64_t>(i)) >= p ? inp[i] * k : 0.0f;
+    out[i] = from_f<T>(dropout_uniform(seed, offset + static_cast<uint64_t>(i)) >= p ? to_f(inp[i]) * k : 0.0f);
   }
 }
 
 constexpr int kSumsqThreads = 256;
-__global__ void sumsq_kernel(double* partials, const float* a, int64_t n) {
+template <typename T>
+__global__ void sumsq_kernel(double* partials, const T* a, int64_t n) {
   __shared__ double shared[32];
   double s = 0.0;
   GN_GRID_STRIDE(i, n) {
-    const double x = a[i];
+    const double x = to_f(a[i]);
     s += x * x;
   }
   s = block_sum(s, shared);
@@ -52,33 +65,67 @@ __global__ void sumsq_kernel(double* partials, const float* a, int64_t n) {
 
 #undef GN_GRID_STRIDE
 
+// T = float or bf16: fn<T>()
+template <typename F>
+void by_dtype(DType dt, F&& fn) {
+  if (dt == kBF16) fn(bf16{});
+  else fn(float{});
+}
+
 }  // namespace
 
-void add(const Stream& st, float* out, const float* a, const float* b, int64_t n) {
+void add(const Stream& st, DType dt, void* out, const void* a, const void* b, int64_t n) {
   if (n == 0) return;
-  add_kernel<<<grid_for(n, 256), 256, 0, st.s>>>(out, a, b, n);
+  by_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    add_kernel<T><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<T*>(out), static_cast<const T*>(a),
+                                                      static_cast<const T*>(b), n);
+  });
   GN_LAUNCHED(st, "add_kernel");
 }
 
-void scale(const Stream& st, float* a, float s, int64_t n) {
+void scale(const Stream& st, DType dt, void* a, float s, int64_t n) {
   if (n == 0) return;
-  scale_kernel<<<grid_for(n, 256), 256, 0, st.s>>>(a, s, n);
+  by_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    scale_kernel<T><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<T*>(a), s, n);
+  });
   GN_LAUNCHED(st, "scale_kernel");
 }
 
-void fill(const Stream& st, float* a, float value, int64_t n) {
+void fill(const Stream& st, DType dt, void* a, float value, int64_t n) {
   if (n == 0) return;
-  fill_kernel<<<grid_for(n, 256), 256, 0, st.s>>>(a, value, n);
+  by_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    fill_kernel<T><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<T*>(a), value, n);
+  });
   GN_LAUNCHED(st, "fill_kernel");
 }
 
-void dropout(const Stream& st, float* out, const float* inp, int64_t n, float p, uint64_t seed, uint64_t offset) {
+void convert(const Stream& st, DType dst_dt, void* dst, DType src_dt, const void* src, int64_t n) {
+  if (n == 0) return;
+  by_dtype(dst_dt, [&](auto dtag) {
+    using D = decltype(dtag);
+    by_dtype(src_dt, [&](auto stag) {
+      using S = decltype(stag);
+      convert_kernel<D, S><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<D*>(dst), static_cast<const S*>(src), n);
+    });
+  });
+  GN_LAUNCHED(st, "convert_kernel");
+}
+
+void dropout(const Stream& st, DType dt, void* out, const void* inp, int64_t n, float p, uint64_t seed,
+             uint64_t offset) {
   if (n == 0) return;
   if (p <= 0.0f) {  // identity, as on the CPU
-    if (out != inp) GN_CUDA(cudaMemcpyAsync(out, inp, n * sizeof(float), cudaMemcpyDeviceToDevice, st.s));
+    if (out != inp) GN_CUDA(cudaMemcpyAsync(out, inp, n * dtype_bytes(dt), cudaMemcpyDeviceToDevice, st.s));
     return;
   }
-  dropout_kernel<<<grid_for(n, 256), 256, 0, st.s>>>(out, inp, n, p, seed, offset);
+  by_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    dropout_kernel<T><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<T*>(out), static_cast<const T*>(inp), n, p,
+                                                          seed, offset);
+  });
   GN_LAUNCHED(st, "dropout_kernel");
 }
 
@@ -87,8 +134,12 @@ int64_t sumsq_blocks(int64_t n) {
   return b < 1 ? 1 : (b > 1024 ? 1024 : b);
 }
 
-void sumsq_partials(const Stream& st, double* partials, const float* a, int64_t n) {
-  sumsq_kernel<<<static_cast<unsigned>(sumsq_blocks(n)), kSumsqThreads, 0, st.s>>>(partials, a, n);
+void sumsq_partials(const Stream& st, DType dt, double* partials, const void* a, int64_t n) {
+  by_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    sumsq_kernel<T><<<static_cast<unsigned>(sumsq_blocks(n)), kSumsqThreads, 0, st.s>>>(partials,
+                                                                                       static_cast<const T*>(a), n);
+  });
   GN_LAUNCHED(st, "sumsq_kernel");
 }
 

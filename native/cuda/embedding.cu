@@ -17,34 +17,37 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void embedding_forward_kernel(float* out, const int32_t* ids, const float* wte, const float* wpe,
+template <typename E>
+__global__ void embedding_forward_kernel(E* out, const int32_t* ids, const float* wte, const float* wpe,
                                          int64_t T, int64_t C, int64_t pos0) {
   const int64_t row = blockIdx.x;  // b·T + t
   const int64_t c = static_cast<int64_t>(blockIdx.y) * kThreads + threadIdx.x;
   if (c >= C) return;
   const int64_t t = row % T;
-  out[row * C + c] = wte[static_cast<int64_t>(ids[row]) * C + c] + wpe[(pos0 + t) * C + c];
+  out[row * C + c] = from_f<E>(wte[static_cast<int64_t>(ids[row]) * C + c] + wpe[(pos0 + t) * C + c]);
 }
 
-__global__ void embedding_backward_wte_kernel(float* dwte, const float* dout, const int32_t* uniq,
+template <typename T>
+__global__ void embedding_backward_wte_kernel(float* dwte, const T* dout, const int32_t* uniq,
                                               const int32_t* offs, const int32_t* rows, int64_t C) {
   const int64_t u = blockIdx.x;
   const int64_t c = static_cast<int64_t>(blockIdx.y) * kThreads + threadIdx.x;
   if (c >= C) return;
   float* dst = dwte + static_cast<int64_t>(uniq[u]) * C + c;
   float acc = *dst;
-  for (int32_t r = offs[u]; r < offs[u + 1]; ++r) acc += dout[static_cast<int64_t>(rows[r]) * C + c];
+  for (int32_t r = offs[u]; r < offs[u + 1]; ++r) acc += to_f(dout[static_cast<int64_t>(rows[r]) * C + c]);
   *dst = acc;
 }
 
-__global__ void embedding_backward_wpe_kernel(float* dwpe, const float* dout, int64_t B, int64_t T, int64_t C,
+template <typename E>
+__global__ void embedding_backward_wpe_kernel(float* dwpe, const E* dout, int64_t B, int64_t T, int64_t C,
                                               int64_t pos0) {
   const int64_t t = blockIdx.x;
   const int64_t c = static_cast<int64_t>(blockIdx.y) * kThreads + threadIdx.x;
   if (c >= C) return;
   float* dst = dwpe + (pos0 + t) * C + c;
   float acc = *dst;
-  for (int64_t b = 0; b < B; ++b) acc += dout[(b * T + t) * C + c];
+  for (int64_t b = 0; b < B; ++b) acc += to_f(dout[(b * T + t) * C + c]);
   *dst = acc;
 }
 
@@ -54,24 +57,39 @@ dim3 grid2(int64_t rows, int64_t C) {
 
 }  // namespace
 
-void embedding_forward(const Stream& st, float* out, const int32_t* ids, const float* wte, const float* wpe,
+void embedding_forward(const Stream& st, DType dt, void* out, const int32_t* ids, const float* wte, const float* wpe,
                        int64_t B, int64_t T, int64_t C, int64_t pos0) {
   if (B * T == 0 || C == 0) return;
-  embedding_forward_kernel<<<grid2(B * T, C), kThreads, 0, st.s>>>(out, ids, wte, wpe, T, C, pos0);
+  if (dt == kBF16)
+    embedding_forward_kernel<bf16><<<grid2(B * T, C), kThreads, 0, st.s>>>(static_cast<bf16*>(out), ids, wte, wpe, T,
+                                                                           C, pos0);
+  else
+    embedding_forward_kernel<float><<<grid2(B * T, C), kThreads, 0, st.s>>>(static_cast<float*>(out), ids, wte, wpe,
+                                                                            T, C, pos0);
   GN_LAUNCHED(st, "embedding_forward_kernel");
 }
 
-void embedding_backward_wte(const Stream& st, float* dwte, const float* dout, const int32_t* uniq,
+void embedding_backward_wte(const Stream& st, DType dt, float* dwte, const void* dout, const int32_t* uniq,
                             const int32_t* offs, const int32_t* rows, int64_t U, int64_t C) {
   if (U == 0 || C == 0) return;
-  embedding_backward_wte_kernel<<<grid2(U, C), kThreads, 0, st.s>>>(dwte, dout, uniq, offs, rows, C);
+  if (dt == kBF16)
+    embedding_backward_wte_kernel<bf16><<<grid2(U, C), kThreads, 0, st.s>>>(dwte, static_cast<const bf16*>(dout),
+                                                                            uniq, offs, rows, C);
+  else
+    embedding_backward_wte_kernel<float><<<grid2(U, C), kThreads, 0, st.s>>>(dwte, static_cast<const float*>(dout),
+                                                                             uniq, offs, rows, C);
   GN_LAUNCHED(st, "embedding_backward_wte_kernel");
 }
 
-void embedding_backward_wpe(const Stream& st, float* dwpe, const float* dout, int64_t B, int64_t T, int64_t C,
-                            int64_t pos0) {
+void embedding_backward_wpe(const Stream& st, DType dt, float* dwpe, const void* dout, int64_t B, int64_t T,
+                            int64_t C, int64_t pos0) {
   if (T == 0 || C == 0) return;
-  embedding_backward_wpe_kernel<<<grid2(T, C), kThreads, 0, st.s>>>(dwpe, dout, B, T, C, pos0);
+  if (dt == kBF16)
+    embedding_backward_wpe_kernel<bf16><<<grid2(T, C), kThreads, 0, st.s>>>(dwpe, static_cast<const bf16*>(dout), B,
+                                                                            T, C, pos0);
+  else
+    embedding_backward_wpe_kernel<float><<<grid2(T, C), kThreads, 0, st.s>>>(dwpe, static_cast<const float*>(dout), B,
+                                                                             T, C, pos0);
   GN_LAUNCHED(st, "embedding_backward_wpe_kernel");
 }
 

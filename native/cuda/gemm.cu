@@ -11,21 +11,23 @@ namespace cuda {
 namespace {
 
 // One thread per element of the (M, N) matrix with row stride ldc, grid-stride over M·N.
-__global__ void bias_rows_kernel(float* C, const float* bias, int64_t M, int64_t N, int64_t ldc) {
+template <typename T>
+__global__ void bias_rows_kernel(T* C, const float* bias, int64_t M, int64_t N, int64_t ldc) {
   const int64_t total = M * N;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t i = idx / N, j = idx % N;
-    C[i * ldc + j] += bias[j];
+    C[i * ldc + j] = from_f<T>(to_f(C[i * ldc + j]) + bias[j]);
   }
 }
 
-__global__ void zero_rows_kernel(float* C, int64_t M, int64_t N, int64_t ldc) {
+template <typename T>
+__global__ void zero_rows_kernel(T* C, int64_t M, int64_t N, int64_t ldc) {
   const int64_t total = M * N;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t i = idx / N, j = idx % N;
-    C[i * ldc + j] = 0.0f;
+    C[i * ldc + j] = from_f<T>(0.0f);
   }
 }
 
@@ -36,14 +38,15 @@ __global__ void zero_rows_kernel(float* C, int64_t M, int64_t N, int64_t ldc) {
 //   colsum_finish_kernel   one thread per column: dbias[o] += Σ_r part[r, o], r increasing
 // R = col_chunks(N, OC) depends only on the shape, so the result is the same on every run.
 constexpr int kColX = 32, kColY = 8;
-__global__ void colsum_partial_kernel(float* part, const float* dout, int64_t N, int64_t OC, int64_t rows) {
+template <typename T>
+__global__ void colsum_partial_kernel(float* part, const T* dout, int64_t N, int64_t OC, int64_t rows) {
   __shared__ float sh[kColY][kColX];
   const int64_t o = static_cast<int64_t>(blockIdx.x) * kColX + threadIdx.x;
   const int64_t r0 = static_cast<int64_t>(blockIdx.y) * rows;
   const int64_t r1 = r0 + rows < N ? r0 + rows : N;
   float s = 0.0f;
   if (o < OC)
-    for (int64_t n = r0 + threadIdx.y; n < r1; n += kColY) s += dout[n * OC + o];
+    for (int64_t n = r0 + threadIdx.y; n < r1; n += kColY) s += to_f(dout[n * OC + o]);
   sh[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
   if (threadIdx.y == 0 && o < OC) {
@@ -64,23 +67,34 @@ __global__ void colsum_finish_kernel(float* dst, const float* part, int64_t R, i
 
 }  // namespace
 
-void bias_rows(const Stream& st, float* C, const float* bias, int64_t M, int64_t N, int64_t ldc) {
+void bias_rows(const Stream& st, DType dt, void* C, const float* bias, int64_t M, int64_t N, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  bias_rows_kernel<<<grid_for(M * N, 256), 256, 0, st.s>>>(C, bias, M, N, ldc);
+  if (dt == kBF16)
+    bias_rows_kernel<bf16><<<grid_for(M * N, 256), 256, 0, st.s>>>(static_cast<bf16*>(C), bias, M, N, ldc);
+  else
+    bias_rows_kernel<float><<<grid_for(M * N, 256), 256, 0, st.s>>>(static_cast<float*>(C), bias, M, N, ldc);
   GN_LAUNCHED(st, "bias_rows_kernel");
 }
 
-void zero_rows(const Stream& st, float* C, int64_t M, int64_t N, int64_t ldc) {
+void zero_rows(const Stream& st, DType dt, void* C, int64_t M, int64_t N, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  zero_rows_kernel<<<grid_for(M * N, 256), 256, 0, st.s>>>(C, M, N, ldc);
+  if (dt == kBF16)
+    zero_rows_kernel<bf16><<<grid_for(M * N, 256), 256, 0, st.s>>>(static_cast<bf16*>(C), M, N, ldc);
+  else
+    zero_rows_kernel<float><<<grid_for(M * N, 256), 256, 0, st.s>>>(static_cast<float*>(C), M, N, ldc);
   GN_LAUNCHED(st, "zero_rows_kernel");
 }
 
-void colsum_acc(const Stream& st, float* dbias, const float* dout, int64_t N, int64_t OC, float* scratch) {
+void colsum_acc(const Stream& st, DType dt, float* dbias, const void* dout, int64_t N, int64_t OC, float* scratch) {
   if (OC == 0) return;
   const int64_t R = col_chunks(N, OC), rows = N > 0 ? (N + R - 1) / R : 0;
   const dim3 grid(static_cast<unsigned>((OC + kColX - 1) / kColX), static_cast<unsigned>(R));
-  colsum_partial_kernel<<<grid, dim3(kColX, kColY), 0, st.s>>>(scratch, dout, N, OC, rows);
+  if (dt == kBF16)
+    colsum_partial_kernel<bf16><<<grid, dim3(kColX, kColY), 0, st.s>>>(scratch, static_cast<const bf16*>(dout), N,
+                                                                       OC, rows);
+  else
+    colsum_partial_kernel<float><<<grid, dim3(kColX, kColY), 0, st.s>>>(scratch, static_cast<const float*>(dout), N,
+                                                                        OC, rows);
   GN_LAUNCHED(st, "colsum_partial_kernel");
   colsum_finish_kernel<<<grid_for(OC, 256), 256, 0, st.s>>>(dbias, scratch, R, OC);
   GN_LAUNCHED(st, "colsum_finish_kernel");

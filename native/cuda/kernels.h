@@ -8,15 +8,19 @@
 #include <cstdint>
 
 #include "cuda/check.h"
+#include "cuda/dtype.h"
 
 namespace gn {
 namespace cuda {
 
+// Activation arguments are void* with their dtype `dt` (fp32 or bf16, see dtype.h); everything named float* is
+// fp32 (parameters, gradients, statistics).
+
 // ---- gemm.cu: helpers around the cuBLAS call (the call itself is in ops.cc through cublas.h) --------
 // C[i, j] += bias[j] for i < M, j < N, row stride ldc
-void bias_rows(const Stream& st, float* C, const float* bias, int64_t M, int64_t N, int64_t ldc);
+void bias_rows(const Stream& st, DType dt, void* C, const float* bias, int64_t M, int64_t N, int64_t ldc);
 // C[i, j] = 0 for i < M, j < N, row stride ldc (gemm with K = 0 and no accumulation)
-void zero_rows(const Stream& st, float* C, int64_t M, int64_t N, int64_t ldc);
+void zero_rows(const Stream& st, DType dt, void* C, int64_t M, int64_t N, int64_t ldc);
 // Deterministic column sums over N rows run in R = col_chunks(N, cols) row chunks (about 512 blocks in all, at
 // least 64 rows each) whose partial sums (R, cols) are then added in chunk order.
 inline int64_t col_chunks(int64_t N, int64_t cols) {
@@ -27,47 +31,50 @@ inline int64_t col_chunks(int64_t N, int64_t cols) {
   return r < 1 ? 1 : r;
 }
 // dbias[o] += Σ_n dout[n, o]   dout (N, OC); scratch: col_chunks(N, OC)·OC floats of device memory
-void colsum_acc(const Stream& st, float* dbias, const float* dout, int64_t N, int64_t OC, float* scratch);
+void colsum_acc(const Stream& st, DType dt, float* dbias, const void* dout, int64_t N, int64_t OC, float* scratch);
 // dst[c] += Σ_r part[r, c] for r < R (the second pass, also used by layernorm_backward)
 void colsum_finish(const Stream& st, float* dst, const float* part, int64_t R, int64_t cols);
+// dst[i] = src[i] converted between dtypes (the bf16 copy of the weights, mixed-dtype copies)
+void convert(const Stream& st, DType dst_dt, void* dst, DType src_dt, const void* src, int64_t n);
 
 // ---- layernorm.cu -------------------------------------------------------------------------------
-void layernorm_forward(const Stream& st, float* out, float* mean, float* rstd, const float* inp,
+void layernorm_forward(const Stream& st, DType dt, void* out, float* mean, float* rstd, const void* inp,
                        const float* weight, const float* bias, int64_t N, int64_t C, float eps);
 // scratch: 2·col_chunks(N, C)·C floats of device memory
-void layernorm_backward(const Stream& st, float* dinp, float* dweight, float* dbias, const float* dout,
-                        const float* inp, const float* weight, const float* mean, const float* rstd, int64_t N,
+void layernorm_backward(const Stream& st, DType dt, void* dinp, float* dweight, float* dbias, const void* dout,
+                        const void* inp, const float* weight, const float* mean, const float* rstd, int64_t N,
                         int64_t C, float* scratch);
 
 // ---- gelu.cu ------------------------------------------------------------------------------------
-void gelu_forward(const Stream& st, float* out, const float* inp, int64_t n);
-void gelu_backward(const Stream& st, float* dinp, const float* inp, const float* dout, int64_t n);
+void gelu_forward(const Stream& st, DType dt, void* out, const void* inp, int64_t n);
+void gelu_backward(const Stream& st, DType dt, void* dinp, const void* inp, const void* dout, int64_t n);
 
 // ---- elementwise.cu -----------------------------------------------------------------------------
-void add(const Stream& st, float* out, const float* a, const float* b, int64_t n);
-void scale(const Stream& st, float* a, float s, int64_t n);
-void fill(const Stream& st, float* a, float value, int64_t n);
-void dropout(const Stream& st, float* out, const float* inp, int64_t n, float p, uint64_t seed, uint64_t offset);
+void add(const Stream& st, DType dt, void* out, const void* a, const void* b, int64_t n);
+void scale(const Stream& st, DType dt, void* a, float s, int64_t n);
+void fill(const Stream& st, DType dt, void* a, float value, int64_t n);
+void dropout(const Stream& st, DType dt, void* out, const void* inp, int64_t n, float p, uint64_t seed,
+             uint64_t offset);
 // Writes one double partial sum of squares per block into partials (capacity sumsq_blocks(n));
 // the caller downloads and adds them in order.
 int64_t sumsq_blocks(int64_t n);
-void sumsq_partials(const Stream& st, double* partials, const float* a, int64_t n);
+void sumsq_partials(const Stream& st, DType dt, double* partials, const void* a, int64_t n);
 
 // ---- embedding.cu -------------------------------------------------------------------------------
 // out[b,t,:] = wte[ids[b,t],:] + wpe[pos0+t,:]   (ids on the device, already range-checked)
-void embedding_forward(const Stream& st, float* out, const int32_t* ids, const float* wte, const float* wpe,
+void embedding_forward(const Stream& st, DType dt, void* out, const int32_t* ids, const float* wte, const float* wpe,
                        int64_t B, int64_t T, int64_t C, int64_t pos0);
 // dwte[uniq[u],:] += Σ_{r in rows[offs[u]..offs[u+1])} dout[r,:] for u < U, rows in increasing order
-void embedding_backward_wte(const Stream& st, float* dwte, const float* dout, const int32_t* uniq,
+void embedding_backward_wte(const Stream& st, DType dt, float* dwte, const void* dout, const int32_t* uniq,
                             const int32_t* offs, const int32_t* rows, int64_t U, int64_t C);
 // dwpe[pos0+t,:] += Σ_b dout[b,t,:]  (b increasing)
-void embedding_backward_wpe(const Stream& st, float* dwpe, const float* dout, int64_t B, int64_t T, int64_t C,
-                            int64_t pos0);
+void embedding_backward_wpe(const Stream& st, DType dt, float* dwpe, const void* dout, int64_t B, int64_t T,
+                            int64_t C, int64_t pos0);
 
 // ---- softmax_xent.cu ----------------------------------------------------------------------------
-void softmax_xent_forward(const Stream& st, float* losses, float* lse, const float* logits, const int32_t* targets,
-                          int64_t N, int64_t V, int32_t ignore_index);
-void softmax_xent_backward(const Stream& st, float* dlogits, const float* logits, const float* lse,
+void softmax_xent_forward(const Stream& st, DType dt, float* losses, float* lse, const void* logits,
+                          const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index);
+void softmax_xent_backward(const Stream& st, DType dt, void* dlogits, const void* logits, const float* lse,
                            const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index, float scale);
 
 // ---- attention.cu -------------------------------------------------------------------------------
@@ -80,11 +87,11 @@ struct AttnDims {
   int64_t q[2], k[2], v[2], o[2];  // [batch stride, time stride] of q, k, v and out (dq/dk/dv/dout share them)
 };
 constexpr int64_t kMaxHeadSize = 256;
-void attention_forward(const Stream& st, float* out, float* lse, const float* q, const float* k, const float* v,
-                       const AttnDims& d);
+void attention_forward(const Stream& st, DType dt, void* out, float* lse, const void* q, const void* k,
+                       const void* v, const AttnDims& d);
 // Dscratch: B·NH·Tq floats of device scratch (D_i = dout_i·out_i)
-void attention_backward(const Stream& st, float* dq, float* dk, float* dv, const float* dout, const float* q,
-                        const float* k, const float* v, const float* out, const float* lse, float* Dscratch,
+void attention_backward(const Stream& st, DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q,
+                        const void* k, const void* v, const void* out, const float* lse, float* Dscratch,
                         const AttnDims& d);
 
 // ---- attention_softmax.cu (the row kernels of the cuBLAS path, attention_gemm.cc) --------------------------
@@ -94,11 +101,15 @@ struct AttnRows {
   float dropout;
   uint64_t seed;
 };
-// S → P in place (A = P∘dropout when `dropped`); lse from lse_in (B, NH, Tq) when given, else computed and
-// written to lse_out when that is given
-void attn_probs(const Stream& st, float* S, float* lse_out, const float* lse_in, const AttnRows& r, bool dropped);
-// (P, dA) → dS over dA, and A = P∘dropout over P when there is dropout
-void attn_probs_backward(const Stream& st, float* P, float* dA, const AttnRows& r);
+// S → P (fp32, in place); lse from lse_in (B, NH, Tq) when given, else computed and written to lse_out when that
+// is given. When `out` is given, A = P∘dropout (dropped) or P is also written there in dtype dt (the operand of
+// the next GEMM: S itself for fp32, a bf16 scratch for bf16).
+void attn_probs(const Stream& st, float* S, float* lse_out, const float* lse_in, const AttnRows& r, bool dropped,
+                DType dt, void* out);
+// (P, dA) → dS = P∘(dA∘f − D) and A = P∘f, written in dtype dt to dS_out and A_out (which may be dA and P
+// themselves when dt is fp32)
+void attn_probs_backward(const Stream& st, const float* P, const float* dA, const AttnRows& r, DType dt,
+                         void* A_out, void* dS_out);
 
 // ---- adamw.cu -----------------------------------------------------------------------------------
 // bc1 = 1 - β1^step, bc2 = 1 - β2^step (computed by the caller in double, as on the CPU)

@@ -16,23 +16,24 @@ namespace {
 
 constexpr int kRowsPerBlock = 8;  // warps per block
 
-__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp,
-                                         const float* weight, const float* bias, int64_t N, int64_t C, float eps) {
+template <typename T>
+__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp, const float* weight,
+                                         const float* bias, int64_t N, int64_t C, float eps) {
   const int64_t n = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (n >= N) return;
-  const float* x = inp + n * C;
+  const T* x = inp + n * C;
   float s = 0.0f;
-  for (int64_t c = lane; c < C; c += 32) s += x[c];
+  for (int64_t c = lane; c < C; c += 32) s += to_f(x[c]);
   const float m = warp_sum(s) / static_cast<float>(C);
   float v = 0.0f;
   for (int64_t c = lane; c < C; c += 32) {
-    const float d = x[c] - m;
+    const float d = to_f(x[c]) - m;
     v += d * d;
   }
   const float r = 1.0f / sqrtf(warp_sum(v) / static_cast<float>(C) + eps);
-  float* y = out + n * C;
-  for (int64_t c = lane; c < C; c += 32) y[c] = (x[c] - m) * r * weight[c] + bias[c];
+  T* y = out + n * C;
+  for (int64_t c = lane; c < C; c += 32) y[c] = from_f<T>((to_f(x[c]) - m) * r * weight[c] + bias[c]);
   if (lane == 0) {
     if (mean) mean[n] = m;
     if (rstd) rstd[n] = r;
@@ -40,26 +41,27 @@ __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, c
 }
 
 // dinp only (one warp per row)
-__global__ void layernorm_dinp_kernel(float* dinp, const float* dout, const float* inp, const float* weight,
-                                      const float* mean, const float* rstd, int64_t N, int64_t C) {
+template <typename T>
+__global__ void layernorm_dinp_kernel(T* dinp, const T* dout, const T* inp, const float* weight, const float* mean,
+                                      const float* rstd, int64_t N, int64_t C) {
   const int64_t n = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (n >= N) return;
-  const float* x = inp + n * C;
-  const float* dy = dout + n * C;
+  const T* x = inp + n * C;
+  const T* dy = dout + n * C;
   const float m = mean[n], r = rstd[n];
   float sg = 0.0f, sgx = 0.0f;
   for (int64_t c = lane; c < C; c += 32) {
-    const float g = dy[c] * weight[c];
+    const float g = to_f(dy[c]) * weight[c];
     sg += g;
-    sgx += g * ((x[c] - m) * r);
+    sgx += g * ((to_f(x[c]) - m) * r);
   }
   sg = warp_sum(sg) / static_cast<float>(C);
   sgx = warp_sum(sgx) / static_cast<float>(C);
-  float* dx = dinp + n * C;
+  T* dx = dinp + n * C;
   for (int64_t c = lane; c < C; c += 32) {
-    const float xh = (x[c] - m) * r;
-    dx[c] = r * (dy[c] * weight[c] - sg - xh * sgx);
+    const float xh = (to_f(x[c]) - m) * r;
+    dx[c] = from_f<T>(r * (to_f(dy[c]) * weight[c] - sg - xh * sgx));
   }
 }
 
@@ -67,7 +69,8 @@ __global__ void layernorm_dinp_kernel(float* dinp, const float* dout, const floa
 // (⌈C/32⌉, R), block (32, 8), as gemm.cu's colsum_partial_kernel): part[r, c] and part[R + r, c]; the chunks
 // are then added in order by colsum_finish. Deterministic, no atomics.
 constexpr int kColX = 32, kColY = 8;
-__global__ void layernorm_params_kernel(float* part, const float* dout, const float* inp, const float* mean,
+template <typename T>
+__global__ void layernorm_params_kernel(float* part, const T* dout, const T* inp, const float* mean,
                                         const float* rstd, int64_t N, int64_t C, int64_t rows) {
   __shared__ float pw[kColY][kColX], pb[kColY][kColX];
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kColX + threadIdx.x;
@@ -76,9 +79,9 @@ __global__ void layernorm_params_kernel(float* part, const float* dout, const fl
   float sw = 0.0f, sb = 0.0f;
   if (c < C)
     for (int64_t n = r0 + threadIdx.y; n < r1; n += kColY) {
-      const float dy = dout[n * C + c];
+      const float dy = to_f(dout[n * C + c]);
       sb += dy;
-      sw += dy * ((inp[n * C + c] - mean[n]) * rstd[n]);
+      sw += dy * ((to_f(inp[n * C + c]) - mean[n]) * rstd[n]);
     }
   pw[threadIdx.y][threadIdx.x] = sw;
   pb[threadIdx.y][threadIdx.x] = sb;
@@ -96,29 +99,50 @@ __global__ void layernorm_params_kernel(float* part, const float* dout, const fl
 
 }  // namespace
 
-void layernorm_forward(const Stream& st, float* out, float* mean, float* rstd, const float* inp,
-                       const float* weight, const float* bias, int64_t N, int64_t C, float eps) {
-  if (N == 0) return;
+namespace {
+
+template <typename T>
+void ln_forward(const Stream& st, void* out, float* mean, float* rstd, const void* inp, const float* weight,
+                const float* bias, int64_t N, int64_t C, float eps) {
   const unsigned blocks = static_cast<unsigned>((N + kRowsPerBlock - 1) / kRowsPerBlock);
-  layernorm_forward_kernel<<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(out, mean, rstd, inp, weight, bias, N, C, eps);
+  layernorm_forward_kernel<T><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(
+      static_cast<T*>(out), mean, rstd, static_cast<const T*>(inp), weight, bias, N, C, eps);
   GN_LAUNCHED(st, "layernorm_forward_kernel");
 }
 
-void layernorm_backward(const Stream& st, float* dinp, float* dweight, float* dbias, const float* dout,
-                        const float* inp, const float* weight, const float* mean, const float* rstd, int64_t N,
-                        int64_t C, float* scratch) {
-  if (C == 0) return;
+template <typename T>
+void ln_backward(const Stream& st, void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
+                 const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C, float* scratch) {
   if (dinp && N > 0) {
     const unsigned blocks = static_cast<unsigned>((N + kRowsPerBlock - 1) / kRowsPerBlock);
-    layernorm_dinp_kernel<<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(dinp, dout, inp, weight, mean, rstd, N, C);
+    layernorm_dinp_kernel<T><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(
+        static_cast<T*>(dinp), static_cast<const T*>(dout), static_cast<const T*>(inp), weight, mean, rstd, N, C);
     GN_LAUNCHED(st, "layernorm_dinp_kernel");
   }
   const int64_t R = col_chunks(N, C), rows = N > 0 ? (N + R - 1) / R : 0;
   const dim3 grid(static_cast<unsigned>((C + kColX - 1) / kColX), static_cast<unsigned>(R));
-  layernorm_params_kernel<<<grid, dim3(kColX, kColY), 0, st.s>>>(scratch, dout, inp, mean, rstd, N, C, rows);
+  layernorm_params_kernel<T><<<grid, dim3(kColX, kColY), 0, st.s>>>(
+      scratch, static_cast<const T*>(dout), static_cast<const T*>(inp), mean, rstd, N, C, rows);
   GN_LAUNCHED(st, "layernorm_params_kernel");
   colsum_finish(st, dweight, scratch, R, C);
   colsum_finish(st, dbias, scratch + R * C, R, C);
+}
+
+}  // namespace
+
+void layernorm_forward(const Stream& st, DType dt, void* out, float* mean, float* rstd, const void* inp,
+                       const float* weight, const float* bias, int64_t N, int64_t C, float eps) {
+  if (N == 0) return;
+  if (dt == kBF16) ln_forward<bf16>(st, out, mean, rstd, inp, weight, bias, N, C, eps);
+  else ln_forward<float>(st, out, mean, rstd, inp, weight, bias, N, C, eps);
+}
+
+void layernorm_backward(const Stream& st, DType dt, void* dinp, float* dweight, float* dbias, const void* dout,
+                        const void* inp, const float* weight, const float* mean, const float* rstd, int64_t N,
+                        int64_t C, float* scratch) {
+  if (C == 0) return;
+  if (dt == kBF16) ln_backward<bf16>(st, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, scratch);
+  else ln_backward<float>(st, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, scratch);
 }
 
 }  // namespace cuda

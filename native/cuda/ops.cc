@@ -30,27 +30,41 @@ int64_t extent(int64_t rows, int64_t cols, int64_t ld) { return rows == 0 || col
 // C (M,N) = (accumulate ? C : 0) + alpha·op(A)·op(B) + bias, row-major, as native/cpu/gemm.h.
 // cuBLAS sees the row-major (r, c) matrix with leading dimension ld as the column-major (c, r) one, so
 //   Cᵀ (N×M) = op(B)ᵀ (N×K) · op(A)ᵀ (K×M):  first operand B (op T when transB), second A (op T when transA).
+// A and B share a dtype; C may differ (bf16 operands into an fp32 weight gradient). bf16 operands run with
+// fp32 accumulation (CUBLAS_COMPUTE_32F); fp32 ones in the math mode (setMathMode).
+struct Operand {
+  const void* p;
+  DType dt;
+};
 void gemm_dev(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-              const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool acc,
+              Operand A, int64_t lda, Operand B, int64_t ldb, void* C, DType cdt, int64_t ldc, bool acc,
               const float* bias) {
   if (M == 0 || N == 0) return;
   GN_CHECK_RANGE(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX,
                  op, ": dimensions beyond 2^31-1 are not supported by cuBLAS (M=", M, " N=", N, " K=", K, ")");
+  if (A.dt != B.dt)
+    throw KernelError(KernelError::Kind::Type, str_cat(op, ": the two matrix operands must share a dtype (",
+                                                       dtype_name(A.dt), " and ", dtype_name(B.dt), ")"));
   if (K == 0) {
-    if (!acc) zero_rows(a.stream, C, M, N, ldc);
+    if (!acc) zero_rows(a.stream, cdt, C, M, N, ldc);
   } else {
     const float beta = acc ? 1.0f : 0.0f;
+    const int in_type = A.dt == kBF16 ? CUDA_R_16BF : CUDA_R_32F, out_type = cdt == kBF16 ? CUDA_R_16BF : CUDA_R_32F;
+    const int compute = A.dt == kBF16 ? CUBLAS_COMPUTE_32F : a.compute;
     cublasStatus_t s = a.blas.gemm_ex(a.handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                      static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, B,
-                                      CUDA_R_32F, static_cast<int>(ldb), A, CUDA_R_32F, static_cast<int>(lda), &beta,
-                                      C, CUDA_R_32F, static_cast<int>(ldc), a.compute, CUBLAS_GEMM_DEFAULT);
+                                      static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, B.p,
+                                      in_type, static_cast<int>(ldb), A.p, in_type, static_cast<int>(lda), &beta, C,
+                                      out_type, static_cast<int>(ldc), compute, CUBLAS_GEMM_DEFAULT);
     GN_CHECK(s == CUBLAS_STATUS_SUCCESS, "gpt-native: cuBLAS error in cublasGemmEx (", op, ": transA=", ta,
              " transB=", tb, " M=", M, " N=", N, " K=", K, " lda=", lda, " ldb=", ldb, " ldc=", ldc,
-             " compute=", a.compute, ") at ", __FILE__, ":", __LINE__, ": ", cublas_status_text(a.blas, s));
+             " operands ", dtype_name(A.dt), " -> ", dtype_name(cdt), " compute=", compute, ") at ", __FILE__, ":",
+             __LINE__, ": ", cublas_status_text(a.blas, s));
     if (a.stream.sync_each) GN_CUDA(cudaStreamSynchronize(a.stream.s));
   }
-  if (bias) bias_rows(a.stream, C, bias, M, N, ldc);
+  if (bias) bias_rows(a.stream, cdt, C, bias, M, N, ldc);
 }
+
+Operand operand(const DView& v) { return {v.p, v.dt}; }
 
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   const char* op = "gemm";
@@ -73,7 +87,8 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   need(B, tb ? extent(N, K, ldb) : extent(K, N, ldb), op, "B", tb ? shp({N, K}) : shp({K, N}));
   need(C, extent(M, N, ldc), op, "C", shp({M, N}));
   need(bias, N, op, "bias", shp({N}));
-  gemm_dev(a, op, ta, tb, M, N, K, alpha, A.p, lda, B.p, ldb, C.p, ldc, acc, bias.present ? bias.p : nullptr);
+  gemm_dev(a, op, ta, tb, M, N, K, alpha, operand(A), lda, operand(B), ldb, C.p, C.dt, ldc, acc,
+           f32v(bias, op, "bias"));
   return info.Env().Undefined();
 }
 
@@ -90,7 +105,9 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   need(inp, N * C, op, "inp", shp({N, C}));
   need_exact(w, C * OC, op, "weight", shp({C, OC}));
   need_exact(b, OC, op, "bias", shp({OC}));
-  gemm_dev(a, op, false, false, N, OC, C, 1.0f, inp.p, C, w.p, OC, out.p, OC, false, b.present ? b.p : nullptr);
+  const DType dt = act_dtype(op, {{&out, "out"}, {&inp, "inp"}, {&w, "weight"}});
+  gemm_dev(a, op, false, false, N, OC, C, 1.0f, operand(inp), C, operand(w), OC, out.p, dt, OC, false,
+           f32v(b, op, "bias"));
   return info.Env().Undefined();
 }
 
@@ -111,15 +128,20 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   need(dout, N * OC, op, "dout", shp({N, OC}));
   need(inp, N * C, op, "inp", shp({N, C}));
   need_exact(w, C * OC, op, "weight", shp({C, OC}));
-  if (dinp.present) gemm_dev(a, op, false, true, N, C, OC, 1.0f, dout.p, OC, w.p, OC, dinp.p, C, false, nullptr);
-  if (dw.present) gemm_dev(a, op, true, false, C, OC, N, 1.0f, inp.p, C, dout.p, OC, dw.p, OC, true, nullptr);
+  const DType dt = act_dtype(op, {{&dinp, "dinp"}, {&dout, "dout"}, {&inp, "inp"}, {&w, "weight"}});
+  float* dwp = f32v(dw, op, "dweight");
+  float* dbp = f32v(db, op, "dbias");
+  if (dinp.present)
+    gemm_dev(a, op, false, true, N, C, OC, 1.0f, operand(dout), OC, operand(w), OC, dinp.p, dt, C, false, nullptr);
+  if (dw.present) gemm_dev(a, op, true, false, C, OC, N, 1.0f, operand(inp), C, operand(dout), OC, dwp, kF32, OC, true,
+                           nullptr);
   if (db.present)
-    colsum_acc(a.stream, db.p, dout.p, N, OC,
+    colsum_acc(a.stream, dt, dbp, dout.p, N, OC,
                static_cast<float*>(a.floats.get(a.stream, col_chunks(N, OC) * OC * sizeof(float))));
   return info.Env().Undefined();
 }
 
-float* opt(const DView& v) { return v.present ? v.p : nullptr; }
+void* opt(const DView& v) { return v.present ? v.p : nullptr; }
 
 Napi::Value LayernormForward(const Napi::CallbackInfo& info) {
   const char* op = "layernorm_forward";
@@ -138,7 +160,9 @@ Napi::Value LayernormForward(const Napi::CallbackInfo& info) {
   need(rstd, N, op, "rstd", shp({N}));
   need_exact(w, C, op, "weight", shp({C}));
   need_exact(b, C, op, "bias", shp({C}));
-  layernorm_forward(a.stream, out.p, opt(mean), opt(rstd), inp.p, w.p, b.p, N, C, eps);
+  const DType dt = act_dtype(op, {{&out, "out"}, {&inp, "inp"}});
+  layernorm_forward(a.stream, dt, out.p, f32v(mean, op, "mean"), f32v(rstd, op, "rstd"), inp.p, f32v(w, op, "weight"),
+                    f32v(b, op, "bias"), N, C, eps);
   return info.Env().Undefined();
 }
 
@@ -163,7 +187,9 @@ Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
   need(mean, N, op, "mean", shp({N}));
   need(rstd, N, op, "rstd", shp({N}));
   float* part = static_cast<float*>(a.floats.get(a.stream, 2 * col_chunks(N, C) * C * sizeof(float)));
-  layernorm_backward(a.stream, opt(dinp), dw.p, db.p, dout.p, inp.p, w.p, mean.p, rstd.p, N, C, part);
+  const DType dt = act_dtype(op, {{&dinp, "dinp"}, {&dout, "dout"}, {&inp, "inp"}});
+  layernorm_backward(a.stream, dt, opt(dinp), f32v(dw, op, "dweight"), f32v(db, op, "dbias"), dout.p, inp.p,
+                     f32v(w, op, "weight"), f32v(mean, op, "mean"), f32v(rstd, op, "rstd"), N, C, part);
   return info.Env().Undefined();
 }
 
@@ -173,7 +199,7 @@ Napi::Value GeluForward(const Napi::CallbackInfo& info) {
   auto out = view(info, 0, op, "out");
   auto inp = view(info, 1, op, "inp");
   need_exact(out, inp.n, op, "out", shp({inp.n}));
-  gelu_forward(a.stream, out.p, inp.p, inp.n);
+  gelu_forward(a.stream, act_dtype(op, {{&out, "out"}, {&inp, "inp"}}), out.p, inp.p, inp.n);
   return info.Env().Undefined();
 }
 
@@ -186,7 +212,7 @@ Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
   int64_t n = inp.n;
   need_exact(dinp, n, op, "dinp", shp({n}));
   need_exact(dout, n, op, "dout", shp({n}));
-  gelu_backward(a.stream, dinp.p, inp.p, dout.p, n);
+  gelu_backward(a.stream, act_dtype(op, {{&dinp, "dinp"}, {&inp, "inp"}, {&dout, "dout"}}), dinp.p, inp.p, dout.p, n);
   return info.Env().Undefined();
 }
 
@@ -199,7 +225,7 @@ Napi::Value Add(const Napi::CallbackInfo& info) {
   int64_t n = x.n;
   need_exact(y, n, op, "b", shp({n}));
   need_exact(out, n, op, "out", shp({n}));
-  add(a.stream, out.p, x.p, y.p, n);
+  add(a.stream, act_dtype(op, {{&out, "out"}, {&x, "a"}, {&y, "b"}}), out.p, x.p, y.p, n);
   return info.Env().Undefined();
 }
 
@@ -208,7 +234,7 @@ Napi::Value Scale(const Napi::CallbackInfo& info) {
   CudaAddon& a = ready(info, op);
   auto x = view(info, 0, op, "a");
   float s = static_cast<float>(num(info, 1, op, "s"));
-  scale(a.stream, x.p, s, x.n);
+  scale(a.stream, x.dt, x.p, s, x.n);
   return info.Env().Undefined();
 }
 
@@ -228,7 +254,7 @@ Napi::Value Dropout(const Napi::CallbackInfo& info) {
   uint64_t offset = static_cast<uint64_t>(dim(info, 4, op, "offset"));
   GN_CHECK_RANGE(p >= 0.0f && p < 1.0f, op, ": p must be in [0, 1), got ", p);
   need_exact(out, inp.n, op, "out", shp({inp.n}));
-  dropout(a.stream, out.p, inp.p, inp.n, p, seed, offset);
+  dropout(a.stream, act_dtype(op, {{&out, "out"}, {&inp, "inp"}}), out.p, inp.p, inp.n, p, seed, offset);
   return info.Env().Undefined();
 }
 
@@ -240,7 +266,7 @@ Napi::Value Sumsq(const Napi::CallbackInfo& info) {
   if (x.n == 0) return Napi::Number::New(info.Env(), 0.0);
   const int64_t nb = sumsq_blocks(x.n);
   auto* part = static_cast<double*>(a.doubles.get(a.stream, nb * sizeof(double)));
-  sumsq_partials(a.stream, part, x.p, x.n);
+  sumsq_partials(a.stream, x.dt, part, x.p, x.n);
   std::vector<double> host(static_cast<size_t>(nb));
   to_host(a, host.data(), part, nb * sizeof(double));
   double t = 0.0;
@@ -273,7 +299,7 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   check_ids(ids.p, B * T, V, T, P, pos0, op);
   auto* dids = static_cast<int32_t*>(a.ints.get(a.stream, B * T * sizeof(int32_t)));
   to_device(a, dids, ids.p, B * T * sizeof(int32_t));
-  embedding_forward(a.stream, out.p, dids, wte.p, wpe.p, B, T, C, pos0);
+  embedding_forward(a.stream, out.dt, out.p, dids, f32v(wte, op, "wte"), f32v(wpe, op, "wpe"), B, T, C, pos0);
   return info.Env().Undefined();
 }
 
@@ -291,6 +317,8 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   need(dout, B * T * C, op, "dout", shp({B, T, C}));
   need(ids, B * T, op, "ids", shp({B, T}));
   check_ids(ids.p, B * T, V, T, P, pos0, op);
+  float* dwte_p = f32v(dwte, op, "dwte");
+  float* dwpe_p = f32v(dwpe, op, "dwpe");
   const int64_t n = B * T;
   if (dwte.present && n > 0) {
     // group rows by id (counting sort, stable): uniq ids ascending, offs[u]..offs[u+1] index rows
@@ -315,9 +343,9 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
     host.insert(host.end(), rows.begin(), rows.end());
     auto* d = static_cast<int32_t*>(a.ints.get(a.stream, host.size() * sizeof(int32_t)));
     to_device(a, d, host.data(), host.size() * sizeof(int32_t));
-    embedding_backward_wte(a.stream, dwte.p, dout.p, d, d + U, d + 2 * U + 1, U, C);
+    embedding_backward_wte(a.stream, dout.dt, dwte_p, dout.p, d, d + U, d + 2 * U + 1, U, C);
   }
-  if (dwpe.present) embedding_backward_wpe(a.stream, dwpe.p, dout.p, B, T, C, pos0);
+  if (dwpe.present) embedding_backward_wpe(a.stream, dout.dt, dwpe_p, dout.p, B, T, C, pos0);
   return info.Env().Undefined();
 }
 
@@ -344,7 +372,8 @@ Napi::Value SoftmaxXentForward(const Napi::CallbackInfo& info) {
   check_targets(targets.p, N, V, ignore, op);
   auto* dt = static_cast<int32_t*>(a.ints.get(a.stream, N * sizeof(int32_t)));
   to_device(a, dt, targets.p, N * sizeof(int32_t));
-  softmax_xent_forward(a.stream, losses.p, opt(lse), logits.p, dt, N, V, ignore);
+  softmax_xent_forward(a.stream, logits.dt, f32v(losses, op, "losses"), f32v(lse, op, "lse"), logits.p, dt, N, V,
+                       ignore);
   int64_t count = 0;  // rows counted: from the host copy of the targets (no device round trip)
   for (int64_t n = 0; n < N; ++n) count += targets.p[n] != ignore;
   return Napi::Number::New(info.Env(), static_cast<double>(count));
@@ -367,7 +396,8 @@ Napi::Value SoftmaxXentBackward(const Napi::CallbackInfo& info) {
   check_targets(targets.p, N, V, ignore, op);
   auto* dt = static_cast<int32_t*>(a.ints.get(a.stream, N * sizeof(int32_t)));
   to_device(a, dt, targets.p, N * sizeof(int32_t));
-  softmax_xent_backward(a.stream, dlogits.p, logits.p, lse.p, dt, N, V, ignore, scale);
+  softmax_xent_backward(a.stream, act_dtype(op, {{&dlogits, "dlogits"}, {&logits, "logits"}}), dlogits.p, logits.p,
+                        f32v(lse, op, "lse"), dt, N, V, ignore, scale);
   return info.Env().Undefined();
 }
 
@@ -445,10 +475,12 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   need_view(v, s.v, s.B, s.Tk, W, op, "v");
   need(lse, s.B * s.NH * s.Tq, op, "lse", shp({s.B, s.NH, s.Tq}));
   check_shape(s, op);
+  const DType dt = act_dtype(op, {{&out, "out"}, {&q, "q"}, {&k, "k"}, {&v, "v"}});
+  float* lp = f32v(lse, op, "lse");
   if (a.attn_gemm && attention_gemm_usable(a))
-    attention_forward_gemm(a, out.p, opt(lse), q.p, k.p, v.p, s);
+    attention_forward_gemm(a, dt, out.p, lp, q.p, k.p, v.p, s);
   else
-    attention_forward(a.stream, out.p, opt(lse), q.p, k.p, v.p, s);
+    attention_forward(a.stream, dt, out.p, lp, q.p, k.p, v.p, s);
   return info.Env().Undefined();
 }
 
@@ -476,11 +508,14 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   need_view(out, s.o, s.B, s.Tq, W, op, "out");
   need(lse, s.B * s.NH * s.Tq, op, "lse", shp({s.B, s.NH, s.Tq}));
   check_shape(s, op);
+  const DType dt = act_dtype(op, {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}, {&dout, "dout"}, {&q, "q"}, {&k, "k"},
+                                  {&v, "v"}, {&out, "out"}});
+  float* lp = f32v(lse, op, "lse");
   if (a.attn_gemm && attention_gemm_usable(a)) {
-    attention_backward_gemm(a, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, lse.p, s);
+    attention_backward_gemm(a, dt, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, lp, s);
   } else {
     auto* D = static_cast<float*>(a.floats.get(a.stream, s.B * s.NH * s.Tq * sizeof(float)));
-    attention_backward(a.stream, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, out.p, lse.p, D, s);
+    attention_backward(a.stream, dt, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, out.p, lp, D, s);
   }
   return info.Env().Undefined();
 }
@@ -506,7 +541,8 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   GN_CHECK_RANGE(step >= 1, op, ": step counts from 1, got ", step);
   float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(b1), static_cast<double>(step)));
   float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(b2), static_cast<double>(step)));
-  adamw_step(a.stream, p.p, g.p, m.p, v.p, n, lr, b1, b2, eps, wd, bc1, bc2, gs);
+  adamw_step(a.stream, f32v(p, op, "param"), f32v(g, op, "grad"), f32v(m, op, "m"), f32v(v, op, "v"), n, lr, b1, b2,
+             eps, wd, bc1, bc2, gs);
   return info.Env().Undefined();
 }
 

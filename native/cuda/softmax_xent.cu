@@ -18,14 +18,15 @@ namespace {
 
 constexpr int kFwdThreads = 512;
 
-__global__ void softmax_xent_forward_kernel(float* losses, float* lse, const float* logits, const int32_t* targets,
+template <typename T>
+__global__ void softmax_xent_forward_kernel(float* losses, float* lse, const T* logits, const int32_t* targets,
                                             int64_t V, int32_t ignore_index) {
   __shared__ float sm[kFwdThreads], ss[kFwdThreads];
   const int64_t n = blockIdx.x;
-  const float* x = logits + n * V;
+  const T* x = logits + n * V;
   float m = -FLT_MAX, s = 0.0f;
   for (int64_t v = threadIdx.x; v < V; v += kFwdThreads) {
-    const float xv = x[v];
+    const float xv = to_f(x[v]);
     if (xv > m) {
       s = s * expf(m - xv) + 1.0f;
       m = xv;
@@ -50,11 +51,12 @@ __global__ void softmax_xent_forward_kernel(float* losses, float* lse, const flo
     const float l = sm[0] + logf(ss[0]);
     if (lse) lse[n] = l;
     const int32_t t = targets[n];
-    losses[n] = t == ignore_index ? 0.0f : l - x[t];
+    losses[n] = t == ignore_index ? 0.0f : l - to_f(x[t]);
   }
 }
 
-__global__ void softmax_xent_backward_kernel(float* dlogits, const float* logits, const float* lse,
+template <typename T>
+__global__ void softmax_xent_backward_kernel(T* dlogits, const T* logits, const float* lse,
                                              const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index,
                                              float scale) {
   const int64_t total = N * V;
@@ -64,28 +66,37 @@ __global__ void softmax_xent_backward_kernel(float* dlogits, const float* logits
     const int32_t t = targets[n];
     float g = 0.0f;
     if (t != ignore_index) {
-      g = scale * expf(logits[idx] - lse[n]);
+      g = scale * expf(to_f(logits[idx]) - lse[n]);
       if (v == t) g -= scale;
     }
-    dlogits[idx] = g;
+    dlogits[idx] = from_f<T>(g);
   }
 }
 
 }  // namespace
 
-void softmax_xent_forward(const Stream& st, float* losses, float* lse, const float* logits, const int32_t* targets,
-                          int64_t N, int64_t V, int32_t ignore_index) {
+void softmax_xent_forward(const Stream& st, DType dt, float* losses, float* lse, const void* logits,
+                          const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index) {
   if (N == 0) return;
-  softmax_xent_forward_kernel<<<static_cast<unsigned>(N), kFwdThreads, 0, st.s>>>(losses, lse, logits, targets, V,
-                                                                                  ignore_index);
+  const unsigned blocks = static_cast<unsigned>(N);
+  if (dt == kBF16)
+    softmax_xent_forward_kernel<bf16><<<blocks, kFwdThreads, 0, st.s>>>(
+        losses, lse, static_cast<const bf16*>(logits), targets, V, ignore_index);
+  else
+    softmax_xent_forward_kernel<float><<<blocks, kFwdThreads, 0, st.s>>>(
+        losses, lse, static_cast<const float*>(logits), targets, V, ignore_index);
   GN_LAUNCHED(st, "softmax_xent_forward_kernel");
 }
 
-void softmax_xent_backward(const Stream& st, float* dlogits, const float* logits, const float* lse,
+void softmax_xent_backward(const Stream& st, DType dt, void* dlogits, const void* logits, const float* lse,
                            const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index, float scale) {
   if (N * V == 0) return;
-  softmax_xent_backward_kernel<<<grid_for(N * V, 256), 256, 0, st.s>>>(dlogits, logits, lse, targets, N, V,
-                                                                       ignore_index, scale);
+  if (dt == kBF16)
+    softmax_xent_backward_kernel<bf16><<<grid_for(N * V, 256), 256, 0, st.s>>>(
+        static_cast<bf16*>(dlogits), static_cast<const bf16*>(logits), lse, targets, N, V, ignore_index, scale);
+  else
+    softmax_xent_backward_kernel<float><<<grid_for(N * V, 256), 256, 0, st.s>>>(
+        static_cast<float*>(dlogits), static_cast<const float*>(logits), lse, targets, N, V, ignore_index, scale);
   GN_LAUNCHED(st, "softmax_xent_backward_kernel");
 }
 
