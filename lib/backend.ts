@@ -5,11 +5,12 @@
  * A buffer is a Float32Array on the CPU and a DeviceView on the GPU; ids and targets stay host Int32Arrays.
  */
 import { native } from './native';
-import { cuda, DeviceView, KERNELS, KernelsOver } from './cuda';
+import { cuda, DeviceView, DType, KERNELS, KernelsOver } from './cuda';
 import { rangeError } from './errors';
 
 export type Device = 'cpu' | 'cuda';
 export type Precision = 'fp32' | 'bf16';
+export type { DType };
 
 /** A backend's buffer: Float32Array (cpu) or DeviceView (cuda). */
 export type Buf = Float32Array | DeviceView;
@@ -19,8 +20,8 @@ export type Ops = KernelsOver<Buf>;
 
 export interface Backend extends Ops {
   readonly device: Device;
-  /** A zero-filled buffer of n floats. */
-  alloc(n: number): Buf;
+  /** A zero-filled buffer of n elements: fp32, or bf16 where the backend has it (cuda; the CPU ignores dtype). */
+  alloc(n: number, dtype?: DType): Buf;
   /** Floats [off, off+len) of b (len: to the end), sharing its memory. */
   view(b: Buf, off: number, len?: number): Buf;
   length(b: Buf): number;
@@ -79,7 +80,7 @@ function makeCuda(): Backend {
   return {
     ...(ops as unknown as Ops),
     device: 'cuda',
-    alloc: (n) => ({ buf: a.alloc(n), off: 0, len: n }),
+    alloc: (n, dtype = 'fp32') => ({ buf: a.alloc(n, dtype), off: 0, len: n }),
     view: (b, off, len) => {
       const v = dv(b);
       const n = len === undefined ? v.len - off : len;

@@ -32,13 +32,18 @@ type WithBuffers<F, B> = F extends (...a: infer P) => infer R ? (...a: { [I in k
 export type KernelsOver<B> = { [K in KernelName]: WithBuffers<NativeAddon[K], B> };
 
 /** The CUDA addon: the CPU addon's kernels (same names, arguments, semantics) over device views, plus memory. */
+/** Element type of a device buffer: activations may be bf16; parameters, gradients and statistics are fp32. */
+export type DType = 'fp32' | 'bf16';
+
 export interface CudaAddon extends KernelsOver<DeviceView> {
   abiVersion: number;
   /** Number of visible GPUs; 0 without a driver or GPU (never throws). */
   deviceCount(): number;
   /** Selects a GPU and loads cuBLAS; throws an Error that says what is missing. Idempotent. */
   init(device?: number): { name: string; totalMemory: number; computeCapability: [number, number]; cublas: string };
-  alloc(n: number): DeviceBuffer;
+  /** n zero elements of fp32 (default) or bf16 (activations of a bf16 model). */
+  alloc(n: number, dtype?: DType): DeviceBuffer;
+  bufferDtype(buf: DeviceBuffer): DType;
   free(buf: DeviceBuffer): void;
   bufferLength(buf: DeviceBuffer): number;
   upload(dst: DeviceView, src: Float32Array): void;

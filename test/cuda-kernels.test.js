@@ -14,17 +14,26 @@ const REAL = ['real', 'emu'].includes(process.env.GPT_NATIVE_CUDA_TEST);
 if (!REAL) process.env.GPT_NATIVE_CUDA_ADDON = path.join(__dirname, 'helpers', 'fake-cuda.js');
 const { native } = require('../dist');
 const { cuda } = require('../dist/cuda');
-const { normErr, freshSeed, randF32, randInts } = require('./helpers/util');
+const { normErr, freshSeed, randF32, randInts, roundBf16 } = require('./helpers/util');
 
 const TOL = REAL ? 1e-4 : 1e-12;
 const dev = cuda();
 
-/** Runs `op` on the CPU with host arrays and on the device with views; compares every array argument after. */
-function cross(t, op, args, { outputs, tol = TOL, ret = false, mode = 'fp32' } = {}) {
+const TOL_BF16 = 1e-2;
+
+/**
+ * Runs `op` on the CPU with host arrays and on the device with views; compares every array argument after.
+ * `bf16` lists the arguments held in bf16 device buffers (activations): their inputs are rounded to bf16 for
+ * both backends first, so the two differ only by what the device computes and stores in bf16.
+ */
+function cross(t, op, args, { outputs, tol, ret = false, mode = 'fp32', bf16 = [] } = {}) {
+  tol ??= bf16.length && REAL ? TOL_BF16 : TOL;
+  args = args.map((a, i) => (bf16.includes(i) && a instanceof Float32Array ? roundBf16(a) : a));
   const host = args.map((a) => (a instanceof Float32Array ? a.slice() : a));
-  const views = args.map((a) => {
+  const views = args.map((a, i) => {
     if (!(a instanceof Float32Array)) return a;
-    const v = { buf: dev.alloc(a.length + 3), off: 3, len: a.length }; // an offset view, as the model uses
+    // an offset view, as the model uses
+    const v = { buf: dev.alloc(a.length + 3, bf16.includes(i) ? 'bf16' : 'fp32'), off: 3, len: a.length };
     dev.upload(v, a);
     return v;
   });
@@ -191,6 +200,97 @@ test('adamw step (decay and no-decay groups, grad scale) on 10,007 values', (t) 
   const p = randF32(n, s), g = randF32(n, s + 1), m = randF32(n, s + 2, 0.1), v = randF32(n, s + 3, 0.1).map(Math.abs);
   cross(t, 'adamwStep', [p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, 7, 0.5], { outputs: [0, 2, 3] });
   cross(t, 'adamwStep', [p, g, m, v, 6e-4, 0.9, 0.95, 1e-8, 0, 1, 1], { outputs: [0, 2, 3] });
+});
+
+// ---- bf16 activations: every kernel that takes activations, with them in bf16 device buffers ----------------
+// (parameters, gradients and statistics stay fp32; the GEMMs take bf16 operands with fp32 accumulation)
+for (const [M, N, K] of [[13, 37, 29], [64, 96, 80]]) {
+  test(`bf16: gemm M=${M} N=${N} K=${K} into fp32 (accumulate) and into bf16 (bias)`, (t) => {
+    const s = seedOf(t);
+    const A = randF32(M * K, s), B = randF32(K * N, s + 1), C = randF32(M * N, s + 2), bias = randF32(N, s + 3);
+    cross(t, 'gemm', [false, false, M, N, K, 0.5, A, K, B, N, C, N, true, null], { outputs: [10], bf16: [6, 8] });
+    cross(t, 'gemm', [true, true, M, N, K, 1, randF32(K * M, s + 4), M, randF32(N * K, s + 5), K, C, N, false, bias], { outputs: [10], bf16: [6, 8, 10] });
+  });
+}
+
+for (const [N, C, OC] of [[13, 37, 111], [333, 45, 70]]) {
+  test(`bf16: linear forward/backward N=${N} C=${C} OC=${OC}`, (t) => {
+    const s = seedOf(t);
+    const inp = randF32(N * C, s), w = randF32(C * OC, s + 1, 0.1), b = randF32(OC, s + 2), out = randF32(N * OC, s + 3), dout = randF32(N * OC, s + 4);
+    cross(t, 'linearForward', [out, inp, w, b, N, C, OC], { outputs: [0], bf16: [0, 1, 2] });
+    const dinp = randF32(N * C, s + 5), dw = randF32(C * OC, s + 6), db = randF32(OC, s + 7);
+    cross(t, 'linearBackward', [dinp, dw, db, dout, inp, w, N, C, OC], { outputs: [0, 1, 2], bf16: [0, 3, 4, 5] });
+  });
+}
+
+test('bf16: layernorm, gelu, add, scale, dropout, sumsq', (t) => {
+  const s = seedOf(t);
+  const N = 300, C = 96, n = N * C;
+  const inp = randF32(n, s, 3), w = randF32(C, s + 1), b = randF32(C, s + 2), out = randF32(n, s + 3);
+  const mean = randF32(N, s + 4), rstd = randF32(N, s + 5);
+  cross(t, 'layernormForward', [out, mean, rstd, inp, w, b, N, C, 1e-5], { outputs: [0, 1, 2], bf16: [0, 3] });
+  native.layernormForward(out, mean, rstd, roundBf16(inp), w, b, N, C, 1e-5);
+  const dout = randF32(n, s + 6), dinp = randF32(n, s + 7), dw = randF32(C, s + 8), db = randF32(C, s + 9);
+  cross(t, 'layernormBackward', [dinp, dw, db, dout, inp, w, mean, rstd, N, C], { outputs: [0, 1, 2], bf16: [0, 3, 4] });
+  const x = randF32(n, s + 10, 4), y = randF32(n, s + 11), d = randF32(n, s + 12);
+  cross(t, 'geluForward', [out, x], { outputs: [0], bf16: [0, 1] });
+  cross(t, 'geluBackward', [out, x, d], { outputs: [0], bf16: [0, 1, 2] });
+  cross(t, 'add', [out, x, y], { outputs: [0], bf16: [0, 1, 2] });
+  cross(t, 'scale', [x, 0.37], { outputs: [0], bf16: [0] });
+  cross(t, 'dropout', [out, x, 0.3, 2 ** 40 + 12345, 77], { outputs: [0], bf16: [0, 1] });
+  cross(t, 'sumsq', [x], { outputs: [], ret: true, bf16: [0] });
+});
+
+test('bf16: embedding and softmax cross-entropy', (t) => {
+  const s = seedOf(t);
+  const B = 4, T = 64, C = 96, V = 300, P = 128, pos0 = 3;
+  const ids = randInts(B * T, V, s), wte = randF32(V * C, s + 1), wpe = randF32(P * C, s + 2), out = randF32(B * T * C, s + 3);
+  cross(t, 'embeddingForward', [out, ids, wte, wpe, B, T, C, V, P, pos0], { outputs: [0], bf16: [0] });
+  cross(t, 'embeddingBackward', [wte, wpe, randF32(B * T * C, s + 4), ids, B, T, C, V, P, pos0], { outputs: [0, 1], bf16: [2] });
+  const N = 64, Vx = 1000;
+  const logits = roundBf16(randF32(N * Vx, s + 5, 5)), targets = randInts(N, Vx, s + 6), losses = randF32(N, s + 7), lse = randF32(N, s + 8);
+  targets[1] = -1;
+  cross(t, 'softmaxXentForward', [losses, lse, logits, targets, N, Vx, -1], { outputs: [0, 1], ret: true, bf16: [2] });
+  native.softmaxXentForward(losses, lse, logits, targets, N, Vx, -1);
+  cross(t, 'softmaxXentBackward', [randF32(N * Vx, s + 9), logits, lse, targets, N, Vx, -1, 0.25], { outputs: [0], bf16: [0, 1] });
+});
+
+for (const kind of ['gemm', 'fused']) {
+  for (const { B, T, NH, HS, window, dropout } of [{ B: 2, T: 17, NH: 3, HS: 8, window: 0, dropout: 0 }, { B: 1, T: 40, NH: 2, HS: 16, window: 7, dropout: 0.2 }]) {
+    test(`bf16: attention (${kind}) B=${B} T=${T} NH=${NH} HS=${HS} window=${window} dropout=${dropout}`, (t) => withAttention(kind, () => {
+      const s = seedOf(t);
+      const C = NH * HS, n = B * T * C;
+      const shape = { B, Tq: T, Tk: T, NH, HS, qPos0: 0, window, dropout, seed: s % 100000, q: [T * C, C], k: [T * C, C], v: [T * C, C], o: [T * C, C] };
+      const q = roundBf16(randF32(n, s)), k = roundBf16(randF32(n, s + 1)), v = roundBf16(randF32(n, s + 2));
+      const out = randF32(n, s + 3), lse = randF32(B * NH * T, s + 4);
+      cross(t, 'attentionForward', [out, lse, q, k, v, shape], { outputs: [0, 1], bf16: [0, 2, 3, 4] });
+      native.attentionForward(out, lse, q, k, v, shape);
+      const dq = randF32(n, s + 5), dk = randF32(n, s + 6), dv = randF32(n, s + 7), dout = randF32(n, s + 8);
+      cross(t, 'attentionBackward', [dq, dk, dv, dout, q, k, v, out, lse, shape], { outputs: [0, 1, 2], bf16: [0, 1, 2, 3, 4, 5, 6, 7] });
+    }));
+  }
+}
+
+test('bf16 buffers: upload rounds, download widens, copy converts, and fp32-only arguments refuse bf16', (t) => {
+  const s = seedOf(t);
+  const x = randF32(1001, s);
+  const b = { buf: dev.alloc(1001, 'bf16'), off: 0, len: 1001 }, f = { buf: dev.alloc(1001), off: 0, len: 1001 };
+  dev.upload(b, x);
+  const got = new Float32Array(1001);
+  dev.download(b, got);
+  t.deepEqual(got, REAL ? roundBf16(x) : x, 'bf16 round trip');
+  dev.copy(f, b); // bf16 -> fp32 conversion on the device
+  dev.download(f, got);
+  t.deepEqual(got, REAL ? roundBf16(x) : x, 'converting copy');
+  if (REAL) {
+    t.is(dev.bufferDtype(b.buf), 'bf16');
+    const m = { buf: dev.alloc(1001), off: 0, len: 1001 };
+    t.throws(() => dev.adamwStep(b, f, m, m, 1e-3, 0.9, 0.95, 1e-8, 0, 1, 1), { message: /param must be an fp32 buffer but holds bf16/ });
+    t.throws(() => dev.add(f, b, f), { message: /add: out is fp32 but a is bf16/ });
+    t.throws(() => dev.alloc(4, 'fp16'), { message: /dtype must be 'fp32' or 'bf16'/ });
+    dev.free(m.buf);
+  }
+  dev.free(b.buf); dev.free(f.buf);
 });
 
 test('copyRows: a strided block of rows (the KV cache append), and a clear error outside the views', (t) => {

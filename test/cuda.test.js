@@ -195,22 +195,66 @@ test('fine-tuning on the device: the head reads the hidden states and sends its 
   t.true(Math.abs(probsC.X - probsD.X) <= (REAL ? 1e-3 : 1e-9), `P(X) ${probsD.X} vs ${probsC.X}`);
 });
 
-test('bf16 matrix products: only on cuda, and close to fp32', (t) => {
+test('bf16 precision: only on cuda; activations in bf16, weights, gradients and moments fp32', (t) => {
   t.throws(() => GPT.create(cfg('gpt2'), { precision: 'bf16' }), { message: /bf16 matrix products need device 'cuda'/ });
   t.throws(() => GPT.create(cfg('gpt2'), { device: 'cuda', precision: 'fp16' }), { message: /Expected 'fp32' or 'bf16' for precision/ });
   const seed = freshSeed();
+  t.log(`seed ${seed}`);
+  const fake = REAL ? null : require('./helpers/fake-cuda');
+  const before = fake ? fake.stats.bf16 || 0 : 0;
   const cpu = GPT.create(cfg('gpt2'), { seed });
   const dev = GPT.create(cfg('gpt2'), { seed, device: 'cuda', precision: 'bf16' });
   t.is(dev.precision, 'bf16');
+  t.is(dev.activationDtype, 'bf16');
   const { ids, targets, opts } = batch(seed);
   close(t, dev.forward(ids, opts), cpu.forward(ids, opts), 'bf16 logits', TOL_BF16);
-  if (!REAL) t.is(require('./helpers/fake-cuda').mathMode(), 'bf16', 'the model set the addon to bf16 products');
+  if (fake) {
+    t.is(fake.mathMode(), 'bf16', 'the model set the addon to bf16 products');
+    // activations (18 per layer set) and the weight copy were allocated as bf16
+    t.true(fake.stats.bf16 - before >= 3 * 10 + 1, `bf16 buffers: ${fake.stats.bf16 - before}`);
+  }
   GPT.create(cfg('gpt2'), { seed, device: 'cuda' }).forward(ids, opts);
-  if (!REAL) t.is(require('./helpers/fake-cuda').mathMode(), 'fp32', 'an fp32 model sets fp32 back');
+  if (fake) t.is(fake.mathMode(), 'fp32', 'an fp32 model sets fp32 back');
   cpu.loss(ids, targets, opts); dev.loss(ids, targets, opts);
   cpu.backward(); dev.backward();
   close(t, dev.flatGradients, cpu.flatGradients, 'bf16 gradients', TOL_BF16);
+  // back to fp32 on the same device: the activations follow
+  dev.to('cuda', { precision: 'fp32' });
+  t.is(dev.activationDtype, 'fp32');
+  close(t, dev.forward(ids, opts), cpu.forward(ids, opts), 'fp32 logits after switching back');
+  dev.dispose();
 });
+
+for (const variant of ['gpt1', 'gpt3']) {
+  test(`bf16 precision, ${variant}: three AdamW steps follow the fp32 CPU run; decoding matches the full forward`, (t) => {
+    const seed = freshSeed();
+    t.log(`seed ${seed}`);
+    const cpu = GPT.create(cfg(variant), { seed });
+    const dev = GPT.create(cfg(variant), { seed, device: 'cuda', precision: 'bf16' });
+    const { ids, targets, opts } = batch(seed);
+    const oc = new AdamW(cpu, { lr: 1e-2, weightDecay: 0.1 }), od = new AdamW(dev, { lr: 1e-2, weightDecay: 0.1 });
+    for (let step = 0; step < 3; step++) {
+      const lc = cpu.loss(ids, targets, opts), ld = dev.loss(ids, targets, opts);
+      t.true(Math.abs(lc - ld) <= 2e-2 * lc, `step ${step} loss ${ld} vs ${lc}`);
+      cpu.zeroGrad(); dev.zeroGrad();
+      cpu.backward(); dev.backward();
+      oc.step(); od.step();
+    }
+    close(t, dev.flatParameters, cpu.flatParameters, 'parameters after 3 steps', TOL_BF16);
+    // the KV decoder (bf16 cache) against the model's own forward, token by token
+    const { KVDecoder } = require('../dist');
+    const T = 9, row = Int32Array.from(ids.subarray(0, T));
+    const full = dev.forward(row, { shape: [1, T] });
+    const kv = new KVDecoder(dev, 1, T);
+    const V = cfg(variant).vocab_size;
+    const stepLogits = new Float32Array(T * V);
+    stepLogits.set(kv.forward(row.subarray(0, 5), 5, true).subarray(0, 5 * V));
+    for (let i = 5; i < T; i++) stepLogits.set(kv.forward(row.subarray(i, i + 1), 1), i * V);
+    close(t, stepLogits, full, 'decoder logits vs forward', TOL_BF16);
+    kv.dispose();
+    dev.dispose();
+  });
+}
 
 test('dispose and moving free the device memory', (t) => {
   if (REAL) return t.pass('counted only with the stand-in addon');

@@ -28,9 +28,10 @@ export class KVDecoder {
     const { n_embd: C, n_layer: L, n_positions: P } = model.config;
     if (Tmax > P) throw new RangeError(`Expected at most n_positions = ${P} cached positions for Tmax but received ${Tmax}`);
     this.be = model.backend;
+    const dtype = model.activationDtype; // the cache and the scratch hold activations
     for (let l = 0; l < L; l++) {
-      this.k.push(this.be.alloc(B * Tmax * C));
-      this.v.push(this.be.alloc(B * Tmax * C));
+      this.k.push(this.be.alloc(B * Tmax * C, dtype));
+      this.v.push(this.be.alloc(B * Tmax * C, dtype));
     }
   }
 
@@ -38,7 +39,7 @@ export class KVDecoder {
     if (this.scratch && this.scratch.Tq >= Tq) return this.scratch;
     this.freeScratch();
     const n = this.B * Tq * this.model.config.n_embd;
-    const f = (k: number) => this.be.alloc(n * k);
+    const f = (k: number) => this.be.alloc(n * k, this.model.activationDtype);
     this.scratch = { Tq, x: f(1), ln: f(1), qkv: f(3), att: f(1), proj: f(1), mid: f(1), ln2: f(1), fc: f(4), fcg: f(4), out: f(1) };
     return this.scratch;
   }
@@ -83,13 +84,14 @@ export class KVDecoder {
     const x0 = sub(s.x);
     const eps = cfg.layer_norm_epsilon;
     const w = (name: string) => m.buffer(name);
+    const mw = (name: string) => m.matrixBuffer(name); // matrix-product operands (the bf16 copy of a bf16 model)
     be.embeddingForward(x0, ids, w('wte.weight'), w('wpe.weight'), B, Tq, C, V, P, pos0);
     let x = x0;
     for (let l = 0; l < cfg.n_layer; l++) {
       const h = `h.${l}.`;
       const qkv = sub(s.qkv, 3), att = sub(s.att), proj = sub(s.proj), mid = sub(s.mid), fc = sub(s.fc, 4), fcg = sub(s.fcg, 4);
       const attend = (inp: Buf) => {
-        be.linearForward(qkv, inp, w(h + 'attn.c_attn.weight'), w(h + 'attn.c_attn.bias'), N, C, 3 * C);
+        be.linearForward(qkv, inp, mw(h + 'attn.c_attn.weight'), w(h + 'attn.c_attn.bias'), N, C, 3 * C);
         // append this step's keys and values to the cache
         const kc = this.k[l], vc = this.v[l];
         for (let b = 0; b < B; b++) {
@@ -102,12 +104,12 @@ export class KVDecoder {
           dropout: 0, seed: 0, q: [Tq * 3 * C, 3 * C], k: [this.Tmax * C, C], v: [this.Tmax * C, C], o: [Tq * C, C],
         };
         be.attentionForward(att, null, qkv, kc, vc, shape);
-        be.linearForward(proj, att, w(h + 'attn.c_proj.weight'), w(h + 'attn.c_proj.bias'), N, C, C);
+        be.linearForward(proj, att, mw(h + 'attn.c_proj.weight'), w(h + 'attn.c_proj.bias'), N, C, C);
       };
       const mlp = (inp: Buf, out: Buf) => {
-        be.linearForward(fc, inp, w(h + 'mlp.c_fc.weight'), w(h + 'mlp.c_fc.bias'), N, C, 4 * C);
+        be.linearForward(fc, inp, mw(h + 'mlp.c_fc.weight'), w(h + 'mlp.c_fc.bias'), N, C, 4 * C);
         be.geluForward(fcg, fc);
-        be.linearForward(out, fcg, w(h + 'mlp.c_proj.weight'), w(h + 'mlp.c_proj.bias'), N, 4 * C, C);
+        be.linearForward(out, fcg, mw(h + 'mlp.c_proj.weight'), w(h + 'mlp.c_proj.bias'), N, 4 * C, C);
       };
       const ln = sub(s.ln), ln2 = sub(s.ln2), out = l % 2 === 0 ? sub(s.out) : x0;
       if (cfg.variant === 'gpt1') {
@@ -135,12 +137,12 @@ export class KVDecoder {
     const rows = all ? N : B;
     if (!this.logitsBuf || be.length(this.logitsBuf) < rows * V) {
       if (this.logitsBuf) be.free(this.logitsBuf);
-      this.logitsBuf = be.alloc(rows * V);
+      this.logitsBuf = be.alloc(rows * V); // fp32 even for a bf16 model (the products accumulate in fp32)
     }
     const logits = be.view(this.logitsBuf, 0, rows * V);
-    if (all) be.gemm(false, true, N, V, C, 1, hf, C, w('wte.weight'), C, logits, V, false, null);
+    if (all) be.gemm(false, true, N, V, C, 1, hf, C, mw('wte.weight'), C, logits, V, false, null);
     // the last position of each row: rows (Tq-1), (2Tq-1), … of hf, i.e. stride Tq·C
-    else be.gemm(false, true, B, V, C, 1, be.view(hf, (Tq - 1) * C), Tq * C, w('wte.weight'), C, logits, V, false, null);
+    else be.gemm(false, true, B, V, C, 1, be.view(hf, (Tq - 1) * C), Tq * C, mw('wte.weight'), C, logits, V, false, null);
     this.length = pos0 + Tq;
     if (be.device === 'cpu') return logits as Float32Array;
     if (this.logitsHost.length < rows * V) this.logitsHost = new Float32Array(rows * V);

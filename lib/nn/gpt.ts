@@ -10,7 +10,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { AttentionShape } from '../native';
-import { Backend, backendOf, Buf, checkPrecision, Device, Precision } from '../backend';
+import { Backend, backendOf, Buf, checkPrecision, Device, DType, Precision } from '../backend';
 import { configFrom, GPTConfig, parameterShapes, ResolvedConfig, resolveConfig } from '../config';
 import { checkNumber, typeError } from '../errors';
 import { Rng } from '../random';
@@ -44,6 +44,7 @@ interface LayerActs {
 interface Acts {
   B: number;
   T: number;
+  dtype: DType; // of the activations and their gradients (statistics are fp32)
   x0: F; // (N, C) embeddings
   layers: LayerActs[];
   lnf: F; lnfMean: F; lnfRstd: F;
@@ -69,7 +70,11 @@ export interface CreateOptions {
   seed?: number;
   /** Where the arithmetic runs: 'cpu' (default) or 'cuda' (needs the CUDA addon and a GPU). */
   device?: Device;
-  /** Matrix products in 'fp32' (default) or 'bf16' (tensor cores; fp32 weights, moments and activations; cuda only). */
+  /**
+   * 'fp32' (default) or 'bf16' (cuda only): activations and their gradients in bf16 and matrix products on bf16
+   * tensor cores with fp32 accumulation, from a bf16 copy of the weights; the weights themselves, their
+   * gradients and AdamW's moments stay fp32.
+   */
   precision?: Precision;
 }
 
@@ -115,6 +120,9 @@ export class GPT {
   // Device copies (on the CPU these are the host arrays themselves) and which side holds the newer values.
   private dParams: Buf;
   private dGrads: Buf | null = null;
+  // bf16 copy of the parameters for the matrix products of a bf16 model (refreshed after every change)
+  private dParams16: Buf | null = null;
+  private params16Stale = true;
   private hostParamsStale = false; // the device has newer parameters than paramBuf
   private devParamsStale = false; // paramBuf has newer parameters than the device
   private hostGradsStale = false;
@@ -140,8 +148,21 @@ export class GPT {
     return this.be;
   }
 
+  /** Element type of the activations: bf16 for a bf16 model on cuda, else fp32. */
+  get activationDtype(): DType {
+    return this.be.device === 'cuda' && this.precision === 'bf16' ? 'bf16' : 'fp32';
+  }
+
+  /** Frees the bf16 weight copy (it is made again when needed). */
+  private freeParams16(): void {
+    if (this.dParams16) this.be.free(this.dParams16);
+    this.dParams16 = null;
+    this.params16Stale = true;
+  }
+
   /** (Re)creates the device storage for the current layout; the host values are uploaded before the next use. */
   private allocDevice(): void {
+    this.freeParams16();
     if (this.be.device === 'cpu') {
       this.dParams = this.paramBuf;
       this.dGrads = this.gradBuf;
@@ -158,7 +179,10 @@ export class GPT {
   /** Makes the device hold the newest parameters and gradients (after host-side edits). */
   private syncDevice(): void {
     if (this.be.device === 'cpu') return;
-    if (this.devParamsStale) this.be.upload(this.dParams, this.paramBuf);
+    if (this.devParamsStale) {
+      this.be.upload(this.dParams, this.paramBuf);
+      this.params16Stale = true;
+    }
     if (this.devGradsStale && this.dGrads && this.gradBuf) this.be.upload(this.dGrads, this.gradBuf);
     this.devParamsStale = this.devGradsStale = false;
   }
@@ -219,7 +243,10 @@ export class GPT {
   /** Records that the device parameters (and gradients) were written by a backend call. */
   markUpdated(what: { params?: boolean; grads?: boolean } = { params: true }): void {
     if (this.be.device === 'cpu') return;
-    if (what.params) this.hostParamsStale = true;
+    if (what.params) {
+      this.hostParamsStale = true;
+      this.params16Stale = true;
+    }
     if (what.grads) this.hostGradsStale = true;
   }
 
@@ -232,11 +259,17 @@ export class GPT {
     const be = backendOf(device);
     const precision = checkPrecision(opts.precision ?? (device === this.be.device ? this.precision : 'fp32'), device);
     if (be === this.be) {
+      if (precision !== this.precision) {
+        this.freeActs(); // their dtype follows the precision
+        this.freeParams16();
+        this.pass = null;
+      }
       this.precision = precision;
       return this;
     }
     this.syncHost();
     this.freeActs();
+    this.freeParams16();
     if (this.be.device !== 'cpu') {
       this.be.free(this.dParams);
       if (this.dGrads) this.be.free(this.dGrads);
@@ -449,6 +482,17 @@ export class GPT {
     return this.p(name);
   }
 
+  /**
+   * A weight as the matrix products take it: buffer(name), or its bf16 copy for a bf16 model (same values
+   * rounded to bf16, refreshed whenever the weights change).
+   */
+  matrixBuffer(name: string): Buf {
+    this.checkAlive();
+    if (!this.offsets.has(name)) throw new RangeError(`Expected a parameter name of this model for name but received ${JSON.stringify(name)}`);
+    this.syncDevice();
+    return this.w(name);
+  }
+
   /** Turns dropout on (training) or off. Returns this. */
   train(mode = true): this {
     this.training = mode;
@@ -464,6 +508,20 @@ export class GPT {
     if (this.be.device === 'cpu') return this.views.get(name)!.data;
     const [off, n] = this.offsets.get(name)!;
     return this.be.view(this.dParams, off, n);
+  }
+  /** The operand of a matrix product: p(name), or its view in the bf16 copy (made fresh here if stale). */
+  private w(name: string): Buf {
+    if (this.activationDtype === 'fp32') return this.p(name);
+    if (!this.dParams16) {
+      this.dParams16 = this.be.alloc(this.paramBuf.length, 'bf16');
+      this.params16Stale = true;
+    }
+    if (this.params16Stale) {
+      this.be.copy(this.dParams16, this.dParams); // fp32 -> bf16 on the device
+      this.params16Stale = false;
+    }
+    const [off, n] = this.offsets.get(name)!;
+    return this.be.view(this.dParams16, off, n);
   }
   private g(name: string): Buf {
     if (this.be.device === 'cpu') return this.views.get(name)!.grad!;
@@ -482,21 +540,23 @@ export class GPT {
   }
 
   private ensureActs(B: number, T: number): Acts {
-    if (this.acts && this.acts.B === B && this.acts.T === T) return this.acts;
+    const dtype = this.activationDtype;
+    if (this.acts && this.acts.B === B && this.acts.T === T && this.acts.dtype === dtype) return this.acts;
     this.freeActs(); // let the old set go before allocating the new one
     const { n_embd: C, n_head: NH, vocab_size: V } = this.config;
     const N = B * T;
-    const f = (n: number) => this.be.alloc(n);
+    const f = (n: number) => this.be.alloc(n, dtype); // activations (and their gradients)
+    const s = (n: number) => this.be.alloc(n); // fp32 statistics
     const layers: LayerActs[] = [];
     for (let l = 0; l < this.config.n_layer; l++) {
       layers.push({
-        qkv: f(N * 3 * C), atty: f(N * C), lse: f(B * NH * T), attproj: f(N * C), mid: f(N * C),
-        ln1: f(N * C), ln1Mean: f(N), ln1Rstd: f(N), ln2: f(N * C), ln2Mean: f(N), ln2Rstd: f(N),
+        qkv: f(N * 3 * C), atty: f(N * C), lse: s(B * NH * T), attproj: f(N * C), mid: f(N * C),
+        ln1: f(N * C), ln1Mean: s(N), ln1Rstd: s(N), ln2: f(N * C), ln2Mean: s(N), ln2Rstd: s(N),
         fch: f(N * 4 * C), fchGelu: f(N * 4 * C), fcproj: f(N * C), out: f(N * C),
       });
     }
     this.acts = {
-      B, T, x0: f(N * C), layers, lnf: f(N * C), lnfMean: f(N), lnfRstd: f(N), logits: f(N * V), losses: f(N), lse: f(N),
+      B, T, dtype, x0: f(N * C), layers, lnf: f(N * C), lnfMean: s(N), lnfRstd: s(N), logits: f(N * V), losses: s(N), lse: s(N),
       dres: f(N * C), dtmp: f(N * C), dln: f(N * C), dC: f(N * C), datty: f(N * C), dqkv: f(N * 3 * C), dfc: f(N * 4 * C),
     };
     return this.acts;
@@ -549,15 +609,15 @@ export class GPT {
       const shape = this.attnShape(B, T, l, seeds ? seeds[1 + 3 * l] : 0, attnP);
       if (cfg.variant === 'gpt1') {
         // a = x + drop(attn(x)); n = LN1(a); m = n + drop(mlp(n)); out = LN2(m)
-        be.linearForward(L.qkv, x, this.p(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
+        be.linearForward(L.qkv, x, this.w(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
         be.attentionForward(L.atty, L.lse, L.qkv, be.view(L.qkv, C), be.view(L.qkv, 2 * C), shape);
-        be.linearForward(L.attproj, L.atty, this.p(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
+        be.linearForward(L.attproj, L.atty, this.w(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
         dropout(L.attproj, cfg.resid_pdrop, 2 + 3 * l);
         be.add(L.mid, x, L.attproj);
         be.layernormForward(L.ln1, L.ln1Mean, L.ln1Rstd, L.mid, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C, eps);
-        be.linearForward(L.fch, L.ln1, this.p(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C);
+        be.linearForward(L.fch, L.ln1, this.w(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C);
         be.geluForward(L.fchGelu, L.fch);
-        be.linearForward(L.fcproj, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, 4 * C, C);
+        be.linearForward(L.fcproj, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, 4 * C, C);
         dropout(L.fcproj, cfg.resid_pdrop, 3 + 3 * l);
         be.add(L.out, L.ln1, L.fcproj);
         be.layernormForward(L.ln2, L.ln2Mean, L.ln2Rstd, L.out, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C, eps);
@@ -565,15 +625,15 @@ export class GPT {
       } else {
         // r = x + drop(attn(LN1(x))); out = r + drop(mlp(LN2(r)))
         be.layernormForward(L.ln1, L.ln1Mean, L.ln1Rstd, x, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C, eps);
-        be.linearForward(L.qkv, L.ln1, this.p(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
+        be.linearForward(L.qkv, L.ln1, this.w(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
         be.attentionForward(L.atty, L.lse, L.qkv, be.view(L.qkv, C), be.view(L.qkv, 2 * C), shape);
-        be.linearForward(L.attproj, L.atty, this.p(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
+        be.linearForward(L.attproj, L.atty, this.w(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
         dropout(L.attproj, cfg.resid_pdrop, 2 + 3 * l);
         be.add(L.mid, x, L.attproj);
         be.layernormForward(L.ln2, L.ln2Mean, L.ln2Rstd, L.mid, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C, eps);
-        be.linearForward(L.fch, L.ln2, this.p(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C);
+        be.linearForward(L.fch, L.ln2, this.w(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C);
         be.geluForward(L.fchGelu, L.fch);
-        be.linearForward(L.fcproj, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, 4 * C, C);
+        be.linearForward(L.fcproj, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, 4 * C, C);
         dropout(L.fcproj, cfg.resid_pdrop, 3 + 3 * l);
         be.add(L.out, L.mid, L.fcproj);
         x = L.out;
@@ -585,7 +645,7 @@ export class GPT {
       hfinal = a.lnf;
     }
     // logits (N, V) = h (N, C) · wteᵀ (tied output embedding)
-    be.gemm(false, true, N, V, C, 1, hfinal, C, this.p('wte.weight'), C, a.logits, V, false, null);
+    be.gemm(false, true, N, V, C, 1, hfinal, C, this.w('wte.weight'), C, a.logits, V, false, null);
     this.pass = { ids, targets: null, count: 0, seeds, logitsValid: true };
     return a;
   }
@@ -645,7 +705,7 @@ export class GPT {
       if (seeds && p > 0) be.dropout(out, x, p, seeds[site], 0);
       else if (out !== x) be.copy(out, x);
     };
-    const wte = this.p('wte.weight');
+    const wte = this.w('wte.weight');
     // dlogits (in place) = (softmax - onehot) · scale / count
     be.softmaxXentBackward(a.logits, a.logits, a.lse, pass.targets, N, V, -1, pass.count > 0 ? scale / pass.count : 0);
     pass.logitsValid = false;
@@ -679,31 +739,31 @@ export class GPT {
         be.layernormBackward(a.dtmp, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), a.dres, L.out, this.p(h + 'ln_2.weight'), L.ln2Mean, L.ln2Rstd, N, C);
         // m = n + drop(mlp(n)): dn = dm + mlp'(drop'(dm))
         undrop(a.dtmp, a.dC, cfg.resid_pdrop, 3 + 3 * l);
-        be.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), N, 4 * C, C);
+        be.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), N, 4 * C, C);
         be.geluBackward(a.dfc, L.fch, a.dfc);
-        be.linearBackward(a.dln, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), a.dfc, L.ln1, this.p(h + 'mlp.c_fc.weight'), N, C, 4 * C);
+        be.linearBackward(a.dln, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), a.dfc, L.ln1, this.w(h + 'mlp.c_fc.weight'), N, C, 4 * C);
         be.add(a.dtmp, a.dtmp, a.dln); // dn
         // n = LN1(a): da
         be.layernormBackward(a.dres, this.g(h + 'ln_1.weight'), this.g(h + 'ln_1.bias'), a.dtmp, L.mid, this.p(h + 'ln_1.weight'), L.ln1Mean, L.ln1Rstd, N, C);
         // a = x + drop(attn(x)): dx = da + attn'(drop'(da))
         undrop(a.dres, a.dC, cfg.resid_pdrop, 2 + 3 * l);
-        be.linearBackward(a.datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), a.dC, L.atty, this.p(h + 'attn.c_proj.weight'), N, C, C);
+        be.linearBackward(a.datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), a.dC, L.atty, this.w(h + 'attn.c_proj.weight'), N, C, C);
         be.attentionBackward(a.dqkv, be.view(a.dqkv, C), be.view(a.dqkv, 2 * C), a.datty, L.qkv, be.view(L.qkv, C), be.view(L.qkv, 2 * C), L.atty, L.lse, shape);
-        be.linearBackward(a.dln, this.g(h + 'attn.c_attn.weight'), this.g(h + 'attn.c_attn.bias'), a.dqkv, x, this.p(h + 'attn.c_attn.weight'), N, C, 3 * C);
+        be.linearBackward(a.dln, this.g(h + 'attn.c_attn.weight'), this.g(h + 'attn.c_attn.bias'), a.dqkv, x, this.w(h + 'attn.c_attn.weight'), N, C, 3 * C);
         be.add(a.dres, a.dres, a.dln);
       } else {
         // out = r + drop(mlp(LN2(r))): dr = dout + LN2'(mlp'(drop'(dout)))
         undrop(a.dres, a.dC, cfg.resid_pdrop, 3 + 3 * l);
-        be.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.p(h + 'mlp.c_proj.weight'), N, 4 * C, C);
+        be.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), N, 4 * C, C);
         be.geluBackward(a.dfc, L.fch, a.dfc);
-        be.linearBackward(a.dln, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), a.dfc, L.ln2, this.p(h + 'mlp.c_fc.weight'), N, C, 4 * C);
+        be.linearBackward(a.dln, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), a.dfc, L.ln2, this.w(h + 'mlp.c_fc.weight'), N, C, 4 * C);
         be.layernormBackward(a.dtmp, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), a.dln, L.mid, this.p(h + 'ln_2.weight'), L.ln2Mean, L.ln2Rstd, N, C);
         be.add(a.dres, a.dres, a.dtmp);
         // r = x + drop(attn(LN1(x))): dx = dr + LN1'(attn'(drop'(dr)))
         undrop(a.dres, a.dC, cfg.resid_pdrop, 2 + 3 * l);
-        be.linearBackward(a.datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), a.dC, L.atty, this.p(h + 'attn.c_proj.weight'), N, C, C);
+        be.linearBackward(a.datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), a.dC, L.atty, this.w(h + 'attn.c_proj.weight'), N, C, C);
         be.attentionBackward(a.dqkv, be.view(a.dqkv, C), be.view(a.dqkv, 2 * C), a.datty, L.qkv, be.view(L.qkv, C), be.view(L.qkv, 2 * C), L.atty, L.lse, shape);
-        be.linearBackward(a.dln, this.g(h + 'attn.c_attn.weight'), this.g(h + 'attn.c_attn.bias'), a.dqkv, L.ln1, this.p(h + 'attn.c_attn.weight'), N, C, 3 * C);
+        be.linearBackward(a.dln, this.g(h + 'attn.c_attn.weight'), this.g(h + 'attn.c_attn.bias'), a.dqkv, L.ln1, this.w(h + 'attn.c_attn.weight'), N, C, 3 * C);
         be.layernormBackward(a.dtmp, this.g(h + 'ln_1.weight'), this.g(h + 'ln_1.bias'), a.dln, x, this.p(h + 'ln_1.weight'), L.ln1Mean, L.ln1Rstd, N, C);
         be.add(a.dres, a.dres, a.dtmp);
       }
@@ -753,6 +813,7 @@ export class GPT {
   dispose(): void {
     if (this.disposed) return;
     this.freeActs();
+    this.freeParams16();
     if (this.be.device !== 'cpu') {
       this.be.free(this.dParams);
       if (this.dGrads) this.be.free(this.dGrads);

@@ -28,11 +28,15 @@ const addon = {
   liveBuffers: () => live,
   deviceCount: () => 1,
   init: () => ({ name: 'fake (host memory)', totalMemory: 0, computeCapability: [0, 0], cublas: 'none' }),
-  alloc(n) {
+  // bf16 buffers are recorded but hold fp32 values here (the CPU kernels compute in fp32)
+  alloc(n, dtype = 'fp32') {
+    if (dtype !== 'fp32' && dtype !== 'bf16') throw new TypeError(`fake cuda: alloc: dtype ${dtype}`);
     live++;
     stats.allocs++;
-    return { __fake: true, data: new Float32Array(n), freed: false };
+    stats[dtype] = (stats[dtype] || 0) + 1;
+    return { __fake: true, data: new Float32Array(n), freed: false, dtype };
   },
+  bufferDtype: (buf) => buf.dtype,
   free(buf) {
     if (buf.freed) throw new Error('fake cuda: free: buffer was freed'); // as the real addon
     buf.freed = true;

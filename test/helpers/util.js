@@ -82,4 +82,16 @@ function dot(a, b) {
   return s;
 }
 
-module.exports = { rng, freshSeed, randF32, randInts, f64, normErr, relErr, finiteDiff, pickIndices, dot };
+/** A copy of a rounded to bfloat16 (round to nearest even), as fp32 values. */
+function roundBf16(a) {
+  const out = Float32Array.from(a);
+  const u = new Uint32Array(out.buffer);
+  for (let i = 0; i < u.length; i++) {
+    const x = u[i];
+    if ((x & 0x7fffffff) > 0x7f800000) continue; // NaN
+    u[i] = ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) << 16;
+  }
+  return out;
+}
+
+module.exports = { rng, freshSeed, randF32, randInts, f64, normErr, relErr, finiteDiff, pickIndices, dot, roundBf16 };
