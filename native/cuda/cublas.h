@@ -5,7 +5,7 @@
 //   cublasComputeType_t: CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_16BF = 75
 //   cublasMath_t:        CUBLAS_DEFAULT_MATH = 0
 //   cublasGemmAlgo_t:    CUBLAS_GEMM_DEFAULT = -1
-//   cudaDataType:        CUDA_R_32F = 0 (library_types.h, which the CUDA runtime headers ship)
+//   cudaDataType:        CUDA_R_32F = 0, CUDA_R_16BF = 14 (library_types.h, which the CUDA runtime headers ship)
 //   cublasStatus_t:      CUBLAS_STATUS_SUCCESS = 0
 //
 // Where the library is looked for, in order (the first that dlopen accepts wins):
