@@ -72,10 +72,11 @@ export interface NativeAddon {
     pos0: number): void;
   embeddingBackward(dwte: F32 | null, dwpe: F32 | null, dout: F32, ids: I32, B: number, T: number, C: number,
     V: number, P: number, pos0: number): void;
+  /** ld: row stride of logits (default V; larger for a padded vocabulary). */
   softmaxXentForward(losses: F32, lse: F32 | null, logits: F32, targets: I32, N: number, V: number,
-    ignoreIndex: number): number;
+    ignoreIndex: number, ld?: number): number;
   softmaxXentBackward(dlogits: F32, logits: F32, lse: F32, targets: I32, N: number, V: number, ignoreIndex: number,
-    scale: number): void;
+    scale: number, ld?: number): void;
   attentionForward(out: F32, lse: F32 | null, q: F32, k: F32, v: F32, shape: AttentionShape): void;
   attentionBackward(dq: F32, dk: F32, dv: F32, dout: F32, q: F32, k: F32, v: F32, out: F32, lse: F32,
     shape: AttentionShape): void;

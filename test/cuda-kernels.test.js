@@ -122,6 +122,11 @@ for (const [N, V] of [[1, 50257], [13, 97], [64, 1000]]) {
     native.softmaxXentForward(losses, lse, logits, targets, N, V, -1);
     const dl = randF32(N * V, s + 4);
     cross(t, 'softmaxXentBackward', [dl, logits, lse, targets, N, V, -1, 0.25], { outputs: [0] });
+    // padded rows (the model's logits on the GPU): row stride ld > V, padding untouched
+    const ld = V + 11, padded = randF32(N * ld, s + 5, 5);
+    cross(t, 'softmaxXentForward', [losses, lse, padded, targets, N, V, -1, ld], { outputs: [0, 1], ret: true });
+    native.softmaxXentForward(losses, lse, padded, targets, N, V, -1, ld);
+    cross(t, 'softmaxXentBackward', [padded, padded, lse, targets, N, V, -1, 0.25, ld], { outputs: [0] });
   });
 }
 

@@ -135,6 +135,28 @@ for (const [N, V] of [[1, 7], [9, 1001], [4, 50257]]) {
   });
 }
 
+test('softmax cross-entropy over padded rows (row stride ld > V): same values, padding untouched', (t) => {
+  const seed = freshSeed(); t.log(`seed ${seed}`);
+  const N = 7, V = 97, ld = 128;
+  const dense = randF32(N * V, seed, 6), targets = randInts(N, V, seed + 1);
+  targets[2] = -1;
+  const padded = randF32(N * ld, seed + 2, 6); // random padding, which must be neither read nor written
+  for (let n = 0; n < N; n++) padded.set(dense.subarray(n * V, (n + 1) * V), n * ld);
+  const l1 = new Float32Array(N), s1 = new Float32Array(N), l2 = new Float32Array(N), s2 = new Float32Array(N);
+  t.is(native.softmaxXentForward(l2, s2, padded, targets, N, V, -1, ld), native.softmaxXentForward(l1, s1, dense, targets, N, V, -1));
+  t.deepEqual(l2, l1);
+  t.deepEqual(s2, s1);
+  const d1 = new Float32Array(N * V), d2 = padded.slice();
+  native.softmaxXentBackward(d1, dense, s1, targets, N, V, -1, 0.5);
+  native.softmaxXentBackward(d2, d2, s2, targets, N, V, -1, 0.5, ld);
+  for (let n = 0; n < N; n++) {
+    t.deepEqual(d2.subarray(n * ld, n * ld + V), d1.subarray(n * V, (n + 1) * V), `row ${n}`);
+    t.deepEqual(d2.subarray(n * ld + V, (n + 1) * ld), padded.subarray(n * ld + V, (n + 1) * ld), `padding of row ${n}`);
+  }
+  t.throws(() => native.softmaxXentForward(l1, s1, padded, targets, N, V, -1, V - 1), { message: /row stride ld = 96 is less than V = 97/ });
+  t.throws(() => native.softmaxXentForward(l1, s1, padded.subarray(0, (N - 1) * ld + V - 1), targets, N, V, -1, ld), { instanceOf: RangeError });
+});
+
 test('softmax cross-entropy reference backward matches finite differences (float64)', (t) => {
   const seed = freshSeed();
   const N = 3, V = 13;

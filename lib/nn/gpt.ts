@@ -48,7 +48,8 @@ interface Acts {
   x0: F; // (N, C) embeddings
   layers: LayerActs[];
   lnf: F; lnfMean: F; lnfRstd: F;
-  logits: F; // (N, V); holds dlogits after backward
+  Vp: number; // row stride of logits: V, or on cuda V rounded up to 64 (aligned rows for the GEMMs)
+  logits: F; // (N, V) with row stride Vp; holds dlogits after backward
   losses: F; lse: F; // (N)
   // gradient scratch, shared by all layers
   dres: F; dtmp: F; dln: F; dC: F; datty: F; // (N, C)
@@ -547,6 +548,8 @@ export class GPT {
     const N = B * T;
     const f = (n: number) => this.be.alloc(n, dtype); // activations (and their gradients)
     const s = (n: number) => this.be.alloc(n); // fp32 statistics
+    // on the GPU the logits rows are padded to a multiple of 64 so every row of the largest GEMM is aligned
+    const Vp = this.be.device === 'cuda' ? Math.ceil(V / 64) * 64 : V;
     const layers: LayerActs[] = [];
     for (let l = 0; l < this.config.n_layer; l++) {
       layers.push({
@@ -556,7 +559,7 @@ export class GPT {
       });
     }
     this.acts = {
-      B, T, dtype, x0: f(N * C), layers, lnf: f(N * C), lnfMean: s(N), lnfRstd: s(N), logits: f(N * V), losses: s(N), lse: s(N),
+      B, T, dtype, Vp, x0: f(N * C), layers, lnf: f(N * C), lnfMean: s(N), lnfRstd: s(N), logits: f(N * Vp), losses: s(N), lse: s(N),
       dres: f(N * C), dtmp: f(N * C), dln: f(N * C), dC: f(N * C), datty: f(N * C), dqkv: f(N * 3 * C), dfc: f(N * 4 * C),
     };
     return this.acts;
@@ -645,7 +648,7 @@ export class GPT {
       hfinal = a.lnf;
     }
     // logits (N, V) = h (N, C) · wteᵀ (tied output embedding)
-    be.gemm(false, true, N, V, C, 1, hfinal, C, this.w('wte.weight'), C, a.logits, V, false, null);
+    be.gemm(false, true, N, V, C, 1, hfinal, C, this.w('wte.weight'), C, a.logits, a.Vp, false, null);
     this.pass = { ids, targets: null, count: 0, seeds, logitsValid: true };
     return a;
   }
@@ -655,8 +658,15 @@ export class GPT {
    * Example: `model.forward([[464, 3290]])`.
    */
   forward(ids: TokenIds, opts: IdsOptions = {}): Float32Array {
-    const batch = toBatch(ids, 'ids', this.config.vocab_size, this.config.n_positions, opts);
-    return this.be.download(this.be.view(this.run(batch).logits, 0, batch.B * batch.T * this.config.vocab_size));
+    const V = this.config.vocab_size;
+    const batch = toBatch(ids, 'ids', V, this.config.n_positions, opts);
+    const a = this.run(batch);
+    const N = batch.B * batch.T;
+    const raw = this.be.download(this.be.view(a.logits, 0, N * a.Vp));
+    if (a.Vp === V) return raw;
+    const out = new Float32Array(N * V); // drop the padding columns
+    for (let n = 0; n < N; n++) out.set(raw.subarray(n * a.Vp, n * a.Vp + V), n * V);
+    return out;
   }
 
   /**
@@ -671,7 +681,7 @@ export class GPT {
       throw new RangeError(`Expected targets of shape [${batch.B}, ${batch.T}] (like ids) for targets but received [${tb.B}, ${tb.T}]`);
     const a = this.run(batch);
     const N = batch.B * batch.T;
-    const count = this.be.softmaxXentForward(a.losses, a.lse, a.logits, tb.data, N, V, -1);
+    const count = this.be.softmaxXentForward(a.losses, a.lse, a.logits, tb.data, N, V, -1, a.Vp);
     const losses = this.be.download(this.be.view(a.losses, 0, N), false);
     let sum = 0;
     for (let i = 0; i < N; i++) sum += losses[i];
@@ -707,12 +717,12 @@ export class GPT {
     };
     const wte = this.w('wte.weight');
     // dlogits (in place) = (softmax - onehot) · scale / count
-    be.softmaxXentBackward(a.logits, a.logits, a.lse, pass.targets, N, V, -1, pass.count > 0 ? scale / pass.count : 0);
+    be.softmaxXentBackward(a.logits, a.logits, a.lse, pass.targets, N, V, -1, pass.count > 0 ? scale / pass.count : 0, a.Vp);
     pass.logitsValid = false;
     const hfinal = cfg.variant === 'gpt1' ? this.layerOut(a, cfg.n_layer - 1) : a.lnf;
     const dh = cfg.variant === 'gpt1' ? a.dres : a.dln;
-    be.gemm(false, false, N, C, V, 1, a.logits, V, wte, C, dh, C, false, null); // dh (N,C) = dlogits · wte
-    be.gemm(true, false, V, C, N, 1, a.logits, V, hfinal, C, this.g('wte.weight'), C, true, null); // dwte += dlogitsᵀ · h
+    be.gemm(false, false, N, C, V, 1, a.logits, a.Vp, wte, C, dh, C, false, null); // dh (N,C) = dlogits · wte
+    be.gemm(true, false, V, C, N, 1, a.logits, a.Vp, hfinal, C, this.g('wte.weight'), C, true, null); // dwte += dlogitsᵀ · h
     if (opts.hiddenGrad) {
       if (!(opts.hiddenGrad instanceof Float32Array) || opts.hiddenGrad.length !== N * C)
         throw new RangeError(`Expected a Float32Array of ${N}·${C} values for hiddenGrad but received ${opts.hiddenGrad?.length}`);

@@ -1,5 +1,5 @@
 // Softmax + cross-entropy fused over the vocabulary.
-//   logits (N,V), targets (N) int32 -> losses (N), lse (N)
+//   logits (N,V) with row stride ld >= V, targets (N) int32 -> losses (N), lse (N)
 //   loss[n] = lse[n] - logits[n, t_n],  lse[n] = log Σ_v exp(logits[n,v])
 //   dlogits[n,v] = scale · (exp(logits[n,v] - lse[n]) - [v == t_n])   (scale = dloss/dloss_n, e.g. 1/count)
 // Rows whose target equals ignore_index contribute loss 0 and gradient 0 (padding).
@@ -32,11 +32,11 @@ static void check_targets(const int32_t* targets, int64_t N, int64_t V, int32_t 
 }
 
 int64_t softmax_xent_forward(float* losses, float* lse, const float* logits, const int32_t* targets,
-                             int64_t N, int64_t V, int32_t ignore_index, ThreadPool* pool) {
+                             int64_t N, int64_t V, int32_t ignore_index, ThreadPool* pool, int64_t ld) {
   check_targets(targets, N, V, ignore_index, "softmax_xent_forward");
   auto body = [&](int64_t s, int64_t e, int) {
     for (int64_t n = s; n < e; ++n) {
-      const float* x = logits + n * V;
+      const float* x = logits + n * ld;
       float l = row_lse(x, V);
       if (lse) lse[n] = l;
       losses[n] = targets[n] == ignore_index ? 0.0f : l - x[targets[n]];
@@ -50,16 +50,16 @@ int64_t softmax_xent_forward(float* losses, float* lse, const float* logits, con
 }
 
 void softmax_xent_backward(float* dlogits, const float* logits, const float* lse, const int32_t* targets,
-                           int64_t N, int64_t V, int32_t ignore_index, float scale, ThreadPool* pool) {
+                           int64_t N, int64_t V, int32_t ignore_index, float scale, ThreadPool* pool, int64_t ld) {
   check_targets(targets, N, V, ignore_index, "softmax_xent_backward");
   auto body = [&](int64_t s, int64_t e, int) {
     for (int64_t n = s; n < e; ++n) {
-      float* d = dlogits + n * V;
+      float* d = dlogits + n * ld;
       if (targets[n] == ignore_index) {
         for (int64_t v = 0; v < V; ++v) d[v] = 0.0f;
         continue;
       }
-      row_grad(d, logits + n * V, lse[n], scale, V);
+      row_grad(d, logits + n * ld, lse[n], scale, V);
       d[targets[n]] -= scale;
     }
   };

@@ -72,10 +72,12 @@ void embedding_backward_wpe(const Stream& st, DType dt, float* dwpe, const void*
                             int64_t C, int64_t pos0);
 
 // ---- softmax_xent.cu ----------------------------------------------------------------------------
+// logits/dlogits rows start every ld >= V elements (a padded vocabulary); elements V..ld-1 are not touched
 void softmax_xent_forward(const Stream& st, DType dt, float* losses, float* lse, const void* logits,
-                          const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index);
+                          const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index, int64_t ld);
 void softmax_xent_backward(const Stream& st, DType dt, void* dlogits, const void* logits, const float* lse,
-                           const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index, float scale);
+                           const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index, float scale,
+                           int64_t ld);
 
 // ---- attention.cu -------------------------------------------------------------------------------
 // Element (b, t, h, d) of a tensor X is X[b*sb + t*st + h*HS + d] (strides in floats), as on the CPU.

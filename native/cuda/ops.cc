@@ -365,15 +365,17 @@ Napi::Value SoftmaxXentForward(const Napi::CallbackInfo& info) {
   auto targets = i32(info, 3, op, "targets");
   int64_t N = dim(info, 4, op, "N"), V = dim(info, 5, op, "V");
   int32_t ignore = static_cast<int32_t>(num(info, 6, op, "ignoreIndex"));
+  const int64_t ld = info.Length() > 7 && !info[7].IsUndefined() ? dim(info, 7, op, "ld") : V;
+  GN_CHECK_RANGE(ld >= V, op, ": the row stride ld = ", ld, " is less than V = ", V);
   need(losses, N, op, "losses", shp({N}));
   need(lse, N, op, "lse", shp({N}));
-  need(logits, N * V, op, "logits", shp({N, V}));
+  need(logits, N > 0 ? (N - 1) * ld + V : 0, op, "logits", shp({N, V}));
   need(targets, N, op, "targets", shp({N}));
   check_targets(targets.p, N, V, ignore, op);
   auto* dt = static_cast<int32_t*>(a.ints.get(a.stream, N * sizeof(int32_t)));
   to_device(a, dt, targets.p, N * sizeof(int32_t));
   softmax_xent_forward(a.stream, logits.dt, f32v(losses, op, "losses"), f32v(lse, op, "lse"), logits.p, dt, N, V,
-                       ignore);
+                       ignore, ld);
   int64_t count = 0;  // rows counted: from the host copy of the targets (no device round trip)
   for (int64_t n = 0; n < N; ++n) count += targets.p[n] != ignore;
   return Napi::Number::New(info.Env(), static_cast<double>(count));
@@ -389,15 +391,18 @@ Napi::Value SoftmaxXentBackward(const Napi::CallbackInfo& info) {
   int64_t N = dim(info, 4, op, "N"), V = dim(info, 5, op, "V");
   int32_t ignore = static_cast<int32_t>(num(info, 6, op, "ignoreIndex"));
   float scale = static_cast<float>(num(info, 7, op, "scale"));
-  need(dlogits, N * V, op, "dlogits", shp({N, V}));
-  need(logits, N * V, op, "logits", shp({N, V}));
+  const int64_t ld = info.Length() > 8 && !info[8].IsUndefined() ? dim(info, 8, op, "ld") : V;
+  GN_CHECK_RANGE(ld >= V, op, ": the row stride ld = ", ld, " is less than V = ", V);
+  const int64_t span = N > 0 ? (N - 1) * ld + V : 0;
+  need(dlogits, span, op, "dlogits", shp({N, V}));
+  need(logits, span, op, "logits", shp({N, V}));
   need(lse, N, op, "lse", shp({N}));
   need(targets, N, op, "targets", shp({N}));
   check_targets(targets.p, N, V, ignore, op);
   auto* dt = static_cast<int32_t*>(a.ints.get(a.stream, N * sizeof(int32_t)));
   to_device(a, dt, targets.p, N * sizeof(int32_t));
   softmax_xent_backward(a.stream, act_dtype(op, {{&dlogits, "dlogits"}, {&logits, "logits"}}), dlogits.p, logits.p,
-                        f32v(lse, op, "lse"), dt, N, V, ignore, scale);
+                        f32v(lse, op, "lse"), dt, N, V, ignore, scale, ld);
   return info.Env().Undefined();
 }
 

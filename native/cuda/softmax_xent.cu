@@ -1,7 +1,7 @@
 // Softmax + cross-entropy fused over the vocabulary, as native/cpu/softmax_xent.cpp:
 //   lse[n] = log Σ_v exp(logits[n,v]),  loss[n] = lse[n] - logits[n, t_n]   (0 where t_n == ignore_index)
 //   dlogits[n,v] = scale·exp(logits[n,v] - lse[n]) - (v == t_n ? scale : 0)  (0 for ignored rows)
-// Targets are range-checked on the host before upload. dlogits may alias logits: each element is read and
+// Rows start every ld >= V elements (a padded vocabulary). Targets are range-checked on the host before upload. dlogits may alias logits: each element is read and
 // then written by the same thread.
 // Launch shapes: forward one block of 512 threads per row; each thread keeps an online (max, Σexp) pair over
 // its strided share of the row, then the pairs are merged through shared memory. Backward one thread per
@@ -20,10 +20,10 @@ constexpr int kFwdThreads = 512;
 
 template <typename T>
 __global__ void softmax_xent_forward_kernel(float* losses, float* lse, const T* logits, const int32_t* targets,
-                                            int64_t V, int32_t ignore_index) {
+                                            int64_t V, int32_t ignore_index, int64_t ld) {
   __shared__ float sm[kFwdThreads], ss[kFwdThreads];
   const int64_t n = blockIdx.x;
-  const T* x = logits + n * V;
+  const T* x = logits + n * ld;
   float m = -FLT_MAX, s = 0.0f;
   for (int64_t v = threadIdx.x; v < V; v += kFwdThreads) {
     const float xv = to_f(x[v]);
@@ -58,45 +58,47 @@ __global__ void softmax_xent_forward_kernel(float* losses, float* lse, const T* 
 template <typename T>
 __global__ void softmax_xent_backward_kernel(T* dlogits, const T* logits, const float* lse,
                                              const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index,
-                                             float scale) {
+                                             float scale, int64_t ld) {
   const int64_t total = N * V;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t n = idx / V, v = idx % V;
+    const int64_t n = idx / V, v = idx % V, at = n * ld + v;
     const int32_t t = targets[n];
     float g = 0.0f;
     if (t != ignore_index) {
-      g = scale * expf(to_f(logits[idx]) - lse[n]);
+      g = scale * expf(to_f(logits[at]) - lse[n]);
       if (v == t) g -= scale;
     }
-    dlogits[idx] = from_f<T>(g);
+    dlogits[at] = from_f<T>(g);
   }
 }
 
 }  // namespace
 
 void softmax_xent_forward(const Stream& st, DType dt, float* losses, float* lse, const void* logits,
-                          const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index) {
+                          const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index, int64_t ld) {
   if (N == 0) return;
   const unsigned blocks = static_cast<unsigned>(N);
   if (dt == kBF16)
     softmax_xent_forward_kernel<bf16><<<blocks, kFwdThreads, 0, st.s>>>(
-        losses, lse, static_cast<const bf16*>(logits), targets, V, ignore_index);
+        losses, lse, static_cast<const bf16*>(logits), targets, V, ignore_index, ld);
   else
     softmax_xent_forward_kernel<float><<<blocks, kFwdThreads, 0, st.s>>>(
-        losses, lse, static_cast<const float*>(logits), targets, V, ignore_index);
+        losses, lse, static_cast<const float*>(logits), targets, V, ignore_index, ld);
   GN_LAUNCHED(st, "softmax_xent_forward_kernel");
 }
 
 void softmax_xent_backward(const Stream& st, DType dt, void* dlogits, const void* logits, const float* lse,
-                           const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index, float scale) {
+                           const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index, float scale,
+                           int64_t ld) {
   if (N * V == 0) return;
   if (dt == kBF16)
     softmax_xent_backward_kernel<bf16><<<grid_for(N * V, 256), 256, 0, st.s>>>(
-        static_cast<bf16*>(dlogits), static_cast<const bf16*>(logits), lse, targets, N, V, ignore_index, scale);
+        static_cast<bf16*>(dlogits), static_cast<const bf16*>(logits), lse, targets, N, V, ignore_index, scale, ld);
   else
     softmax_xent_backward_kernel<float><<<grid_for(N * V, 256), 256, 0, st.s>>>(
-        static_cast<float*>(dlogits), static_cast<const float*>(logits), lse, targets, N, V, ignore_index, scale);
+        static_cast<float*>(dlogits), static_cast<const float*>(logits), lse, targets, N, V, ignore_index, scale,
+        ld);
   GN_LAUNCHED(st, "softmax_xent_backward_kernel");
 }
 

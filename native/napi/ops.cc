@@ -226,11 +226,13 @@ Napi::Value SoftmaxXentForward(const Napi::CallbackInfo& info) {
   auto targets = arr<int32_t>(info, 3, op, "targets");
   int64_t N = dim(info, 4, op, "N"), V = dim(info, 5, op, "V");
   int32_t ignore = static_cast<int32_t>(num(info, 6, op, "ignoreIndex"));
+  const int64_t ld = info.Length() > 7 && !info[7].IsUndefined() ? dim(info, 7, op, "ld") : V;
+  GN_CHECK_RANGE(ld >= V, op, ": the row stride ld = ", ld, " is less than V = ", V);
   need(losses, N, op, "losses", shp({N}));
   need(lse, N, op, "lse", shp({N}));
-  need(logits, N * V, op, "logits", shp({N, V}));
+  need(logits, N > 0 ? (N - 1) * ld + V : 0, op, "logits", shp({N, V}));
   need(targets, N, op, "targets", shp({N}));
-  int64_t count = softmax_xent_forward(losses.p, lse.p, logits.p, targets.p, N, V, ignore, pool_of(info));
+  int64_t count = softmax_xent_forward(losses.p, lse.p, logits.p, targets.p, N, V, ignore, pool_of(info), ld);
   return Napi::Number::New(info.Env(), static_cast<double>(count));
 }
 
@@ -243,11 +245,14 @@ Napi::Value SoftmaxXentBackward(const Napi::CallbackInfo& info) {
   int64_t N = dim(info, 4, op, "N"), V = dim(info, 5, op, "V");
   int32_t ignore = static_cast<int32_t>(num(info, 6, op, "ignoreIndex"));
   float scale = static_cast<float>(num(info, 7, op, "scale"));
-  need(dlogits, N * V, op, "dlogits", shp({N, V}));
-  need(logits, N * V, op, "logits", shp({N, V}));
+  const int64_t ld = info.Length() > 8 && !info[8].IsUndefined() ? dim(info, 8, op, "ld") : V;
+  GN_CHECK_RANGE(ld >= V, op, ": the row stride ld = ", ld, " is less than V = ", V);
+  const int64_t span = N > 0 ? (N - 1) * ld + V : 0;
+  need(dlogits, span, op, "dlogits", shp({N, V}));
+  need(logits, span, op, "logits", shp({N, V}));
   need(lse, N, op, "lse", shp({N}));
   need(targets, N, op, "targets", shp({N}));
-  softmax_xent_backward(dlogits.p, logits.p, lse.p, targets.p, N, V, ignore, scale, pool_of(info));
+  softmax_xent_backward(dlogits.p, logits.p, lse.p, targets.p, N, V, ignore, scale, pool_of(info), ld);
   return info.Env().Undefined();
 }
 
