@@ -77,6 +77,12 @@ for k in 'attention_forward' 'attention_backward'; do
   line=$(grep -F "| $k" "$OUT/kernels-fused.md" | head -1)
   row "kernel $k (fused)" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
 done
+timeout 100 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
+  > "$OUT/kernels-bf16.md" 2>>"$LOG"
+for k in 'lm_head forward' 'linear_forward qkv' 'attention_forward' 'attention_backward' 'softmax_xent_forward'; do
+  line=$(grep -F "| $k" "$OUT/kernels-bf16.md" | head -1)
+  row "kernel $k (bf16)" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
+done
 bench "train gpt2-small B16 T1024 bf16" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 5 --warmup 2
 GPT_NATIVE_CUDA_ATTENTION=fused bench "train B16 T1024 bf16, fused attn" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
 bench "train gpt2-small B16 T1024 fp32" node dist/cli.js bench train --device cuda --precision fp32 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1

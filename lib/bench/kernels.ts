@@ -3,7 +3,7 @@
  * V=50257): warm-up, median of several runs, ms and GFLOP/s (compute-bound kernels) or GB/s (memory-bound).
  */
 import { helpText, parseArgs, OptionSpecs, UsageError } from '../cli/args';
-import { backendOf, Backend } from '../backend';
+import { backendOf, Backend, checkPrecision, DType } from '../backend';
 import { cuda, cudaInfo } from '../cuda';
 import { native } from '../native';
 import { machineLine, randomFill, timeIt } from './timing';
@@ -18,6 +18,7 @@ const specs: OptionSpecs = {
   filter: { kind: 'string', help: 'only kernels whose name contains this' },
   threads: { kind: 'int', help: 'threads (default: GPT_NATIVE_THREADS or all cores)' },
   device: { kind: 'string', default: 'cpu', help: 'cpu | cuda' },
+  precision: { kind: 'string', default: 'fp32', help: 'fp32 | bf16 (cuda: activations and matrix operands in bf16)' },
   json: { kind: 'boolean', default: false, help: 'JSON lines, one per kernel, and a summary object last' },
   help: { kind: 'boolean', default: false, help: 'show this help' },
 };
@@ -33,29 +34,34 @@ export interface KernelResult {
 
 type Case = { name: string; run: () => void; flops?: number; bytes?: number };
 
-function cases(be: Backend, B: number, T: number, C: number, NH: number, V: number): Case[] {
+function cases(be: Backend, B: number, T: number, C: number, NH: number, V: number, act: DType): Case[] {
   const N = B * T;
   const HS = C / NH;
-  const f = (n: number, seed: number, scale = 1) => {
-    const b = be.alloc(n);
+  const eb = act === 'bf16' ? 2 : 4; // bytes per activation element
+  // fp32 parameters, gradients and statistics (f, z); activations and matrix operands in `act` (fa, za)
+  const f = (n: number, seed: number, scale = 1, dtype: DType = 'fp32') => {
+    const b = be.alloc(n, dtype);
     be.upload(b, randomFill(new Float32Array(n), seed, scale));
     return b;
   };
   const z = (n: number) => be.alloc(n);
-  const x = f(N * C, 1), w = f(C, 2), bias = f(C, 3), dy = f(N * C, 4);
-  const y = z(N * C), mean = z(N), rstd = z(N);
-  const dx = z(N * C), dw = z(C), db = z(C);
-  const h4 = f(N * 4 * C, 5, 3), g4 = f(N * 4 * C, 6), o4 = z(N * 4 * C);
-  const qkv = f(N * 3 * C, 7), atty = z(N * C), lse = z(B * NH * T), dqkv = z(N * 3 * C);
+  const fa = (n: number, seed: number, scale = 1) => f(n, seed, scale, act);
+  const za = (n: number) => be.alloc(n, act);
+  const x = fa(N * C, 1), w = f(C, 2), bias = f(C, 3), dy = fa(N * C, 4);
+  const y = za(N * C), mean = z(N), rstd = z(N);
+  const dx = za(N * C), dw = z(C), db = z(C);
+  const h4 = fa(N * 4 * C, 5, 3), g4 = fa(N * 4 * C, 6), o4 = za(N * 4 * C);
+  const qkv = fa(N * 3 * C, 7), atty = za(N * C), lse = z(B * NH * T), dqkv = za(N * 3 * C);
   const shape = { B, Tq: T, Tk: T, NH, HS, qPos0: 0, window: 0, dropout: 0, seed: 0,
     q: [T * 3 * C, 3 * C] as [number, number], k: [T * 3 * C, 3 * C] as [number, number], v: [T * 3 * C, 3 * C] as [number, number], o: [T * C, C] as [number, number] };
-  const logits = f(N * V, 8, 4), dlogits = z(N * V), losses = z(N), lseV = z(N);
+  const logits = fa(N * V, 8, 4), dlogits = za(N * V), losses = z(N), lseV = z(N);
   const targets = new Int32Array(N).map((_, i) => (i * 7919) % V);
   const ids = new Int32Array(N).map((_, i) => (i * 104729) % V);
   const wte = f(V * C, 9), wpe = f(1024 * C, 10), dwte = z(V * C), dwpe = z(1024 * C);
+  const wteM = act === 'fp32' ? wte : fa(V * C, 9); // the lm head's operand (the bf16 copy of a bf16 model)
   const nAdam = 1 << 22;
   const p = f(nAdam, 11), g = f(nAdam, 12), m = z(nAdam), v = z(nAdam);
-  const wqkv = f(C * 3 * C, 13), bqkv = f(3 * C, 14), dwqkv = z(C * 3 * C), dbqkv = z(3 * C);
+  const wqkv = fa(C * 3 * C, 13), bqkv = f(3 * C, 14), dwqkv = z(C * 3 * C), dbqkv = z(3 * C);
   const attnFlops = 4 * B * NH * T * T * HS / 2; // causal half of QKᵀ and PV
   be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape);
   be.softmaxXentForward(losses, lseV, logits, targets, N, V, -1);
@@ -63,18 +69,18 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
   return [
     { name: 'linear_forward qkv (N,768)·(768,2304)', run: () => be.linearForward(qkv, x, wqkv, bqkv, N, C, 3 * C), flops: 2 * N * C * 3 * C },
     { name: 'linear_backward qkv', run: () => be.linearBackward(dx, dwqkv, dbqkv, dqkv, x, wqkv, N, C, 3 * C), flops: 4 * N * C * 3 * C },
-    { name: 'lm_head forward (N,768)·(50257,768)ᵀ', run: () => be.gemm(false, true, N, V, C, 1, x, C, wte, C, logits, V, false, null), flops: 2 * N * C * V },
+    { name: 'lm_head forward (N,768)·(50257,768)ᵀ', run: () => be.gemm(false, true, N, V, C, 1, x, C, wteM, C, logits, V, false, null), flops: 2 * N * C * V },
     { name: 'attention_forward', run: () => be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape), flops: attnFlops },
     { name: 'attention_backward', run: () => be.attentionBackward(dqkv, be.view(dqkv, C), be.view(dqkv, 2 * C), dy, qkv, be.view(qkv, C), be.view(qkv, 2 * C), atty, lse, shape), flops: 2.5 * attnFlops },
-    { name: 'layernorm_forward', run: () => be.layernormForward(y, mean, rstd, x, w, bias, N, C, 1e-5), bytes: 8 * N * C },
-    { name: 'layernorm_backward', run: () => be.layernormBackward(dx, dw, db, dy, x, w, mean, rstd, N, C), bytes: 12 * N * C },
-    { name: 'gelu_forward (N,3072)', run: () => be.geluForward(o4, h4), bytes: 8 * N * 4 * C },
-    { name: 'gelu_backward (N,3072)', run: () => be.geluBackward(o4, h4, g4), bytes: 12 * N * 4 * C },
-    { name: 'residual add', run: () => be.add(y, x, dy), bytes: 12 * N * C },
-    { name: 'embedding_forward', run: () => be.embeddingForward(y, ids, wte, wpe, B, T, C, V, 1024, 0), bytes: 12 * N * C },
-    { name: 'embedding_backward', run: () => be.embeddingBackward(dwte, dwpe, dy, ids, B, T, C, V, 1024, 0), bytes: 16 * N * C },
-    { name: 'softmax_xent_forward (N,50257)', run: () => be.softmaxXentForward(losses, lseV, logits, targets, N, V, -1), bytes: 4 * N * V },
-    { name: 'softmax_xent_backward (N,50257)', run: () => be.softmaxXentBackward(dlogits, logits, lseV, targets, N, V, -1, 1 / N), bytes: 8 * N * V },
+    { name: 'layernorm_forward', run: () => be.layernormForward(y, mean, rstd, x, w, bias, N, C, 1e-5), bytes: 2 * eb * N * C },
+    { name: 'layernorm_backward', run: () => be.layernormBackward(dx, dw, db, dy, x, w, mean, rstd, N, C), bytes: 3 * eb * N * C },
+    { name: 'gelu_forward (N,3072)', run: () => be.geluForward(o4, h4), bytes: 2 * eb * N * 4 * C },
+    { name: 'gelu_backward (N,3072)', run: () => be.geluBackward(o4, h4, g4), bytes: 3 * eb * N * 4 * C },
+    { name: 'residual add', run: () => be.add(y, x, dy), bytes: 3 * eb * N * C },
+    { name: 'embedding_forward', run: () => be.embeddingForward(y, ids, wte, wpe, B, T, C, V, 1024, 0), bytes: (8 + eb) * N * C },
+    { name: 'embedding_backward', run: () => be.embeddingBackward(dwte, dwpe, dy, ids, B, T, C, V, 1024, 0), bytes: (12 + eb) * N * C },
+    { name: 'softmax_xent_forward (N,50257)', run: () => be.softmaxXentForward(losses, lseV, logits, targets, N, V, -1), bytes: eb * N * V },
+    { name: 'softmax_xent_backward (N,50257)', run: () => be.softmaxXentBackward(dlogits, logits, lseV, targets, N, V, -1, 1 / N), bytes: 2 * eb * N * V },
     { name: `adamw_step (${nAdam} params)`, run: () => be.adamwStep(p, g, m, v, 1e-4, 0.9, 0.95, 1e-8, 0.1, 1, 1), bytes: 28 * nAdam },
     { name: `sumsq (${nAdam})`, run: () => be.sumsq(g), bytes: 4 * nAdam },
   ];
@@ -93,11 +99,14 @@ export function benchKernels(argv: string[]): void {
   const device = a.device as string;
   if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`Expected cpu or cuda for --device but received ${JSON.stringify(device)}`);
   const be = backendOf(device);
-  const machine = device === 'cuda' ? cudaInfo().name : `${machineLine()}, ${native.threads()} threads, gemm ${native.gemmIsa()}`;
+  const precision = checkPrecision(a.precision, be.device);
+  const act: DType = precision === 'bf16' ? 'bf16' : 'fp32';
+  be.setPrecision(precision);
+  const machine = device === 'cuda' ? `${cudaInfo().name}, ${precision}` : `${machineLine()}, ${native.threads()} threads, gemm ${native.gemmIsa()}`;
   if (!a.json) console.log(`# ${machine}`);
   for (const T of Ts) {
     if (!a.json) console.log(`\n## B=${B} T=${T} C=${C} NH=${NH} V=${V}\n| kernel | ms | GFLOP/s | GB/s |\n|---|---:|---:|---:|`);
-    for (const c of cases(be, B, T, C, NH, V)) {
+    for (const c of cases(be, B, T, C, NH, V, act)) {
       if (a.filter && !c.name.includes(String(a.filter))) continue;
       // on the GPU each timed call waits for the device, so the time is the kernel's (plus one launch)
       const run = device === 'cuda' ? () => { c.run(); cuda().synchronize(); } : c.run;
@@ -110,5 +119,5 @@ export function benchKernels(argv: string[]): void {
       else console.log(`| ${c.name} | ${r.ms.toFixed(3)} | ${r.gflops ? r.gflops.toFixed(1) : ''} | ${r.gbps ? r.gbps.toFixed(1) : ''} |`);
     }
   }
-  if (a.json) console.log(JSON.stringify({ machine, device, threads: native.threads(), isa: native.gemmIsa(), results }));
+  if (a.json) console.log(JSON.stringify({ machine, device, precision, threads: native.threads(), isa: native.gemmIsa(), results }));
 }
