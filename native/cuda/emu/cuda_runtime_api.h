@@ -8,7 +8,8 @@
 //   - scripts/build-cuda-emu.js rewrites `kernel<<<grid, block, smem, stream>>>(args)` into
 //     `::gn_emu::Launch(&kernel, "kernel", grid, block, smem, stream)(args)` and compiles the .cu file as C++
 //     with this folder first on the include path;
-//   - every CUDA thread of a block is a fiber (its own stack); blocks run one after another, in order;
+//   - every CUDA thread of a block is a fiber (its own stack); blocks run one after another, in order; the
+//     threads of even blocks start in index order, those of odd blocks in reverse order;
 //   - a fiber runs until it reaches __syncthreads() or a warp-collective (__shfl_*_sync, __syncwarp), then
 //     the next fiber runs: a barrier releases when every thread that must arrive has arrived. Reaching a barrier
 //     that can never release (deadlock, a lane of the mask that has exited, a partial warp with a full mask) is

@@ -265,15 +265,19 @@ bool release_warps(const char* name, int nthreads, bool* released, std::string* 
   return true;
 }
 
-bool run_block(const char* name, int nthreads, std::string* err) {
+// Runs one block. Threads run in index order in even blocks and in reverse order in odd ones, so a read of
+// another thread's shared-memory write that lacks a barrier sees stale data whichever thread comes first.
+bool run_block(const char* name, int nthreads, bool reverse, std::string* err) {
   std::vector<Fiber>& fs = g_grid.fibers;
   for (;;) {
     bool ran = false;
-    for (int i = 0; i < nthreads; ++i)
+    for (int k = 0; k < nthreads; ++k) {
+      const int i = reverse ? nthreads - 1 - k : k;
       if (fs[i].st == St::Ready) {
         resume(&fs[i]);
         ran = true;
       }
+    }
     if (ran) continue;
     int live = 0, at_block = 0;
     for (int i = 0; i < nthreads; ++i) {
@@ -372,7 +376,8 @@ void run_grid(const char* name, dim3 grid, dim3 block, size_t smem, cudaStream_t
           start(&f);
         }
         std::string err;
-        if (!run_block(name, static_cast<int>(nthreads), &err)) {
+        const bool reverse = ((uint64_t(bz) * grid.y + by) * grid.x + bx) % 2 == 1;
+        if (!run_block(name, static_cast<int>(nthreads), reverse, &err)) {
           fail(cudaErrorLaunchFailure, err);
           return;
         }

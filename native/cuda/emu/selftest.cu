@@ -52,13 +52,14 @@ __global__ void block_sum(float* out) {
   if (t == 0) out[blockIdx.x] = sh[0];
 }
 
-// reads a neighbour's shared value with or without the barrier between the write and the read
-__global__ void neighbour(int* out, bool barrier) {
+// reads a neighbour's shared value (the next thread's, or with `down` the previous one's) with or without the
+// barrier between the write and the read
+__global__ void neighbour(int* out, bool barrier, bool down) {
   __shared__ int sh[64];
   const int t = threadIdx.x;
   sh[t] = t + 1000 * (blockIdx.x + 1);
   if (barrier) __syncthreads();
-  out[blockIdx.x * 64 + t] = sh[(t + 1) % 64];
+  out[blockIdx.x * 64 + t] = sh[down ? (t + 63) % 64 : (t + 1) % 64];
 }
 
 __global__ void shuffle_after_exit(float* out) {
@@ -122,22 +123,27 @@ int main() {
   for (int b = 0; b < 3; ++b) bs &= hs[b] == 256.0f * 257.0f / 2.0f + 256.0f * b;
   check(bs, "__syncthreads tree reduction in shared memory");
 
-  // a missing barrier shows: with it every thread reads its neighbour's value, without it some do not
+  // a missing barrier shows: with it every thread reads its neighbour's value, without it some do not, whichever
+  // neighbour it reads (blocks 0 and 1 run their threads in opposite orders)
   int* d_nb;
   cudaMalloc(&d_nb, 2 * 64 * sizeof(int));
   std::vector<int> nb(128);
-  neighbour<<<2, 64>>>(d_nb, true);
-  cudaMemcpy(nb.data(), d_nb, nb.size() * sizeof(int), cudaMemcpyDeviceToHost);
-  bool with = true;
-  for (int b = 0; b < 2; ++b)
-    for (int t = 0; t < 64; ++t) with &= nb[b * 64 + t] == (t + 1) % 64 + 1000 * (b + 1);
-  check(with, "neighbour read after __syncthreads");
-  neighbour<<<2, 64>>>(d_nb, false);
-  cudaMemcpy(nb.data(), d_nb, nb.size() * sizeof(int), cudaMemcpyDeviceToHost);
-  int wrong = 0;
-  for (int b = 0; b < 2; ++b)
-    for (int t = 0; t < 64; ++t) wrong += nb[b * 64 + t] != (t + 1) % 64 + 1000 * (b + 1);
-  check(wrong > 0, "a missing __syncthreads gives stale shared values");
+  for (int down = 0; down < 2; ++down) {
+    const int off = down ? 63 : 1;
+    neighbour<<<2, 64>>>(d_nb, true, down != 0);
+    cudaMemcpy(nb.data(), d_nb, nb.size() * sizeof(int), cudaMemcpyDeviceToHost);
+    bool with = true;
+    for (int b = 0; b < 2; ++b)
+      for (int t = 0; t < 64; ++t) with &= nb[b * 64 + t] == (t + off) % 64 + 1000 * (b + 1);
+    check(with, down ? "reading the previous thread after __syncthreads" : "reading the next thread after __syncthreads");
+    neighbour<<<2, 64>>>(d_nb, false, down != 0);
+    cudaMemcpy(nb.data(), d_nb, nb.size() * sizeof(int), cudaMemcpyDeviceToHost);
+    int wrong_any = 0;
+    for (int b = 0; b < 2; ++b)
+      for (int t = 0; t < 64; ++t) wrong_any += nb[b * 64 + t] != (t + off) % 64 + 1000 * (b + 1);
+    check(wrong_any > 0, down ? "a missing __syncthreads shows when reading the previous thread"
+                              : "a missing __syncthreads shows when reading the next thread");
+  }
 
   // mistakes become launch errors that name the kernel
   float* d_f;
