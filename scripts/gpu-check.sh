@@ -87,6 +87,10 @@ bench "train gpt2-small B16 T1024 bf16" node dist/cli.js bench train --device cu
 GPT_NATIVE_CUDA_ATTENTION=fused bench "train B16 T1024 bf16, fused attn" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
 bench "train gpt2-small B16 T1024 fp32" node dist/cli.js bench train --device cuda --precision fp32 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
 bench "train gpt2-small B4 T64 (cf. CPU)" node dist/cli.js bench train --device cuda --preset gpt2-small --batch 4 --seq 64 --steps 5
+say "profile: one bf16 training step by kernel family (profile-bf16.txt)"
+timeout 120 node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 \
+  --steps 2 --warmup 1 --profile > "$OUT/profile-bf16.txt" 2>>"$LOG"
+cat "$OUT/profile-bf16.txt" >> "$LOG"
 bench "decode gpt2-small batch 1" node dist/cli.js bench generate --device cuda --preset gpt2-small --prompt-tokens 16 --new-tokens 128 --runs 3 --bandwidth-gbps 4800
 
 echo

@@ -21,7 +21,8 @@ const specs: OptionSpecs = {
   warmup: { kind: 'int', default: 1, help: 'untimed steps first' },
   threads: { kind: 'int', help: 'threads (default: GPT_NATIVE_THREADS or all cores)' },
   device: { kind: 'string', default: 'cpu', help: 'cpu | cuda' },
-  precision: { kind: 'string', default: 'fp32', help: 'fp32 | bf16 matrix products (cuda)' },
+  precision: { kind: 'string', default: 'fp32', help: 'fp32 | bf16 (cuda: bf16 activations and matrix products)' },
+  profile: { kind: 'boolean', default: false, help: 'cuda: time each kernel family (synchronising around every call, so the step is slower)' },
   'peak-tflops': { kind: 'number', help: 'device peak for MFU (default: H100/H200 dense 989 bf16, 67 fp32)' },
   json: { kind: 'boolean', default: false, help: 'print one JSON object as the last line' },
   help: { kind: 'boolean', default: false, help: 'show this help' },
@@ -34,18 +35,24 @@ const FAMILY: Record<string, string> = {
   embeddingBackward: 'embedding', adamwStep: 'adamw', add: 'elementwise', scale: 'elementwise', dropout: 'elementwise', sumsq: 'elementwise',
 };
 
-/** Wraps the addon's kernels with timers; returns the accumulator and a function that restores them. */
-function instrument(): { times: Map<string, number>; restore: () => void } {
+/**
+ * Wraps an addon's kernels with timers; returns the accumulator and a function that restores them. For the
+ * CUDA addon (`sync`), each call waits for the queued work first and for its own work after, so the time is
+ * the kernels' device time plus a launch (the step then runs without overlap between host and device).
+ */
+function instrument(addon: object, sync?: () => void): { times: Map<string, number>; restore: () => void } {
   const times = new Map<string, number>();
   const saved: Array<[string, unknown]> = [];
-  const n = native as unknown as Record<string, unknown>;
+  const n = addon as unknown as Record<string, unknown>;
   for (const [name, fam] of Object.entries(FAMILY)) {
     const f = n[name] as (...a: unknown[]) => unknown;
     if (typeof f !== 'function') continue;
     saved.push([name, f]);
     n[name] = (...args: unknown[]) => {
+      if (sync) sync();
       const t0 = performance.now();
-      const r = f.apply(native, args);
+      const r = f.apply(addon, args);
+      if (sync) sync();
       times.set(fam, (times.get(fam) ?? 0) + performance.now() - t0);
       return r;
     };
@@ -112,8 +119,10 @@ export function benchTrain(argv: string[]): void {
   };
   for (let i = 0; i < (a.warmup as number); i++) step();
   phases.forward = phases.backward = phases.optimizer = 0;
-  // per-kernel times only on the CPU: GPU launches return before the work is done
-  const { times, restore } = device === 'cpu' ? instrument() : { times: new Map<string, number>(), restore: () => undefined };
+  // per-kernel times: always on the CPU; on the GPU with --profile (GPU launches return before the work is done,
+  // so profiling synchronises around every call)
+  const { times, restore } = device === 'cpu' ? instrument(native)
+    : a.profile ? instrument(cuda(), () => cuda().synchronize()) : { times: new Map<string, number>(), restore: () => undefined };
   const runs: number[] = [];
   const steps = a.steps as number;
   for (let i = 0; i < steps; i++) runs.push(step());
@@ -125,7 +134,7 @@ export function benchTrain(argv: string[]): void {
   for (const [k, v] of Object.entries(phases)) phasesMs[k] = v / steps;
   let nativeSum = 0;
   for (const [k, v] of times) { phasesMs[`kernel:${k}`] = v / steps; nativeSum += v; }
-  if (device === 'cpu') phasesMs['js+boundary'] = (total - nativeSum) / steps;
+  if (device === 'cpu' || a.profile) phasesMs[device === 'cpu' ? 'js+boundary' : 'host+copies'] = (total - nativeSum) / steps;
   const N = model.numParameters();
   const flops = 6 * N * B * T + 12 * cfg.n_layer * B * T * T * cfg.n_embd / 2; // matmuls + causal attention
   const r: TrainBenchResult = {
