@@ -38,7 +38,7 @@ say "cuBLAS: ${GPT_NATIVE_CUBLAS:-not found}"
 
 say "build the CUDA addon"
 START=$(date +%s)
-if timeout 300 node scripts/build-cuda.js >> "$LOG" 2>&1; then row "build" "ok ($(( $(date +%s) - START )) s)"
+if CUDA_ARCHS="${CUDA_ARCHS:-90-real}" GN_CUDA_JOBS="$(nproc)" timeout 300 node scripts/build-cuda.js >> "$LOG" 2>&1; then row "build" "ok ($(( $(date +%s) - START )) s)"
 else row "build" "FAILED (see gpu-check.log)"; tail -40 "$LOG"; printf '%s\n' "${ROWS[@]}"; exit 1; fi
 
 AVA="node node_modules/ava/entrypoints/cli.mjs --tap"
