@@ -38,8 +38,8 @@ say "cuBLAS: ${GPT_NATIVE_CUBLAS:-not found}"
 
 say "build the CUDA addon"
 # only this GPU's architecture (compute_cap "9.0" -> 90-real), which halves the build; PTX as a fallback
-CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
-ARCH=$([ -n "$CC" ] && echo "${CC}-real;${CC}-virtual" || echo "80-real;90-real;90-virtual")
+GPU_CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+ARCH=$([ -n "$GPU_CC" ] && echo "${GPU_CC}-real;${GPU_CC}-virtual" || echo "80-real;90-real;90-virtual")
 START=$(date +%s)
 if CUDA_ARCHS="${CUDA_ARCHS:-$ARCH}" GN_CUDA_JOBS="$(nproc)" timeout 300 node scripts/build-cuda.js >> "$LOG" 2>&1; then row "build" "ok ($(( $(date +%s) - START )) s)"
 else row "build" "FAILED (see gpu-check.log)"; tail -40 "$LOG"; printf '%s\n' "${ROWS[@]}"; exit 1; fi
