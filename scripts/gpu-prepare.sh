@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm install
 npx tsc -p .
-[ -f build/Release/gpt_native.node ] || npx node-gyp rebuild
+[ -f build/Release/gpt_native.node ] || npm run build:native
 mkdir -p .gpu
 NODE_BIN=$(node -p process.execPath)
 if [ ! -f .gpu/node.xz ] || [ "$NODE_BIN" -nt .gpu/node.xz ]; then xz -T2 -6 -c "$NODE_BIN" > .gpu/node.xz; fi
