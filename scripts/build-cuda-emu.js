@@ -28,25 +28,7 @@ function fail(msg) {
   process.exit(1);
 }
 
-function findNodeInclude() {
-  const cands = [
-    process.env.NODE_INCLUDE_DIR,
-    path.resolve(process.execPath, '../../include/node'),
-    process.config && process.config.variables && process.config.variables.nodedir
-      ? path.join(process.config.variables.nodedir, 'include', 'node')
-      : null,
-    '/usr/include/node',
-    '/usr/local/include/node',
-  ].filter(Boolean);
-  const home = process.env.HOME && path.join(process.env.HOME, '.cache', 'node-gyp', process.versions.node, 'include', 'node');
-  if (home) cands.push(home);
-  return cands.find((d) => fs.existsSync(path.join(d, 'node_api.h'))) || null;
-}
-
-function findAddonApi() {
-  const local = path.join(root, 'node_modules', 'node-addon-api');
-  return fs.existsSync(path.join(local, 'napi.h')) ? local : null;
-}
+const { findNodeInclude, findAddonApi } = require('./node-paths');
 
 // `name<<<cfg>>>(` → `::gn_emu::Launch(&name, "name", cfg)(`; a template kernel `name<T><<<` works too
 function rewriteLaunches(src, file) {

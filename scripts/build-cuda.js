@@ -47,28 +47,7 @@ function findNvcc() {
   return cands.find((f) => fs.existsSync(f)) || null;
 }
 
-function findNodeInclude() {
-  const cands = [
-    process.env.NODE_INCLUDE_DIR,
-    path.resolve(process.execPath, '../../include/node'),
-    process.config && process.config.variables && process.config.variables.nodedir
-      ? path.join(process.config.variables.nodedir, 'include', 'node')
-      : null,
-    '/usr/include/node',
-    '/usr/local/include/node',
-  ].filter(Boolean);
-  return cands.find((d) => fs.existsSync(path.join(d, 'node_api.h'))) || null;
-}
-
-function findAddonApi() {
-  try {
-    const dir = require('node-addon-api').include_dir;
-    const abs = path.resolve(root, dir.replace(/^"|"$/g, ''));
-    if (fs.existsSync(path.join(abs, 'napi.h'))) return abs;
-  } catch {}
-  const local = path.join(root, 'node_modules', 'node-addon-api');
-  return fs.existsSync(path.join(local, 'napi.h')) ? local : null;
-}
+const { findNodeInclude, findAddonApi } = require('./node-paths');
 
 function run(cmd, args) {
   console.log(`build-cuda: ${cmd} ${args.join(' ')}`);
