@@ -6,8 +6,9 @@
 //   forward   S = scale·Q·Kᵀ (GEMM) → P, lse (attn_probs; with dropout A = P∘f) → out = A·V (GEMM)
 //   backward  S again → P from the stored lse; dA = dout·Vᵀ (GEMM); dS = P∘(dA∘f − D), A = P∘f
 //             (attn_probs_backward); dV = Aᵀ·dout, dQ = scale·dS·K, dK = scale·dSᵀ·Q (GEMMs)
-// Scores, probabilities and their gradients are fp32; with bf16 activations, A and dS are also written in bf16
-// for the GEMMs that take them. Nothing of size (Tq, Tk) outlives a call. Row-major matrices are handed to cuBLAS as their column-major
+// Scores, probabilities and their gradients are kept in the activation dtype (bf16 with bf16 activations, as
+// llm.c does: half the traffic of the row passes), the row kernels compute in fp32. Nothing of size (Tq, Tk)
+// outlives a call. Row-major matrices are handed to cuBLAS as their column-major
 // transposes: Q of head h is the column-major HS×Tq matrix at q + h·HS with leading dimension q's time stride,
 // and the (Tq, Tk) scratch is the column-major Tk×Tq matrix with leading dimension Tk, so
 //   Sᵀ = op_T(K)·Q           gemm(T, N, m=Tk, n=Tq, k=HS)
@@ -69,23 +70,6 @@ AttnRows rows(const AttnDims& d, int64_t b, int64_t h0, int64_t heads) {
 
 size_t align256(size_t b) { return (b + 255) & ~size_t(255); }
 
-// `count` consecutive regions of `f32` fp32 scores and then `count` regions of `act` elements of dtype dt (bf16
-// only), each 256-byte aligned
-struct Regions {
-  float* f[2] = {nullptr, nullptr};
-  void* t[2] = {nullptr, nullptr};
-};
-Regions scratch(CudaAddon& a, int count, int64_t elems, DType dt) {
-  const size_t fb = align256(static_cast<size_t>(elems) * 4), tb = align256(static_cast<size_t>(elems) * 2);
-  char* base = static_cast<char*>(a.attn.get(a.stream, count * fb + (dt == kBF16 ? count * tb : 0)));
-  Regions r;
-  for (int i = 0; i < count; ++i) {
-    r.f[i] = reinterpret_cast<float*>(base + i * fb);
-    r.t[i] = dt == kBF16 ? static_cast<void*>(base + count * fb + i * tb) : static_cast<void*>(r.f[i]);
-  }
-  return r;
-}
-
 }  // namespace
 
 bool attention_gemm_usable(const CudaAddon& a) { return a.blas.gemm_strided_batched_ex != nullptr; }
@@ -93,7 +77,7 @@ bool attention_gemm_usable(const CudaAddon& a) { return a.blas.gemm_strided_batc
 void attention_forward_gemm(CudaAddon& a, DType dt, void* out, float* lse, const void* q, const void* k, const void* v,
                             const AttnDims& d) {
   const int64_t hc = heads_per_chunk(a, d), mat = d.Tq * d.Tk, es = dtype_bytes(dt);
-  const Regions sc = scratch(a, 1, hc * mat, dt);
+  void* S = a.attn.get(a.stream, align256(static_cast<size_t>(hc * mat * es)));
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.HS));
   const char *qc = static_cast<const char*>(q), *kc = static_cast<const char*>(k), *vc = static_cast<const char*>(v);
   for (int64_t b = 0; b < d.B; ++b)
@@ -102,10 +86,10 @@ void attention_forward_gemm(CudaAddon& a, DType dt, void* out, float* lse, const
       const Mat Q{qc + (b * d.q[0] + h0 * d.HS) * es, dt, d.q[1], d.HS};
       const Mat K{kc + (b * d.k[0] + h0 * d.HS) * es, dt, d.k[1], d.HS};
       const Mat V{vc + (b * d.v[0] + h0 * d.HS) * es, dt, d.v[1], d.HS};
-      bgemm(a, "attention_forward scores", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, scale, K, Q, sc.f[0], kF32, d.Tk,
-            mat, nh);
-      attn_probs(a.stream, sc.f[0], lse, nullptr, rows(d, b, h0, nh), /*dropped=*/true, dt, sc.t[0]);
-      bgemm(a, "attention_forward values", CUBLAS_OP_N, CUBLAS_OP_N, d.HS, d.Tq, d.Tk, 1.0f, V, {sc.t[0], dt, d.Tk, mat},
+      bgemm(a, "attention_forward scores", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, scale, K, Q, S, dt, d.Tk, mat,
+            nh);
+      attn_probs(a.stream, dt, S, lse, nullptr, rows(d, b, h0, nh), /*dropped=*/true);
+      bgemm(a, "attention_forward values", CUBLAS_OP_N, CUBLAS_OP_N, d.HS, d.Tq, d.Tk, 1.0f, V, {S, dt, d.Tk, mat},
             static_cast<char*>(out) + (b * d.o[0] + h0 * d.HS) * es, dt, d.o[1], d.HS, nh);
     }
 }
@@ -113,10 +97,13 @@ void attention_forward_gemm(CudaAddon& a, DType dt, void* out, float* lse, const
 void attention_backward_gemm(CudaAddon& a, DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q,
                              const void* k, const void* v, const float* lse, const AttnDims& d) {
   const int64_t hc = heads_per_chunk(a, d), mat = d.Tq * d.Tk, es = dtype_bytes(dt);
-  const Regions sc = scratch(a, 2, hc * mat, dt);  // f: P, dA (fp32); t: A, dS (activation dtype)
+  const size_t region = align256(static_cast<size_t>(hc * mat * es));
+  char* base = static_cast<char*>(a.attn.get(a.stream, 2 * region));
+  void* P = base;           // S, then P, then A
+  void* dA = base + region;  // dA, then dS
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.HS));
-  auto at = [&](const void* base, int64_t off) { return static_cast<const char*>(base) + off * es; };
-  auto atw = [&](void* base, int64_t off) { return static_cast<char*>(base) + off * es; };
+  auto at = [&](const void* p, int64_t off) { return static_cast<const char*>(p) + off * es; };
+  auto atw = [&](void* p, int64_t off) { return static_cast<char*>(p) + off * es; };
   for (int64_t b = 0; b < d.B; ++b)
     for (int64_t h0 = 0; h0 < d.NH; h0 += hc) {
       const int64_t nh = d.NH - h0 < hc ? d.NH - h0 : hc;
@@ -124,14 +111,13 @@ void attention_backward_gemm(CudaAddon& a, DType dt, void* dq, void* dk, void* d
                     oo = b * d.o[0] + h0 * d.HS;
       const Mat Q{at(q, qo), dt, d.q[1], d.HS}, K{at(k, ko), dt, d.k[1], d.HS}, V{at(v, vo), dt, d.v[1], d.HS},
           dO{at(dout, oo), dt, d.o[1], d.HS};
-      bgemm(a, "attention_backward scores", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, scale, K, Q, sc.f[0], kF32,
-            d.Tk, mat, nh);
+      bgemm(a, "attention_backward scores", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, scale, K, Q, P, dt, d.Tk, mat,
+            nh);
       const AttnRows r = rows(d, b, h0, nh);
-      attn_probs(a.stream, sc.f[0], nullptr, lse, r, /*dropped=*/false, kF32, sc.f[0]);
-      bgemm(a, "attention_backward dA", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, 1.0f, V, dO, sc.f[1], kF32, d.Tk,
-            mat, nh);
-      attn_probs_backward(a.stream, sc.f[0], sc.f[1], r, dt, sc.t[0], sc.t[1]);
-      const Mat A{sc.t[0], dt, d.Tk, mat}, dS{sc.t[1], dt, d.Tk, mat};
+      attn_probs(a.stream, dt, P, nullptr, lse, r, /*dropped=*/false);
+      bgemm(a, "attention_backward dA", CUBLAS_OP_T, CUBLAS_OP_N, d.Tk, d.Tq, d.HS, 1.0f, V, dO, dA, dt, d.Tk, mat, nh);
+      attn_probs_backward(a.stream, dt, P, dA, r);
+      const Mat A{P, dt, d.Tk, mat}, dS{dA, dt, d.Tk, mat};
       bgemm(a, "attention_backward dv", CUBLAS_OP_N, CUBLAS_OP_T, d.HS, d.Tk, d.Tq, 1.0f, dO, A, atw(dv, vo), dt, d.v[1],
             d.HS, nh);
       bgemm(a, "attention_backward dq", CUBLAS_OP_N, CUBLAS_OP_N, d.HS, d.Tq, d.Tk, scale, K, dS, atw(dq, qo), dt,

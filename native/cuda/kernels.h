@@ -103,15 +103,12 @@ struct AttnRows {
   float dropout;
   uint64_t seed;
 };
-// S → P (fp32, in place); lse from lse_in (B, NH, Tq) when given, else computed and written to lse_out when that
-// is given. When `out` is given, A = P∘dropout (dropped) or P is also written there in dtype dt (the operand of
-// the next GEMM: S itself for fp32, a bf16 scratch for bf16).
-void attn_probs(const Stream& st, float* S, float* lse_out, const float* lse_in, const AttnRows& r, bool dropped,
-                DType dt, void* out);
-// (P, dA) → dS = P∘(dA∘f − D) and A = P∘f, written in dtype dt to dS_out and A_out (which may be dA and P
-// themselves when dt is fp32)
-void attn_probs_backward(const Stream& st, const float* P, const float* dA, const AttnRows& r, DType dt,
-                         void* A_out, void* dS_out);
+// S → P in place (A = P∘dropout when `dropped`), scores of dtype dt; lse from lse_in (B, NH, Tq) when given,
+// else computed and written to lse_out when that is given
+void attn_probs(const Stream& st, DType dt, void* S, float* lse_out, const float* lse_in, const AttnRows& r,
+                bool dropped);
+// (P, dA) → dS = P∘(dA∘f − D) over dA and A = P∘f over P
+void attn_probs_backward(const Stream& st, DType dt, void* P, void* dA, const AttnRows& r);
 
 // ---- adamw.cu -----------------------------------------------------------------------------------
 // bc1 = 1 - β1^step, bc2 = 1 - β2^step (computed by the caller in double, as on the CPU)
