@@ -181,8 +181,8 @@ test('fine-tuning on the device: the head reads the hidden states and sends its 
   for (let i = 0; i < 24; i++) rows.push(JSON.stringify({ text: (i % 2 ? 'x' : 'y') + 'abcabc'.slice(i % 4), label: i % 2 ? 'X' : 'Y' }));
   const file = path.join(dir, 'train.jsonl');
   fs.writeFileSync(file, rows.join('\n') + '\n');
-  const run = async (device) => {
-    const m = GPT.create({ ...cfg('gpt1'), vocab_size: 300, n_positions: 32 }, { seed: 2, device });
+  const run = async (device, precision) => {
+    const m = GPT.create({ ...cfg('gpt1'), vocab_size: 300, n_positions: 32 }, { seed: 2, device, precision });
     const losses = [];
     const r = await finetune({ task: 'classification', train: file, model: m, tokenizer: byteTokenizer, lr: 1e-3, lambda: 0.5, dropout: 0, clfDropout: 0, batch: 8, epochs: 2, quiet: true, onStep: (s) => losses.push(s.loss) });
     return { ...r, losses };
@@ -193,6 +193,11 @@ test('fine-tuning on the device: the head reads the hidden states and sends its 
   for (let i = 0; i < c.losses.length; i++) t.true(Math.abs(c.losses[i] - d.losses[i]) <= (REAL ? 1e-3 : 1e-9) * c.losses[i], `step ${i}: ${d.losses[i]} vs ${c.losses[i]}`);
   const probsC = c.classifier.predict([{ text: 'xab' }])[0].probs, probsD = d.classifier.predict([{ text: 'xab' }])[0].probs;
   t.true(Math.abs(probsC.X - probsD.X) <= (REAL ? 1e-3 : 1e-9), `P(X) ${probsD.X} vs ${probsC.X}`);
+  // bf16 activations: the hidden states leave the device widened to fp32 and the head's gradient goes back rounded
+  const h = await run('cuda', 'bf16');
+  for (let i = 0; i < c.losses.length; i++) t.true(Math.abs(c.losses[i] - h.losses[i]) <= 3e-2 * c.losses[i], `bf16 step ${i}: ${h.losses[i]} vs ${c.losses[i]}`);
+  const probsH = h.classifier.predict([{ text: 'xab' }])[0].probs;
+  t.true(Math.abs(probsC.X - probsH.X) <= 3e-2, `bf16 P(X) ${probsH.X} vs ${probsC.X}`);
 });
 
 test('bf16 precision: only on cuda; activations in bf16, weights, gradients and moments fp32', (t) => {
