@@ -293,6 +293,8 @@ test('bf16 buffers: upload rounds, download widens, copy converts, and fp32-only
     t.throws(() => dev.adamwStep(b, f, m, m, 1e-3, 0.9, 0.95, 1e-8, 0, 1, 1), { message: /param must be an fp32 buffer but holds bf16/ });
     t.throws(() => dev.add(f, b, f), { message: /add: out is fp32 but a is bf16/ });
     t.throws(() => dev.alloc(4, 'fp16'), { message: /dtype must be 'fp32' or 'bf16'/ });
+    t.throws(() => dev.gemm(false, false, 1, 1, 1, 1, f, 1, f, 1, b, 1, false, null), { message: /fp32 operands cannot write a bf16 result/ });
+    t.throws(() => dev.gemm(false, false, 1, 1, 1, 1, f, 1, b, 1, f, 1, false, null), { message: /must share a dtype/ });
     dev.free(m.buf);
   }
   dev.free(b.buf); dev.free(f.buf);

@@ -223,8 +223,12 @@ test('bf16 precision: only on cuda; activations in bf16, weights, gradients and 
   cpu.loss(ids, targets, opts); dev.loss(ids, targets, opts);
   cpu.backward(); dev.backward();
   close(t, dev.flatGradients, cpu.flatGradients, 'bf16 gradients', TOL_BF16);
-  // back to fp32 on the same device: the activations follow
+  // back to fp32 on the same device: the activations follow, and a decoder made before says to make a new one
+  const { KVDecoder } = require('../dist');
+  const kv = new KVDecoder(dev, 1, 8);
   dev.to('cuda', { precision: 'fp32' });
+  t.throws(() => kv.forward(Int32Array.from([1, 2]), 2), { message: /made for the model on cuda with bf16 activations.*make a new KVDecoder/ });
+  kv.dispose();
   t.is(dev.activationDtype, 'fp32');
   close(t, dev.forward(ids, opts), cpu.forward(ids, opts), 'fp32 logits after switching back');
   dev.dispose();

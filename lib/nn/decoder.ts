@@ -6,7 +6,7 @@
  * Shapes: B rows decoded together, Tmax cached positions, C = n_embd; K and V caches (B, Tmax, C) per layer.
  */
 import { AttentionShape } from '../native';
-import type { Backend, Buf } from '../backend';
+import type { Backend, Buf, DType } from '../backend';
 import type { GPT } from './gpt';
 
 interface Scratch {
@@ -23,15 +23,17 @@ export class KVDecoder {
   private logitsHost = new Float32Array(0);
   private logitsBuf: Buf | null = null;
   private readonly be: Backend;
+  /** Element type of the cache and scratch: the model's activation dtype when the decoder was made. */
+  private readonly dtype: DType;
 
   constructor(readonly model: GPT, readonly B: number, readonly Tmax: number) {
     const { n_embd: C, n_layer: L, n_positions: P } = model.config;
     if (Tmax > P) throw new RangeError(`Expected at most n_positions = ${P} cached positions for Tmax but received ${Tmax}`);
     this.be = model.backend;
-    const dtype = model.activationDtype; // the cache and the scratch hold activations
+    this.dtype = model.activationDtype; // the cache and the scratch hold activations
     for (let l = 0; l < L; l++) {
-      this.k.push(this.be.alloc(B * Tmax * C, dtype));
-      this.v.push(this.be.alloc(B * Tmax * C, dtype));
+      this.k.push(this.be.alloc(B * Tmax * C, this.dtype));
+      this.v.push(this.be.alloc(B * Tmax * C, this.dtype));
     }
   }
 
@@ -39,7 +41,7 @@ export class KVDecoder {
     if (this.scratch && this.scratch.Tq >= Tq) return this.scratch;
     this.freeScratch();
     const n = this.B * Tq * this.model.config.n_embd;
-    const f = (k: number) => this.be.alloc(n * k, this.model.activationDtype);
+    const f = (k: number) => this.be.alloc(n * k, this.dtype);
     this.scratch = { Tq, x: f(1), ln: f(1), qkv: f(3), att: f(1), proj: f(1), mid: f(1), ln2: f(1), fc: f(4), fcg: f(4), out: f(1) };
     return this.scratch;
   }
@@ -77,6 +79,9 @@ export class KVDecoder {
     const pos0 = this.length;
     if (pos0 + Tq > this.Tmax) throw new RangeError(`Expected at most ${this.Tmax - pos0} new tokens for the cache but received ${Tq}`);
     const N = B * Tq;
+    if (m.backend !== this.be || m.activationDtype !== this.dtype)
+      throw new Error(`This KVDecoder was made for the model on ${this.be.device} with ${this.dtype} activations; the model moved ` +
+        `or changed precision since (now ${m.device}, ${m.activationDtype}): make a new KVDecoder`);
     const s = this.ensure(Tq);
     const be = this.be;
     be.setPrecision(m.precision);

@@ -20,13 +20,14 @@ namespace cuda {
 void* Scratch::get(const Stream& st, size_t need) {
   if (need == 0) need = 1;
   if (bytes < need) {
+    const size_t old = bytes;
     if (p) {
       GN_CUDA(cudaStreamSynchronize(st.s));
       GN_CUDA(cudaFree(p));
       p = nullptr;
       bytes = 0;
     }
-    size_t want = need < 2 * bytes ? 2 * bytes : need;
+    size_t want = need < 2 * old ? 2 * old : need;  // at least double, so growth reallocates rarely
     if (want < (1u << 16)) want = 1u << 16;
     GN_CUDA(cudaMalloc(&p, want));
     bytes = want;

@@ -54,8 +54,8 @@ void bgemm(CudaAddon& a, const char* what, int ta, int tb, int64_t m, int64_t n,
   if (a.stream.sync_each) GN_CUDA(cudaStreamSynchronize(a.stream.s));
 }
 
-int64_t heads_per_chunk(const CudaAddon& a, const AttnDims& d) {
-  const int64_t per_head = d.Tq * d.Tk * static_cast<int64_t>(sizeof(float));
+int64_t heads_per_chunk(const CudaAddon& a, const AttnDims& d, DType dt) {
+  const int64_t per_head = d.Tq * d.Tk * dtype_bytes(dt);
   int64_t hc = a.attn_scratch / (per_head > 0 ? per_head : 1);
   if (hc < 1) hc = 1;
   return hc < d.NH ? hc : d.NH;
@@ -76,7 +76,7 @@ bool attention_gemm_usable(const CudaAddon& a) { return a.blas.gemm_strided_batc
 
 void attention_forward_gemm(CudaAddon& a, DType dt, void* out, float* lse, const void* q, const void* k, const void* v,
                             const AttnDims& d) {
-  const int64_t hc = heads_per_chunk(a, d), mat = d.Tq * d.Tk, es = dtype_bytes(dt);
+  const int64_t hc = heads_per_chunk(a, d, dt), mat = d.Tq * d.Tk, es = dtype_bytes(dt);
   void* S = a.attn.get(a.stream, align256(static_cast<size_t>(hc * mat * es)));
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.HS));
   const char *qc = static_cast<const char*>(q), *kc = static_cast<const char*>(k), *vc = static_cast<const char*>(v);
@@ -96,7 +96,7 @@ void attention_forward_gemm(CudaAddon& a, DType dt, void* out, float* lse, const
 
 void attention_backward_gemm(CudaAddon& a, DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q,
                              const void* k, const void* v, const float* lse, const AttnDims& d) {
-  const int64_t hc = heads_per_chunk(a, d), mat = d.Tq * d.Tk, es = dtype_bytes(dt);
+  const int64_t hc = heads_per_chunk(a, d, dt), mat = d.Tq * d.Tk, es = dtype_bytes(dt);
   const size_t region = align256(static_cast<size_t>(hc * mat * es));
   char* base = static_cast<char*>(a.attn.get(a.stream, 2 * region));
   void* P = base;           // S, then P, then A

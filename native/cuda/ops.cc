@@ -45,6 +45,9 @@ void gemm_dev(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t
   if (A.dt != B.dt)
     throw KernelError(KernelError::Kind::Type, str_cat(op, ": the two matrix operands must share a dtype (",
                                                        dtype_name(A.dt), " and ", dtype_name(B.dt), ")"));
+  if (A.dt == kF32 && cdt == kBF16)
+    throw KernelError(KernelError::Kind::Type, str_cat(op, ": fp32 operands cannot write a bf16 result (cuBLAS has no "
+                                                       "such combination); give bf16 operands or an fp32 output"));
   if (K == 0) {
     if (!acc) zero_rows(a.stream, cdt, C, M, N, ldc);
   } else {

@@ -64,6 +64,7 @@ void store(void* p, int type, int64_t i, float v) {
 int check_types(int at, int bt, int ct, int compute) {
   const bool ok_type = (at == kR32F || at == kR16BF) && (bt == kR32F || bt == kR16BF) && (ct == kR32F || ct == kR16BF);
   if (!ok_type || at != bt) return kNotSupported;
+  if (at == kR32F && ct != kR32F) return kNotSupported;  // fp32 inputs only write fp32 (cuBLAS's table)
   if (compute == kCompute32F || compute == kCompute32FPedantic) return kSuccess;
   if ((compute == kCompute32FFast16BF || compute == kCompute32FFastTF32) && at == kR32F && ct == kR32F) return kSuccess;
   return kNotSupported;

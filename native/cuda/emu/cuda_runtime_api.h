@@ -16,11 +16,12 @@
 //     a launch failure whose text names the kernel, block and thread;
 //   - __shared__ variables are function statics (one block runs at a time), so they keep what the previous
 //     block left there, like uninitialised shared memory;
-//   - device memory is host memory from mmap: the end of every allocation touches a PROT_NONE page, so reading
-//     or writing past the end of a buffer crashes the test instead of passing silently; fresh allocations are
+//   - device memory is host memory from mmap: the end of every allocation (rounded up to 8 bytes) touches a
+//     PROT_NONE page, so reading or writing past the end of a buffer crashes the test instead of passing silently; fresh allocations are
 //     filled with 0xFF bytes (NaN as floats), so reading memory nobody wrote shows up as NaN; freed memory is
 //     unmapped;
-//   - streams are synchronous: every call completes before it returns.
+//   - streams are synchronous: every call completes before it returns;
+//   - each OS thread (Node worker) runs its own kernels; the device-memory table is shared behind a mutex.
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -123,7 +124,7 @@ struct ThreadState {
   dim3 thread_idx, block_idx, block_dim, grid_dim;
   int lane, warp;
 };
-extern ThreadState* g_self;  // the running fiber's state (only one fiber runs at a time)
+extern thread_local ThreadState* g_self;  // the running fiber's state (one fiber runs at a time per OS thread)
 
 void syncthreads();
 // warp-collective exchange: every lane of mask puts `bits` in, receives the value lane src(lane) put in

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -17,13 +18,15 @@
 
 namespace gn_emu {
 
-ThreadState* g_self = nullptr;
+// Per OS thread (like __shared__), so Node worker threads may each run kernels; device memory is shared and
+// its table is guarded by g_alloc_mu.
+thread_local ThreadState* g_self = nullptr;
 
 namespace {
 
 // ---- errors ---------------------------------------------------------------------------------------------
-cudaError_t g_last = cudaSuccess;
-std::string g_detail;  // what the emulator saw, appended to cudaGetErrorString of the last error
+thread_local cudaError_t g_last = cudaSuccess;  // per host thread, as in CUDA
+thread_local std::string g_detail;  // what the emulator saw, appended to cudaGetErrorString of the last error
 
 cudaError_t fail(cudaError_t e, const std::string& detail) {
   g_last = e;
@@ -61,7 +64,7 @@ struct Grid {
   void* closure = nullptr;
   Fiber* cur = nullptr;
 };
-Grid g_grid;
+thread_local Grid g_grid;
 
 }  // namespace
 }  // namespace gn_emu
@@ -72,7 +75,7 @@ Grid g_grid;
 extern "C" void gn_emu_swap(void** save, void* load);
 extern "C" void gn_emu_entry();
 asm(R"(
-  .text
+  .pushsection .text
   .globl gn_emu_swap
   .hidden gn_emu_swap
   .type gn_emu_swap,@function
@@ -108,6 +111,7 @@ gn_emu_entry:
   callq *%r13
   ud2
   .size gn_emu_entry,.-gn_emu_entry
+  .popsection
 )");
 #endif
 
@@ -393,12 +397,14 @@ struct Alloc {
   size_t bytes;
 };
 std::map<uintptr_t, Alloc> g_allocs;  // by user pointer
+std::mutex g_alloc_mu;
 size_t g_in_use = 0;
 constexpr size_t kTotal = size_t(16) << 30;  // what cudaMemGetInfo reports as the device's memory
 
 // true when [p, p+n) lies inside one allocation
 bool on_device(const void* p, size_t n) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  std::lock_guard<std::mutex> lock(g_alloc_mu);
   auto it = g_allocs.upper_bound(a);
   if (it == g_allocs.begin()) return false;
   --it;
@@ -453,16 +459,17 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
   *p = nullptr;
+  std::lock_guard<std::mutex> lock(g_alloc_mu);
   if (bytes > kTotal - g_in_use) return fail(cudaErrorMemoryAllocation, "out of emulated device memory");
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const size_t rounded = (bytes + 15) & ~size_t(15);
+  const size_t rounded = (bytes + 7) & ~size_t(7);  // 8-byte aligned; overruns of more than 7 bytes fault
   const size_t data_pages = (rounded + page - 1) / page;
   const size_t map_bytes = (data_pages + 1) * page;  // + a PROT_NONE page after the data
   void* m = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) return fail(cudaErrorMemoryAllocation, "mmap failed");
   char* base = static_cast<char*>(m);
   mprotect(base + data_pages * page, page, PROT_NONE);
-  char* user = base + data_pages * page - rounded;  // the data ends (16-byte rounded) at the guard page
+  char* user = base + data_pages * page - rounded;  // the data ends (8-byte rounded) at the guard page
   std::memset(user, 0xff, rounded);                  // NaN as floats: reading what nobody wrote shows
   g_allocs[reinterpret_cast<uintptr_t>(user)] = Alloc{base, map_bytes, bytes};
   g_in_use += bytes;
@@ -472,6 +479,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
 
 cudaError_t cudaFree(void* p) {
   if (!p) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(g_alloc_mu);
   auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
   if (it == g_allocs.end()) return fail(cudaErrorInvalidValue, "cudaFree of a pointer that cudaMalloc did not return");
   munmap(it->second.map, it->second.map_bytes);  // later use of the pointer faults
@@ -481,6 +489,7 @@ cudaError_t cudaFree(void* p) {
 }
 
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  std::lock_guard<std::mutex> lock(g_alloc_mu);
   *free_bytes = kTotal - g_in_use;
   *total_bytes = kTotal;
   return cudaSuccess;
