@@ -32,14 +32,19 @@ const { findNodeInclude, findAddonApi } = require('./node-paths');
 
 // `name<<<cfg>>>(` → `::gn_emu::Launch(&name, "name", cfg)(`; a template kernel `name<T><<<` works too
 function rewriteLaunches(src, file) {
-  let n = 0;
   const text = src.replace(/([A-Za-z_]\w*(?:\s*<[^<>;]*>)?)\s*<<<([\s\S]*?)>>>/g, (m, kernel, cfg) => {
-    n++;
     const name = kernel.replace(/\s+/g, '');
     return `::gn_emu::Launch(&${name}, "${name}", ${cfg})`;
   });
   if (/<<<|>>>/.test(text)) fail(`${file}: a kernel launch was not understood`);
-  return { text, n };
+  return text;
+}
+
+// Writes the C++ form of a .cu file to `cc` (only when it changed, so the object's mtime check holds).
+function generate(cu, cc) {
+  const body = `#line 1 "${path.relative(root, cu)}"\n${rewriteLaunches(fs.readFileSync(cu, 'utf8'), cu)}`;
+  if (!fs.existsSync(cc) || fs.readFileSync(cc, 'utf8') !== body) fs.writeFileSync(cc, body);
+  return cc;
 }
 
 const mtime = (f) => fs.statSync(f).mtimeMs;
@@ -77,10 +82,7 @@ async function main() {
   const units = [];  // [source to compile, object, original source]
   for (const cu of list(cudaDir, /\.cu$/)) {
     const base = path.basename(cu, '.cu');
-    const cc = path.join(gen, `${base}.cc`);
-    const { text } = rewriteLaunches(fs.readFileSync(cu, 'utf8'), cu);
-    const body = `#line 1 "${path.relative(root, cu)}"\n${text}`;
-    if (!fs.existsSync(cc) || fs.readFileSync(cc, 'utf8') !== body) fs.writeFileSync(cc, body);
+    const cc = generate(cu, path.join(gen, `${base}.cc`));
     units.push([cc, path.join(objDir, `${base}.cu.o`), cu]);
   }
   for (const cc of list(cudaDir, /\.cc$/)) units.push([cc, path.join(objDir, `${path.basename(cc, '.cc')}.o`), cc]);
@@ -104,10 +106,7 @@ async function main() {
   }
   // the emulator's own self-test (native/cuda/emu/selftest.cu), an executable
   {
-    const { text } = rewriteLaunches(fs.readFileSync(path.join(emuDir, 'selftest.cu'), 'utf8'), 'selftest.cu');
-    const cc = path.join(gen, 'emu_selftest.cc');
-    const body = `#line 1 "native/cuda/emu/selftest.cu"\n${text}`;
-    if (!fs.existsSync(cc) || fs.readFileSync(cc, 'utf8') !== body) fs.writeFileSync(cc, body);
+    const cc = generate(path.join(emuDir, 'selftest.cu'), path.join(gen, 'emu_selftest.cc'));
     const exe = path.join(out, 'emu-selftest');
     const rt = path.join(objDir, 'emu_runtime.o');
     if (!fs.existsSync(exe) || mtime(exe) < Math.max(mtime(cc), mtime(rt))) {
