@@ -24,6 +24,8 @@ const env = {
   GPT_NATIVE_CUBLAS: path.join(out, 'libcublas.so'),
   // a small score scratch, so cuBLAS attention also runs in chunks of heads (the GPU default is 256 MiB)
   GPT_NATIVE_CUDA_ATTN_SCRATCH: String(16 * 1024),
+  // and in chunks of 7 queries (on a GPU, whole short sequences and eighths of long ones)
+  GPT_NATIVE_CUDA_ATTN_QCHUNK: '7',
 };
 delete env.GPT_NATIVE_CUDA_SYNC;
 const ava = path.join(root, 'node_modules', 'ava', 'entrypoints', 'cli.mjs');

@@ -521,6 +521,8 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   if (attn && std::string(attn) == "fused") a->attn_gemm = false;
   const char* scratch = std::getenv("GPT_NATIVE_CUDA_ATTN_SCRATCH");  // tests use a small one to force chunking
   if (scratch && std::atoll(scratch) > 0) a->attn_scratch = std::atoll(scratch);
+  const char* qchunk = std::getenv("GPT_NATIVE_CUDA_ATTN_QCHUNK");  // tests use a small one to force query chunks
+  if (qchunk && std::atoll(qchunk) > 0) a->attn_qchunk = std::atoll(qchunk);
   env.SetInstanceData(a);
   gn::cuda::register_memory(env, exports);
   gn::cuda::register_ops(env, exports);

@@ -1,8 +1,10 @@
 // The row kernels of the cuBLAS attention path (attention_gemm.cc): the scores S = scale·Q·Kᵀ of one batch
-// row b and a chunk of heads are in a scratch matrix (heads, Tq, Tk), row-major, in the activation dtype (fp32,
-// or bf16 as llm.c keeps them, which halves the traffic of these memory-bound passes); these kernels turn them
-// into probabilities in place and back-propagate through the softmax in place, computing in fp32. The mask and the dropout decisions are the
-// fused kernels' (attention.cu) and the CPU's:
+// row b, a chunk of heads and a chunk of queries i0 … i0+rows-1 against keys k0 … k0+cols-1 (the keys those
+// queries can see) are in a scratch matrix (heads, rows, cols), row-major, in the activation dtype (fp32, or
+// bf16 as llm.c keeps them, which halves the traffic of these memory-bound passes); these kernels turn them
+// into probabilities in place and back-propagate through the softmax in place, computing in fp32. Indices i
+// and j below are absolute (query i of Tq, key j of Tk). The mask and the dropout decisions are the fused
+// kernels' (attention.cu) and the CPU's:
 //   row i (position p = q_pos0 + i) sees key j when  j <= p  and, with window w > 0,  j > p - w
 //   P_ij = exp(S_ij − lse_i) inside the mask, 0 outside;   lse_i = log Σ_j exp(S_ij)
 //   dropout: f_ij = keep·[dropout_uniform(seed, ((b·NH+h)·Tq+i)·Tk+j) >= p_drop] (f = 1 without dropout)
@@ -10,7 +12,9 @@
 //                (lse_out)
 // attn_probs_bw: (P, dA = dout·Vᵀ) → dS = P∘(dA∘f − D) over dA, with D_i = Σ_j P_ij·dA_ij·f_ij, and A = P∘f over
 //                P (what dV = Aᵀ·dout needs)
-// Launch shape: one warp per row (h, i), 8 rows per 256-thread block; lane l takes j = l, l+32, …
+// acc_to_strided: dst[t, h, d] = acc[h, t, d], converted to the activation dtype (dK, dV accumulated in fp32
+//                over the query chunks, written back into their strided tensors)
+// Launch shape: one warp per row (h, i), 8 rows per 256-thread block; lane l takes columns l, l+32, …
 #include <cfloat>
 
 #include "cuda/device.cuh"
@@ -26,6 +30,7 @@ constexpr int kRows = 8;
 
 struct RowDims {
   int64_t b, h0, heads, NH, Tq, Tk, q_pos0, window;
+  int64_t i0, rows, k0, cols;  // the chunk: queries i0 … i0+rows-1, scratch columns = keys k0 … k0+cols-1
   float dropout, keep;
   uint64_t seed;
 };
@@ -34,20 +39,24 @@ RowDims row_dims(const AttnRows& r) {
   RowDims s;
   s.b = r.b; s.h0 = r.h0; s.heads = r.heads; s.NH = r.NH; s.Tq = r.Tq; s.Tk = r.Tk;
   s.q_pos0 = r.q_pos0; s.window = r.window; s.dropout = r.dropout;
+  s.i0 = r.i0; s.rows = r.rows; s.k0 = r.k0; s.cols = r.cols;
   s.keep = r.dropout > 0.0f ? 1.0f / (1.0f - r.dropout) : 1.0f;
   s.seed = r.seed;
   return s;
 }
 
+// the keys row i sees, as scratch columns [lo, hi] (within [0, cols): the chunk was cut around them)
 __device__ __forceinline__ void keys_of(const RowDims& s, int64_t i, int64_t* lo, int64_t* hi) {
   const int64_t p = s.q_pos0 + i;
-  *hi = p < s.Tk - 1 ? p : s.Tk - 1;
-  *lo = (s.window > 0 && p - s.window + 1 > 0) ? p - s.window + 1 : 0;
+  *hi = (p < s.Tk - 1 ? p : s.Tk - 1) - s.k0;
+  *lo = ((s.window > 0 && p - s.window + 1 > 0) ? p - s.window + 1 : 0) - s.k0;
 }
 
+// j: scratch column (key k0 + j)
 __device__ __forceinline__ float drop_f(const RowDims& s, int64_t h, int64_t i, int64_t j) {
   if (s.dropout <= 0.0f) return 1.0f;
-  return dropout_uniform(s.seed, attn_drop_index(s.NH, s.Tq, s.Tk, s.b, h, i, j)) >= s.dropout ? s.keep : 0.0f;
+  return dropout_uniform(s.seed, attn_drop_index(s.NH, s.Tq, s.Tk, s.b, h, i, s.k0 + j)) >= s.dropout ? s.keep
+                                                                                              : 0.0f;
 }
 
 // P (or A) of row r over its scores, in place: each element is read, then written by the same lane, after the
@@ -56,9 +65,9 @@ template <typename T>
 __global__ void attn_probs_kernel(T* S, float* lse_out, const float* lse_in, RowDims s, bool dropped) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRows + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
-  if (r >= s.heads * s.Tq) return;  // whole warps leave together
-  const int64_t i = r % s.Tq, h = s.h0 + r / s.Tq;
-  T* x = S + r * s.Tk;
+  if (r >= s.heads * s.rows) return;  // whole warps leave together
+  const int64_t i = s.i0 + r % s.rows, h = s.h0 + r / s.rows;
+  T* x = S + r * s.cols;
   int64_t lo, hi;
   keys_of(s, i, &lo, &hi);
   const int64_t lrow = (s.b * s.NH + h) * s.Tq + i;
@@ -74,7 +83,7 @@ __global__ void attn_probs_kernel(T* S, float* lse_out, const float* lse_in, Row
     L = m + logf(warp_sum(sum));
     if (lse_out && lane == 0) lse_out[lrow] = L;
   }
-  for (int64_t j = lane; j < s.Tk; j += 32) {
+  for (int64_t j = lane; j < s.cols; j += 32) {
     float p = 0.0f;
     if (j >= lo && j <= hi) {
       p = expf(to_f(x[j]) - L);
@@ -89,16 +98,16 @@ template <typename T>
 __global__ void attn_probs_bw_kernel(T* P, T* dA, RowDims s) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRows + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
-  if (r >= s.heads * s.Tq) return;
-  const int64_t i = r % s.Tq, h = s.h0 + r / s.Tq;
-  T* p = P + r * s.Tk;
-  T* g = dA + r * s.Tk;
+  if (r >= s.heads * s.rows) return;
+  const int64_t i = s.i0 + r % s.rows, h = s.h0 + r / s.rows;
+  T* p = P + r * s.cols;
+  T* g = dA + r * s.cols;
   int64_t lo, hi;
   keys_of(s, i, &lo, &hi);
   float D = 0.0f;
   for (int64_t j = lo + lane; j <= hi; j += 32) D += to_f(p[j]) * to_f(g[j]) * drop_f(s, h, i, j);
   D = warp_sum(D);
-  for (int64_t j = lane; j < s.Tk; j += 32) {
+  for (int64_t j = lane; j < s.cols; j += 32) {
     if (j >= lo && j <= hi) {
       const float f = drop_f(s, h, i, j), pj = to_f(p[j]);
       g[j] = from_f<T>(pj * (to_f(g[j]) * f - D));
@@ -110,14 +119,26 @@ __global__ void attn_probs_bw_kernel(T* P, T* dA, RowDims s) {
   }
 }
 
-unsigned row_blocks(const RowDims& s) { return static_cast<unsigned>((s.heads * s.Tq + kRows - 1) / kRows); }
+unsigned row_blocks(const RowDims& s) { return static_cast<unsigned>((s.heads * s.rows + kRows - 1) / kRows); }
+
+// one thread per element of acc (heads, T, HS), grid-stride
+template <typename T>
+__global__ void acc_to_strided_kernel(T* dst, int64_t tstride, const float* acc, int64_t heads, int64_t Tn,
+                                      int64_t HS) {
+  const int64_t total = heads * Tn * HS;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t d = idx % HS, t = (idx / HS) % Tn, h = idx / (HS * Tn);
+    dst[t * tstride + h * HS + d] = from_f<T>(acc[idx]);
+  }
+}
 
 }  // namespace
 
 void attn_probs(const Stream& st, DType dt, void* S, float* lse_out, const float* lse_in, const AttnRows& r,
                 bool dropped) {
   const RowDims s = row_dims(r);
-  if (s.heads * s.Tq == 0) return;
+  if (s.heads * s.rows == 0) return;
   if (dt == kBF16)
     attn_probs_kernel<bf16><<<row_blocks(s), 32 * kRows, 0, st.s>>>(static_cast<bf16*>(S), lse_out, lse_in, s, dropped);
   else
@@ -128,13 +149,26 @@ void attn_probs(const Stream& st, DType dt, void* S, float* lse_out, const float
 
 void attn_probs_backward(const Stream& st, DType dt, void* P, void* dA, const AttnRows& r) {
   const RowDims s = row_dims(r);
-  if (s.heads * s.Tq == 0) return;
+  if (s.heads * s.rows == 0) return;
   if (dt == kBF16)
     attn_probs_bw_kernel<bf16><<<row_blocks(s), 32 * kRows, 0, st.s>>>(static_cast<bf16*>(P), static_cast<bf16*>(dA), s);
   else
     attn_probs_bw_kernel<float><<<row_blocks(s), 32 * kRows, 0, st.s>>>(static_cast<float*>(P), static_cast<float*>(dA),
                                                                         s);
   GN_LAUNCHED(st, "attn_probs_bw_kernel");
+}
+
+void acc_to_strided(const Stream& st, DType dt, void* dst, int64_t tstride, const float* acc, int64_t heads,
+                    int64_t Tn, int64_t HS) {
+  const int64_t n = heads * Tn * HS;
+  if (n == 0) return;
+  if (dt == kBF16)
+    acc_to_strided_kernel<bf16><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<bf16*>(dst), tstride, acc, heads, Tn,
+                                                                    HS);
+  else
+    acc_to_strided_kernel<float><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<float*>(dst), tstride, acc, heads,
+                                                                     Tn, HS);
+  GN_LAUNCHED(st, "acc_to_strided_kernel");
 }
 
 }  // namespace cuda

@@ -34,7 +34,8 @@ struct CudaAddon {
   cublasHandle_t handle = nullptr;
   int compute = CUBLAS_COMPUTE_32F;  // setMathMode
   bool attn_gemm = true;             // attention through cuBLAS + row kernels (else the fused kernels); setAttention
-  int64_t attn_scratch = int64_t(256) << 20;  // bytes per (heads, Tq, Tk) score matrix ($GPT_NATIVE_CUDA_ATTN_SCRATCH)
+  int64_t attn_scratch = int64_t(256) << 20;  // score scratch bytes a chunk of heads may use ($GPT_NATIVE_CUDA_ATTN_SCRATCH)
+  int64_t attn_qchunk = 0;  // query rows per chunk of cuBLAS attention, 0: chosen by shape ($GPT_NATIVE_CUDA_ATTN_QCHUNK)
   Scratch ints, floats, doubles, attn;
   ~CudaAddon();
 };
