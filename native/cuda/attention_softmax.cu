@@ -1,6 +1,6 @@
-// The row kernels of the cuBLAS attention path (attention_gemm.cc): the scores S = scale·Q·Kᵀ of one batch
-// row b, a chunk of heads and a chunk of queries i0 … i0+rows-1 against keys k0 … k0+cols-1 (the keys those
-// queries can see) are in a scratch matrix (heads, rows, cols), row-major, in the activation dtype (fp32, or
+// The row kernels of the cuBLAS attention path (attention_gemm.cc): the scores S = scale·Q·Kᵀ of a group of
+// (batch row, head) pairs u = b·NH + h = u0 … u0+pairs-1 and a chunk of queries i0 … i0+rows-1 against keys
+// k0 … k0+cols-1 (the keys those queries can see) are in a scratch matrix (pairs, rows, cols), row-major, in the activation dtype (fp32, or
 // bf16 as llm.c keeps them, which halves the traffic of these memory-bound passes); these kernels turn them
 // into probabilities in place and back-propagate through the softmax in place, computing in fp32. Indices i
 // and j below are absolute (query i of Tq, key j of Tk). The mask and the dropout decisions are the fused
@@ -12,9 +12,11 @@
 //                (lse_out)
 // attn_probs_bw: (P, dA = dout·Vᵀ) → dS = P∘(dA∘f − D) over dA, with D_i = Σ_j P_ij·dA_ij·f_ij, and A = P∘f over
 //                P (what dV = Aᵀ·dout needs)
-// acc_to_strided: dst[t, h, d] = acc[h, t, d], converted to the activation dtype (dK, dV accumulated in fp32
-//                over the query chunks, written back into their strided tensors)
-// Launch shape: one warp per row (h, i), 8 rows per 256-thread block; lane l takes columns l, l+32, …
+// acc_to_strided: dst[b, t, h, d] = acc[u - u0, t, d], converted to the activation dtype (dK, dV accumulated in
+//                fp32 over the query chunks, written back into their strided tensors)
+// attn_pointers: the per-pair matrix pointers of cublasGemmBatchedEx, written on the device (no host sync)
+// Launch shape of the row kernels: one warp per row (u, i), 8 rows per 256-thread block; lane l takes columns
+// l, l+32, …
 #include <cfloat>
 
 #include "cuda/device.cuh"
@@ -29,7 +31,7 @@ namespace {
 constexpr int kRows = 8;
 
 struct RowDims {
-  int64_t b, h0, heads, NH, Tq, Tk, q_pos0, window;
+  int64_t u0, pairs, NH, Tq, Tk, q_pos0, window;
   int64_t i0, rows, k0, cols;  // the chunk: queries i0 … i0+rows-1, scratch columns = keys k0 … k0+cols-1
   float dropout, keep;
   uint64_t seed;
@@ -37,7 +39,7 @@ struct RowDims {
 
 RowDims row_dims(const AttnRows& r) {
   RowDims s;
-  s.b = r.b; s.h0 = r.h0; s.heads = r.heads; s.NH = r.NH; s.Tq = r.Tq; s.Tk = r.Tk;
+  s.u0 = r.u0; s.pairs = r.pairs; s.NH = r.NH; s.Tq = r.Tq; s.Tk = r.Tk;
   s.q_pos0 = r.q_pos0; s.window = r.window; s.dropout = r.dropout;
   s.i0 = r.i0; s.rows = r.rows; s.k0 = r.k0; s.cols = r.cols;
   s.keep = r.dropout > 0.0f ? 1.0f / (1.0f - r.dropout) : 1.0f;
@@ -53,10 +55,11 @@ __device__ __forceinline__ void keys_of(const RowDims& s, int64_t i, int64_t* lo
 }
 
 // j: scratch column (key k0 + j)
-__device__ __forceinline__ float drop_f(const RowDims& s, int64_t h, int64_t i, int64_t j) {
+__device__ __forceinline__ float drop_f(const RowDims& s, int64_t u, int64_t i, int64_t j) {
   if (s.dropout <= 0.0f) return 1.0f;
-  return dropout_uniform(s.seed, attn_drop_index(s.NH, s.Tq, s.Tk, s.b, h, i, s.k0 + j)) >= s.dropout ? s.keep
-                                                                                              : 0.0f;
+  return dropout_uniform(s.seed, attn_drop_index(s.NH, s.Tq, s.Tk, u / s.NH, u % s.NH, i, s.k0 + j)) >= s.dropout
+             ? s.keep
+             : 0.0f;
 }
 
 // P (or A) of row r over its scores, in place: each element is read, then written by the same lane, after the
@@ -65,12 +68,12 @@ template <typename T>
 __global__ void attn_probs_kernel(T* S, float* lse_out, const float* lse_in, RowDims s, bool dropped) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRows + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
-  if (r >= s.heads * s.rows) return;  // whole warps leave together
-  const int64_t i = s.i0 + r % s.rows, h = s.h0 + r / s.rows;
+  if (r >= s.pairs * s.rows) return;  // whole warps leave together
+  const int64_t i = s.i0 + r % s.rows, u = s.u0 + r / s.rows;
   T* x = S + r * s.cols;
   int64_t lo, hi;
   keys_of(s, i, &lo, &hi);
-  const int64_t lrow = (s.b * s.NH + h) * s.Tq + i;
+  const int64_t lrow = u * s.Tq + i;
   float L;
   if (lse_in) {
     L = lse_in[lrow];
@@ -87,7 +90,7 @@ __global__ void attn_probs_kernel(T* S, float* lse_out, const float* lse_in, Row
     float p = 0.0f;
     if (j >= lo && j <= hi) {
       p = expf(to_f(x[j]) - L);
-      if (dropped) p *= drop_f(s, h, i, j);
+      if (dropped) p *= drop_f(s, u, i, j);
     }
     x[j] = from_f<T>(p);
   }
@@ -98,18 +101,18 @@ template <typename T>
 __global__ void attn_probs_bw_kernel(T* P, T* dA, RowDims s) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRows + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
-  if (r >= s.heads * s.rows) return;
-  const int64_t i = s.i0 + r % s.rows, h = s.h0 + r / s.rows;
+  if (r >= s.pairs * s.rows) return;
+  const int64_t i = s.i0 + r % s.rows, u = s.u0 + r / s.rows;
   T* p = P + r * s.cols;
   T* g = dA + r * s.cols;
   int64_t lo, hi;
   keys_of(s, i, &lo, &hi);
   float D = 0.0f;
-  for (int64_t j = lo + lane; j <= hi; j += 32) D += to_f(p[j]) * to_f(g[j]) * drop_f(s, h, i, j);
+  for (int64_t j = lo + lane; j <= hi; j += 32) D += to_f(p[j]) * to_f(g[j]) * drop_f(s, u, i, j);
   D = warp_sum(D);
   for (int64_t j = lane; j < s.cols; j += 32) {
     if (j >= lo && j <= hi) {
-      const float f = drop_f(s, h, i, j), pj = to_f(p[j]);
+      const float f = drop_f(s, u, i, j), pj = to_f(p[j]);
       g[j] = from_f<T>(pj * (to_f(g[j]) * f - D));
       p[j] = from_f<T>(pj * f);
     } else {
@@ -119,17 +122,28 @@ __global__ void attn_probs_bw_kernel(T* P, T* dA, RowDims s) {
   }
 }
 
-unsigned row_blocks(const RowDims& s) { return static_cast<unsigned>((s.heads * s.rows + kRows - 1) / kRows); }
+unsigned row_blocks(const RowDims& s) { return static_cast<unsigned>((s.pairs * s.rows + kRows - 1) / kRows); }
 
-// one thread per element of acc (heads, T, HS), grid-stride
+// one thread per element of acc (pairs, T, HS), grid-stride
 template <typename T>
-__global__ void acc_to_strided_kernel(T* dst, int64_t tstride, const float* acc, int64_t heads, int64_t Tn,
-                                      int64_t HS) {
-  const int64_t total = heads * Tn * HS;
+__global__ void acc_to_strided_kernel(T* dst, int64_t bstride, int64_t tstride, const float* acc, int64_t u0,
+                                      int64_t pairs, int64_t NH, int64_t Tn, int64_t HS) {
+  const int64_t total = pairs * Tn * HS;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t d = idx % HS, t = (idx / HS) % Tn, h = idx / (HS * Tn);
-    dst[t * tstride + h * HS + d] = from_f<T>(acc[idx]);
+    const int64_t d = idx % HS, t = (idx / HS) % Tn, u = u0 + idx / (HS * Tn);
+    dst[(u / NH) * bstride + t * tstride + (u % NH) * HS + d] = from_f<T>(acc[idx]);
+  }
+}
+
+// out[a·pairs + g] = base[a] + b·bstride[a] + h·hstride[a] + g·gstride[a] (bytes), u = u0 + g = b·NH + h
+__global__ void attn_pointers_kernel(void** out, AttnPtrSpecs p, int64_t u0, int64_t pairs, int64_t NH) {
+  const int64_t total = p.n * pairs;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int a = static_cast<int>(idx / pairs);
+    const int64_t g = idx % pairs, u = u0 + g;
+    out[idx] = const_cast<char*>(p.base[a]) + (u / NH) * p.bstride[a] + (u % NH) * p.hstride[a] + g * p.gstride[a];
   }
 }
 
@@ -138,7 +152,7 @@ __global__ void acc_to_strided_kernel(T* dst, int64_t tstride, const float* acc,
 void attn_probs(const Stream& st, DType dt, void* S, float* lse_out, const float* lse_in, const AttnRows& r,
                 bool dropped) {
   const RowDims s = row_dims(r);
-  if (s.heads * s.rows == 0) return;
+  if (s.pairs * s.rows == 0) return;
   if (dt == kBF16)
     attn_probs_kernel<bf16><<<row_blocks(s), 32 * kRows, 0, st.s>>>(static_cast<bf16*>(S), lse_out, lse_in, s, dropped);
   else
@@ -149,7 +163,7 @@ void attn_probs(const Stream& st, DType dt, void* S, float* lse_out, const float
 
 void attn_probs_backward(const Stream& st, DType dt, void* P, void* dA, const AttnRows& r) {
   const RowDims s = row_dims(r);
-  if (s.heads * s.rows == 0) return;
+  if (s.pairs * s.rows == 0) return;
   if (dt == kBF16)
     attn_probs_bw_kernel<bf16><<<row_blocks(s), 32 * kRows, 0, st.s>>>(static_cast<bf16*>(P), static_cast<bf16*>(dA), s);
   else
@@ -158,17 +172,24 @@ void attn_probs_backward(const Stream& st, DType dt, void* P, void* dA, const At
   GN_LAUNCHED(st, "attn_probs_bw_kernel");
 }
 
-void acc_to_strided(const Stream& st, DType dt, void* dst, int64_t tstride, const float* acc, int64_t heads,
-                    int64_t Tn, int64_t HS) {
-  const int64_t n = heads * Tn * HS;
+void acc_to_strided(const Stream& st, DType dt, void* dst, int64_t bstride, int64_t tstride, const float* acc,
+                    int64_t u0, int64_t pairs, int64_t NH, int64_t Tn, int64_t HS) {
+  const int64_t n = pairs * Tn * HS;
   if (n == 0) return;
   if (dt == kBF16)
-    acc_to_strided_kernel<bf16><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<bf16*>(dst), tstride, acc, heads, Tn,
-                                                                    HS);
+    acc_to_strided_kernel<bf16><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<bf16*>(dst), bstride, tstride, acc,
+                                                                    u0, pairs, NH, Tn, HS);
   else
-    acc_to_strided_kernel<float><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<float*>(dst), tstride, acc, heads,
-                                                                     Tn, HS);
+    acc_to_strided_kernel<float><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<float*>(dst), bstride, tstride, acc,
+                                                                     u0, pairs, NH, Tn, HS);
   GN_LAUNCHED(st, "acc_to_strided_kernel");
+}
+
+void attn_pointers(const Stream& st, void** out, const AttnPtrSpecs& p, int64_t u0, int64_t pairs, int64_t NH) {
+  const int64_t n = p.n * pairs;
+  if (n == 0) return;
+  attn_pointers_kernel<<<grid_for(n, 256), 256, 0, st.s>>>(out, p, u0, pairs, NH);
+  GN_LAUNCHED(st, "attn_pointers_kernel");
 }
 
 }  // namespace cuda

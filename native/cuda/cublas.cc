@@ -116,8 +116,7 @@ bool load_cublas(CublasApi* api, std::vector<std::string>* tried) {
     a.gemm_ex = reinterpret_cast<decltype(a.gemm_ex)>(dlsym(lib, "cublasGemmEx"));
     a.get_version = reinterpret_cast<decltype(a.get_version)>(dlsym(lib, "cublasGetVersion_v2"));
     a.status_string = reinterpret_cast<decltype(a.status_string)>(dlsym(lib, "cublasGetStatusString"));
-    a.gemm_strided_batched_ex =
-        reinterpret_cast<decltype(a.gemm_strided_batched_ex)>(dlsym(lib, "cublasGemmStridedBatchedEx"));
+    a.gemm_batched_ex = reinterpret_cast<decltype(a.gemm_batched_ex)>(dlsym(lib, "cublasGemmBatchedEx"));
     if (!a.create || !a.destroy || !a.set_stream || !a.set_math_mode || !a.gemm_ex) {
       tried->push_back(c.first + " (opened, but lacks cublasCreate_v2/cublasDestroy_v2/cublasSetStream_v2/"
                                  "cublasSetMathMode/cublasGemmEx)");

@@ -51,10 +51,12 @@ struct CublasApi {
   //              computeType, algo)
   cublasStatus_t (*gemm_ex)(cublasHandle_t, int, int, int, int, int, const void*, const void*, int, int,
                             const void*, int, int, const void*, void*, int, int, int, int) = nullptr;
-  // cublasGemmStridedBatchedEx (optional; not used by the ops yet)
-  cublasStatus_t (*gemm_strided_batched_ex)(cublasHandle_t, int, int, int, int, int, const void*, const void*, int,
-                                            int, long long, const void*, int, int, long long, const void*, void*,
-                                            int, int, long long, int, int, int) = nullptr;
+  // cublasGemmBatchedEx(handle, transa, transb, m, n, k, alpha, Aarray, Atype, lda, Barray, Btype, ldb, beta,
+  //                     Carray, Ctype, ldc, batchCount, computeType, algo), pointer arrays in device memory
+  // (optional; the cuBLAS attention path needs it)
+  cublasStatus_t (*gemm_batched_ex)(cublasHandle_t, int, int, int, int, int, const void*, const void* const*, int, int,
+                                    const void* const*, int, int, const void*, void* const*, int, int, int, int,
+                                    int) = nullptr;
 };
 
 // Tries the candidates above; on success fills api and returns true. `tried` receives every candidate with

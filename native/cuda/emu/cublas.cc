@@ -162,21 +162,21 @@ int cublasGemmEx(void* handle, int ta, int tb, int m, int n, int k, const void* 
                   *static_cast<const float*>(beta), C, ct, ldc, compute);
 }
 
-int cublasGemmStridedBatchedEx(void* handle, int ta, int tb, int m, int n, int k, const void* alpha, const void* A,
-                               int at, int lda, long long sa, const void* B, int bt, int ldb, long long sb,
-                               const void* beta, void* C, int ct, int ldc, long long sc, int batch, int compute,
-                               int algo) {
+// Aarray, Barray, Carray: arrays of batch pointers in device memory (here: the emulator's device allocations,
+// readable by the host; an array that is not one faults at its guard page like a kernel would)
+int cublasGemmBatchedEx(void* handle, int ta, int tb, int m, int n, int k, const void* alpha, const void* const A[],
+                        int at, int lda, const void* const B[], int bt, int ldb, const void* beta, void* const C[],
+                        int ct, int ldc, int batch, int compute, int algo) {
   (void)algo;
   int s = check_args(handle, ta, tb, m, n, k, alpha, lda, ldb, beta, ldc);
   if (s != kSuccess) return s;
   if (batch < 0) return kInvalidValue;
   if ((s = check_types(at, bt, ct, compute)) != kSuccess) return s;
-  if (m == 0 || n == 0) return kSuccess;
-  const size_t ea = at == kR16BF ? 2 : 4, eb = bt == kR16BF ? 2 : 4, ec = ct == kR16BF ? 2 : 4;
+  if (m == 0 || n == 0 || batch == 0) return kSuccess;
+  if (!A || !B || !C) return kInvalidValue;
   for (int i = 0; i < batch; ++i) {
-    s = gemm_one(ta, tb, m, n, k, *static_cast<const float*>(alpha), static_cast<const char*>(A) + sa * i * ea, at, lda,
-                 static_cast<const char*>(B) + sb * i * eb, bt, ldb, *static_cast<const float*>(beta),
-                 static_cast<char*>(C) + sc * i * ec, ct, ldc, compute);
+    s = gemm_one(ta, tb, m, n, k, *static_cast<const float*>(alpha), A[i], at, lda, B[i], bt, ldb,
+                 *static_cast<const float*>(beta), C[i], ct, ldc, compute);
     if (s != kSuccess) return s;
   }
   return kSuccess;
