@@ -2,7 +2,8 @@
 # Build check of the CUDA addon on a machine without a GPU (a CUDA toolkit is needed; cuBLAS is not):
 #   1. every native/cuda/*.cu compiles with nvcc for sm_90 and sm_80, warnings as errors;
 #      every native/cuda/*.cc compiles with the host compiler, -Wall -Wextra -Werror;
-#   2. the dropout generator of native/cuda/rng.h equals the CPU's bit for bit (host test);
+#   2. the dropout generator of native/cuda/rng.h equals the CPU's bit for bit (host test); the cuBLAS
+#      prototypes and enum values of native/cuda/cublas.h match NVIDIA's cublas_api.h, when one can be found;
 #   3. scripts/build-cuda.js links build/cuda/gpt_native_cuda.node;
 #   4. node loads it: deviceCount() is a number (0 here) without throwing, and, with no GPU, init() throws
 #      an Error that says no CUDA GPU is visible.
@@ -58,6 +59,46 @@ echo "check-cuda: dropout generator parity with the CPU kernels"
 c++ -std=c++17 -O2 -Inative native/cuda/test/rng_parity.cc native/cpu/elementwise.cpp native/cpu/threading.cc \
   -pthread -o "$TMP/rng_parity"
 "$TMP/rng_parity"
+
+# cublas.h writes its few cuBLAS prototypes and enum values by hand (cuBLAS is opened at run time); check them
+# against NVIDIA's cublas_api.h, and the loader against a real libcublas (every entry point resolves, status
+# texts come from the library, cublasCreate without a GPU fails with a status instead of crashing), when a copy
+# is at hand: the toolkit's, an installed nvidia-cublas wheel's (PYTHONPATH or the current python's), or one
+# that pip can fetch. Each step is skipped, and says so, when there is none.
+CUBLAS_INC=""; CUBLAS_LIB=""
+for d in "$CUDA_INC" $(python3 -c 'import nvidia, os; [print(os.path.join(p, s, "include")) for p in nvidia.__path__ for s in ("cu13", "cublas")]' 2>/dev/null); do
+  if [ -f "$d/cublas_api.h" ]; then CUBLAS_INC=$d; break; fi
+done
+for d in "$CUDA_ROOT/lib64" "$CUDA_ROOT/targets/x86_64-linux/lib" $(python3 -c 'import nvidia, os; [print(os.path.join(p, s, "lib")) for p in nvidia.__path__ for s in ("cu13", "cublas")]' 2>/dev/null); do
+  if ls "$d"/libcublas.so* >/dev/null 2>&1; then CUBLAS_LIB=$d; break; fi
+done
+if { [ -z "$CUBLAS_INC" ] || [ -z "$CUBLAS_LIB" ]; } && command -v python3 >/dev/null && command -v unzip >/dev/null; then
+  if timeout 180 python3 -m pip download -q --no-deps --only-binary=:all: -d "$TMP/whl" nvidia-cublas >/dev/null 2>&1; then
+    whl=$(ls "$TMP"/whl/nvidia_cublas-*.whl 2>/dev/null | head -1)
+    if [ -n "$whl" ] && unzip -q -j -o "$whl" '*/include/*' '*/lib/libcublas*.so*' -d "$TMP/cublas" 2>/dev/null; then
+      echo "check-cuda: cuBLAS from $(basename "$whl")"
+      [ -z "$CUBLAS_INC" ] && [ -f "$TMP/cublas/cublas_api.h" ] && CUBLAS_INC="$TMP/cublas"
+      [ -z "$CUBLAS_LIB" ] && ls "$TMP"/cublas/libcublas.so* >/dev/null 2>&1 && CUBLAS_LIB="$TMP/cublas"
+    fi
+    rm -rf "$TMP/whl"
+  fi
+fi
+if [ -n "$CUBLAS_INC" ]; then
+  echo "check-cuda: native/cuda/cublas.h against $CUBLAS_INC/cublas_api.h"
+  c++ -std=c++17 -Wall -Wextra -Werror -Inative -I"$CUBLAS_INC" -isystem "$CUDA_INC" native/cuda/test/cublas_abi.cc -c \
+    -o "$TMP/cublas_abi.o"
+else
+  echo "check-cuda: no cuBLAS headers found (toolkit or nvidia-cublas wheel): prototype check skipped"
+fi
+if [ -n "$CUBLAS_LIB" ]; then
+  echo "check-cuda: the cuBLAS loader against $CUBLAS_LIB"
+  c++ -std=c++17 -O1 -Wall -Wextra -Werror -Inative -isystem "$CUDA_INC" native/cuda/test/cublas_load.cc \
+    native/cuda/cublas.cc -ldl -o "$TMP/cublas_load"
+  GPT_NATIVE_CUBLAS="$CUBLAS_LIB" "$TMP/cublas_load"
+else
+  echo "check-cuda: no libcublas found (toolkit or nvidia-cublas wheel): loader check skipped"
+fi
+rm -rf "$TMP/cublas"
 
 echo "check-cuda: building the addon"
 node scripts/build-cuda.js

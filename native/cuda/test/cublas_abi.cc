@@ -1,0 +1,81 @@
+// Compile-time check of native/cuda/cublas.h against NVIDIA's own cublas_api.h (run by scripts/check-cuda.sh
+// when a copy of that header can be found: the toolkit's, or the nvidia-cublas wheel's). cublas.h writes the
+// few prototypes and enum values it needs by hand so that the addon builds without cuBLAS; this file fails to
+// compile if any of them differs from the real API: an enum value, a parameter count, or a parameter type
+// (enums and int are the same at the ABI level; cublasHandle_t is an opaque pointer either way).
+#include <cublas_api.h>
+
+#include <type_traits>
+
+#include "cuda/cublas.h"
+
+namespace ours = gn::cuda;
+
+static_assert(ours::CUBLAS_OP_N == CUBLAS_OP_N && ours::CUBLAS_OP_T == CUBLAS_OP_T, "cublasOperation_t");
+static_assert(ours::CUBLAS_COMPUTE_32F == CUBLAS_COMPUTE_32F, "CUBLAS_COMPUTE_32F");
+static_assert(ours::CUBLAS_COMPUTE_32F_FAST_16BF == CUBLAS_COMPUTE_32F_FAST_16BF, "CUBLAS_COMPUTE_32F_FAST_16BF");
+static_assert(ours::CUBLAS_DEFAULT_MATH == CUBLAS_DEFAULT_MATH, "CUBLAS_DEFAULT_MATH");
+static_assert(ours::CUBLAS_GEMM_DEFAULT == CUBLAS_GEMM_DEFAULT, "CUBLAS_GEMM_DEFAULT");
+static_assert(ours::CUBLAS_STATUS_SUCCESS == CUBLAS_STATUS_SUCCESS, "CUBLAS_STATUS_SUCCESS");
+static_assert(CUDA_R_32F == 0 && CUDA_R_16BF == 14, "cudaDataType");
+// the names cublas_status_text gives to status codes
+static_assert(CUBLAS_STATUS_NOT_INITIALIZED == 1 && CUBLAS_STATUS_ALLOC_FAILED == 3 &&
+                  CUBLAS_STATUS_INVALID_VALUE == 7 && CUBLAS_STATUS_ARCH_MISMATCH == 8 &&
+                  CUBLAS_STATUS_MAPPING_ERROR == 11 && CUBLAS_STATUS_EXECUTION_FAILED == 13 &&
+                  CUBLAS_STATUS_INTERNAL_ERROR == 14 && CUBLAS_STATUS_NOT_SUPPORTED == 15,
+              "cublasStatus_t");
+
+// A parameter type as the ABI sees it: 4-byte enums are int, the opaque handle is void*.
+template <class T>
+struct canon {
+  using type = std::conditional_t<std::is_enum<T>::value && sizeof(T) == sizeof(int), int, T>;
+};
+template <>
+struct canon<cublasHandle_t> {
+  using type = void*;
+};
+template <>
+struct canon<cublasHandle_t*> {
+  using type = void**;
+};
+template <class F>
+struct canon_fn;
+template <class R, class... A>
+struct canon_fn<R (*)(A...)> {
+  using type = typename canon<R>::type (*)(typename canon<A>::type...);
+};
+template <class F>
+using canon_t = typename canon_fn<F>::type;
+
+// The header overloads some of these in C++ (legacy cudaDataType compute types); the exported symbol is the
+// one with cublasComputeType_t, which the casts below select.
+using GemmEx = cublasStatus_t (*)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*,
+                                  const void*, cudaDataType, int, const void*, cudaDataType, int, const void*, void*,
+                                  cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+using GemmBatchedEx = cublasStatus_t (*)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                                         const void*, const void* const[], cudaDataType, int, const void* const[],
+                                         cudaDataType, int, const void*, void* const[], cudaDataType, int, int,
+                                         cublasComputeType_t, cublasGemmAlgo_t);
+
+template <class Ours, class Theirs>
+constexpr bool same_abi() {
+  return std::is_same<canon_t<Ours>, canon_t<Theirs>>::value;
+}
+
+static_assert(same_abi<decltype(ours::CublasApi::create), decltype(&cublasCreate_v2)>(), "cublasCreate_v2");
+static_assert(same_abi<decltype(ours::CublasApi::destroy), decltype(&cublasDestroy_v2)>(), "cublasDestroy_v2");
+static_assert(same_abi<decltype(ours::CublasApi::set_stream), decltype(&cublasSetStream_v2)>(), "cublasSetStream_v2");
+static_assert(same_abi<decltype(ours::CublasApi::set_math_mode), decltype(&cublasSetMathMode)>(), "cublasSetMathMode");
+static_assert(same_abi<decltype(ours::CublasApi::get_version), decltype(&cublasGetVersion_v2)>(),
+              "cublasGetVersion_v2");
+static_assert(same_abi<decltype(ours::CublasApi::status_string), decltype(&cublasGetStatusString)>(),
+              "cublasGetStatusString");
+static_assert(same_abi<decltype(ours::CublasApi::gemm_ex), GemmEx>(), "cublasGemmEx");
+static_assert(same_abi<decltype(ours::CublasApi::gemm_batched_ex), GemmBatchedEx>(), "cublasGemmBatchedEx");
+
+int main() {
+  // the casts compile only if the header declares these exact signatures
+  GemmEx g = &cublasGemmEx;
+  GemmBatchedEx gb = &cublasGemmBatchedEx;
+  return (g != nullptr && gb != nullptr) ? 0 : 1;
+}
