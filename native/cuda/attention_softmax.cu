@@ -11,7 +11,7 @@
 // attn_probs:    S → P (or, with `dropped`, A = P∘f, what multiplies V), in place; lse from lse_in or computed
 //                (lse_out)
 // attn_probs_bw: (P, dA = dout·Vᵀ) → dS = P∘(dA∘f − D) over dA, with D_i = Σ_j P_ij·dA_ij·f_ij, and A = P∘f over
-//                P (what dV = Aᵀ·dout needs)
+//                P (what dV = Aᵀ·dout needs; P itself without dropout, left as it is)
 // acc_to_strided: dst[b, t, h, d] = acc[u - u0, t, d], converted to the activation dtype (dK, dV accumulated in
 //                fp32 over the query chunks, written back into their strided tensors)
 // attn_pointers: the per-pair matrix pointers of cublasGemmBatchedEx, written on the device (no host sync)
@@ -110,14 +110,16 @@ __global__ void attn_probs_bw_kernel(T* P, T* dA, RowDims s) {
   float D = 0.0f;
   for (int64_t j = lo + lane; j <= hi; j += 32) D += to_f(p[j]) * to_f(g[j]) * drop_f(s, u, i, j);
   D = warp_sum(D);
+  // without dropout A = P, which P already is (attn_probs wrote zeros outside the mask): P is not rewritten
+  const bool dropped = s.dropout > 0.0f;
   for (int64_t j = lane; j < s.cols; j += 32) {
     if (j >= lo && j <= hi) {
       const float f = drop_f(s, u, i, j), pj = to_f(p[j]);
       g[j] = from_f<T>(pj * (to_f(g[j]) * f - D));
-      p[j] = from_f<T>(pj * f);
+      if (dropped) p[j] = from_f<T>(pj * f);
     } else {
       g[j] = from_f<T>(0.0f);
-      p[j] = from_f<T>(0.0f);
+      if (dropped) p[j] = from_f<T>(0.0f);
     }
   }
 }
