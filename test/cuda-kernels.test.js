@@ -276,6 +276,31 @@ for (const kind of ['gemm', 'fused']) {
   }
 }
 
+// bias_rows, zero_rows and the softmax-xent backward loop over rows when a matrix has more than one grid holds
+// (device.cuh grid_rows: at most 65,535 block rows); gemm with K = 0 is zero_rows
+test('row-looping kernels over more rows than one grid holds: linear bias, gemm with K = 0, softmax-xent backward', (t) => {
+  const s = seedOf(t);
+  const N = 70001, C = 3, OC = 5, V = 7;
+  const inp = randF32(N * C, s), w = randF32(C * OC, s + 1), b = randF32(OC, s + 2);
+  cross(t, 'linearForward', [randF32(N * OC, s + 3), inp, w, b, N, C, OC], { outputs: [0] });
+  // K = 0 without accumulation zeroes C's N×OC block and leaves the padding of its leading dimension alone
+  const ldc = OC + 2, c0 = randF32(N * ldc, s + 4);
+  const cD = { buf: dev.alloc(c0.length), off: 0, len: c0.length };
+  dev.upload(cD, c0);
+  const aD = { buf: dev.alloc(inp.length), off: 0, len: inp.length }, wD = { buf: dev.alloc(w.length), off: 0, len: w.length };
+  dev.gemm(false, false, N, OC, 0, 1, aD, C, wD, OC, cD, ldc, false, null);
+  const c1 = new Float32Array(c0.length);
+  dev.download(cD, c1);
+  let wrong = 0;
+  for (let i = 0; i < N; ++i) for (let j = 0; j < ldc; ++j) if (c1[i * ldc + j] !== (j < OC ? 0 : c0[i * ldc + j])) ++wrong;
+  t.is(wrong, 0, 'elements of C not zeroed, or padding changed');
+  for (const v of [cD, aD, wD]) dev.free(v.buf);
+  const logits = randF32(N * V, s + 5), targets = randInts(N, V, s + 6), lse = randF32(N, s + 7);
+  native.softmaxXentForward(randF32(N, s + 8), lse, logits, targets, N, V, -1);
+  targets[5] = -1;
+  cross(t, 'softmaxXentBackward', [randF32(N * V, s + 9), logits, lse, targets, N, V, -1, 0.5], { outputs: [0] });
+});
+
 test('bf16 buffers: upload rounds, download widens, copy converts, and fp32-only arguments refuse bf16', (t) => {
   const s = seedOf(t);
   const x = randF32(1001, s);

@@ -54,12 +54,10 @@ __device__ __forceinline__ void keys_of(const RowDims& s, int64_t i, int64_t* lo
   *lo = ((s.window > 0 && p - s.window + 1 > 0) ? p - s.window + 1 : 0) - s.k0;
 }
 
-// j: scratch column (key k0 + j)
-__device__ __forceinline__ float drop_f(const RowDims& s, int64_t u, int64_t i, int64_t j) {
+// (b, h): the row's pair; j: scratch column (key k0 + j)
+__device__ __forceinline__ float drop_f(const RowDims& s, int64_t b, int64_t h, int64_t i, int64_t j) {
   if (s.dropout <= 0.0f) return 1.0f;
-  return dropout_uniform(s.seed, attn_drop_index(s.NH, s.Tq, s.Tk, u / s.NH, u % s.NH, i, s.k0 + j)) >= s.dropout
-             ? s.keep
-             : 0.0f;
+  return dropout_uniform(s.seed, attn_drop_index(s.NH, s.Tq, s.Tk, b, h, i, s.k0 + j)) >= s.dropout ? s.keep : 0.0f;
 }
 
 // P (or A) of row r over its scores, in place: each element is read, then written by the same lane, after the
@@ -69,7 +67,7 @@ __global__ void attn_probs_kernel(T* S, float* lse_out, const float* lse_in, Row
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRows + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (r >= s.pairs * s.rows) return;  // whole warps leave together
-  const int64_t i = s.i0 + r % s.rows, u = s.u0 + r / s.rows;
+  const int64_t i = s.i0 + r % s.rows, u = s.u0 + r / s.rows, b = u / s.NH, h = u % s.NH;
   T* x = S + r * s.cols;
   int64_t lo, hi;
   keys_of(s, i, &lo, &hi);
@@ -90,7 +88,7 @@ __global__ void attn_probs_kernel(T* S, float* lse_out, const float* lse_in, Row
     float p = 0.0f;
     if (j >= lo && j <= hi) {
       p = expf(to_f(x[j]) - L);
-      if (dropped) p *= drop_f(s, u, i, j);
+      if (dropped) p *= drop_f(s, b, h, i, j);
     }
     x[j] = from_f<T>(p);
   }
@@ -102,19 +100,19 @@ __global__ void attn_probs_bw_kernel(T* P, T* dA, RowDims s) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRows + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (r >= s.pairs * s.rows) return;
-  const int64_t i = s.i0 + r % s.rows, u = s.u0 + r / s.rows;
+  const int64_t i = s.i0 + r % s.rows, u = s.u0 + r / s.rows, b = u / s.NH, h = u % s.NH;
   T* p = P + r * s.cols;
   T* g = dA + r * s.cols;
   int64_t lo, hi;
   keys_of(s, i, &lo, &hi);
   float D = 0.0f;
-  for (int64_t j = lo + lane; j <= hi; j += 32) D += to_f(p[j]) * to_f(g[j]) * drop_f(s, u, i, j);
+  for (int64_t j = lo + lane; j <= hi; j += 32) D += to_f(p[j]) * to_f(g[j]) * drop_f(s, b, h, i, j);
   D = warp_sum(D);
   // without dropout A = P, which P already is (attn_probs wrote zeros outside the mask): P is not rewritten
   const bool dropped = s.dropout > 0.0f;
   for (int64_t j = lane; j < s.cols; j += 32) {
     if (j >= lo && j <= hi) {
-      const float f = drop_f(s, u, i, j), pj = to_f(p[j]);
+      const float f = drop_f(s, b, h, i, j), pj = to_f(p[j]);
       g[j] = from_f<T>(pj * (to_f(g[j]) * f - D));
       if (dropped) p[j] = from_f<T>(pj * f);
     } else {
@@ -126,15 +124,19 @@ __global__ void attn_probs_bw_kernel(T* P, T* dA, RowDims s) {
 
 unsigned row_blocks(const RowDims& s) { return static_cast<unsigned>((s.pairs * s.rows + kRows - 1) / kRows); }
 
-// one thread per element of acc (pairs, T, HS), grid-stride
+// block (32, 8), grid (pairs, ⌈Tn/8⌉ capped): thread (x, y) of block (g, by) takes times t = by·8 + y, then
+// t + 8·gridDim.y, …, of pair u0 + g, and elements d = x, x + 32, … of each (one division per row, not per
+// element)
 template <typename T>
 __global__ void acc_to_strided_kernel(T* dst, int64_t bstride, int64_t tstride, const float* acc, int64_t u0,
-                                      int64_t pairs, int64_t NH, int64_t Tn, int64_t HS) {
-  const int64_t total = pairs * Tn * HS;
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t d = idx % HS, t = (idx / HS) % Tn, u = u0 + idx / (HS * Tn);
-    dst[(u / NH) * bstride + t * tstride + (u % NH) * HS + d] = from_f<T>(acc[idx]);
+                                      int64_t NH, int64_t Tn, int64_t HS) {
+  const int64_t g = blockIdx.x, u = u0 + g;
+  T* base = dst + (u / NH) * bstride + (u % NH) * HS;
+  for (int64_t t = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; t < Tn;
+       t += static_cast<int64_t>(gridDim.y) * blockDim.y) {
+    const float* src = acc + (g * Tn + t) * HS;
+    T* out = base + t * tstride;
+    for (int64_t d = threadIdx.x; d < HS; d += 32) out[d] = from_f<T>(src[d]);
   }
 }
 
@@ -176,14 +178,15 @@ void attn_probs_backward(const Stream& st, DType dt, void* P, void* dA, const At
 
 void acc_to_strided(const Stream& st, DType dt, void* dst, int64_t bstride, int64_t tstride, const float* acc,
                     int64_t u0, int64_t pairs, int64_t NH, int64_t Tn, int64_t HS) {
-  const int64_t n = pairs * Tn * HS;
-  if (n == 0) return;
+  if (pairs * Tn * HS == 0) return;
+  const int64_t ty = (Tn + 7) / 8;
+  const dim3 grid(static_cast<unsigned>(pairs), static_cast<unsigned>(ty < 65535 ? ty : 65535));
   if (dt == kBF16)
-    acc_to_strided_kernel<bf16><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<bf16*>(dst), bstride, tstride, acc,
-                                                                    u0, pairs, NH, Tn, HS);
+    acc_to_strided_kernel<bf16><<<grid, dim3(32, 8), 0, st.s>>>(static_cast<bf16*>(dst), bstride, tstride, acc, u0,
+                                                                 NH, Tn, HS);
   else
-    acc_to_strided_kernel<float><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<float*>(dst), bstride, tstride, acc,
-                                                                     u0, pairs, NH, Tn, HS);
+    acc_to_strided_kernel<float><<<grid, dim3(32, 8), 0, st.s>>>(static_cast<float*>(dst), bstride, tstride, acc, u0,
+                                                                  NH, Tn, HS);
   GN_LAUNCHED(st, "acc_to_strided_kernel");
 }
 

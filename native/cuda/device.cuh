@@ -59,5 +59,19 @@ inline unsigned grid_for(int64_t n, int threads) {
   return static_cast<unsigned>(b);
 }
 
+// Blocks for a kernel over the rows × cols of a matrix without a division per element: blockIdx.x covers
+// the columns in blocks of `threads`, blockIdx.y the rows (a block loops over rows y, y + gridDim.y, …). Rows
+// are capped so that a grid has at most about 2^17 blocks (and gridDim.y <= 65535).
+inline dim3 grid_rows(int64_t rows, int64_t cols, int threads) {
+  int64_t x = (cols + threads - 1) / threads;
+  if (x < 1) x = 1;
+  int64_t y = rows < 1 ? 1 : rows;
+  const int64_t cap = (int64_t(1) << 17) / x;
+  if (y > cap) y = cap;
+  if (y > 65535) y = 65535;
+  if (y < 1) y = 1;
+  return dim3(static_cast<unsigned>(x), static_cast<unsigned>(y));
+}
+
 }  // namespace cuda
 }  // namespace gn

@@ -10,25 +10,21 @@ namespace cuda {
 
 namespace {
 
-// One thread per element of the (M, N) matrix with row stride ldc, grid-stride over M·N.
+// The (M, N) matrix with row stride ldc on a grid_rows grid: thread x of block (bx, by) takes column
+// j = bx·256 + x of rows by, by + gridDim.y, … (no division per element; bias[j] is read once).
 template <typename T>
 __global__ void bias_rows_kernel(T* C, const float* bias, int64_t M, int64_t N, int64_t ldc) {
-  const int64_t total = M * N;
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t i = idx / N, j = idx % N;
-    C[i * ldc + j] = from_f<T>(to_f(C[i * ldc + j]) + bias[j]);
-  }
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= N) return;
+  const float b = bias[j];
+  for (int64_t i = blockIdx.y; i < M; i += gridDim.y) C[i * ldc + j] = from_f<T>(to_f(C[i * ldc + j]) + b);
 }
 
 template <typename T>
 __global__ void zero_rows_kernel(T* C, int64_t M, int64_t N, int64_t ldc) {
-  const int64_t total = M * N;
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t i = idx / N, j = idx % N;
-    C[i * ldc + j] = from_f<T>(0.0f);
-  }
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= N) return;
+  for (int64_t i = blockIdx.y; i < M; i += gridDim.y) C[i * ldc + j] = from_f<T>(0.0f);
 }
 
 // Column sums, deterministic, in two passes so that tall matrices use the whole GPU:
@@ -70,18 +66,18 @@ __global__ void colsum_finish_kernel(float* dst, const float* part, int64_t R, i
 void bias_rows(const Stream& st, DType dt, void* C, const float* bias, int64_t M, int64_t N, int64_t ldc) {
   if (M == 0 || N == 0) return;
   if (dt == kBF16)
-    bias_rows_kernel<bf16><<<grid_for(M * N, 256), 256, 0, st.s>>>(static_cast<bf16*>(C), bias, M, N, ldc);
+    bias_rows_kernel<bf16><<<grid_rows(M, N, 256), 256, 0, st.s>>>(static_cast<bf16*>(C), bias, M, N, ldc);
   else
-    bias_rows_kernel<float><<<grid_for(M * N, 256), 256, 0, st.s>>>(static_cast<float*>(C), bias, M, N, ldc);
+    bias_rows_kernel<float><<<grid_rows(M, N, 256), 256, 0, st.s>>>(static_cast<float*>(C), bias, M, N, ldc);
   GN_LAUNCHED(st, "bias_rows_kernel");
 }
 
 void zero_rows(const Stream& st, DType dt, void* C, int64_t M, int64_t N, int64_t ldc) {
   if (M == 0 || N == 0) return;
   if (dt == kBF16)
-    zero_rows_kernel<bf16><<<grid_for(M * N, 256), 256, 0, st.s>>>(static_cast<bf16*>(C), M, N, ldc);
+    zero_rows_kernel<bf16><<<grid_rows(M, N, 256), 256, 0, st.s>>>(static_cast<bf16*>(C), M, N, ldc);
   else
-    zero_rows_kernel<float><<<grid_for(M * N, 256), 256, 0, st.s>>>(static_cast<float*>(C), M, N, ldc);
+    zero_rows_kernel<float><<<grid_rows(M, N, 256), 256, 0, st.s>>>(static_cast<float*>(C), M, N, ldc);
   GN_LAUNCHED(st, "zero_rows_kernel");
 }
 

@@ -5,7 +5,7 @@
 // then written by the same thread.
 // Launch shapes: forward one block of 512 threads per row; each thread keeps an online (max, Σexp) pair over
 // its strided share of the row, then the pairs are merged through shared memory. Backward one thread per
-// element, grid-stride over N·V.
+// vocabulary entry of a block of rows (grid_rows: no division per element).
 #include <cfloat>
 
 #include "cuda/device.cuh"
@@ -55,14 +55,15 @@ __global__ void softmax_xent_forward_kernel(float* losses, float* lse, const T* 
   }
 }
 
+// grid_rows grid: thread x of block (bx, by) takes vocabulary entry v = bx·256 + x of rows by, by + gridDim.y, …
 template <typename T>
 __global__ void softmax_xent_backward_kernel(T* dlogits, const T* logits, const float* lse,
                                              const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index,
                                              float scale, int64_t ld) {
-  const int64_t total = N * V;
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t n = idx / V, v = idx % V, at = n * ld + v;
+  const int64_t v = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (v >= V) return;
+  for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
+    const int64_t at = n * ld + v;
     const int32_t t = targets[n];
     float g = 0.0f;
     if (t != ignore_index) {
@@ -93,10 +94,10 @@ void softmax_xent_backward(const Stream& st, DType dt, void* dlogits, const void
                            int64_t ld) {
   if (N * V == 0) return;
   if (dt == kBF16)
-    softmax_xent_backward_kernel<bf16><<<grid_for(N * V, 256), 256, 0, st.s>>>(
+    softmax_xent_backward_kernel<bf16><<<grid_rows(N, V, 256), 256, 0, st.s>>>(
         static_cast<bf16*>(dlogits), static_cast<const bf16*>(logits), lse, targets, N, V, ignore_index, scale, ld);
   else
-    softmax_xent_backward_kernel<float><<<grid_for(N * V, 256), 256, 0, st.s>>>(
+    softmax_xent_backward_kernel<float><<<grid_rows(N, V, 256), 256, 0, st.s>>>(
         static_cast<float*>(dlogits), static_cast<const float*>(logits), lse, targets, N, V, ignore_index, scale,
         ld);
   GN_LAUNCHED(st, "softmax_xent_backward_kernel");
