@@ -56,7 +56,17 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
   setMathMode(mode: 'fp32' | 'bf16'): void;
   /** How attention runs: cuBLAS GEMMs with row kernels ('gemm', the default) or fused kernels; returns the old. */
   setAttention(kind: 'gemm' | 'fused'): 'gemm' | 'fused';
+  /**
+   * Tuning of the cuBLAS attention path (benchmarks): query rows per chunk (0: chosen by shape) and the score
+   * scratch budget in bytes; returns the previous values.
+   */
+  setAttentionTuning(t: AttentionTuning): Required<AttentionTuning>;
   memoryInfo(): { free: number; total: number };
+}
+
+export interface AttentionTuning {
+  queryChunk?: number;
+  scratchBytes?: number;
 }
 
 let loaded: { addon: CudaAddon; info: ReturnType<CudaAddon['init']> } | null = null;

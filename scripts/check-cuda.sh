@@ -108,7 +108,7 @@ node -e "
   const assert = require('assert');
   const cuda = require('$ROOT/build/cuda/gpt_native_cuda.node');
   const ops = ['deviceCount','init','alloc','free','bufferLength','upload','download','copy','copyRows','fill','synchronize',
-    'setMathMode','setAttention','memoryInfo','gemm','linearForward','linearBackward','layernormForward','layernormBackward',
+    'setMathMode','setAttention','setAttentionTuning','memoryInfo','gemm','linearForward','linearBackward','layernormForward','layernormBackward',
     'geluForward','geluBackward','add','scale','dropout','sumsq','embeddingForward','embeddingBackward',
     'softmaxXentForward','softmaxXentBackward','attentionForward','attentionBackward','adamwStep'];
   for (const f of ops) assert.strictEqual(typeof cuda[f], 'function', 'missing export ' + f);
@@ -122,6 +122,10 @@ node -e "
   assert.throws(() => cuda.setMathMode('fp16'), TypeError);
   assert.strictEqual(cuda.setAttention('fused'), 'gemm'); assert.strictEqual(cuda.setAttention('gemm'), 'fused');
   assert.throws(() => cuda.setAttention('flash'), TypeError);
+  const t0 = cuda.setAttentionTuning({ queryChunk: 64 });
+  assert.deepStrictEqual(cuda.setAttentionTuning(t0), { queryChunk: 64, scratchBytes: t0.scratchBytes });
+  assert.throws(() => cuda.setAttentionTuning({ scratchBytes: 0 }), TypeError);
+  assert.throws(() => cuda.setAttentionTuning({ queryChunk: 1.5 }), TypeError);
   if (n === 0) {
     assert.throws(() => cuda.init(), (e) => {
       console.log('check-cuda: init() threw: ' + e.message);

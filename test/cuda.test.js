@@ -284,3 +284,27 @@ test('dispose and moving free the device memory', (t) => {
   t.is(fake.liveBuffers(), base + 2);
   t.throws(() => m2.forward(ids, opts), { message: /disposed/ });
 });
+
+// `bench kernels --device cuda` also times the cuBLAS attention path at other settings (setAttentionTuning), each
+// row named by its setting, and leaves the addon's tuning as it found it
+test('bench kernels on cuda times attention at several chunk and scratch settings', (t) => {
+  const { benchKernels } = require('../dist/bench/kernels');
+  const { cuda } = require('../dist/cuda');
+  const dev = cuda();
+  const before = dev.setAttentionTuning({});
+  const lines = [];
+  const log = console.log;
+  console.log = (s) => lines.push(String(s));
+  try {
+    benchKernels(['--device', 'cuda', '--b', '1', '--t', '9', '--c', '12', '--nh', '2', '--v', '31', '--runs', '1', '--filter', 'attention', '--json']);
+  } finally {
+    console.log = log;
+  }
+  const rows = lines.map((l) => JSON.parse(l)).filter((r) => r.kernel);
+  const names = rows.map((r) => r.kernel);
+  for (const label of ['one query chunk', '64-query chunks', '256-query chunks', '32 MiB scratch'])
+    for (const k of ['attention_forward', 'attention_backward']) t.true(names.includes(`${k} [${label}]`), `${k} [${label}] in ${names}`);
+  t.true(rows.every((r) => Number.isFinite(r.ms) && r.ms >= 0));
+  t.deepEqual(dev.setAttentionTuning({}), before);
+  t.throws(() => dev.setAttentionTuning({ queryChunk: -1 }), { instanceOf: TypeError });
+});

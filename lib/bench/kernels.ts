@@ -4,7 +4,7 @@
  */
 import { helpText, parseArgs, OptionSpecs, UsageError } from '../cli/args';
 import { backendOf, Backend, checkPrecision, DType } from '../backend';
-import { cuda, cudaInfo } from '../cuda';
+import { AttentionTuning, cuda, cudaInfo } from '../cuda';
 import { native } from '../native';
 import { machineLine, randomFill, timeIt } from './timing';
 
@@ -72,6 +72,10 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
     { name: 'lm_head forward (N,768)·(50257,768)ᵀ', run: () => be.gemm(false, true, N, V, C, 1, x, C, wteM, C, logits, V, false, null), flops: 2 * N * C * V },
     { name: 'attention_forward', run: () => be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape), flops: attnFlops },
     { name: 'attention_backward', run: () => be.attentionBackward(dqkv, be.view(dqkv, C), be.view(dqkv, 2 * C), dy, qkv, be.view(qkv, C), be.view(qkv, 2 * C), atty, lse, shape), flops: 2.5 * attnFlops },
+    ...attentionTunings(be, T).flatMap(([label, tuning]) => [
+      { name: `attention_forward [${label}]`, run: tuned(tuning, () => be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape)), flops: attnFlops },
+      { name: `attention_backward [${label}]`, run: tuned(tuning, () => be.attentionBackward(dqkv, be.view(dqkv, C), be.view(dqkv, 2 * C), dy, qkv, be.view(qkv, C), be.view(qkv, 2 * C), atty, lse, shape)), flops: 2.5 * attnFlops },
+    ]),
     { name: 'layernorm_forward', run: () => be.layernormForward(y, mean, rstd, x, w, bias, N, C, 1e-5), bytes: 2 * eb * N * C },
     { name: 'layernorm_backward', run: () => be.layernormBackward(dx, dw, db, dy, x, w, mean, rstd, N, C), bytes: 3 * eb * N * C },
     { name: 'gelu_forward (N,3072)', run: () => be.geluForward(o4, h4), bytes: 2 * eb * N * 4 * C },
@@ -84,6 +88,37 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
     { name: `adamw_step (${nAdam} params)`, run: () => be.adamwStep(p, g, m, v, 1e-4, 0.9, 0.95, 1e-8, 0.1, 1, 1), bytes: 28 * nAdam },
     { name: `sumsq (${nAdam})`, run: () => be.sumsq(g), bytes: 4 * nAdam },
   ];
+}
+
+/**
+ * On cuda, the cuBLAS attention path is also timed with other settings than its defaults, side by side:
+ * one query chunk (the whole causal square), chunks of 64 and 256 queries, and a 32 MiB score scratch (fewer
+ * (batch row, head) pairs per GEMM, scores that stay in L2).
+ */
+function attentionTunings(be: Backend, T: number): [string, AttentionTuning][] {
+  if (be.device !== 'cuda') return [];
+  const dev = cuda();
+  const kind = dev.setAttention('gemm');
+  dev.setAttention(kind);
+  if (kind !== 'gemm') return [];
+  return [
+    ['one query chunk', { queryChunk: T }],
+    ['64-query chunks', { queryChunk: 64 }],
+    ['256-query chunks', { queryChunk: 256 }],
+    ['32 MiB scratch', { scratchBytes: 32 * 2 ** 20 }],
+  ];
+}
+
+function tuned(tuning: AttentionTuning, run: () => void): () => void {
+  return () => {
+    const dev = cuda();
+    const prev = dev.setAttentionTuning(tuning);
+    try {
+      run();
+    } finally {
+      dev.setAttentionTuning(prev);
+    }
+  };
 }
 
 export function benchKernels(argv: string[]): void {

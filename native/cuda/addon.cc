@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <climits>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -316,6 +317,33 @@ Napi::Value SetAttention(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), prev);
 }
 
+// setAttentionTuning({ queryChunk?, scratchBytes? }): the cuBLAS attention path's query rows per chunk (0: chosen
+// by shape, see attention_gemm.cc) and score scratch budget in bytes; returns the previous values. For
+// benchmarks (`bench kernels --device cuda` times a few settings side by side); the defaults come from
+// $GPT_NATIVE_CUDA_ATTN_QCHUNK and $GPT_NATIVE_CUDA_ATTN_SCRATCH.
+Napi::Value SetAttentionTuning(const Napi::CallbackInfo& info) {
+  CudaAddon& a = addon(info);
+  Napi::Env env = info.Env();
+  Napi::Object prev = Napi::Object::New(env);
+  prev.Set("queryChunk", Napi::Number::New(env, static_cast<double>(a.attn_qchunk)));
+  prev.Set("scratchBytes", Napi::Number::New(env, static_cast<double>(a.attn_scratch)));
+  if (!info[0].IsObject())
+    throw KernelError(KernelError::Kind::Type, "setAttentionTuning: expected an object { queryChunk?, scratchBytes? }");
+  Napi::Object o = info[0].As<Napi::Object>();
+  auto field = [&](const char* name, double lo) -> double {
+    Napi::Value v = o.Get(name);
+    if (v.IsUndefined()) return -1;
+    const double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(x >= lo) || x != std::floor(x) || x > 9007199254740991.0)
+      throw KernelError(KernelError::Kind::Type, str_cat("setAttentionTuning: ", name, " must be an integer >= ", lo));
+    return x;
+  };
+  const double q = field("queryChunk", 0), sb = field("scratchBytes", 1);
+  if (q >= 0) a.attn_qchunk = static_cast<int64_t>(q);
+  if (sb >= 0) a.attn_scratch = static_cast<int64_t>(sb);
+  return prev;
+}
+
 Napi::Value MemoryInfo(const Napi::CallbackInfo& info) {
   ready(info, "memoryInfo");
   size_t fr = 0, total = 0;
@@ -499,6 +527,7 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   def("init", Init);
   def("setMathMode", SetMathMode);
   def("setAttention", SetAttention);
+  def("setAttentionTuning", SetAttentionTuning);
   def("memoryInfo", MemoryInfo);
   def("synchronize", Synchronize);
   def("alloc", Alloc);

@@ -8,6 +8,7 @@ const { native } = require(path.join(__dirname, '..', '..', 'dist', 'native.js')
 const { KERNELS } = require(path.join(__dirname, '..', '..', 'dist', 'cuda.js'));
 
 let live = 0;
+const tuning = { queryChunk: 0, scratchBytes: 256 * 2 ** 20 };
 let mathMode = 'fp32';
 let attention = 'gemm';
 const stats = { allocs: 0, frees: 0 };
@@ -75,6 +76,15 @@ const addon = {
     if (k !== 'gemm' && k !== 'fused') throw new TypeError(`fake cuda: attention ${k}`);
     const prev = attention;
     attention = k;
+    return prev;
+  },
+  setAttentionTuning(t) {
+    const prev = { ...tuning };
+    for (const k of ['queryChunk', 'scratchBytes']) {
+      if (t[k] === undefined) continue;
+      if (!Number.isInteger(t[k]) || t[k] < (k === 'queryChunk' ? 0 : 1)) throw new TypeError(`fake cuda: ${k} ${t[k]}`);
+      tuning[k] = t[k];
+    }
     return prev;
   },
   memoryInfo: () => ({ free: 0, total: 0 }),
