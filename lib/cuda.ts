@@ -40,7 +40,7 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
   /** Number of visible GPUs; 0 without a driver or GPU (never throws). */
   deviceCount(): number;
   /** Selects a GPU and loads cuBLAS; throws an Error that says what is missing. Idempotent. */
-  init(device?: number): { name: string; totalMemory: number; computeCapability: [number, number]; cublas: string };
+  init(device?: number): { name: string; totalMemory: number; computeCapability: [number, number]; cublas: string; cublasLt?: boolean };
   /** n zero elements of fp32 (default) or bf16 (activations of a bf16 model). */
   alloc(n: number, dtype?: DType): DeviceBuffer;
   bufferDtype(buf: DeviceBuffer): DType;
@@ -61,6 +61,12 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
    * scratch budget in bytes; returns the previous values.
    */
   setAttentionTuning(t: AttentionTuning): Required<AttentionTuning>;
+  /**
+   * How linear layers add their bias: in cuBLASLt's GEMM epilogue ('cublaslt', where cuBLASLt has an algorithm
+   * for the shape) or in a pass after the GEMM ('kernel', the default; GPT_NATIVE_CUDA_LT=1 flips it). Returns the
+   * old setting.
+   */
+  setBiasEpilogue(kind: 'cublaslt' | 'kernel'): 'cublaslt' | 'kernel';
   memoryInfo(): { free: number; total: number };
 }
 

@@ -2,8 +2,8 @@
 # Run ON THE GPU MACHINE (see scripts/gpu-prepare.sh, which packs what this needs): builds the CUDA addon,
 # runs the cross-backend tests (every CUDA kernel and the whole model, training, decoding and fine-tuning
 # against the CPU backend; the fixtures), then the benchmarks (GPT-2 124M training at B=16, T=1024 in fp32 and
-# bf16, tokens/s and MFU, with cuBLAS attention and, for comparison, the fused attention kernels; the cuBLAS
-# attention kernels at other chunk and scratch settings; batch-1
+# bf16, tokens/s and MFU, with cuBLAS attention and, for comparison, with the biases in cuBLASLt's epilogue and
+# with the fused attention kernels; the cuBLAS attention kernels at other chunk and scratch settings; batch-1
 # decoding), and prints a short table last. Each stage has its own time
 # limit, so one that hangs does not eat the lease. Logs go to $OUT (the device tool brings them back).
 set -uo pipefail
@@ -83,7 +83,7 @@ for k in 'attention_forward' 'attention_backward'; do
 done
 timeout 100 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
   > "$OUT/kernels-bf16.md" 2>>"$LOG"
-for k in 'lm_head forward' 'linear_forward qkv' 'attention_forward' 'attention_backward' 'softmax_xent_forward'; do
+for k in 'lm_head forward' 'linear_forward qkv' 'linear_forward qkv [cuBLASLt' 'attention_forward' 'attention_backward' 'softmax_xent_forward'; do
   line=$(grep -F "| $k" "$OUT/kernels-bf16.md" | head -1)
   row "kernel $k (bf16)" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
 done
@@ -93,6 +93,7 @@ grep -F '| attention_' "$OUT/kernels-bf16.md" | grep -F '[' | while IFS='|' read
 done > "$OUT/attention-tuning.txt"
 while read -r l; do row "${l%%:*}" "${l#*: }"; done < "$OUT/attention-tuning.txt"
 bench "train gpt2-small B16 T1024 bf16" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 5 --warmup 2
+GPT_NATIVE_CUDA_LT=1 bench "train B16 T1024 bf16, cuBLASLt bias" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
 GPT_NATIVE_CUDA_ATTENTION=fused bench "train B16 T1024 bf16, fused attn" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
 bench "train gpt2-small B16 T1024 fp32" node dist/cli.js bench train --device cuda --precision fp32 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
 bench "train gpt2-small B4 T64 (cf. CPU)" node dist/cli.js bench train --device cuda --preset gpt2-small --batch 4 --seq 64 --steps 5

@@ -207,6 +207,35 @@ test('adamw step (decay and no-decay groups, grad scale) on 10,007 values', (t) 
   cross(t, 'adamwStep', [p, g, m, v, 6e-4, 0.9, 0.95, 1e-8, 0, 1, 1], { outputs: [0, 2, 3] });
 });
 
+// cuBLASLt's bias epilogue (setBiasEpilogue('cublaslt')): gemm with a bias and no accumulation, and the linear
+// forward, in fp32 and bf16, at odd sizes and offsets (the views start 3 elements into their buffers, so the
+// operands are only 4- or 2-byte aligned); where cuBLASLt has no algorithm the bias pass runs instead
+const withBiasEpilogue = (kind, fn) => {
+  const prev = dev.setBiasEpilogue(kind);
+  try { fn(); } finally { dev.setBiasEpilogue(prev); }
+};
+for (const [M, N, K] of [[1, 50257 % 997, 768 % 129], [13, 37, 29], [129, 65, 257]]) {
+  test(`cuBLASLt bias epilogue: gemm M=${M} N=${N} K=${K} (4 transposes), linear forward, fp32 and bf16`, (t) => withBiasEpilogue('cublaslt', () => {
+    const s = seedOf(t);
+    const bias = randF32(N, s + 3);
+    for (const [ta, tb] of [[false, false], [false, true], [true, false], [true, true]]) {
+      const lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 2, ldc = N + 3;
+      const A = randF32((ta ? K : M) * lda, s), B = randF32((tb ? N : K) * ldb, s + 1), C = randF32(M * ldc, s + 2);
+      cross(t, 'gemm', [ta, tb, M, N, K, 0.7, A, lda, B, ldb, C, ldc, false, bias], { outputs: [10] });
+      cross(t, 'gemm', [ta, tb, M, N, K, 1, A, lda, B, ldb, C, ldc, false, bias], { outputs: [10], bf16: [6, 8, 10] });
+    }
+    const inp = randF32(M * K, s + 4), w = randF32(K * N, s + 5, 0.1), out = randF32(M * N, s + 6);
+    cross(t, 'linearForward', [out, inp, w, bias, M, K, N], { outputs: [0] });
+    cross(t, 'linearForward', [out, inp, w, bias, M, K, N], { outputs: [0], bf16: [0, 1, 2] });
+  }));
+}
+test('setBiasEpilogue takes cublaslt or kernel and says what it was', (t) => {
+  const prev = dev.setBiasEpilogue('cublaslt');
+  t.is(dev.setBiasEpilogue('kernel'), 'cublaslt');
+  t.is(dev.setBiasEpilogue(prev), 'kernel');
+  t.throws(() => dev.setBiasEpilogue('fused'), { instanceOf: TypeError });
+});
+
 // ---- bf16 activations: every kernel that takes activations, with them in bf16 device buffers ----------------
 // (parameters, gradients and statistics stay fp32; the GEMMs take bf16 operands with fp32 accumulation)
 for (const [M, N, K] of [[13, 37, 29], [64, 96, 80]]) {

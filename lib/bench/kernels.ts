@@ -68,6 +68,7 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
   be.layernormForward(y, mean, rstd, x, w, bias, N, C, 1e-5);
   return [
     { name: 'linear_forward qkv (N,768)·(768,2304)', run: () => be.linearForward(qkv, x, wqkv, bqkv, N, C, 3 * C), flops: 2 * N * C * 3 * C },
+    ...(be.device === 'cuda' ? [{ name: 'linear_forward qkv [cuBLASLt bias epilogue]', run: withLtBias(() => be.linearForward(qkv, x, wqkv, bqkv, N, C, 3 * C)), flops: 2 * N * C * 3 * C }] : []),
     { name: 'linear_backward qkv', run: () => be.linearBackward(dx, dwqkv, dbqkv, dqkv, x, wqkv, N, C, 3 * C), flops: 4 * N * C * 3 * C },
     { name: 'lm_head forward (N,768)·(50257,768)ᵀ', run: () => be.gemm(false, true, N, V, C, 1, x, C, wteM, C, logits, V, false, null), flops: 2 * N * C * V },
     { name: 'attention_forward', run: () => be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape), flops: attnFlops },
@@ -117,6 +118,19 @@ function tuned(tuning: AttentionTuning, run: () => void): () => void {
       run();
     } finally {
       dev.setAttentionTuning(prev);
+    }
+  };
+}
+
+/** On cuda, the linear layer with its bias added by cuBLASLt's epilogue instead of a pass after the GEMM. */
+function withLtBias(run: () => void): () => void {
+  return () => {
+    const dev = cuda();
+    const prev = dev.setBiasEpilogue('cublaslt');
+    try {
+      run();
+    } finally {
+      dev.setBiasEpilogue(prev);
     }
   };
 }

@@ -44,6 +44,7 @@ void Scratch::release() {
 
 CudaAddon::~CudaAddon() {
   if (!ready) return;
+  lt_release(*this);
   if (handle && blas.destroy) blas.destroy(handle);
   ints.release();
   floats.release();
@@ -226,6 +227,7 @@ Napi::Value describe(Napi::Env env, CudaAddon& a) {
   if (a.blas.get_version && a.blas.get_version(a.handle, &ver) == CUBLAS_STATUS_SUCCESS)
     blas += str_cat(" (version ", ver, ")");
   o.Set("cublas", Napi::String::New(env, blas));
+  o.Set("cublasLt", Napi::Boolean::New(env, a.blas.lt_usable()));
   return o;
 }
 
@@ -314,6 +316,20 @@ Napi::Value SetAttention(const Napi::CallbackInfo& info) {
   else if (m == "fused") a.attn_gemm = false;
   else
     throw KernelError(KernelError::Kind::Type, "setAttention: expected 'gemm' or 'fused'");
+  return Napi::String::New(info.Env(), prev);
+}
+
+// setBiasEpilogue('cublaslt' | 'kernel'): how a linear layer adds its bias (cuBLASLt's GEMM epilogue, when cuBLASLt
+// has an algorithm for the shape, or a pass after the GEMM); returns what it was. The default is 'kernel', or
+// 'cublaslt' with GPT_NATIVE_CUDA_LT=1.
+Napi::Value SetBiasEpilogue(const Napi::CallbackInfo& info) {
+  CudaAddon& a = addon(info);
+  std::string prev = a.lt_bias ? "cublaslt" : "kernel";
+  std::string m = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : std::string();
+  if (m == "cublaslt") a.lt_bias = true;
+  else if (m == "kernel") a.lt_bias = false;
+  else
+    throw KernelError(KernelError::Kind::Type, "setBiasEpilogue: expected 'cublaslt' or 'kernel'");
   return Napi::String::New(info.Env(), prev);
 }
 
@@ -528,6 +544,7 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   def("setMathMode", SetMathMode);
   def("setAttention", SetAttention);
   def("setAttentionTuning", SetAttentionTuning);
+  def("setBiasEpilogue", SetBiasEpilogue);
   def("memoryInfo", MemoryInfo);
   def("synchronize", Synchronize);
   def("alloc", Alloc);
@@ -550,6 +567,8 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   if (attn && std::string(attn) == "fused") a->attn_gemm = false;
   const char* scratch = std::getenv("GPT_NATIVE_CUDA_ATTN_SCRATCH");  // tests use a small one to force chunking
   if (scratch && std::atoll(scratch) > 0) a->attn_scratch = std::atoll(scratch);
+  const char* lt = std::getenv("GPT_NATIVE_CUDA_LT");
+  if (lt && std::string(lt) == "1") a->lt_bias = true;
   const char* qchunk = std::getenv("GPT_NATIVE_CUDA_ATTN_QCHUNK");  // tests use a small one to force query chunks
   if (qchunk && std::atoll(qchunk) > 0) a->attn_qchunk = std::atoll(qchunk);
   env.SetInstanceData(a);

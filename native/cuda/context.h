@@ -26,6 +26,8 @@ struct Scratch {
   void release();
 };
 
+struct LtState;  // gemm_lt.cc
+
 struct CudaAddon {
   bool ready = false;  // init() succeeded
   int device = -1;
@@ -36,6 +38,8 @@ struct CudaAddon {
   bool attn_gemm = true;             // attention through cuBLAS + row kernels (else the fused kernels); setAttention
   int64_t attn_scratch = int64_t(256) << 20;  // score scratch bytes a chunk of heads may use ($GPT_NATIVE_CUDA_ATTN_SCRATCH)
   int64_t attn_qchunk = 0;  // query rows per chunk of cuBLAS attention, 0: chosen by shape ($GPT_NATIVE_CUDA_ATTN_QCHUNK)
+  bool lt_bias = false;  // linear biases through cuBLASLt's epilogue (setBiasEpilogue, $GPT_NATIVE_CUDA_LT)
+  LtState* lt = nullptr;  // cuBLASLt handle, workspace and plans, made on first use
   Scratch ints, floats, doubles, attn;
   ~CudaAddon();
 };
@@ -100,6 +104,14 @@ void attention_forward_gemm(CudaAddon& a, DType dt, void* out, float* lse, const
                             const AttnDims& d);
 void attention_backward_gemm(CudaAddon& a, DType dt, void* dq, void* dk, void* dv, const void* dout, const void* q,
                              const void* k, const void* v, const float* lse, const AttnDims& d);
+
+// C (M, N) = alpha·op(A)·op(B) + bias through cuBLASLt's bias epilogue (gemm_lt.cc), row-major as gemm_dev;
+// false (nothing done) when the epilogue is off, cuBLASLt is missing, or it has no algorithm for the shape.
+bool gemm_bias_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                  const void* A, DType in_dt, int64_t lda, const void* B, int64_t ldb, void* C, DType cdt, int64_t ldc,
+                  const float* bias, int compute);
+// frees the cuBLASLt state (handle, workspace, plans); a.lt becomes null
+void lt_release(CudaAddon& a);
 
 void register_memory(Napi::Env env, Napi::Object exports);
 void register_ops(Napi::Env env, Napi::Object exports);

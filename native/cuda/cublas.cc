@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace gn {
@@ -117,6 +118,20 @@ bool load_cublas(CublasApi* api, std::vector<std::string>* tried) {
     a.get_version = reinterpret_cast<decltype(a.get_version)>(dlsym(lib, "cublasGetVersion_v2"));
     a.status_string = reinterpret_cast<decltype(a.status_string)>(dlsym(lib, "cublasGetStatusString"));
     a.gemm_batched_ex = reinterpret_cast<decltype(a.gemm_batched_ex)>(dlsym(lib, "cublasGemmBatchedEx"));
+    // cuBLASLt through the same handle: dlsym searches libcublas's dependencies, libcublasLt among them
+    auto sym = [&](auto& f, const char* name) { f = reinterpret_cast<std::remove_reference_t<decltype(f)>>(dlsym(lib, name)); };
+    sym(a.lt_create, "cublasLtCreate");
+    sym(a.lt_destroy, "cublasLtDestroy");
+    sym(a.lt_desc_create, "cublasLtMatmulDescCreate");
+    sym(a.lt_desc_destroy, "cublasLtMatmulDescDestroy");
+    sym(a.lt_desc_set, "cublasLtMatmulDescSetAttribute");
+    sym(a.lt_layout_create, "cublasLtMatrixLayoutCreate");
+    sym(a.lt_layout_destroy, "cublasLtMatrixLayoutDestroy");
+    sym(a.lt_pref_create, "cublasLtMatmulPreferenceCreate");
+    sym(a.lt_pref_destroy, "cublasLtMatmulPreferenceDestroy");
+    sym(a.lt_pref_set, "cublasLtMatmulPreferenceSetAttribute");
+    sym(a.lt_heuristic, "cublasLtMatmulAlgoGetHeuristic");
+    sym(a.lt_matmul, "cublasLtMatmul");
     if (!a.create || !a.destroy || !a.set_stream || !a.set_math_mode || !a.gemm_ex) {
       tried->push_back(c.first + " (opened, but lacks cublasCreate_v2/cublasDestroy_v2/cublasSetStream_v2/"
                                  "cublasSetMathMode/cublasGemmEx)");

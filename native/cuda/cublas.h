@@ -7,6 +7,15 @@
 //   cublasGemmAlgo_t:    CUBLAS_GEMM_DEFAULT = -1
 //   cudaDataType:        CUDA_R_32F = 0, CUDA_R_16BF = 14 (library_types.h, which the CUDA runtime headers ship)
 //   cublasStatus_t:      CUBLAS_STATUS_SUCCESS = 0
+// and of cuBLASLt (cublasLt.h; its entry points are looked up through libcublas, which depends on libcublasLt):
+//   cublasLtMatmulDescAttributes_t:       TRANSA = 3, TRANSB = 4 (int32), EPILOGUE = 7 (uint32),
+//                                         BIAS_POINTER = 8 (const void*), BIAS_DATA_TYPE = 26 (int32)
+//   cublasLtEpilogue_t:                   CUBLASLT_EPILOGUE_DEFAULT = 1, CUBLASLT_EPILOGUE_BIAS = 4
+//   cublasLtMatmulPreferenceAttributes_t: MAX_WORKSPACE_BYTES = 1 (uint64), MIN_ALIGNMENT_A/B/C/D_BYTES = 5/6/7/8
+//                                         (uint32; the heuristics assume 256-byte aligned pointers otherwise)
+//   cublasLtMatmulAlgo_t { uint64_t data[8]; }, cublasLtMatmulHeuristicResult_t { algo; size_t workspaceSize;
+//   cublasStatus_t state; float wavesCount; int reserved[4]; }
+// native/cuda/test/cublas_abi.cc checks all of these against NVIDIA's headers when they are at hand.
 //
 // Where the library is looked for, in order (the first that dlopen accepts wins):
 //   1. $GPT_NATIVE_CUBLAS: a file (used as is) or a directory (libcublas.so.13, .so.12, .so inside it);
@@ -22,6 +31,8 @@
 #include <cuda_runtime_api.h>
 #include <library_types.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -37,6 +48,33 @@ constexpr int CUBLAS_COMPUTE_32F_FAST_16BF = 75;
 constexpr int CUBLAS_DEFAULT_MATH = 0;
 constexpr int CUBLAS_GEMM_DEFAULT = -1;
 constexpr int CUBLAS_STATUS_SUCCESS = 0;
+
+using cublasLtHandle_t = void*;
+using cublasLtMatmulDesc_t = void*;
+using cublasLtMatrixLayout_t = void*;
+using cublasLtMatmulPreference_t = void*;
+struct cublasLtMatmulAlgo_t {
+  uint64_t data[8];
+};
+struct cublasLtMatmulHeuristicResult_t {
+  cublasLtMatmulAlgo_t algo;
+  size_t workspaceSize;
+  cublasStatus_t state;
+  float wavesCount;
+  int reserved[4];
+};
+constexpr int CUBLASLT_MATMUL_DESC_TRANSA = 3;
+constexpr int CUBLASLT_MATMUL_DESC_TRANSB = 4;
+constexpr int CUBLASLT_MATMUL_DESC_EPILOGUE = 7;
+constexpr int CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8;
+constexpr int CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = 26;
+constexpr uint32_t CUBLASLT_EPILOGUE_DEFAULT = 1;
+constexpr uint32_t CUBLASLT_EPILOGUE_BIAS = 4;
+constexpr int CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1;
+constexpr int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5;
+constexpr int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6;
+constexpr int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7;
+constexpr int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8;
 
 struct CublasApi {
   void* lib = nullptr;
@@ -57,6 +95,33 @@ struct CublasApi {
   cublasStatus_t (*gemm_batched_ex)(cublasHandle_t, int, int, int, int, int, const void*, const void* const*, int, int,
                                     const void* const*, int, int, const void*, void* const*, int, int, int, int,
                                     int) = nullptr;
+  // cuBLASLt (all optional, all or none: lt_usable() says whether the set is complete)
+  cublasStatus_t (*lt_create)(cublasLtHandle_t*) = nullptr;   // cublasLtCreate
+  cublasStatus_t (*lt_destroy)(cublasLtHandle_t) = nullptr;   // cublasLtDestroy
+  // cublasLtMatmulDescCreate(desc*, computeType, scaleType), …Destroy(desc), …SetAttribute(desc, attr, buf, size)
+  cublasStatus_t (*lt_desc_create)(cublasLtMatmulDesc_t*, int, int) = nullptr;
+  cublasStatus_t (*lt_desc_destroy)(cublasLtMatmulDesc_t) = nullptr;
+  cublasStatus_t (*lt_desc_set)(cublasLtMatmulDesc_t, int, const void*, size_t) = nullptr;
+  // cublasLtMatrixLayoutCreate(layout*, type, rows, cols, ld) (column-major), …Destroy(layout)
+  cublasStatus_t (*lt_layout_create)(cublasLtMatrixLayout_t*, int, uint64_t, uint64_t, int64_t) = nullptr;
+  cublasStatus_t (*lt_layout_destroy)(cublasLtMatrixLayout_t) = nullptr;
+  // cublasLtMatmulPreferenceCreate(pref*), …Destroy(pref), …SetAttribute(pref, attr, buf, size)
+  cublasStatus_t (*lt_pref_create)(cublasLtMatmulPreference_t*) = nullptr;
+  cublasStatus_t (*lt_pref_destroy)(cublasLtMatmulPreference_t) = nullptr;
+  cublasStatus_t (*lt_pref_set)(cublasLtMatmulPreference_t, int, const void*, size_t) = nullptr;
+  // cublasLtMatmulAlgoGetHeuristic(handle, desc, Adesc, Bdesc, Cdesc, Ddesc, pref, requested, results[], *returned)
+  cublasStatus_t (*lt_heuristic)(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t,
+                                 cublasLtMatrixLayout_t, cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
+                                 cublasLtMatmulPreference_t, int, cublasLtMatmulHeuristicResult_t*, int*) = nullptr;
+  // cublasLtMatmul(handle, desc, alpha, A, Adesc, B, Bdesc, beta, C, Cdesc, D, Ddesc, algo*, workspace, size, stream)
+  cublasStatus_t (*lt_matmul)(cublasLtHandle_t, cublasLtMatmulDesc_t, const void*, const void*, cublasLtMatrixLayout_t,
+                              const void*, cublasLtMatrixLayout_t, const void*, const void*, cublasLtMatrixLayout_t,
+                              void*, cublasLtMatrixLayout_t, const cublasLtMatmulAlgo_t*, void*, size_t,
+                              cudaStream_t) = nullptr;
+  bool lt_usable() const {
+    return lt_create && lt_destroy && lt_desc_create && lt_desc_destroy && lt_desc_set && lt_layout_create &&
+           lt_layout_destroy && lt_pref_create && lt_pref_destroy && lt_pref_set && lt_heuristic && lt_matmul;
+  }
 };
 
 // Tries the candidates above; on success fills api and returns true. `tried` receives every candidate with

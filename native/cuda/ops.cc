@@ -31,7 +31,8 @@ int64_t extent(int64_t rows, int64_t cols, int64_t ld) { return rows == 0 || col
 // cuBLAS sees the row-major (r, c) matrix with leading dimension ld as the column-major (c, r) one, so
 //   Cᵀ (N×M) = op(B)ᵀ (N×K) · op(A)ᵀ (K×M):  first operand B (op T when transB), second A (op T when transA).
 // A and B share a dtype; C may differ (bf16 operands into an fp32 weight gradient). bf16 operands run with
-// fp32 accumulation (CUBLAS_COMPUTE_32F); fp32 ones in the math mode (setMathMode).
+// fp32 accumulation (CUBLAS_COMPUTE_32F); fp32 ones in the math mode (setMathMode). With setBiasEpilogue
+// ('cublaslt') a bias without accumulation goes to cuBLASLt's epilogue (gemm_lt.cc) when it has an algorithm.
 struct Operand {
   const void* p;
   DType dt;
@@ -48,12 +49,14 @@ void gemm_dev(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t
   if (A.dt == kF32 && cdt == kBF16)
     throw KernelError(KernelError::Kind::Type, str_cat(op, ": fp32 operands cannot write a bf16 result (cuBLAS has no "
                                                        "such combination); give bf16 operands or an fp32 output"));
+  const int compute = A.dt == kBF16 ? CUBLAS_COMPUTE_32F : a.compute;
+  if (bias && !acc && gemm_bias_lt(a, op, ta, tb, M, N, K, alpha, A.p, A.dt, lda, B.p, ldb, C, cdt, ldc, bias, compute))
+    return;
   if (K == 0) {
     if (!acc) zero_rows(a.stream, cdt, C, M, N, ldc);
   } else {
     const float beta = acc ? 1.0f : 0.0f;
     const int in_type = A.dt == kBF16 ? CUDA_R_16BF : CUDA_R_32F, out_type = cdt == kBF16 ? CUDA_R_16BF : CUDA_R_32F;
-    const int compute = A.dt == kBF16 ? CUBLAS_COMPUTE_32F : a.compute;
     cublasStatus_t s = a.blas.gemm_ex(a.handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                                       static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, B.p,
                                       in_type, static_cast<int>(ldb), A.p, in_type, static_cast<int>(lda), &beta, C,

@@ -9,6 +9,7 @@ const { KERNELS } = require(path.join(__dirname, '..', '..', 'dist', 'cuda.js'))
 
 let live = 0;
 const tuning = { queryChunk: 0, scratchBytes: 256 * 2 ** 20 };
+let biasEpilogue = 'kernel';
 let mathMode = 'fp32';
 let attention = 'gemm';
 const stats = { allocs: 0, frees: 0 };
@@ -76,6 +77,12 @@ const addon = {
     if (k !== 'gemm' && k !== 'fused') throw new TypeError(`fake cuda: attention ${k}`);
     const prev = attention;
     attention = k;
+    return prev;
+  },
+  setBiasEpilogue(k) {
+    if (k !== 'cublaslt' && k !== 'kernel') throw new TypeError(`fake cuda: bias epilogue ${k}`);
+    const prev = biasEpilogue;
+    biasEpilogue = k;
     return prev;
   },
   setAttentionTuning(t) {

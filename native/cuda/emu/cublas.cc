@@ -8,6 +8,16 @@
 // Compute types: CUBLAS_COMPUTE_32F (68) multiplies the inputs as given; CUBLAS_COMPUTE_32F_FAST_16BF (75)
 // rounds fp32 inputs to bfloat16 first (round to nearest even), as the tensor cores do; CUBLAS_COMPUTE_32F_FAST_TF32
 // (77) rounds them to tf32. Data types: CUDA_R_32F (0) and CUDA_R_16BF (14) for A, B and C.
+//
+// cuBLASLt (cublasLt.h; the real library is a dependency of libcublas, and the addon looks its entry points up
+// through libcublas): handles, matmul descriptors (compute and scale type; TRANSA, TRANSB, EPILOGUE, BIAS_POINTER,
+// BIAS_DATA_TYPE, each with the exact size of its documented type), column-major matrix layouts (type, rows, cols,
+// ld >= rows), preferences (MAX_WORKSPACE_BYTES, MIN_ALIGNMENT_A/B/C/D_BYTES, default 256), the heuristic (one
+// algorithm, which remembers the declared alignments) and cublasLtMatmul: D = alpha·op(A)·op(B) + beta·C, with
+// EPILOGUE_BIAS adding bias[row] (a vector of D's type unless BIAS_DATA_TYPE says otherwise; only D's type is
+// supported, as the header documents for these types) before D is rounded. Operands less aligned than declared
+// make cublasLtMatmul fail, as on a GPU; so do mismatched shapes, an epilogue other than DEFAULT or BIAS, and a
+// missing bias pointer.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -70,8 +80,15 @@ int check_types(int at, int bt, int ct, int compute) {
   return kNotSupported;
 }
 
+// bias (cuBLASLt's bias epilogue): bias[i] of type bias_t is added to row i of the result before it is rounded
+// to C's type; D may differ from C (cuBLASLt), else D = C
 int gemm_one(int ta, int tb, int m, int n, int k, float alpha, const void* A, int at, int lda, const void* B, int bt,
-             int ldb, float beta, void* C, int ct, int ldc, int compute) {
+             int ldb, float beta, void* C, int ct, int ldc, int compute, const void* bias = nullptr, int bias_t = 0,
+             void* D = nullptr, int ldd = 0) {
+  if (!D) {
+    D = C;
+    ldd = ldc;
+  }
   // op(A)[i, p] and op(B)[p, j], packed so the inner loop runs over contiguous memory
   std::vector<double> a(static_cast<size_t>(m) * k), b(static_cast<size_t>(n) * k);
   auto conv = [&](float x) -> double {
@@ -96,7 +113,8 @@ int gemm_one(int ta, int tb, int m, int n, int k, float alpha, const void* A, in
       const int64_t c = i + static_cast<int64_t>(j) * ldc;
       float r = static_cast<float>(alpha * s);
       if (beta != 0.0f) r += beta * load(C, ct, c);
-      store(C, ct, c, r);
+      if (bias) r += load(bias, bias_t, i);
+      store(D, ct, i + static_cast<int64_t>(j) * ldd, r);
     }
   return kSuccess;
 }
@@ -180,6 +198,230 @@ int cublasGemmBatchedEx(void* handle, int ta, int tb, int m, int n, int k, const
     if (s != kSuccess) return s;
   }
   return kSuccess;
+}
+
+// ---- cuBLASLt -----------------------------------------------------------------------------------
+
+}  // extern "C"
+
+namespace {
+
+struct LtDesc {
+  uint32_t magic = 0x6c746463;
+  int compute, scale;
+  int32_t ta = kOpN, tb = kOpN;
+  uint32_t epilogue = 1;
+  const void* bias = nullptr;
+  int32_t bias_type = -1;
+};
+struct LtLayout {
+  uint32_t magic = 0x6c746c79;
+  int type;
+  uint64_t rows, cols;
+  int64_t ld;
+};
+struct LtPref {
+  uint32_t magic = 0x6c747072;
+  uint64_t max_ws = 0;
+  uint32_t align[4] = {256, 256, 256, 256};  // A, B, C, D
+};
+struct LtAlgo {  // inside cublasLtMatmulAlgo_t's 64 bytes
+  uint32_t magic, align[4];
+};
+struct LtHeuristicResult {
+  uint64_t algo[8];
+  size_t workspace;
+  int state;
+  float waves;
+  int reserved[4];
+};
+
+template <class T>
+bool ok(const void* p, uint32_t magic) {
+  return p && static_cast<const T*>(p)->magic == magic;
+}
+bool lt_desc(const void* p) { return ok<LtDesc>(p, 0x6c746463); }
+bool lt_layout(const void* p) { return ok<LtLayout>(p, 0x6c746c79); }
+
+uint32_t align_of(const void* p) {
+  const uintptr_t u = reinterpret_cast<uintptr_t>(p);
+  if (u == 0) return 256;
+  const uintptr_t low = u & (~u + 1);
+  return low >= 256 ? 256u : static_cast<uint32_t>(low);
+}
+
+// shapes of a matmul: op(A) m×k, op(B) k×n, C and D m×n; types as cublasGemmEx (check_types); the epilogue
+int lt_check(const LtDesc* d, const LtLayout* a, const LtLayout* b, const LtLayout* c, const LtLayout* dd, int* m,
+             int* n, int* k) {
+  for (const LtLayout* l : {a, b, c, dd})
+    if (l->ld < static_cast<int64_t>(l->rows > 1 ? l->rows : 1)) return kInvalidValue;
+  const uint64_t am = d->ta == kOpN ? a->rows : a->cols, ak = d->ta == kOpN ? a->cols : a->rows;
+  const uint64_t bk = d->tb == kOpN ? b->rows : b->cols, bn = d->tb == kOpN ? b->cols : b->rows;
+  if (ak != bk || c->rows != am || c->cols != bn || dd->rows != am || dd->cols != bn) return kInvalidValue;
+  if (c->type != dd->type) return kNotSupported;
+  if (d->scale != kR32F) return kNotSupported;
+  int s = check_types(a->type, b->type, dd->type, d->compute);
+  if (s != kSuccess) return s;
+  if (d->epilogue != 1 && d->epilogue != 4) return kNotSupported;
+  if (d->epilogue == 4 && d->bias_type != -1 && d->bias_type != dd->type) return kNotSupported;
+  *m = static_cast<int>(am);
+  *n = static_cast<int>(bn);
+  *k = static_cast<int>(ak);
+  return kSuccess;
+}
+
+}  // namespace
+
+extern "C" {
+
+int cublasLtCreate(void** handle) { return cublasCreate_v2(handle); }
+int cublasLtDestroy(void* handle) { return cublasDestroy_v2(handle); }
+
+int cublasLtMatmulDescCreate(void** desc, int compute, int scale) {
+  if (!desc) return kInvalidValue;
+  LtDesc* d = new LtDesc();
+  d->compute = compute;
+  d->scale = scale;
+  *desc = d;
+  return kSuccess;
+}
+int cublasLtMatmulDescDestroy(void* desc) {
+  if (!lt_desc(desc)) return kInvalidValue;
+  static_cast<LtDesc*>(desc)->magic = 0;
+  delete static_cast<LtDesc*>(desc);
+  return kSuccess;
+}
+int cublasLtMatmulDescSetAttribute(void* desc, int attr, const void* buf, size_t size) {
+  if (!lt_desc(desc) || !buf) return kInvalidValue;
+  LtDesc* d = static_cast<LtDesc*>(desc);
+  switch (attr) {
+    case 3:  // TRANSA, int32
+    case 4:  // TRANSB, int32
+    {
+      if (size != sizeof(int32_t)) return kInvalidValue;
+      int32_t v;
+      std::memcpy(&v, buf, sizeof v);
+      if (v != kOpN && v != kOpT) return kInvalidValue;
+      (attr == 3 ? d->ta : d->tb) = v;
+      return kSuccess;
+    }
+    case 7:  // EPILOGUE, uint32
+      if (size != sizeof(uint32_t)) return kInvalidValue;
+      std::memcpy(&d->epilogue, buf, sizeof d->epilogue);
+      return kSuccess;
+    case 8:  // BIAS_POINTER, const void*
+      if (size != sizeof(void*)) return kInvalidValue;
+      std::memcpy(&d->bias, buf, sizeof d->bias);
+      return kSuccess;
+    case 26:  // BIAS_DATA_TYPE, int32
+      if (size != sizeof(int32_t)) return kInvalidValue;
+      std::memcpy(&d->bias_type, buf, sizeof d->bias_type);
+      return kSuccess;
+    default:
+      return kInvalidValue;  // not used by gpt-native: refuse rather than ignore
+  }
+}
+
+int cublasLtMatrixLayoutCreate(void** layout, int type, uint64_t rows, uint64_t cols, int64_t ld) {
+  if (!layout || (type != kR32F && type != kR16BF)) return kInvalidValue;
+  LtLayout* l = new LtLayout();
+  l->type = type;
+  l->rows = rows;
+  l->cols = cols;
+  l->ld = ld;
+  *layout = l;
+  return kSuccess;
+}
+int cublasLtMatrixLayoutDestroy(void* layout) {
+  if (!lt_layout(layout)) return kInvalidValue;
+  static_cast<LtLayout*>(layout)->magic = 0;
+  delete static_cast<LtLayout*>(layout);
+  return kSuccess;
+}
+
+int cublasLtMatmulPreferenceCreate(void** pref) {
+  if (!pref) return kInvalidValue;
+  *pref = new LtPref();
+  return kSuccess;
+}
+int cublasLtMatmulPreferenceDestroy(void* pref) {
+  if (!ok<LtPref>(pref, 0x6c747072)) return kInvalidValue;
+  static_cast<LtPref*>(pref)->magic = 0;
+  delete static_cast<LtPref*>(pref);
+  return kSuccess;
+}
+int cublasLtMatmulPreferenceSetAttribute(void* pref, int attr, const void* buf, size_t size) {
+  if (!ok<LtPref>(pref, 0x6c747072) || !buf) return kInvalidValue;
+  LtPref* p = static_cast<LtPref*>(pref);
+  if (attr == 1) {  // MAX_WORKSPACE_BYTES, uint64
+    if (size != sizeof(uint64_t)) return kInvalidValue;
+    std::memcpy(&p->max_ws, buf, sizeof p->max_ws);
+    return kSuccess;
+  }
+  if (attr >= 5 && attr <= 8) {  // MIN_ALIGNMENT_A/B/C/D_BYTES, uint32
+    if (size != sizeof(uint32_t)) return kInvalidValue;
+    uint32_t v;
+    std::memcpy(&v, buf, sizeof v);
+    if (v == 0 || (v & (v - 1)) != 0) return kInvalidValue;
+    p->align[attr - 5] = v;
+    return kSuccess;
+  }
+  return kInvalidValue;
+}
+
+int cublasLtMatmulAlgoGetHeuristic(void* handle, void* desc, void* a, void* b, void* c, void* d, void* pref,
+                                   int requested, void* results, int* returned) {
+  if (!valid(handle)) return kNotInitialized;
+  if (!lt_desc(desc) || !lt_layout(a) || !lt_layout(b) || !lt_layout(c) || !lt_layout(d) ||
+      !ok<LtPref>(pref, 0x6c747072) || requested < 1 || !results || !returned)
+    return kInvalidValue;
+  int m, n, k;
+  const int s = lt_check(static_cast<LtDesc*>(desc), static_cast<LtLayout*>(a), static_cast<LtLayout*>(b),
+                         static_cast<LtLayout*>(c), static_cast<LtLayout*>(d), &m, &n, &k);
+  *returned = 0;
+  if (s != kSuccess) return s;
+  LtHeuristicResult r{};
+  LtAlgo al{0x6c74616c, {}};
+  std::memcpy(al.align, static_cast<LtPref*>(pref)->align, sizeof al.align);
+  std::memcpy(r.algo, &al, sizeof al);
+  r.workspace = 0;
+  r.state = kSuccess;
+  r.waves = 1.0f;
+  std::memcpy(results, &r, sizeof r);
+  *returned = 1;
+  return kSuccess;
+}
+
+int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, void* adesc, const void* B,
+                   void* bdesc, const void* beta, const void* C, void* cdesc, void* D, void* ddesc, const void* algo,
+                   void* workspace, size_t ws_size, void* stream) {
+  (void)workspace;
+  (void)ws_size;
+  (void)stream;
+  if (!valid(handle)) return kNotInitialized;
+  if (!lt_desc(desc) || !lt_layout(adesc) || !lt_layout(bdesc) || !lt_layout(cdesc) || !lt_layout(ddesc) || !alpha ||
+      !beta || !algo)
+    return kInvalidValue;
+  const LtDesc* dsc = static_cast<LtDesc*>(desc);
+  const LtLayout *la = static_cast<LtLayout*>(adesc), *lb = static_cast<LtLayout*>(bdesc),
+                 *lc = static_cast<LtLayout*>(cdesc), *ld = static_cast<LtLayout*>(ddesc);
+  int m, n, k;
+  int s = lt_check(dsc, la, lb, lc, ld, &m, &n, &k);
+  if (s != kSuccess) return s;
+  LtAlgo al;
+  std::memcpy(&al, algo, sizeof al);
+  if (al.magic != 0x6c74616c) return kInvalidValue;
+  // operands less aligned than the heuristic was told: the kernel it chose cannot run them
+  const void* ptrs[4] = {A, B, C, D};
+  for (int i = 0; i < 4; ++i)
+    if (align_of(ptrs[i]) < al.align[i]) return kInvalidValue;
+  if (dsc->epilogue == 4 && !dsc->bias) return kInvalidValue;
+  if (m == 0 || n == 0) return kSuccess;
+  // C is only read when beta != 0; D = C in place is allowed (same layout)
+  return gemm_one(dsc->ta, dsc->tb, m, n, k, *static_cast<const float*>(alpha), A, la->type, static_cast<int>(la->ld),
+                  B, lb->type, static_cast<int>(lb->ld), *static_cast<const float*>(beta), const_cast<void*>(C),
+                  lc->type, static_cast<int>(lc->ld), dsc->compute, dsc->epilogue == 4 ? dsc->bias : nullptr,
+                  ld->type, D, static_cast<int>(ld->ld));
 }
 
 }  // extern "C"

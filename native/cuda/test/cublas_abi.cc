@@ -1,10 +1,12 @@
 // Compile-time check of native/cuda/cublas.h against NVIDIA's own cublas_api.h (run by scripts/check-cuda.sh
 // when a copy of that header can be found: the toolkit's, or the nvidia-cublas wheel's). cublas.h writes the
 // few prototypes and enum values it needs by hand so that the addon builds without cuBLAS; this file fails to
-// compile if any of them differs from the real API: an enum value, a parameter count, or a parameter type
+// compile if any of them (cuBLAS and cuBLASLt) differs from the real API: an enum value, a parameter count, or a parameter type
 // (enums and int are the same at the ABI level; cublasHandle_t is an opaque pointer either way).
+#include <cublasLt.h>
 #include <cublas_api.h>
 
+#include <cstddef>
 #include <type_traits>
 
 #include "cuda/cublas.h"
@@ -25,6 +27,30 @@ static_assert(CUBLAS_STATUS_NOT_INITIALIZED == 1 && CUBLAS_STATUS_ALLOC_FAILED =
                   CUBLAS_STATUS_INTERNAL_ERROR == 14 && CUBLAS_STATUS_NOT_SUPPORTED == 15,
               "cublasStatus_t");
 
+// cuBLASLt
+static_assert(ours::CUBLASLT_MATMUL_DESC_TRANSA == CUBLASLT_MATMUL_DESC_TRANSA, "CUBLASLT_MATMUL_DESC_TRANSA");
+static_assert(ours::CUBLASLT_MATMUL_DESC_TRANSB == CUBLASLT_MATMUL_DESC_TRANSB, "CUBLASLT_MATMUL_DESC_TRANSB");
+static_assert(ours::CUBLASLT_MATMUL_DESC_EPILOGUE == CUBLASLT_MATMUL_DESC_EPILOGUE, "CUBLASLT_MATMUL_DESC_EPILOGUE");
+static_assert(ours::CUBLASLT_MATMUL_DESC_BIAS_POINTER == CUBLASLT_MATMUL_DESC_BIAS_POINTER, "BIAS_POINTER");
+static_assert(ours::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE == CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, "BIAS_DATA_TYPE");
+static_assert(ours::CUBLASLT_EPILOGUE_DEFAULT == CUBLASLT_EPILOGUE_DEFAULT, "CUBLASLT_EPILOGUE_DEFAULT");
+static_assert(ours::CUBLASLT_EPILOGUE_BIAS == CUBLASLT_EPILOGUE_BIAS, "CUBLASLT_EPILOGUE_BIAS");
+static_assert(ours::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, "MAX_WS");
+static_assert(ours::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES &&
+                  ours::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES &&
+                  ours::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES &&
+                  ours::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+              "MIN_ALIGNMENT_*");
+static_assert(sizeof(ours::cublasLtMatmulAlgo_t) == sizeof(::cublasLtMatmulAlgo_t), "cublasLtMatmulAlgo_t");
+static_assert(sizeof(ours::cublasLtMatmulHeuristicResult_t) == sizeof(::cublasLtMatmulHeuristicResult_t) &&
+                  offsetof(ours::cublasLtMatmulHeuristicResult_t, workspaceSize) ==
+                      offsetof(::cublasLtMatmulHeuristicResult_t, workspaceSize) &&
+                  offsetof(ours::cublasLtMatmulHeuristicResult_t, state) ==
+                      offsetof(::cublasLtMatmulHeuristicResult_t, state) &&
+                  offsetof(ours::cublasLtMatmulHeuristicResult_t, wavesCount) ==
+                      offsetof(::cublasLtMatmulHeuristicResult_t, wavesCount),
+              "cublasLtMatmulHeuristicResult_t");
+
 // A parameter type as the ABI sees it: 4-byte enums are int, the opaque handle is void*.
 template <class T>
 struct canon {
@@ -37,6 +63,56 @@ struct canon<cublasHandle_t> {
 template <>
 struct canon<cublasHandle_t*> {
   using type = void**;
+};
+// cuBLASLt's opaque handles and descriptors are pointers, like ours (void*); its algo and heuristic result
+// structs are ours by the size and offset checks above
+template <>
+struct canon<cublasLtHandle_t> {
+  using type = void*;
+};
+template <>
+struct canon<cublasLtHandle_t*> {
+  using type = void**;
+};
+template <>
+struct canon<cublasLtMatmulDesc_t> {
+  using type = void*;
+};
+template <>
+struct canon<cublasLtMatmulDesc_t*> {
+  using type = void**;
+};
+template <>
+struct canon<cublasLtMatrixLayout_t> {
+  using type = void*;
+};
+template <>
+struct canon<cublasLtMatrixLayout_t*> {
+  using type = void**;
+};
+template <>
+struct canon<cublasLtMatmulPreference_t> {
+  using type = void*;
+};
+template <>
+struct canon<cublasLtMatmulPreference_t*> {
+  using type = void**;
+};
+template <>
+struct canon<const ::cublasLtMatmulAlgo_t*> {
+  using type = const void*;
+};
+template <>
+struct canon<const ours::cublasLtMatmulAlgo_t*> {
+  using type = const void*;
+};
+template <>
+struct canon<::cublasLtMatmulHeuristicResult_t*> {
+  using type = void*;
+};
+template <>
+struct canon<ours::cublasLtMatmulHeuristicResult_t*> {
+  using type = void*;
 };
 template <class F>
 struct canon_fn;
@@ -72,6 +148,28 @@ static_assert(same_abi<decltype(ours::CublasApi::status_string), decltype(&cubla
               "cublasGetStatusString");
 static_assert(same_abi<decltype(ours::CublasApi::gemm_ex), GemmEx>(), "cublasGemmEx");
 static_assert(same_abi<decltype(ours::CublasApi::gemm_batched_ex), GemmBatchedEx>(), "cublasGemmBatchedEx");
+
+static_assert(same_abi<decltype(ours::CublasApi::lt_create), decltype(&cublasLtCreate)>(), "cublasLtCreate");
+static_assert(same_abi<decltype(ours::CublasApi::lt_destroy), decltype(&cublasLtDestroy)>(), "cublasLtDestroy");
+static_assert(same_abi<decltype(ours::CublasApi::lt_desc_create), decltype(&cublasLtMatmulDescCreate)>(),
+              "cublasLtMatmulDescCreate");
+static_assert(same_abi<decltype(ours::CublasApi::lt_desc_destroy), decltype(&cublasLtMatmulDescDestroy)>(),
+              "cublasLtMatmulDescDestroy");
+static_assert(same_abi<decltype(ours::CublasApi::lt_desc_set), decltype(&cublasLtMatmulDescSetAttribute)>(),
+              "cublasLtMatmulDescSetAttribute");
+static_assert(same_abi<decltype(ours::CublasApi::lt_layout_create), decltype(&cublasLtMatrixLayoutCreate)>(),
+              "cublasLtMatrixLayoutCreate");
+static_assert(same_abi<decltype(ours::CublasApi::lt_layout_destroy), decltype(&cublasLtMatrixLayoutDestroy)>(),
+              "cublasLtMatrixLayoutDestroy");
+static_assert(same_abi<decltype(ours::CublasApi::lt_pref_create), decltype(&cublasLtMatmulPreferenceCreate)>(),
+              "cublasLtMatmulPreferenceCreate");
+static_assert(same_abi<decltype(ours::CublasApi::lt_pref_destroy), decltype(&cublasLtMatmulPreferenceDestroy)>(),
+              "cublasLtMatmulPreferenceDestroy");
+static_assert(same_abi<decltype(ours::CublasApi::lt_pref_set), decltype(&cublasLtMatmulPreferenceSetAttribute)>(),
+              "cublasLtMatmulPreferenceSetAttribute");
+static_assert(same_abi<decltype(ours::CublasApi::lt_heuristic), decltype(&cublasLtMatmulAlgoGetHeuristic)>(),
+              "cublasLtMatmulAlgoGetHeuristic");
+static_assert(same_abi<decltype(ours::CublasApi::lt_matmul), decltype(&cublasLtMatmul)>(), "cublasLtMatmul");
 
 int main() {
   // the casts compile only if the header declares these exact signatures

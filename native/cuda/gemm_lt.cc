@@ -1,0 +1,179 @@
+// GEMM with the bias added by cuBLASLt's epilogue (CUBLASLT_EPILOGUE_BIAS) instead of a separate pass over the
+// output (bias_rows): the linear layers' C = A·B + bias in one kernel. Off by default; setBiasEpilogue('cublaslt')
+// or GPT_NATIVE_CUDA_LT=1 turns it on, and scripts/gpu-check.sh times both (keep the faster as the default).
+//
+// Same row-major → column-major mapping as gemm_dev (ops.cc): the row-major C (M, N) = op(A)·op(B) is the
+// column-major Cᵀ (N×M) = op(B)ᵀ·op(A)ᵀ, so cuBLASLt's first operand is our B (stored N×K, or K×N when
+// transposed, leading dimension ldb), its second our A, and D = C is N×M with leading dimension ldc. The bias
+// runs along D's rows (our output columns), as the epilogue wants: one value per row of D, broadcast over its
+// columns. cuBLASLt takes the bias in D's dtype, so the fp32 bias is first converted into a scratch vector
+// (256-byte aligned; N values: a negligible launch next to the N·M pass it replaces).
+//
+// Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape, dtype and operand alignment.
+// When cuBLASLt is missing or its heuristic has nothing for a shape, gemm_bias_lt returns false and the caller
+// takes the cublasGemmEx + bias_rows path; an error while running a plan is an Error like any cuBLAS error.
+#include <climits>
+#include <cstdint>
+#include <map>
+#include <tuple>
+
+#include "cuda/context.h"
+#include "cuda/kernels.h"
+
+namespace gn {
+namespace cuda {
+
+namespace {
+
+constexpr size_t kWorkspace = size_t(32) << 20;  // what NVIDIA suggests for Hopper
+
+uint32_t alignment(const void* p) {
+  const uintptr_t u = reinterpret_cast<uintptr_t>(p);
+  if (u == 0) return 256;
+  const uintptr_t low = u & (~u + 1);
+  return low >= 256 ? 256u : static_cast<uint32_t>(low);
+}
+
+int cuda_type(DType dt) { return dt == kBF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+}  // namespace
+
+struct LtPlan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool ok = false;
+};
+
+// (transA, transB, M, N, K, lda, ldb, ldc, A/B dtype, C dtype, compute, alignment of A, B, C)
+using LtKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, uint32_t,
+                         uint32_t, uint32_t>;
+
+struct LtState {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  Scratch bias;
+  std::map<LtKey, LtPlan> plans;
+  bool broken = false;  // the handle or the workspace could not be made: never try again
+};
+
+void lt_release(CudaAddon& a) {
+  LtState* s = a.lt;
+  if (!s) return;
+  for (auto& kv : s->plans) {
+    LtPlan& p = kv.second;
+    if (p.desc) a.blas.lt_desc_destroy(p.desc);
+    if (p.la) a.blas.lt_layout_destroy(p.la);
+    if (p.lb) a.blas.lt_layout_destroy(p.lb);
+    if (p.ld) a.blas.lt_layout_destroy(p.ld);
+  }
+  if (s->handle) a.blas.lt_destroy(s->handle);
+  if (s->workspace) cudaFree(s->workspace);  // errors ignored (teardown)
+  s->bias.release();
+  delete s;
+  a.lt = nullptr;
+}
+
+namespace {
+
+LtState* state(CudaAddon& a) {
+  if (!a.lt) a.lt = new LtState();
+  LtState* s = a.lt;
+  if (s->broken) return nullptr;
+  if (!s->handle) {
+    if (a.blas.lt_create(&s->handle) != CUBLAS_STATUS_SUCCESS) {
+      s->handle = nullptr;
+      s->broken = true;
+      return nullptr;
+    }
+    if (cudaMalloc(&s->workspace, kWorkspace) != cudaSuccess) {
+      (void)cudaGetLastError();
+      s->workspace = nullptr;
+      s->broken = true;
+      return nullptr;
+    }
+  }
+  return s;
+}
+
+// Descriptors and the heuristic's choice for one key; plan.ok == false when cuBLASLt has no algorithm for it.
+LtPlan make_plan(CudaAddon& a, const LtKey& k) {
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, in_t, out_t, compute, al_a, al_b, al_c] = k;
+  const CublasApi& b = a.blas;
+  LtPlan p;
+  bool good = b.lt_desc_create(&p.desc, compute, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS;
+  if (!good) p.desc = nullptr;
+  const int32_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N, bias_t = out_t;
+  const uint32_t epi = CUBLASLT_EPILOGUE_BIAS;
+  good = good && b.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa) == CUBLAS_STATUS_SUCCESS &&
+         b.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb) == CUBLAS_STATUS_SUCCESS &&
+         b.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi) == CUBLAS_STATUS_SUCCESS &&
+         b.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_t, sizeof bias_t) == CUBLAS_STATUS_SUCCESS;
+  // cuBLASLt's A is our B: N×K as stored (K×N when transposed); its B is our A: K×M (M×K); D is N×M
+  auto layout = [&](cublasLtMatrixLayout_t* l, int type, int64_t rows, int64_t cols, int64_t ldx) {
+    if (!good) return;
+    good = b.lt_layout_create(l, type, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols), ldx) ==
+           CUBLAS_STATUS_SUCCESS;
+    if (!good) *l = nullptr;
+  };
+  layout(&p.la, in_t, tb ? K : N, tb ? N : K, ldb);
+  layout(&p.lb, in_t, ta ? M : K, ta ? K : M, lda);
+  layout(&p.ld, out_t, N, M, ldc);
+  cublasLtMatmulPreference_t pref = nullptr;
+  if (good && b.lt_pref_create(&pref) == CUBLAS_STATUS_SUCCESS) {
+    const uint64_t ws = kWorkspace;
+    good = b.lt_pref_set(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) == CUBLAS_STATUS_SUCCESS &&
+           b.lt_pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_b, sizeof al_b) ==
+               CUBLAS_STATUS_SUCCESS &&
+           b.lt_pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_a, sizeof al_a) ==
+               CUBLAS_STATUS_SUCCESS &&
+           b.lt_pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c) ==
+               CUBLAS_STATUS_SUCCESS &&
+           b.lt_pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c) ==
+               CUBLAS_STATUS_SUCCESS;
+    cublasLtMatmulHeuristicResult_t r{};
+    int found = 0;
+    good = good &&
+           b.lt_heuristic(a.lt->handle, p.desc, p.la, p.lb, p.ld, p.ld, pref, 1, &r, &found) == CUBLAS_STATUS_SUCCESS &&
+           found > 0 && r.state == CUBLAS_STATUS_SUCCESS && r.workspaceSize <= kWorkspace;
+    if (good) p.algo = r.algo;
+    b.lt_pref_destroy(pref);
+  } else {
+    good = false;
+  }
+  p.ok = good;
+  return p;
+}
+
+}  // namespace
+
+bool gemm_bias_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                  const void* A, DType in_dt, int64_t lda, const void* B, int64_t ldb, void* C, DType cdt, int64_t ldc,
+                  const float* bias, int compute) {
+  if (!a.lt_bias || !a.blas.lt_usable() || M == 0 || N == 0 || K == 0) return false;
+  LtState* s = state(a);
+  if (!s) return false;
+  const LtKey key{ta, tb, M, N, K, lda, ldb, ldc, cuda_type(in_dt), cuda_type(cdt), compute,
+                  alignment(A), alignment(B), alignment(C)};
+  auto it = s->plans.find(key);
+  if (it == s->plans.end()) it = s->plans.emplace(key, make_plan(a, key)).first;
+  const LtPlan& p = it->second;
+  if (!p.ok) return false;
+  void* bias_d = s->bias.get(a.stream, static_cast<size_t>(N) * dtype_bytes(cdt));
+  convert(a.stream, cdt, bias_d, kF32, bias, N);
+  const void* bias_arg = bias_d;
+  cublasStatus_t st = a.blas.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_arg, sizeof bias_arg);
+  const float beta = 0.0f;
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = a.blas.lt_matmul(s->handle, p.desc, &alpha, B, p.la, A, p.lb, &beta, C, p.ld, C, p.ld, &p.algo, s->workspace,
+                          kWorkspace, a.stream.s);
+  GN_CHECK(st == CUBLAS_STATUS_SUCCESS, "gpt-native: cuBLAS error in cublasLtMatmul (", op, " with the bias epilogue: ",
+           "transA=", ta, " transB=", tb, " M=", M, " N=", N, " K=", K, " lda=", lda, " ldb=", ldb, " ldc=", ldc,
+           " operands ", dtype_name(in_dt), " -> ", dtype_name(cdt), ") at ", __FILE__, ":", __LINE__, ": ",
+           cublas_status_text(a.blas, st), ". setBiasEpilogue('kernel') (or GPT_NATIVE_CUDA_LT=0) avoids cuBLASLt");
+  if (a.stream.sync_each) GN_CUDA(cudaStreamSynchronize(a.stream.s));
+  return true;
+}
+
+}  // namespace cuda
+}  // namespace gn
