@@ -43,11 +43,19 @@ if [ -z "$NODE_INC" ]; then echo "check-cuda: node_api.h not found (set NODE_INC
 echo "check-cuda: nvcc $("$NVCC" --version | tail -1)"
 
 DEFS="-DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DNODE_ADDON_API_DISABLE_DEPRECATED"
+# ptxas reports each kernel's registers and spills (-Xptxas -v): a kernel that spills to local memory, or uses
+# more than 128 registers a thread (our blocks have up to 512 threads; 65536 registers a block), fails here
+# instead of running slowly or failing to launch on the GPU
 for f in native/cuda/*.cu native/cuda/emu/selftest.cu; do
   echo "check-cuda: nvcc $f (sm_90, sm_80)"
   "$NVCC" -std=c++17 -O2 -Inative -c "$f" -o "$TMP/$(basename "$f").o" \
     -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80 \
-    --Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror
+    --Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror -Xptxas -v 2> "$TMP/ptxas.txt" || { cat "$TMP/ptxas.txt" >&2; exit 1; }
+  awk -v file="$f" '
+    /Compiling entry function/ { fn = $0; sub(/.*function ./, "", fn); sub(/. for .*/, "", fn) }
+    /bytes spill stores/ { if ($5 + 0 > 0 || $9 + 0 > 0) { print "check-cuda: " file ": " fn " spills registers: " $0; bad = 1 } }
+    /Used [0-9]+ registers/ { for (i = 1; i <= NF; ++i) if ($i == "Used" && $(i + 1) + 0 > 128) { print "check-cuda: " file ": " fn " uses " $(i + 1) " registers (at most 128)"; bad = 1 } }
+    END { exit bad }' "$TMP/ptxas.txt" || exit 1
 done
 for f in native/cuda/*.cc; do
   echo "check-cuda: c++ $f"
