@@ -1,6 +1,8 @@
 // The row kernels of the cuBLAS attention path (attention_gemm.cc): the scores S = scale·Q·Kᵀ of a group of
 // (batch row, head) pairs u = b·NH + h = u0 … u0+pairs-1 and a chunk of queries i0 … i0+rows-1 against keys
-// k0 … k0+cols-1 (the keys those queries can see) are in a scratch matrix (pairs, rows, cols), row-major, in the activation dtype (fp32, or
+// k0 … k0+cols-1 (the keys those queries can see) are in a scratch of one (rows, cols) matrix a pair, rows ld
+// elements apart and pairs pair_stride elements apart (both padded for 16-byte aligned GEMM operands), in the
+// activation dtype (fp32, or
 // bf16 as llm.c keeps them, which halves the traffic of these memory-bound passes); these kernels turn them
 // into probabilities in place and back-propagate through the softmax in place, computing in fp32. Indices i
 // and j below are absolute (query i of Tq, key j of Tk). The mask and the dropout decisions are the fused
@@ -33,6 +35,7 @@ constexpr int kRows = 8;
 struct RowDims {
   int64_t u0, pairs, NH, Tq, Tk, q_pos0, window;
   int64_t i0, rows, k0, cols;  // the chunk: queries i0 … i0+rows-1, scratch columns = keys k0 … k0+cols-1
+  int64_t ld, pair_stride;     // elements between scratch rows, and between pairs
   float dropout, keep;
   uint64_t seed;
 };
@@ -41,7 +44,7 @@ RowDims row_dims(const AttnRows& r) {
   RowDims s;
   s.u0 = r.u0; s.pairs = r.pairs; s.NH = r.NH; s.Tq = r.Tq; s.Tk = r.Tk;
   s.q_pos0 = r.q_pos0; s.window = r.window; s.dropout = r.dropout;
-  s.i0 = r.i0; s.rows = r.rows; s.k0 = r.k0; s.cols = r.cols;
+  s.i0 = r.i0; s.rows = r.rows; s.k0 = r.k0; s.cols = r.cols; s.ld = r.ld; s.pair_stride = r.pair_stride;
   s.keep = r.dropout > 0.0f ? 1.0f / (1.0f - r.dropout) : 1.0f;
   s.seed = r.seed;
   return s;
@@ -67,8 +70,8 @@ __global__ void attn_probs_kernel(T* S, float* lse_out, const float* lse_in, Row
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRows + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (r >= s.pairs * s.rows) return;  // whole warps leave together
-  const int64_t i = s.i0 + r % s.rows, u = s.u0 + r / s.rows, b = u / s.NH, h = u % s.NH;
-  T* x = S + r * s.cols;
+  const int64_t g = r / s.rows, i = s.i0 + r % s.rows, u = s.u0 + g, b = u / s.NH, h = u % s.NH;
+  T* x = S + g * s.pair_stride + (i - s.i0) * s.ld;
   int64_t lo, hi;
   keys_of(s, i, &lo, &hi);
   const int64_t lrow = u * s.Tq + i;
@@ -100,9 +103,10 @@ __global__ void attn_probs_bw_kernel(T* P, T* dA, RowDims s) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRows + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (r >= s.pairs * s.rows) return;
-  const int64_t i = s.i0 + r % s.rows, u = s.u0 + r / s.rows, b = u / s.NH, h = u % s.NH;
-  T* p = P + r * s.cols;
-  T* g = dA + r * s.cols;
+  const int64_t gi = r / s.rows, i = s.i0 + r % s.rows, u = s.u0 + gi, b = u / s.NH, h = u % s.NH;
+  const int64_t at = gi * s.pair_stride + (i - s.i0) * s.ld;
+  T* p = P + at;
+  T* g = dA + at;
   int64_t lo, hi;
   keys_of(s, i, &lo, &hi);
   float D = 0.0f;
@@ -128,13 +132,13 @@ unsigned row_blocks(const RowDims& s) { return static_cast<unsigned>((s.pairs * 
 // t + 8·gridDim.y, …, of pair u0 + g, and elements d = x, x + 32, … of each (one division per row, not per
 // element)
 template <typename T>
-__global__ void acc_to_strided_kernel(T* dst, int64_t bstride, int64_t tstride, const float* acc, int64_t u0,
-                                      int64_t NH, int64_t Tn, int64_t HS) {
+__global__ void acc_to_strided_kernel(T* dst, int64_t bstride, int64_t tstride, const float* acc, int64_t ldacc,
+                                      int64_t u0, int64_t NH, int64_t Tn, int64_t HS) {
   const int64_t g = blockIdx.x, u = u0 + g;
   T* base = dst + (u / NH) * bstride + (u % NH) * HS;
   for (int64_t t = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; t < Tn;
        t += static_cast<int64_t>(gridDim.y) * blockDim.y) {
-    const float* src = acc + (g * Tn + t) * HS;
+    const float* src = acc + (g * Tn + t) * ldacc;
     T* out = base + t * tstride;
     for (int64_t d = threadIdx.x; d < HS; d += 32) out[d] = from_f<T>(src[d]);
   }
@@ -177,16 +181,16 @@ void attn_probs_backward(const Stream& st, DType dt, void* P, void* dA, const At
 }
 
 void acc_to_strided(const Stream& st, DType dt, void* dst, int64_t bstride, int64_t tstride, const float* acc,
-                    int64_t u0, int64_t pairs, int64_t NH, int64_t Tn, int64_t HS) {
+                    int64_t ldacc, int64_t u0, int64_t pairs, int64_t NH, int64_t Tn, int64_t HS) {
   if (pairs * Tn * HS == 0) return;
   const int64_t ty = (Tn + 7) / 8;
   const dim3 grid(static_cast<unsigned>(pairs), static_cast<unsigned>(ty < 65535 ? ty : 65535));
   if (dt == kBF16)
-    acc_to_strided_kernel<bf16><<<grid, dim3(32, 8), 0, st.s>>>(static_cast<bf16*>(dst), bstride, tstride, acc, u0,
-                                                                 NH, Tn, HS);
+    acc_to_strided_kernel<bf16><<<grid, dim3(32, 8), 0, st.s>>>(static_cast<bf16*>(dst), bstride, tstride, acc,
+                                                                 ldacc, u0, NH, Tn, HS);
   else
-    acc_to_strided_kernel<float><<<grid, dim3(32, 8), 0, st.s>>>(static_cast<float*>(dst), bstride, tstride, acc, u0,
-                                                                  NH, Tn, HS);
+    acc_to_strided_kernel<float><<<grid, dim3(32, 8), 0, st.s>>>(static_cast<float*>(dst), bstride, tstride, acc,
+                                                                  ldacc, u0, NH, Tn, HS);
   GN_LAUNCHED(st, "acc_to_strided_kernel");
 }
 

@@ -98,10 +98,11 @@ void attention_backward(const Stream& st, DType dt, void* dq, void* dk, void* dv
 
 // ---- attention_softmax.cu (the row kernels of the cuBLAS path, attention_gemm.cc) --------------------------
 // (batch row, head) pairs u = b·NH + h = u0 .. u0+pairs-1, queries i0 .. i0+rows-1 against keys k0 .. k0+cols-1
-// (every key those queries see), scores in a (pairs, rows, cols) row-major scratch.
+// (every key those queries see), scores in a scratch of (rows, cols) row-major matrices: element (g, i, j) at
+// g·pair_stride + i·ld + j.
 struct AttnRows {
   int64_t u0, pairs, NH, Tq, Tk, q_pos0, window;
-  int64_t i0, rows, k0, cols;
+  int64_t i0, rows, k0, cols, ld, pair_stride;
   float dropout;
   uint64_t seed;
 };
@@ -111,9 +112,10 @@ void attn_probs(const Stream& st, DType dt, void* S, float* lse_out, const float
                 bool dropped);
 // (P, dA) → dS = P∘(dA∘f − D) over dA and A = P∘f over P
 void attn_probs_backward(const Stream& st, DType dt, void* P, void* dA, const AttnRows& r);
-// dst[b·bstride + t·tstride + h·HS + d] = acc[((u − u0)·Tn + t)·HS + d] for the pairs u = b·NH + h, converted to dt
+// dst[b·bstride + t·tstride + h·HS + d] = acc[((u − u0)·Tn + t)·ldacc + d] for the pairs u = b·NH + h and d < HS,
+// converted to dt
 void acc_to_strided(const Stream& st, DType dt, void* dst, int64_t bstride, int64_t tstride, const float* acc,
-                    int64_t u0, int64_t pairs, int64_t NH, int64_t Tn, int64_t HS);
+                    int64_t ldacc, int64_t u0, int64_t pairs, int64_t NH, int64_t Tn, int64_t HS);
 // Pointer arrays for cublasGemmBatchedEx, built on the device: for array a < n and pair g < pairs (u = u0 + g =
 // b·NH + h), out[a·pairs + g] = base[a] + b·bstride[a] + h·hstride[a] + g·gstride[a] (byte offsets)
 constexpr int kMaxPtrSpecs = 10;

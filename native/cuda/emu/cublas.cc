@@ -26,6 +26,8 @@
 namespace {
 
 constexpr int kSuccess = 0, kNotInitialized = 1, kInvalidValue = 7, kNotSupported = 15;
+// what a misaligned operand ends as on a GPU (a launch failure); the emulator reports it as this status
+constexpr int kMisaligned = 13;  // CUBLAS_STATUS_EXECUTION_FAILED
 constexpr int kOpN = 0, kOpT = 1, kOpC = 2;
 constexpr int kR32F = 0, kR16BF = 14;
 constexpr int kCompute32F = 68, kCompute32FPedantic = 69, kCompute32FFast16BF = 75, kCompute32FFastTF32 = 77;
@@ -165,6 +167,7 @@ const char* cublasGetStatusString(int status) {
     case kNotInitialized: return "the library was not initialized (emulator)";
     case kInvalidValue: return "an invalid numeric value was used as an argument (emulator)";
     case kNotSupported: return "the functionality requested is not supported (emulator)";
+    case kMisaligned: return "the GPU program failed to execute: an operand pointer is not 16-byte aligned (emulator)";
     default: return "unknown status (emulator)";
   }
 }
@@ -181,7 +184,10 @@ int cublasGemmEx(void* handle, int ta, int tb, int m, int n, int k, const void* 
 }
 
 // Aarray, Barray, Carray: arrays of batch pointers in device memory (here: the emulator's device allocations,
-// readable by the host; an array that is not one faults at its guard page like a kernel would)
+// readable by the host; an array that is not one faults at its guard page like a kernel would). Stricter than
+// cuBLAS documents: every pointer in the arrays must be 16-byte aligned (cuBLAS cannot check pointers inside
+// device arrays and picks tensor-core kernels that need it, e.g. for bf16 with k % 8 == 0, where a misaligned
+// one faults on a GPU), so code that passes arrays is held to the safe rule.
 int cublasGemmBatchedEx(void* handle, int ta, int tb, int m, int n, int k, const void* alpha, const void* const A[],
                         int at, int lda, const void* const B[], int bt, int ldb, const void* beta, void* const C[],
                         int ct, int ldc, int batch, int compute, int algo) {
@@ -192,6 +198,10 @@ int cublasGemmBatchedEx(void* handle, int ta, int tb, int m, int n, int k, const
   if ((s = check_types(at, bt, ct, compute)) != kSuccess) return s;
   if (m == 0 || n == 0 || batch == 0) return kSuccess;
   if (!A || !B || !C) return kInvalidValue;
+  for (int i = 0; i < batch; ++i)
+    if (reinterpret_cast<uintptr_t>(A[i]) % 16 || reinterpret_cast<uintptr_t>(B[i]) % 16 ||
+        reinterpret_cast<uintptr_t>(C[i]) % 16)
+      return kMisaligned;
   for (int i = 0; i < batch; ++i) {
     s = gemm_one(ta, tb, m, n, k, *static_cast<const float*>(alpha), A[i], at, lda, B[i], bt, ldb,
                  *static_cast<const float*>(beta), C[i], ct, ldc, compute);
