@@ -67,6 +67,8 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
    * old setting.
    */
   setBiasEpilogue(kind: 'cublaslt' | 'kernel'): 'cublaslt' | 'kernel';
+  /** GEMMs whose bias cuBLASLt added, and those that fell back to the bias pass (no algorithm for the shape). */
+  biasEpilogueStats(): { cublaslt: number; fallbacks: number };
   memoryInfo(): { free: number; total: number };
 }
 

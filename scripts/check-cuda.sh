@@ -116,7 +116,7 @@ node -e "
   const assert = require('assert');
   const cuda = require('$ROOT/build/cuda/gpt_native_cuda.node');
   const ops = ['deviceCount','init','alloc','free','bufferLength','upload','download','copy','copyRows','fill','synchronize',
-    'setMathMode','setAttention','setAttentionTuning','setBiasEpilogue','memoryInfo','gemm','linearForward','linearBackward','layernormForward','layernormBackward',
+    'setMathMode','setAttention','setAttentionTuning','setBiasEpilogue','biasEpilogueStats','memoryInfo','gemm','linearForward','linearBackward','layernormForward','layernormBackward',
     'geluForward','geluBackward','add','scale','dropout','sumsq','embeddingForward','embeddingBackward',
     'softmaxXentForward','softmaxXentBackward','attentionForward','attentionBackward','adamwStep'];
   for (const f of ops) assert.strictEqual(typeof cuda[f], 'function', 'missing export ' + f);

@@ -217,6 +217,7 @@ const withBiasEpilogue = (kind, fn) => {
 for (const [M, N, K] of [[1, 50257 % 997, 768 % 129], [13, 37, 29], [129, 65, 257]]) {
   test(`cuBLASLt bias epilogue: gemm M=${M} N=${N} K=${K} (4 transposes), linear forward, fp32 and bf16`, (t) => withBiasEpilogue('cublaslt', () => {
     const s = seedOf(t);
+    const before = dev.biasEpilogueStats();
     const bias = randF32(N, s + 3);
     for (const [ta, tb] of [[false, false], [false, true], [true, false], [true, true]]) {
       const lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 2, ldc = N + 3;
@@ -227,8 +228,43 @@ for (const [M, N, K] of [[1, 50257 % 997, 768 % 129], [13, 37, 29], [129, 65, 25
     const inp = randF32(M * K, s + 4), w = randF32(K * N, s + 5, 0.1), out = randF32(M * N, s + 6);
     cross(t, 'linearForward', [out, inp, w, bias, M, K, N], { outputs: [0] });
     cross(t, 'linearForward', [out, inp, w, bias, M, K, N], { outputs: [0], bf16: [0, 1, 2] });
+    ltRan(t, before, 10);
   }));
 }
+// Every one of `calls` GEMMs went through cuBLASLt: on the emulator, which has an algorithm for every shape, none
+// may fall back to the bias pass (a mistake in the descriptors makes its heuristic refuse, and the fallback
+// would hide it); on a GPU cuBLASLt may decline a shape (it has no kernels for some alignments), so this logs.
+function ltRan(t, before, calls) {
+  const after = dev.biasEpilogueStats();
+  const lt = after.cublaslt - before.cublaslt, fb = after.fallbacks - before.fallbacks;
+  if (process.env.GPT_NATIVE_CUDA_TEST === 'emu') {
+    t.is(lt, calls, 'GEMMs whose bias cuBLASLt added');
+    t.is(fb, 0, 'GEMMs that fell back to the bias pass');
+  } else {
+    t.log(`cuBLASLt added the bias in ${lt} of ${calls} GEMMs (${fb} fell back)`);
+  }
+}
+// A and B aligned differently (their views start 0 and 1 elements into fresh buffers), so the alignment each
+// operand declares to cuBLASLt's heuristic must be its own: the emulator refuses an operand less aligned than
+// declared, as the kernel the heuristic chose would on a GPU
+test('cuBLASLt bias epilogue: operands aligned differently, each declared with its own alignment', (t) => withBiasEpilogue('cublaslt', () => {
+  const s = seedOf(t);
+  const before = dev.biasEpilogueStats();
+  const M = 21, N = 19, K = 17;
+  for (const [offA, offB] of [[0, 1], [1, 0]]) {
+    const A = randF32(M * K, s + offA), B = randF32(K * N, s + 1), bias = randF32(N, s + 2), C = randF32(M * N, s + 3);
+    const put = (x, off) => { const v = { buf: dev.alloc(x.length + off), off, len: x.length }; dev.upload(v, x); return v; };
+    const aD = put(A, offA), bD = put(B, offB), cD = put(C, 0), biasD = put(bias, 0);
+    dev.gemm(false, false, M, N, K, 1, aD, K, bD, N, cD, N, false, biasD);
+    const got = new Float32Array(M * N);
+    dev.download(cD, got);
+    const want = C.slice();
+    native.gemm(false, false, M, N, K, 1, A, K, B, N, want, N, false, bias);
+    t.true(normErr(got, want) <= TOL, `gemm with A at +${offA}, B at +${offB}: ${normErr(got, want)}`);
+    for (const v of [aD, bD, cD, biasD]) dev.free(v.buf);
+  }
+  ltRan(t, before, 2);
+}));
 test('setBiasEpilogue takes cublaslt or kernel and says what it was', (t) => {
   const prev = dev.setBiasEpilogue('cublaslt');
   t.is(dev.setBiasEpilogue('kernel'), 'cublaslt');

@@ -333,6 +333,16 @@ Napi::Value SetBiasEpilogue(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), prev);
 }
 
+// biasEpilogueStats(): { cublaslt, fallbacks }: GEMMs whose bias cuBLASLt's epilogue added, and GEMMs that asked
+// for it but took the bias pass because cuBLASLt had no algorithm for the shape (counts since the addon loaded)
+Napi::Value BiasEpilogueStats(const Napi::CallbackInfo& info) {
+  CudaAddon& a = addon(info);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("cublaslt", Napi::Number::New(info.Env(), static_cast<double>(a.lt_calls)));
+  o.Set("fallbacks", Napi::Number::New(info.Env(), static_cast<double>(a.lt_fallbacks)));
+  return o;
+}
+
 // setAttentionTuning({ queryChunk?, scratchBytes? }): the cuBLAS attention path's query rows per chunk (0: chosen
 // by shape, see attention_gemm.cc) and score scratch budget in bytes; returns the previous values. For
 // benchmarks (`bench kernels --device cuda` times a few settings side by side); the defaults come from
@@ -545,6 +555,7 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   def("setAttention", SetAttention);
   def("setAttentionTuning", SetAttentionTuning);
   def("setBiasEpilogue", SetBiasEpilogue);
+  def("biasEpilogueStats", BiasEpilogueStats);
   def("memoryInfo", MemoryInfo);
   def("synchronize", Synchronize);
   def("alloc", Alloc);

@@ -40,6 +40,7 @@ struct CudaAddon {
   int64_t attn_qchunk = 0;  // query rows per chunk of cuBLAS attention, 0: chosen by shape ($GPT_NATIVE_CUDA_ATTN_QCHUNK)
   bool lt_bias = false;  // linear biases through cuBLASLt's epilogue (setBiasEpilogue, $GPT_NATIVE_CUDA_LT)
   LtState* lt = nullptr;  // cuBLASLt handle, workspace and plans, made on first use
+  int64_t lt_calls = 0, lt_fallbacks = 0;  // biases added by cuBLASLt / by the pass after a shape it had nothing for
   Scratch ints, floats, doubles, attn;
   ~CudaAddon();
 };

@@ -54,12 +54,14 @@ struct LtState {
   void* workspace = nullptr;
   Scratch bias;
   std::map<LtKey, LtPlan> plans;
-  bool broken = false;  // the handle or the workspace could not be made: never try again
+  bool broken = false;  // no cuBLASLt handle could be made: never try again
 };
 
-void lt_release(CudaAddon& a) {
-  LtState* s = a.lt;
-  if (!s) return;
+namespace {
+
+constexpr size_t kMaxPlans = 512;  // then the cache starts over (shapes that vary without end, e.g. prompt lengths)
+
+void destroy_plans(CudaAddon& a, LtState* s) {
   for (auto& kv : s->plans) {
     LtPlan& p = kv.second;
     if (p.desc) a.blas.lt_desc_destroy(p.desc);
@@ -67,6 +69,15 @@ void lt_release(CudaAddon& a) {
     if (p.lb) a.blas.lt_layout_destroy(p.lb);
     if (p.ld) a.blas.lt_layout_destroy(p.ld);
   }
+  s->plans.clear();
+}
+
+}  // namespace
+
+void lt_release(CudaAddon& a) {
+  LtState* s = a.lt;
+  if (!s) return;
+  destroy_plans(a, s);
   if (s->handle) a.blas.lt_destroy(s->handle);
   if (s->workspace) cudaFree(s->workspace);  // errors ignored (teardown)
   s->bias.release();
@@ -86,12 +97,11 @@ LtState* state(CudaAddon& a) {
       s->broken = true;
       return nullptr;
     }
-    if (cudaMalloc(&s->workspace, kWorkspace) != cudaSuccess) {
-      (void)cudaGetLastError();
-      s->workspace = nullptr;
-      s->broken = true;
-      return nullptr;
-    }
+  }
+  if (!s->workspace && cudaMalloc(&s->workspace, kWorkspace) != cudaSuccess) {
+    (void)cudaGetLastError();  // out of memory now: the bias pass this time, another try next time
+    s->workspace = nullptr;
+    return nullptr;
   }
   return s;
 }
@@ -131,6 +141,8 @@ LtPlan make_plan(CudaAddon& a, const LtKey& k) {
                CUBLAS_STATUS_SUCCESS &&
            b.lt_pref_set(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c) ==
                CUBLAS_STATUS_SUCCESS;
+    // the bias pointer is not set yet (it is per call); the heuristic would read its alignment from it, and the
+    // bias always sits at the start of a cudaMalloc'd scratch: 256-byte aligned, the default it assumes
     cublasLtMatmulHeuristicResult_t r{};
     int found = 0;
     good = good &&
@@ -156,9 +168,15 @@ bool gemm_bias_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int
   const LtKey key{ta, tb, M, N, K, lda, ldb, ldc, cuda_type(in_dt), cuda_type(cdt), compute,
                   alignment(A), alignment(B), alignment(C)};
   auto it = s->plans.find(key);
-  if (it == s->plans.end()) it = s->plans.emplace(key, make_plan(a, key)).first;
+  if (it == s->plans.end()) {
+    if (s->plans.size() >= kMaxPlans) destroy_plans(a, s);
+    it = s->plans.emplace(key, make_plan(a, key)).first;
+  }
   const LtPlan& p = it->second;
-  if (!p.ok) return false;
+  if (!p.ok) {
+    ++a.lt_fallbacks;
+    return false;
+  }
   void* bias_d = s->bias.get(a.stream, static_cast<size_t>(N) * dtype_bytes(cdt));
   convert(a.stream, cdt, bias_d, kF32, bias, N);
   const void* bias_arg = bias_d;
@@ -172,6 +190,7 @@ bool gemm_bias_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int
            " operands ", dtype_name(in_dt), " -> ", dtype_name(cdt), ") at ", __FILE__, ":", __LINE__, ": ",
            cublas_status_text(a.blas, st), ". setBiasEpilogue('kernel') (or GPT_NATIVE_CUDA_LT=0) avoids cuBLASLt");
   if (a.stream.sync_each) GN_CUDA(cudaStreamSynchronize(a.stream.s));
+  ++a.lt_calls;
   return true;
 }
 

@@ -85,6 +85,7 @@ const addon = {
     biasEpilogue = k;
     return prev;
   },
+  biasEpilogueStats: () => ({ cublaslt: 0, fallbacks: 0 }),
   setAttentionTuning(t) {
     const prev = { ...tuning };
     for (const k of ['queryChunk', 'scratchBytes']) {
