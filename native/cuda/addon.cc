@@ -16,6 +16,8 @@
 namespace gn {
 namespace cuda {
 
+constexpr size_t kBlasWorkspace = size_t(32) << 20;
+
 // ---- instance data, scratch ---------------------------------------------------------------------
 
 void* Scratch::get(const Stream& st, size_t need) {
@@ -46,6 +48,7 @@ CudaAddon::~CudaAddon() {
   if (!ready) return;
   lt_release(*this);
   if (handle && blas.destroy) blas.destroy(handle);
+  if (blas_workspace) cudaFree(blas_workspace);  // errors ignored (teardown)
   ints.release();
   floats.release();
   doubles.release();
@@ -283,8 +286,19 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
     // default math: no TF32 for CUBLAS_COMPUTE_32F; bf16 tensor cores only via the compute type (setMathMode)
     s = fresh.blas.set_math_mode(fresh.handle, CUBLAS_DEFAULT_MATH);
     GN_CHECK(s == CUBLAS_STATUS_SUCCESS, "gpt-native: cublasSetMathMode failed: ", cublas_status_text(fresh.blas, s));
+    // a 32 MiB workspace (what NVIDIA suggests for Hopper; the default may be smaller), so cuBLAS can choose
+    // split-K and stream-K kernels; without the entry point or the memory, cuBLAS keeps its own
+    if (fresh.blas.set_workspace && cudaMalloc(&fresh.blas_workspace, kBlasWorkspace) == cudaSuccess) {
+      s = fresh.blas.set_workspace(fresh.handle, fresh.blas_workspace, kBlasWorkspace);
+      GN_CHECK(s == CUBLAS_STATUS_SUCCESS, "gpt-native: cublasSetWorkspace_v2 failed: ",
+               cublas_status_text(fresh.blas, s));
+    } else {
+      (void)cudaGetLastError();
+      fresh.blas_workspace = nullptr;
+    }
   } catch (...) {
     if (fresh.handle) fresh.blas.destroy(fresh.handle);
+    if (fresh.blas_workspace) cudaFree(fresh.blas_workspace);
     if (fresh.stream.s) cudaStreamDestroy(fresh.stream.s);
     throw;
   }
@@ -292,6 +306,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   a.stream = fresh.stream;
   a.blas = fresh.blas;
   a.handle = fresh.handle;
+  a.blas_workspace = fresh.blas_workspace;
   a.ready = true;
   return describe(info.Env(), a);
 }

@@ -34,6 +34,7 @@ struct CudaAddon {
   Stream stream;
   CublasApi blas;
   cublasHandle_t handle = nullptr;
+  void* blas_workspace = nullptr;  // 32 MiB given to cuBLAS (cublasSetWorkspace_v2), when the library has it
   int compute = CUBLAS_COMPUTE_32F;  // setMathMode
   bool attn_gemm = true;             // attention through cuBLAS + row kernels (else the fused kernels); setAttention
   int64_t attn_scratch = int64_t(256) << 20;  // score scratch bytes a chunk of heads may use ($GPT_NATIVE_CUDA_ATTN_SCRATCH)

@@ -116,6 +116,7 @@ bool load_cublas(CublasApi* api, std::vector<std::string>* tried) {
     a.set_math_mode = reinterpret_cast<decltype(a.set_math_mode)>(dlsym(lib, "cublasSetMathMode"));
     a.gemm_ex = reinterpret_cast<decltype(a.gemm_ex)>(dlsym(lib, "cublasGemmEx"));
     a.get_version = reinterpret_cast<decltype(a.get_version)>(dlsym(lib, "cublasGetVersion_v2"));
+    a.set_workspace = reinterpret_cast<decltype(a.set_workspace)>(dlsym(lib, "cublasSetWorkspace_v2"));
     a.status_string = reinterpret_cast<decltype(a.status_string)>(dlsym(lib, "cublasGetStatusString"));
     a.gemm_batched_ex = reinterpret_cast<decltype(a.gemm_batched_ex)>(dlsym(lib, "cublasGemmBatchedEx"));
     // cuBLASLt through the same handle: dlsym searches libcublas's dependencies, libcublasLt among them

@@ -84,6 +84,9 @@ struct CublasApi {
   cublasStatus_t (*set_stream)(cublasHandle_t, cudaStream_t) = nullptr;  // cublasSetStream_v2
   cublasStatus_t (*set_math_mode)(cublasHandle_t, int) = nullptr;     // cublasSetMathMode
   cublasStatus_t (*get_version)(cublasHandle_t, int*) = nullptr;      // cublasGetVersion_v2 (optional)
+  // cublasSetWorkspace_v2(handle, workspace, bytes) (optional): a workspace of our own, set after the stream
+  // (cublasSetStream resets it)
+  cublasStatus_t (*set_workspace)(cublasHandle_t, void*, size_t) = nullptr;
   const char* (*status_string)(cublasStatus_t) = nullptr;             // cublasGetStatusString (optional)
   // cublasGemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc,
   //              computeType, algo)

@@ -156,6 +156,13 @@ int cublasSetMathMode(void* handle, int mode) {
   static_cast<Handle*>(handle)->math_mode = mode;
   return kSuccess;
 }
+// the workspace is cuBLAS's to use between calls on its stream; the emulator's host GEMMs need none, but the
+// handle and the size are checked as cuBLAS does
+int cublasSetWorkspace_v2(void* handle, void* workspace, size_t bytes) {
+  if (!valid(handle)) return kNotInitialized;
+  if (bytes > 0 && !workspace) return kInvalidValue;
+  return kSuccess;
+}
 int cublasGetVersion_v2(void* handle, int* version) {
   if (!valid(handle)) return kNotInitialized;
   *version = 130000;

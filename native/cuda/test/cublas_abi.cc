@@ -142,6 +142,8 @@ static_assert(same_abi<decltype(ours::CublasApi::create), decltype(&cublasCreate
 static_assert(same_abi<decltype(ours::CublasApi::destroy), decltype(&cublasDestroy_v2)>(), "cublasDestroy_v2");
 static_assert(same_abi<decltype(ours::CublasApi::set_stream), decltype(&cublasSetStream_v2)>(), "cublasSetStream_v2");
 static_assert(same_abi<decltype(ours::CublasApi::set_math_mode), decltype(&cublasSetMathMode)>(), "cublasSetMathMode");
+static_assert(same_abi<decltype(ours::CublasApi::set_workspace), decltype(&cublasSetWorkspace_v2)>(),
+              "cublasSetWorkspace_v2");
 static_assert(same_abi<decltype(ours::CublasApi::get_version), decltype(&cublasGetVersion_v2)>(),
               "cublasGetVersion_v2");
 static_assert(same_abi<decltype(ours::CublasApi::status_string), decltype(&cublasGetStatusString)>(),

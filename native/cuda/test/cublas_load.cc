@@ -31,6 +31,7 @@ int main() {
   need(reinterpret_cast<const void*>(api.set_stream), "cublasSetStream_v2");
   need(reinterpret_cast<const void*>(api.set_math_mode), "cublasSetMathMode");
   need(reinterpret_cast<const void*>(api.get_version), "cublasGetVersion_v2");
+  need(reinterpret_cast<const void*>(api.set_workspace), "cublasSetWorkspace_v2");
   need(reinterpret_cast<const void*>(api.status_string), "cublasGetStatusString");
   need(reinterpret_cast<const void*>(api.gemm_ex), "cublasGemmEx");
   need(reinterpret_cast<const void*>(api.gemm_batched_ex), "cublasGemmBatchedEx");
