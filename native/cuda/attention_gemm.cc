@@ -11,8 +11,8 @@
 //     banded one.
 // For a group and a chunk:
 //   forward   S = scale·Q·Kᵀ (GEMM) → P, lse (attn_probs; with dropout A = P∘f) → out = A·V (GEMM)
-//   backward  S again → P from the stored lse; dA = dout·Vᵀ (GEMM); dS = P∘(dA∘f − D), A = P∘f
-//             (attn_probs_backward); dQ = scale·dS·K (GEMM, the chunk's rows); dV += Aᵀ·dout and
+//   backward  S again (GEMM); dA = dout·Vᵀ (GEMM); with P from S and the stored lse, dS = P∘(dA∘f − D) and
+//             A = P∘f (attn_probs_backward, one pass); dQ = scale·dS·K (GEMM, the chunk's rows); dV += Aᵀ·dout and
 //             dK += scale·dSᵀ·Q (GEMMs accumulating in fp32 scratch over the query chunks, then written into
 //             dv, dk by acc_to_strided)
 // The GEMMs are cublasGemmBatchedEx with per-pair pointer arrays that a small kernel writes on the device
@@ -231,7 +231,7 @@ void attention_backward_gemm(CudaAddon& a, DType dt, void* dq, void* dk, void* d
   const size_t region = align256(static_cast<size_t>(G * big * es)),
                acc_region = align256(static_cast<size_t>(G * acc_stride * 4));
   char* base = static_cast<char*>(a.attn.get(a.stream, 2 * region + 2 * acc_region + 9 * G * sizeof(void*)));
-  void* P = base;            // S, then P, then A
+  void* P = base;            // S, then A
   void* dA = base + region;  // dA, then dS
   float* dKacc = reinterpret_cast<float*>(base + 2 * region);
   float* dVacc = reinterpret_cast<float*>(base + 2 * region + acc_region);
@@ -252,12 +252,10 @@ void attention_backward_gemm(CudaAddon& a, DType dt, void* dq, void* dk, void* d
       gr.ready();
       gr.gemm("attention_backward scores", CUBLAS_OP_T, CUBLAS_OP_N, c.cols, c.rows, d.HS, scale, K, dt, d.k[1], Q,
               d.q[1], Pp, dt, c.ld, 0.0f);
-      const AttnRows r = rows(d, u0, g, c);
-      attn_probs(a.stream, dt, P, nullptr, lse, r, /*dropped=*/false);
       gr.gemm("attention_backward dA", CUBLAS_OP_T, CUBLAS_OP_N, c.cols, c.rows, d.HS, 1.0f, V, dt, d.v[1], dO,
               d.o[1], dAp, dt, c.ld, 0.0f);
-      attn_probs_backward(a.stream, dt, P, dA, r);
-      // P now holds A, dA holds dS
+      attn_probs_backward(a.stream, dt, P, dA, lse, rows(d, u0, g, c));
+      // P now holds A (it held S), dA holds dS
       gr.gemm("attention_backward dv", CUBLAS_OP_N, CUBLAS_OP_T, d.HS, c.cols, c.rows, 1.0f, dO, dt, d.o[1], Pp, c.ld,
               dVa, kF32, HSp, /*beta=*/1.0f);
       gr.gemm("attention_backward dq", CUBLAS_OP_N, CUBLAS_OP_N, d.HS, c.rows, c.cols, scale, K, dt, d.k[1], dAp, c.ld,

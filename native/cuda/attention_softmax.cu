@@ -12,8 +12,8 @@
 //   dropout: f_ij = keep·[dropout_uniform(seed, ((b·NH+h)·Tq+i)·Tk+j) >= p_drop] (f = 1 without dropout)
 // attn_probs:    S → P (or, with `dropped`, A = P∘f, what multiplies V), in place; lse from lse_in or computed
 //                (lse_out)
-// attn_probs_bw: (P, dA = dout·Vᵀ) → dS = P∘(dA∘f − D) over dA, with D_i = Σ_j P_ij·dA_ij·f_ij, and A = P∘f over
-//                P (what dV = Aᵀ·dout needs; P itself without dropout, left as it is)
+// attn_probs_bw: (S, dA = dout·Vᵀ, the forward's lse) → dS = P∘(dA∘f − D) over dA, with P from S and lse and
+//                D_i = Σ_j P_ij·dA_ij·f_ij, and A = P∘f over S (what dV = Aᵀ·dout needs)
 // acc_to_strided: dst[b, t, h, d] = acc[u - u0, t, d], converted to the activation dtype (dK, dV accumulated in
 //                fp32 over the query chunks, written back into their strided tensors)
 // attn_pointers: the per-pair matrix pointers of cublasGemmBatchedEx, written on the device (no host sync)
@@ -97,31 +97,31 @@ __global__ void attn_probs_kernel(T* S, float* lse_out, const float* lse_in, Row
   }
 }
 
-// dS over dA and A over P, row r, in place as above
+// dS over dA and A over S, row r, in place as above: P is recomputed from S and the stored lse twice (for D, then
+// for the writes) rather than stored, which saves a pass over the scores
 template <typename T>
-__global__ void attn_probs_bw_kernel(T* P, T* dA, RowDims s) {
+__global__ void attn_probs_bw_kernel(T* S, T* dA, const float* lse, RowDims s) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRows + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (r >= s.pairs * s.rows) return;
   const int64_t gi = r / s.rows, i = s.i0 + r % s.rows, u = s.u0 + gi, b = u / s.NH, h = u % s.NH;
   const int64_t at = gi * s.pair_stride + (i - s.i0) * s.ld;
-  T* p = P + at;
+  T* x = S + at;
   T* g = dA + at;
   int64_t lo, hi;
   keys_of(s, i, &lo, &hi);
+  const float L = lse[u * s.Tq + i];
   float D = 0.0f;
-  for (int64_t j = lo + lane; j <= hi; j += 32) D += to_f(p[j]) * to_f(g[j]) * drop_f(s, b, h, i, j);
+  for (int64_t j = lo + lane; j <= hi; j += 32) D += expf(to_f(x[j]) - L) * to_f(g[j]) * drop_f(s, b, h, i, j);
   D = warp_sum(D);
-  // without dropout A = P, which P already is (attn_probs wrote zeros outside the mask): P is not rewritten
-  const bool dropped = s.dropout > 0.0f;
   for (int64_t j = lane; j < s.cols; j += 32) {
     if (j >= lo && j <= hi) {
-      const float f = drop_f(s, b, h, i, j), pj = to_f(p[j]);
+      const float f = drop_f(s, b, h, i, j), pj = expf(to_f(x[j]) - L);
       g[j] = from_f<T>(pj * (to_f(g[j]) * f - D));
-      if (dropped) p[j] = from_f<T>(pj * f);
+      x[j] = from_f<T>(pj * f);
     } else {
       g[j] = from_f<T>(0.0f);
-      if (dropped) p[j] = from_f<T>(0.0f);
+      x[j] = from_f<T>(0.0f);
     }
   }
 }
@@ -169,14 +169,15 @@ void attn_probs(const Stream& st, DType dt, void* S, float* lse_out, const float
   GN_LAUNCHED(st, "attn_probs_kernel");
 }
 
-void attn_probs_backward(const Stream& st, DType dt, void* P, void* dA, const AttnRows& r) {
+void attn_probs_backward(const Stream& st, DType dt, void* S, void* dA, const float* lse, const AttnRows& r) {
   const RowDims s = row_dims(r);
   if (s.pairs * s.rows == 0) return;
   if (dt == kBF16)
-    attn_probs_bw_kernel<bf16><<<row_blocks(s), 32 * kRows, 0, st.s>>>(static_cast<bf16*>(P), static_cast<bf16*>(dA), s);
+    attn_probs_bw_kernel<bf16><<<row_blocks(s), 32 * kRows, 0, st.s>>>(static_cast<bf16*>(S), static_cast<bf16*>(dA),
+                                                                       lse, s);
   else
-    attn_probs_bw_kernel<float><<<row_blocks(s), 32 * kRows, 0, st.s>>>(static_cast<float*>(P), static_cast<float*>(dA),
-                                                                        s);
+    attn_probs_bw_kernel<float><<<row_blocks(s), 32 * kRows, 0, st.s>>>(static_cast<float*>(S),
+                                                                        static_cast<float*>(dA), lse, s);
   GN_LAUNCHED(st, "attn_probs_bw_kernel");
 }
 

@@ -110,8 +110,9 @@ struct AttnRows {
 // else computed and written to lse_out when that is given
 void attn_probs(const Stream& st, DType dt, void* S, float* lse_out, const float* lse_in, const AttnRows& r,
                 bool dropped);
-// (P, dA) → dS = P∘(dA∘f − D) over dA and A = P∘f over P
-void attn_probs_backward(const Stream& st, DType dt, void* P, void* dA, const AttnRows& r);
+// (S, dA) → dS = P∘(dA∘f − D) over dA and A = P∘f over S, with P = exp(S − lse) inside the mask recomputed from
+// the forward's lse (B, NH, Tq)
+void attn_probs_backward(const Stream& st, DType dt, void* S, void* dA, const float* lse, const AttnRows& r);
 // dst[b·bstride + t·tstride + h·HS + d] = acc[((u − u0)·Tn + t)·ldacc + d] for the pairs u = b·NH + h and d < HS,
 // converted to dt
 void acc_to_strided(const Stream& st, DType dt, void* dst, int64_t bstride, int64_t tstride, const float* acc,
