@@ -321,31 +321,30 @@ Napi::Value SetMathMode(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// A two-way setting: `flag` becomes true for info[0] == on and false for off (else a TypeError naming fn);
+// returns the name of the old value.
+Napi::Value switch_setting(const Napi::CallbackInfo& info, const char* fn, bool& flag, const char* on,
+                           const char* off) {
+  const std::string prev = flag ? on : off;
+  const std::string m = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : std::string();
+  if (m == on) flag = true;
+  else if (m == off) flag = false;
+  else
+    throw KernelError(KernelError::Kind::Type, str_cat(fn, ": expected '", on, "' or '", off, "'"));
+  return Napi::String::New(info.Env(), prev);
+}
+
 // setAttention('gemm' | 'fused'): how attentionForward/attentionBackward run (cuBLAS GEMMs with row kernels, or
 // the fused kernels of attention.cu); returns what it was. The default is 'gemm', or $GPT_NATIVE_CUDA_ATTENTION.
 Napi::Value SetAttention(const Napi::CallbackInfo& info) {
-  CudaAddon& a = addon(info);
-  std::string prev = a.attn_gemm ? "gemm" : "fused";
-  std::string m = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : std::string();
-  if (m == "gemm") a.attn_gemm = true;
-  else if (m == "fused") a.attn_gemm = false;
-  else
-    throw KernelError(KernelError::Kind::Type, "setAttention: expected 'gemm' or 'fused'");
-  return Napi::String::New(info.Env(), prev);
+  return switch_setting(info, "setAttention", addon(info).attn_gemm, "gemm", "fused");
 }
 
 // setBiasEpilogue('cublaslt' | 'kernel'): how a linear layer adds its bias (cuBLASLt's GEMM epilogue, when cuBLASLt
 // has an algorithm for the shape, or a pass after the GEMM); returns what it was. The default is 'kernel', or
 // 'cublaslt' with GPT_NATIVE_CUDA_LT=1.
 Napi::Value SetBiasEpilogue(const Napi::CallbackInfo& info) {
-  CudaAddon& a = addon(info);
-  std::string prev = a.lt_bias ? "cublaslt" : "kernel";
-  std::string m = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : std::string();
-  if (m == "cublaslt") a.lt_bias = true;
-  else if (m == "kernel") a.lt_bias = false;
-  else
-    throw KernelError(KernelError::Kind::Type, "setBiasEpilogue: expected 'cublaslt' or 'kernel'");
-  return Napi::String::New(info.Env(), prev);
+  return switch_setting(info, "setBiasEpilogue", addon(info).lt_bias, "cublaslt", "kernel");
 }
 
 // biasEpilogueStats(): { cublaslt, fallbacks }: GEMMs whose bias cuBLASLt's epilogue added, and GEMMs that asked
