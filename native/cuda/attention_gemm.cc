@@ -123,18 +123,19 @@ size_t align256(size_t b) { return (b + 255) & ~size_t(255); }
 
 // The operands of one chunk's GEMMs for the pairs u0 … u0+g-1 of a group: AttnPtrSpecs (entry x of pair u =
 // b·NH + h at base + b·bstride + h·hstride + (u − u0)·gstride bytes), and where they go.
-//   - batched: every such pointer is 16-byte aligned (bases and strides are), so the pointer arrays are written
-//     on the device (attn_pointers) and each GEMM is one cublasGemmBatchedEx. cuBLAS cannot see pointers
-//     inside device arrays and picks tensor-core kernels that need aligned operands (bf16 with k % 8 == 0, for
-//     one), so only aligned pointers go there; the scratch operands always are.
+//   - batched, for a GEMM whose three operands have every such pointer 16-byte aligned (bases and strides
+//     are): one cublasGemmBatchedEx over pointer arrays written on the device (attn_pointers). cuBLAS cannot see
+//     pointers inside device arrays and picks tensor-core kernels that need aligned operands (bf16 with
+//     k % 8 == 0, for one), so only aligned pointers go there; the scratch operands always are.
 //   - otherwise (odd head sizes or view offsets of the inputs): one cublasGemmEx per pair, with pointers cuBLAS
 //     checks itself.
+// The choice is per GEMM, so a GEMM takes the same path in the forward and the backward (the backward
+// recomputes the forward's scores bit for bit) whatever the other operands of the pass are.
 struct Group {
   CudaAddon& a;
   AttnPtrSpecs s;
-  void** dev = nullptr;  // device pointer arrays (6 or 9 × g entries)
+  void** dev = nullptr;  // device pointer arrays (n × g entries: 5 in the forward, 9 in the backward)
   int64_t u0 = 0, g = 0, NH = 0;
-  bool batched = false;
 
   Group(CudaAddon& addon, void** d, int64_t u0_, int64_t g_, int64_t nh) : a(addon), dev(d), u0(u0_), g(g_), NH(nh) {}
   int add(const void* base, int64_t es, int64_t bstride, int64_t hstride, int64_t gstride, int64_t offset) {
@@ -144,13 +145,15 @@ struct Group {
     s.gstride[s.n] = gstride * es;
     return s.n++;
   }
-  // after the add()s: decide the path and, when batched, write the pointer arrays
+  bool aligned(int x) const {
+    return reinterpret_cast<uintptr_t>(s.base[x]) % 16 == 0 && s.bstride[x] % 16 == 0 && s.hstride[x] % 16 == 0 &&
+           s.gstride[x] % 16 == 0;
+  }
+  // after the add()s: the pointer arrays, when any operand may go to a batched GEMM
   void ready() {
-    batched = true;
-    for (int x = 0; x < s.n; ++x)
-      batched = batched && reinterpret_cast<uintptr_t>(s.base[x]) % 16 == 0 && s.bstride[x] % 16 == 0 &&
-                s.hstride[x] % 16 == 0 && s.gstride[x] % 16 == 0;
-    if (batched) attn_pointers(a.stream, dev, s, u0, g, NH);
+    bool any = false;
+    for (int x = 0; x < s.n; ++x) any = any || aligned(x);
+    if (any) attn_pointers(a.stream, dev, s, u0, g, NH);
   }
   const char* host_ptr(int x, int64_t gi) const {
     const int64_t u = u0 + gi;
@@ -167,6 +170,7 @@ struct Group {
     const int compute = at == kBF16 ? CUBLAS_COMPUTE_32F : a.compute;
     const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
     cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+    const bool batched = aligned(xa) && aligned(xb) && aligned(xc);
     if (batched) {
       st = a.blas.gemm_batched_ex(a.handle, ta, tb, im, in, ik, &alpha, dev + xa * g, cuda_type(at),
                                   static_cast<int>(lda), dev + xb * g, cuda_type(at), static_cast<int>(ldb), &beta,
