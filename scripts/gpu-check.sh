@@ -27,10 +27,11 @@ say "machine"
 { node --version; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader; nvcc --version | tail -1; } 2>&1 | tee -a "$LOG"
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 
-# cuBLAS: the toolkit's, else the pip wheel's (nvidia-cublas)
+# cuBLAS: the toolkit's, else the pip wheel's (nvidia-cublas: nvidia/cu13/lib for CUDA 13, nvidia/cublas/lib for
+# the cu12 wheels; `nvidia` is a namespace package, so ask python where its parts are)
 if [ -z "${GPT_NATIVE_CUBLAS:-}" ]; then
   for d in /usr/local/cuda/lib64 /usr/local/cuda-*/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
-           $(python3 -c 'import nvidia.cublas as m; print(m.__path__[0] + "/lib")' 2>/dev/null); do
+           $(python3 -c 'import nvidia, os; [print(os.path.join(p, s, "lib")) for p in nvidia.__path__ for s in ("cu13", "cublas")]' 2>/dev/null); do
     f=$(ls "$d"/libcublas.so* 2>/dev/null | head -1)
     if [ -n "$f" ]; then export GPT_NATIVE_CUBLAS="$f"; export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; break; fi
   done
