@@ -73,11 +73,16 @@ c++ -std=c++17 -O2 -Inative native/cuda/test/rng_parity.cc native/cpu/elementwis
 # texts come from the library, cublasCreate without a GPU fails with a status instead of crashing), when a copy
 # is at hand: the toolkit's, an installed nvidia-cublas wheel's (PYTHONPATH or the current python's), or one
 # that pip can fetch. Each step is skipped, and says so, when there is none.
+# wheel_dirs SUB: <wheel>/SUB for the nvidia-cublas wheels python sees (nvidia/cu13 for CUDA 13, nvidia/cublas for
+# the cu12 ones; `nvidia` is a namespace package)
+wheel_dirs() {
+  python3 -c 'import nvidia, os, sys; [print(os.path.join(p, s, sys.argv[1])) for p in nvidia.__path__ for s in ("cu13", "cublas")]' "$1" 2>/dev/null
+}
 CUBLAS_INC=""; CUBLAS_LIB=""
-for d in "$CUDA_INC" $(python3 -c 'import nvidia, os; [print(os.path.join(p, s, "include")) for p in nvidia.__path__ for s in ("cu13", "cublas")]' 2>/dev/null); do
+for d in "$CUDA_INC" $(wheel_dirs include); do
   if [ -f "$d/cublas_api.h" ]; then CUBLAS_INC=$d; break; fi
 done
-for d in "$CUDA_ROOT/lib64" "$CUDA_ROOT/targets/x86_64-linux/lib" $(python3 -c 'import nvidia, os; [print(os.path.join(p, s, "lib")) for p in nvidia.__path__ for s in ("cu13", "cublas")]' 2>/dev/null); do
+for d in "$CUDA_ROOT/lib64" "$CUDA_ROOT/targets/x86_64-linux/lib" $(wheel_dirs lib); do
   if ls "$d"/libcublas.so* >/dev/null 2>&1; then CUBLAS_LIB=$d; break; fi
 done
 if { [ -z "$CUBLAS_INC" ] || [ -z "$CUBLAS_LIB" ]; } && command -v python3 >/dev/null && command -v unzip >/dev/null; then

@@ -45,8 +45,6 @@ namespace cuda {
 
 namespace {
 
-int cuda_type(DType dt) { return dt == kBF16 ? CUDA_R_16BF : CUDA_R_32F; }
-
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // A chunk of queries and the keys it sees: rows i0 … i0+rows-1 of Tq, keys k0 … k0+cols-1 of Tk; its scores sit
@@ -149,12 +147,8 @@ struct Group {
     return reinterpret_cast<uintptr_t>(s.base[x]) % 16 == 0 && s.bstride[x] % 16 == 0 && s.hstride[x] % 16 == 0 &&
            s.gstride[x] % 16 == 0;
   }
-  // after the add()s: the pointer arrays, when any operand may go to a batched GEMM
-  void ready() {
-    bool any = false;
-    for (int x = 0; x < s.n; ++x) any = any || aligned(x);
-    if (any) attn_pointers(a.stream, dev, s, u0, g, NH);
-  }
+  // after the add()s: the pointer arrays (the scratch operands are always aligned, so some GEMM uses them)
+  void ready() { attn_pointers(a.stream, dev, s, u0, g, NH); }
   const char* host_ptr(int x, int64_t gi) const {
     const int64_t u = u0 + gi;
     return s.base[x] + (u / NH) * s.bstride[x] + (u % NH) * s.hstride[x] + gi * s.gstride[x];
@@ -172,15 +166,15 @@ struct Group {
     cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
     const bool batched = aligned(xa) && aligned(xb) && aligned(xc);
     if (batched) {
-      st = a.blas.gemm_batched_ex(a.handle, ta, tb, im, in, ik, &alpha, dev + xa * g, cuda_type(at),
-                                  static_cast<int>(lda), dev + xb * g, cuda_type(at), static_cast<int>(ldb), &beta,
-                                  dev + xc * g, cuda_type(ct), static_cast<int>(ldc), static_cast<int>(g), compute,
+      st = a.blas.gemm_batched_ex(a.handle, ta, tb, im, in, ik, &alpha, dev + xa * g, cuda_data_type(at),
+                                  static_cast<int>(lda), dev + xb * g, cuda_data_type(at), static_cast<int>(ldb), &beta,
+                                  dev + xc * g, cuda_data_type(ct), static_cast<int>(ldc), static_cast<int>(g), compute,
                                   CUBLAS_GEMM_DEFAULT);
     } else {
       for (int64_t gi = 0; gi < g && st == CUBLAS_STATUS_SUCCESS; ++gi)
-        st = a.blas.gemm_ex(a.handle, ta, tb, im, in, ik, &alpha, host_ptr(xa, gi), cuda_type(at),
-                            static_cast<int>(lda), host_ptr(xb, gi), cuda_type(at), static_cast<int>(ldb), &beta,
-                            const_cast<char*>(host_ptr(xc, gi)), cuda_type(ct), static_cast<int>(ldc), compute,
+        st = a.blas.gemm_ex(a.handle, ta, tb, im, in, ik, &alpha, host_ptr(xa, gi), cuda_data_type(at),
+                            static_cast<int>(lda), host_ptr(xb, gi), cuda_data_type(at), static_cast<int>(ldb), &beta,
+                            const_cast<char*>(host_ptr(xc, gi)), cuda_data_type(ct), static_cast<int>(ldc), compute,
                             CUBLAS_GEMM_DEFAULT);
     }
     GN_CHECK(st == CUBLAS_STATUS_SUCCESS, "gpt-native: cuBLAS error in ",

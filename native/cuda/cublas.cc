@@ -110,17 +110,19 @@ bool load_cublas(CublasApi* api, std::vector<std::string>* tried) {
     CublasApi a;
     a.lib = lib;
     a.path = c.first;
-    a.create = reinterpret_cast<decltype(a.create)>(dlsym(lib, "cublasCreate_v2"));
-    a.destroy = reinterpret_cast<decltype(a.destroy)>(dlsym(lib, "cublasDestroy_v2"));
-    a.set_stream = reinterpret_cast<decltype(a.set_stream)>(dlsym(lib, "cublasSetStream_v2"));
-    a.set_math_mode = reinterpret_cast<decltype(a.set_math_mode)>(dlsym(lib, "cublasSetMathMode"));
-    a.gemm_ex = reinterpret_cast<decltype(a.gemm_ex)>(dlsym(lib, "cublasGemmEx"));
-    a.get_version = reinterpret_cast<decltype(a.get_version)>(dlsym(lib, "cublasGetVersion_v2"));
-    a.set_workspace = reinterpret_cast<decltype(a.set_workspace)>(dlsym(lib, "cublasSetWorkspace_v2"));
-    a.status_string = reinterpret_cast<decltype(a.status_string)>(dlsym(lib, "cublasGetStatusString"));
-    a.gemm_batched_ex = reinterpret_cast<decltype(a.gemm_batched_ex)>(dlsym(lib, "cublasGemmBatchedEx"));
+    auto sym = [&](auto& f, const char* name) {
+      f = reinterpret_cast<std::remove_reference_t<decltype(f)>>(dlsym(lib, name));
+    };
+    sym(a.create, "cublasCreate_v2");
+    sym(a.destroy, "cublasDestroy_v2");
+    sym(a.set_stream, "cublasSetStream_v2");
+    sym(a.set_math_mode, "cublasSetMathMode");
+    sym(a.gemm_ex, "cublasGemmEx");
+    sym(a.get_version, "cublasGetVersion_v2");
+    sym(a.set_workspace, "cublasSetWorkspace_v2");
+    sym(a.status_string, "cublasGetStatusString");
+    sym(a.gemm_batched_ex, "cublasGemmBatchedEx");
     // cuBLASLt through the same handle: dlsym searches libcublas's dependencies, libcublasLt among them
-    auto sym = [&](auto& f, const char* name) { f = reinterpret_cast<std::remove_reference_t<decltype(f)>>(dlsym(lib, name)); };
     sym(a.lt_create, "cublasLtCreate");
     sym(a.lt_destroy, "cublasLtDestroy");
     sym(a.lt_desc_create, "cublasLtMatmulDescCreate");

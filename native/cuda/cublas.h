@@ -36,6 +36,8 @@
 #include <string>
 #include <vector>
 
+#include "cuda/dtype.h"
+
 namespace gn {
 namespace cuda {
 
@@ -75,6 +77,9 @@ constexpr int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5;
 constexpr int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6;
 constexpr int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7;
 constexpr int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8;
+
+// cuBLAS's data type of a buffer dtype (dtype.h)
+inline int cuda_data_type(DType dt) { return dt == kBF16 ? CUDA_R_16BF : CUDA_R_32F; }
 
 struct CublasApi {
   void* lib = nullptr;

@@ -34,8 +34,6 @@ uint32_t alignment(const void* p) {
   return low >= 256 ? 256u : static_cast<uint32_t>(low);
 }
 
-int cuda_type(DType dt) { return dt == kBF16 ? CUDA_R_16BF : CUDA_R_32F; }
-
 }  // namespace
 
 struct LtPlan {
@@ -165,7 +163,7 @@ bool gemm_bias_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int
   if (!a.lt_bias || !a.blas.lt_usable() || M == 0 || N == 0 || K == 0) return false;
   LtState* s = state(a);
   if (!s) return false;
-  const LtKey key{ta, tb, M, N, K, lda, ldb, ldc, cuda_type(in_dt), cuda_type(cdt), compute,
+  const LtKey key{ta, tb, M, N, K, lda, ldb, ldc, cuda_data_type(in_dt), cuda_data_type(cdt), compute,
                   alignment(A), alignment(B), alignment(C)};
   auto it = s->plans.find(key);
   if (it == s->plans.end()) {

@@ -56,7 +56,7 @@ void gemm_dev(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t
     if (!acc) zero_rows(a.stream, cdt, C, M, N, ldc);
   } else {
     const float beta = acc ? 1.0f : 0.0f;
-    const int in_type = A.dt == kBF16 ? CUDA_R_16BF : CUDA_R_32F, out_type = cdt == kBF16 ? CUDA_R_16BF : CUDA_R_32F;
+    const int in_type = cuda_data_type(A.dt), out_type = cuda_data_type(cdt);
     cublasStatus_t s = a.blas.gemm_ex(a.handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                                       static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, B.p,
                                       in_type, static_cast<int>(ldb), A.p, in_type, static_cast<int>(lda), &beta, C,

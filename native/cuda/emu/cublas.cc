@@ -224,7 +224,8 @@ int cublasGemmBatchedEx(void* handle, int ta, int tb, int m, int n, int k, const
 namespace {
 
 struct LtDesc {
-  uint32_t magic = 0x6c746463;
+  static constexpr uint32_t kMagic = 0x6c746463;
+  uint32_t magic = kMagic;
   int compute, scale;
   int32_t ta = kOpN, tb = kOpN;
   uint32_t epilogue = 1;
@@ -232,17 +233,20 @@ struct LtDesc {
   int32_t bias_type = -1;
 };
 struct LtLayout {
-  uint32_t magic = 0x6c746c79;
+  static constexpr uint32_t kMagic = 0x6c746c79;
+  uint32_t magic = kMagic;
   int type;
   uint64_t rows, cols;
   int64_t ld;
 };
 struct LtPref {
-  uint32_t magic = 0x6c747072;
+  static constexpr uint32_t kMagic = 0x6c747072;
+  uint32_t magic = kMagic;
   uint64_t max_ws = 0;
   uint32_t align[4] = {256, 256, 256, 256};  // A, B, C, D
 };
 struct LtAlgo {  // inside cublasLtMatmulAlgo_t's 64 bytes
+  static constexpr uint32_t kMagic = 0x6c74616c;
   uint32_t magic, align[4];
 };
 struct LtHeuristicResult {
@@ -253,12 +257,20 @@ struct LtHeuristicResult {
   int reserved[4];
 };
 
+// an object of ours (its magic is T's), and the Destroy of each kind of object
 template <class T>
-bool ok(const void* p, uint32_t magic) {
-  return p && static_cast<const T*>(p)->magic == magic;
+bool ok(const void* p) {
+  return p && static_cast<const T*>(p)->magic == T::kMagic;
 }
-bool lt_desc(const void* p) { return ok<LtDesc>(p, 0x6c746463); }
-bool lt_layout(const void* p) { return ok<LtLayout>(p, 0x6c746c79); }
+template <class T>
+int destroy(void* p) {
+  if (!ok<T>(p)) return kInvalidValue;
+  static_cast<T*>(p)->magic = 0;
+  delete static_cast<T*>(p);
+  return kSuccess;
+}
+bool lt_desc(const void* p) { return ok<LtDesc>(p); }
+bool lt_layout(const void* p) { return ok<LtLayout>(p); }
 
 uint32_t align_of(const void* p) {
   const uintptr_t u = reinterpret_cast<uintptr_t>(p);
@@ -302,12 +314,7 @@ int cublasLtMatmulDescCreate(void** desc, int compute, int scale) {
   *desc = d;
   return kSuccess;
 }
-int cublasLtMatmulDescDestroy(void* desc) {
-  if (!lt_desc(desc)) return kInvalidValue;
-  static_cast<LtDesc*>(desc)->magic = 0;
-  delete static_cast<LtDesc*>(desc);
-  return kSuccess;
-}
+int cublasLtMatmulDescDestroy(void* desc) { return destroy<LtDesc>(desc); }
 int cublasLtMatmulDescSetAttribute(void* desc, int attr, const void* buf, size_t size) {
   if (!lt_desc(desc) || !buf) return kInvalidValue;
   LtDesc* d = static_cast<LtDesc*>(desc);
@@ -349,26 +356,16 @@ int cublasLtMatrixLayoutCreate(void** layout, int type, uint64_t rows, uint64_t 
   *layout = l;
   return kSuccess;
 }
-int cublasLtMatrixLayoutDestroy(void* layout) {
-  if (!lt_layout(layout)) return kInvalidValue;
-  static_cast<LtLayout*>(layout)->magic = 0;
-  delete static_cast<LtLayout*>(layout);
-  return kSuccess;
-}
+int cublasLtMatrixLayoutDestroy(void* layout) { return destroy<LtLayout>(layout); }
 
 int cublasLtMatmulPreferenceCreate(void** pref) {
   if (!pref) return kInvalidValue;
   *pref = new LtPref();
   return kSuccess;
 }
-int cublasLtMatmulPreferenceDestroy(void* pref) {
-  if (!ok<LtPref>(pref, 0x6c747072)) return kInvalidValue;
-  static_cast<LtPref*>(pref)->magic = 0;
-  delete static_cast<LtPref*>(pref);
-  return kSuccess;
-}
+int cublasLtMatmulPreferenceDestroy(void* pref) { return destroy<LtPref>(pref); }
 int cublasLtMatmulPreferenceSetAttribute(void* pref, int attr, const void* buf, size_t size) {
-  if (!ok<LtPref>(pref, 0x6c747072) || !buf) return kInvalidValue;
+  if (!ok<LtPref>(pref) || !buf) return kInvalidValue;
   LtPref* p = static_cast<LtPref*>(pref);
   if (attr == 1) {  // MAX_WORKSPACE_BYTES, uint64
     if (size != sizeof(uint64_t)) return kInvalidValue;
@@ -390,7 +387,7 @@ int cublasLtMatmulAlgoGetHeuristic(void* handle, void* desc, void* a, void* b, v
                                    int requested, void* results, int* returned) {
   if (!valid(handle)) return kNotInitialized;
   if (!lt_desc(desc) || !lt_layout(a) || !lt_layout(b) || !lt_layout(c) || !lt_layout(d) ||
-      !ok<LtPref>(pref, 0x6c747072) || requested < 1 || !results || !returned)
+      !ok<LtPref>(pref) || requested < 1 || !results || !returned)
     return kInvalidValue;
   int m, n, k;
   const int s = lt_check(static_cast<LtDesc*>(desc), static_cast<LtLayout*>(a), static_cast<LtLayout*>(b),
@@ -398,7 +395,7 @@ int cublasLtMatmulAlgoGetHeuristic(void* handle, void* desc, void* a, void* b, v
   *returned = 0;
   if (s != kSuccess) return s;
   LtHeuristicResult r{};
-  LtAlgo al{0x6c74616c, {}};
+  LtAlgo al{LtAlgo::kMagic, {}};
   std::memcpy(al.align, static_cast<LtPref*>(pref)->align, sizeof al.align);
   std::memcpy(r.algo, &al, sizeof al);
   r.workspace = 0;
@@ -427,7 +424,7 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
   if (s != kSuccess) return s;
   LtAlgo al;
   std::memcpy(&al, algo, sizeof al);
-  if (al.magic != 0x6c74616c) return kInvalidValue;
+  if (al.magic != LtAlgo::kMagic) return kInvalidValue;
   // operands less aligned than the heuristic was told: the kernel it chose cannot run them
   const void* ptrs[4] = {A, B, C, D};
   for (int i = 0; i < 4; ++i)

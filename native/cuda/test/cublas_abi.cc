@@ -51,68 +51,33 @@ static_assert(sizeof(ours::cublasLtMatmulHeuristicResult_t) == sizeof(::cublasLt
                       offsetof(::cublasLtMatmulHeuristicResult_t, wavesCount),
               "cublasLtMatmulHeuristicResult_t");
 
-// A parameter type as the ABI sees it: 4-byte enums are int, the opaque handle is void*.
-template <class T>
+// A parameter type as the ABI sees it: 4-byte enums are int, and a pointer to a struct is void* (const kept):
+// cuBLAS's handles and cuBLASLt's descriptors are pointers to opaque structs where ours are void*, and its algo
+// and heuristic-result structs are ours by the size and offset checks above. Pointers to pointers follow.
+template <class T, bool = std::is_enum<T>::value>
 struct canon {
-  using type = std::conditional_t<std::is_enum<T>::value && sizeof(T) == sizeof(int), int, T>;
+  using type = T;
 };
-template <>
-struct canon<cublasHandle_t> {
-  using type = void*;
+template <class T>
+struct canon<T, true> {
+  static_assert(sizeof(T) == sizeof(int), "a cuBLAS enum that is not int-sized");
+  using type = int;
 };
-template <>
-struct canon<cublasHandle_t*> {
-  using type = void**;
+template <class T, bool = std::is_class<std::remove_cv_t<T>>::value>
+struct canon_pointee {  // T* for a non-struct T: canon(T)*, so pointers to pointers follow
+  using type = typename canon<T>::type*;
 };
-// cuBLASLt's opaque handles and descriptors are pointers, like ours (void*); its algo and heuristic result
-// structs are ours by the size and offset checks above
-template <>
-struct canon<cublasLtHandle_t> {
-  using type = void*;
+template <class T>
+struct canon_pointee<T, true> {
+  using type = std::conditional_t<std::is_const<T>::value, const void*, void*>;
 };
-template <>
-struct canon<cublasLtHandle_t*> {
-  using type = void**;
+template <class T>
+struct canon<T*, false> {
+  using type = typename canon_pointee<T>::type;
 };
-template <>
-struct canon<cublasLtMatmulDesc_t> {
-  using type = void*;
-};
-template <>
-struct canon<cublasLtMatmulDesc_t*> {
-  using type = void**;
-};
-template <>
-struct canon<cublasLtMatrixLayout_t> {
-  using type = void*;
-};
-template <>
-struct canon<cublasLtMatrixLayout_t*> {
-  using type = void**;
-};
-template <>
-struct canon<cublasLtMatmulPreference_t> {
-  using type = void*;
-};
-template <>
-struct canon<cublasLtMatmulPreference_t*> {
-  using type = void**;
-};
-template <>
-struct canon<const ::cublasLtMatmulAlgo_t*> {
-  using type = const void*;
-};
-template <>
-struct canon<const ours::cublasLtMatmulAlgo_t*> {
-  using type = const void*;
-};
-template <>
-struct canon<::cublasLtMatmulHeuristicResult_t*> {
-  using type = void*;
-};
-template <>
-struct canon<ours::cublasLtMatmulHeuristicResult_t*> {
-  using type = void*;
+template <class T>
+struct canon<T* const, false> {
+  using type = typename canon_pointee<T>::type const;
 };
 template <class F>
 struct canon_fn;
