@@ -34,13 +34,20 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <new>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "cpu/gemm_kernels.h"
 #include "cpu/threading.h"
 
 namespace gn {
+
+// float storage written through its bit pattern (bf16 widening) without breaking strict aliasing
+typedef uint32_t __attribute__((may_alias)) u32_alias;
+
 namespace gemm_detail {
 
 // ---- portable fallback: 4×8 tile in plain loops (the compiler vectorises what the baseline ISA allows)
@@ -129,7 +136,7 @@ struct Scratch {
   }
 };
 struct Buffers {
-  Scratch a, b, edge_a, edge_b;
+  Scratch a, b, edge_a, edge_b, widen, partial;
 };
 thread_local Buffers tl_buf;
 
@@ -145,6 +152,7 @@ struct Problem {
   int64_t ldc;
   bool accumulate;
   const float* bias;
+  const uint16_t* B16;  // B in bf16 instead of B (gemm_bf16b): always packed, widened on the way
 };
 
 // dst[k·W + j] = src[k·ld + j] for j < w, zero for w ≤ j < W: the non-transposing pack. Fixed widths get
@@ -173,6 +181,17 @@ void copy_rows(const float* src, int64_t ld, int64_t kc, int64_t w, int64_t W, f
   }
 }
 
+// dst[r·W + j] = bf16 src[r·ld + j] widened to float for j < w, zero for w ≤ j < W.
+GN_MULTIVERSION
+void widen_rows(const uint16_t* src, int64_t ld, int64_t rows, int64_t w, int64_t W, float* dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* s = src + r * ld;
+    u32_alias* d = reinterpret_cast<u32_alias*>(dst + r * W);
+    for (int64_t j = 0; j < w; ++j) d[j] = static_cast<uint32_t>(s[j]) << 16;
+    for (int64_t j = w; j < W; ++j) d[j] = 0;
+  }
+}
+
 // One MR-tall micro-panel of op(A): rows [i0, i0+mr) and columns [p0, p0+kc), layout [kc][MR], zero padded.
 void pack_a_panel(const Isa& isa, const Problem& x, int64_t i0, int64_t mr, int64_t p0, int64_t kc, float* dst) {
   const int64_t MR = isa.mr;
@@ -187,6 +206,16 @@ void pack_a_panel(const Isa& isa, const Problem& x, int64_t i0, int64_t mr, int6
 // One NR-wide micro-panel of op(B): rows [p0, p0+kc) and columns [j0, j0+nr), layout [kc][NR], zero padded.
 void pack_b_panel(const Isa& isa, const Problem& x, int64_t p0, int64_t kc, int64_t j0, int64_t nr, float* dst) {
   const int64_t NR = isa.nr;
+  if (x.B16) {
+    if (x.transB) {  // widen the nr rows (N,K) into scratch, then the ISA's transposing pack
+      float* w = tl_buf.widen.get(nr * kc);
+      widen_rows(x.B16 + j0 * x.ldb + p0, x.ldb, nr, kc, kc, w);
+      isa.pack_t(w, kc, kc, nr, NR, dst);
+    } else {
+      widen_rows(x.B16 + p0 * x.ldb + j0, x.ldb, kc, nr, NR, dst);
+    }
+    return;
+  }
   if (x.transB) {  // B stored (N,K): a transpose of nr rows
     isa.pack_t(x.B + j0 * x.ldb + p0, x.ldb, kc, nr, NR, dst);
   } else {
@@ -202,7 +231,7 @@ void gemm_rect(const Isa& isa, const Problem& x, int64_t m0, int64_t m1, int64_t
   // Packing A costs M·K moves per NC block and pays back over N/NR micro-kernel calls; packing a plain B
   // costs K·N moves and pays back over M/MR calls. Transposed B is always packed (the kernel needs rows).
   const bool packA = N > 2 * NR;
-  const bool packB = x.transB || M > 128;
+  const bool packB = x.B16 || x.transB || M > 128;
   Buffers& buf = tl_buf;
   const int64_t ncap = std::min(bl.nc, (N + NR - 1) / NR * NR);
   // Equal A blocks rather than full ones plus a sliver: a 32-row last block would load each B micro-panel
@@ -314,51 +343,64 @@ namespace small_m {
 constexpr int64_t kMaxM = 4;
 constexpr int64_t kChunkN = 512;
 
-GN_MULTIVERSION
-void nn(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* A, int64_t lda, bool transA,
-        const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
-  float acc[kMaxM][kChunkN];
-  for (int64_t c0 = n0; c0 < n1; c0 += kChunkN) {
-    const int64_t w = std::min<int64_t>(kChunkN, n1 - c0);
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t j = 0; j < w; ++j) acc[m][j] = 0.0f;
-    for (int64_t k = 0; k < K; ++k) {
-      const float* b = B + k * ldb + c0;
-      for (int64_t m = 0; m < M; ++m) {
-        const float a = transA ? A[k * lda + m] : A[m * lda + k];
-        float* am = acc[m];
-        for (int64_t j = 0; j < w; ++j) am[j] += a * b[j];
-      }
-    }
+static inline float ld(const float* p) { return *p; }
+static inline float ld(const uint16_t* p) { return bf16_to_f32(*p); }
+
+// widens (or copies) w elements of a B row into float scratch, so the accumulation loop is the same for both
+static inline const float* row(const float* b, int64_t, float*) { return b; }
+static inline const float* row(const uint16_t* b, int64_t w, float* tmp) {
+  u32_alias* d = reinterpret_cast<u32_alias*>(tmp);
+  for (int64_t j = 0; j < w; ++j) d[j] = static_cast<uint32_t>(b[j]) << 16;
+  return tmp;
+}
+
+// A·B over the k rows [k0, k1) of B, all N columns: P (M,N) = Σ_k a(m,k) · B[k, :]. Whole rows of B are read
+// front to back (one contiguous stream per task: the hardware prefetchers keep DRAM busy), four rows per pass
+// over P so P is loaded and stored once per four FMAs. P has M rows of N floats and stays in L1/L2.
+template <typename TB>
+static inline __attribute__((always_inline)) void nn_rows_body(int64_t M, int64_t k0, int64_t k1, int64_t N,
+    const float* A, int64_t lda, bool transA, const TB* B, int64_t ldb, float* P) {
+  auto a_at = [&](int64_t m, int64_t k) { return transA ? A[k * lda + m] : A[m * lda + k]; };
+  for (int64_t i = 0; i < M * N; ++i) P[i] = 0.0f;
+  int64_t k = k0;
+  for (; k + 4 <= k1; k += 4) {
+    const TB *b0 = B + k * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
     for (int64_t m = 0; m < M; ++m) {
-      float* c = C + m * ldc + c0;
-      for (int64_t j = 0; j < w; ++j) {
-        float v = alpha * acc[m][j];
-        if (accumulate) v += c[j];
-        if (bias) v += bias[c0 + j];
-        c[j] = v;
-      }
+      const float a0 = a_at(m, k), a1 = a_at(m, k + 1), a2 = a_at(m, k + 2), a3 = a_at(m, k + 3);
+      float* p = P + m * N;
+      for (int64_t j = 0; j < N; ++j) p[j] += a0 * ld(b0 + j) + a1 * ld(b1 + j) + a2 * ld(b2 + j) + a3 * ld(b3 + j);
+    }
+  }
+  for (; k < k1; ++k) {
+    const TB* b0 = B + k * ldb;
+    for (int64_t m = 0; m < M; ++m) {
+      const float a0 = a_at(m, k);
+      float* p = P + m * N;
+      for (int64_t j = 0; j < N; ++j) p[j] += a0 * ld(b0 + j);
     }
   }
 }
 
-GN_MULTIVERSION
-void nt(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* A, int64_t lda, bool transA,
-        const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
+template <typename TB>
+static inline __attribute__((always_inline)) void nt_body(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha,
+    const float* A, int64_t lda, bool transA, const TB* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
+    const float* bias) {
   float arow[kMaxM][1024];
   const bool staged = K <= 1024;
   if (staged)
     for (int64_t m = 0; m < M; ++m)
       for (int64_t k = 0; k < K; ++k) arow[m][k] = transA ? A[k * lda + m] : A[m * lda + k];
+  float tmp[1024];
   for (int64_t n = n0; n < n1; ++n) {
-    const float* b = B + n * ldb;
+    const TB* b = B + n * ldb;
+    const float* bw = staged ? row(b, K, tmp) : nullptr;  // a bf16 row widened once for the M dot products
     for (int64_t m = 0; m < M; ++m) {
       float d;
       if (staged) {
         const float* a = arow[m];
-        d = lane_sum(K, [&](int64_t k) { return a[k] * b[k]; });
+        d = lane_sum(K, [&](int64_t k) { return a[k] * bw[k]; });
       } else {
-        d = lane_sum(K, [&](int64_t k) { return (transA ? A[k * lda + m] : A[m * lda + k]) * b[k]; });
+        d = lane_sum(K, [&](int64_t k) { return (transA ? A[k * lda + m] : A[m * lda + k]) * ld(b + k); });
       }
       float v = alpha * d;
       if (accumulate) v += C[m * ldc + n];
@@ -367,25 +409,108 @@ void nt(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* 
     }
   }
 }
+
+#define GN_SMALL_M_NT(TB)                                                                                       \
+  GN_MULTIVERSION void nt(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* A,           \
+                          int64_t lda, bool transA, const TB* B, int64_t ldb, float* C, int64_t ldc,           \
+                          bool accumulate, const float* bias) {                                                \
+    nt_body<TB>(M, n0, n1, K, alpha, A, lda, transA, B, ldb, C, ldc, accumulate, bias);                        \
+  }
+#define GN_SMALL_M_NN(TB)                                                                                       \
+  GN_MULTIVERSION void nn_rows(int64_t M, int64_t k0, int64_t k1, int64_t N, const float* A, int64_t lda,      \
+                               bool transA, const TB* B, int64_t ldb, float* P) {                              \
+    nn_rows_body<TB>(M, k0, k1, N, A, lda, transA, B, ldb, P);                                                 \
+  }
+GN_SMALL_M_NT(float)
+GN_SMALL_M_NT(uint16_t)
+GN_SMALL_M_NN(float)
+GN_SMALL_M_NN(uint16_t)
+#undef GN_SMALL_M_NT
+#undef GN_SMALL_M_NN
+
+// C (M,N) = alpha · Σ_t P_t + (accumulate ? C : 0) + bias: the partial sums of the K ranges, in task order.
+GN_MULTIVERSION
+void combine(int64_t M, int64_t n0, int64_t n1, int64_t N, int64_t tasks, const float* P, float alpha, float* C,
+             int64_t ldc, bool accumulate, const float* bias) {
+  for (int64_t m = 0; m < M; ++m) {
+    float* c = C + m * ldc;
+    for (int64_t j = n0; j < n1; ++j) {
+      float s = P[m * N + j];
+      for (int64_t t = 1; t < tasks; ++t) s += P[(t * M + m) * N + j];
+      float v = alpha * s;
+      if (accumulate) v += c[j];
+      if (bias) v += bias[j];
+      c[j] = v;
+    }
+  }
+}
 }  // namespace small_m
 
 const char* gemm_isa() { return gemm_detail::pick_isa().name; }
 
-void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
-          const float* A, int64_t lda, const float* B, int64_t ldb,
-          float* C, int64_t ldc, bool accumulate, const float* bias, ThreadPool* pool) {
+namespace {
+template <typename TB>
+void gemm_any(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+              const float* A, int64_t lda, const TB* B, int64_t ldb,
+              float* C, int64_t ldc, bool accumulate, const float* bias, ThreadPool* pool) {
   using namespace gemm_detail;
   if (M <= 0 || N <= 0) return;
   if (M <= small_m::kMaxM && K > 0) {
-    auto run = [&](int64_t n0, int64_t n1) {
-      if (transB) small_m::nt(M, n0, n1, K, alpha, A, lda, transA, B, ldb, C, ldc, accumulate, bias);
-      else small_m::nn(M, n0, n1, K, alpha, A, lda, transA, B, ldb, C, ldc, accumulate, bias);
+    const bool par = pool && 2 * M * N * K >= (int64_t)1 << 18;
+#ifdef GN_GEMM_X86
+    const bool bf16_avx512 = std::is_same_v<TB, uint16_t> && &pick_isa() == &isa_avx512();
+#else
+    const bool bf16_avx512 = false;
+#endif
+    if (!transB) {
+      // A·B: K is split among the tasks, each summing whole rows of B into its own (M,N) partial; one pass adds
+      // the partials in task order. Streaming contiguous rows keeps decoding near the memory bandwidth (cutting
+      // N instead makes every task hop between rows a few hundred bytes at a time).
+      const int64_t tasks = par ? std::min<int64_t>(pool->available_threads(), std::max<int64_t>(1, K / 16)) : 1;
+      float* P = tl_buf.partial.get(tasks * M * N);
+      auto rows = [&](int64_t t, int) {
+        const int64_t k0 = K * t / tasks, k1 = K * (t + 1) / tasks;
+#ifdef GN_GEMM_X86
+        if constexpr (std::is_same_v<TB, uint16_t>)
+          if (bf16_avx512) return small_nn_rows_bf16_avx512(M, k0, k1, N, A, lda, transA, B, ldb, P + t * M * N);
+#endif
+        small_m::nn_rows(M, k0, k1, N, A, lda, transA, B, ldb, P + t * M * N);
+      };
+      if (tasks > 1) pool->run_tasks(tasks, rows);
+      else rows(0, 0);
+      auto sum = [&](int64_t n0, int64_t n1, int) { small_m::combine(M, n0, n1, N, tasks, P, alpha, C, ldc, accumulate, bias); };
+      if (par && M * N >= 8192) pool->parallel_for(N, sum, 1024);
+      else sum(0, N, 0);
+      return;
+    }
+    // A·Bᵀ: each C element is a dot product of two contiguous rows; N is cut among the tasks.
+    std::function<void(int64_t, int64_t)> run = [&](int64_t n0, int64_t n1) {
+      small_m::nt(M, n0, n1, K, alpha, A, lda, transA, B, ldb, C, ldc, accumulate, bias);
     };
-    if (pool && 2 * M * N * K >= (int64_t)1 << 18) pool->parallel_for(N, [&](int64_t b, int64_t e, int) { run(b, e); }, 64);
+    std::vector<float> staged;  // Aᵀ rows made contiguous for the bf16 A·Bᵀ kernel
+    const float* arows[small_m::kMaxM];
+#ifdef GN_GEMM_X86
+    if (bf16_avx512) {
+      if constexpr (std::is_same_v<TB, uint16_t>) {
+        if (transA) {
+          staged.resize(M * K);
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t k = 0; k < K; ++k) staged[m * K + k] = A[k * lda + m];
+        }
+        for (int64_t m = 0; m < M; ++m) arows[m] = transA ? staged.data() + m * K : A + m * lda;
+        run = [&](int64_t n0, int64_t n1) {
+          small_nt_bf16_avx512(M, n0, n1, K, alpha, arows, B, ldb, C, ldc, accumulate, bias);
+        };
+      }
+    }
+#endif
+    if (par) pool->parallel_for(N, [&](int64_t b, int64_t e, int) { run(b, e); }, 64);
     else run(0, N);
     return;
   }
-  const Problem x{transA, transB, M, N, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bias};
+  Problem x{transA, transB, M, N, K, alpha, A, lda, nullptr, ldb, C, ldc, accumulate, bias, nullptr};
+  if constexpr (std::is_same_v<TB, uint16_t>) x.B16 = B;
+  else x.B = B;
   if (K <= 0) { gemm_k0(x); return; }
   const Isa* pick = &pick_isa();
   auto waste = [N](int64_t nr) { return (N + nr - 1) / nr * nr - N; };
@@ -428,6 +553,39 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
     const int64_t nb = std::min(N, unitsN * j / gn * isa.nr), ne = std::min(N, unitsN * (j + 1) / gn * isa.nr);
     if (mb < me && nb < ne) gemm_rect(isa, x, mb, me, nb, ne);
   });
+}
+}  // namespace
+
+void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+          const float* A, int64_t lda, const float* B, int64_t ldb,
+          float* C, int64_t ldc, bool accumulate, const float* bias, ThreadPool* pool) {
+  gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bias, pool);
+}
+
+void gemm_bf16b(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                const float* A, int64_t lda, const uint16_t* B, int64_t ldb,
+                float* C, int64_t ldc, bool accumulate, const float* bias, ThreadPool* pool) {
+  gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bias, pool);
+}
+
+namespace {
+GN_MULTIVERSION
+void round_bf16(uint16_t* dst, const float* src, int64_t n) {
+  const u32_alias* s = reinterpret_cast<const u32_alias*>(src);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t u = s[i];
+    const bool nan = (u & 0x7fffffffu) > 0x7f800000u;
+    const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  // to nearest, ties to even; overflow → inf
+    dst[i] = static_cast<uint16_t>(nan ? ((u >> 16) | 0x40u) : r);
+  }
+}
+}  // namespace
+
+void f32_to_bf16(uint16_t* dst, const float* src, int64_t n, ThreadPool* pool) {
+  if (pool && n >= (int64_t)1 << 16)
+    pool->parallel_for(n, [&](int64_t b, int64_t e, int) { round_bf16(dst + b, src + b, e - b); }, (int64_t)1 << 14);
+  else
+    round_bf16(dst, src, n);
 }
 
 }  // namespace gn

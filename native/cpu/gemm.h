@@ -15,6 +15,23 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
           const float* A, int64_t lda, const float* B, int64_t ldb,
           float* C, int64_t ldc, bool accumulate, const float* bias, ThreadPool* pool);
 
+// The same with B in bf16 (the upper 16 bits of a float32, as Uint16Array holds them): weights stored in bf16
+// for inference. Products and sums stay float32; each B element is widened exactly when it is read (small M)
+// or packed (larger M), so the result equals gemm() over the widened B up to summation order.
+void gemm_bf16b(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+                const float* A, int64_t lda, const uint16_t* B, int64_t ldb,
+                float* C, int64_t ldc, bool accumulate, const float* bias, ThreadPool* pool);
+
+// dst[i] = src[i] rounded to bf16 (to nearest, ties to even; NaN stays NaN, ±inf and ±0 keep their sign).
+void f32_to_bf16(uint16_t* dst, const float* src, int64_t n, ThreadPool* pool);
+
+static inline float bf16_to_f32(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  __builtin_memcpy(&f, &u, sizeof f);
+  return f;
+}
+
 // Which micro-kernel the dispatcher picked on this processor: "avx512", "avx2" or "generic".
 const char* gemm_isa();
 

@@ -12,6 +12,8 @@
 // code after __builtin_cpu_supports("avx512f") etc. said yes.
 #include "cpu/gemm_kernels.h"
 
+#include <cstdint>
+
 #ifdef GN_GEMM_X86
 #include <immintrin.h>
 
@@ -185,6 +187,138 @@ const Isa& isa_avx512() {
   static const Isa narrow{"avx512", 6, 64, &ukernel<6, 4, true>, &ukernel<6, 4, false>, &pack_t, nullptr};
   static const Isa isa{"avx512", 8, 48, &ukernel<8, 3, true>, &ukernel<8, 3, false>, &pack_t, &narrow};
   return isa;
+}
+
+// ---- bf16 weights, M ≤ 4 rows (decoding with a bf16 model): stream B once, widening 16 elements per load
+// (zero-extend to 32 bits, shift left 16: exact). fp32 products and sums, as in the plain small-M path.
+namespace {
+
+GN_AVX512 inline __m512 widen16(const uint16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+GN_AVX512 inline __m512 widen16(const uint16_t* p, __mmask16 m) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n > 0 ? n : 0)) - 1); }
+
+// A·Bᵀ: C[m, n] = alpha · dot(a[m], B row n) for n in [n0, n1); a[m] are contiguous rows of K floats.
+// Two accumulators per row of A over 32-element steps.
+template <int M>
+GN_AVX512 void nt_bf16(int64_t n0, int64_t n1, int64_t K, float alpha, const float* const* a, const uint16_t* B,
+                       int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
+  const int64_t K32 = K / 32 * 32, K16 = K / 16 * 16;
+  const __mmask16 tail = lanes(K - K16);
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint16_t* b = B + n * ldb;
+    __m512 acc0[M], acc1[M];
+    for (int m = 0; m < M; ++m) acc0[m] = acc1[m] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k < K32; k += 32) {
+      const __m512 b0 = widen16(b + k), b1 = widen16(b + k + 16);
+      for (int m = 0; m < M; ++m) {
+        acc0[m] = _mm512_fmadd_ps(_mm512_loadu_ps(a[m] + k), b0, acc0[m]);
+        acc1[m] = _mm512_fmadd_ps(_mm512_loadu_ps(a[m] + k + 16), b1, acc1[m]);
+      }
+    }
+    for (; k < K16; k += 16) {
+      const __m512 b0 = widen16(b + k);
+      for (int m = 0; m < M; ++m) acc0[m] = _mm512_fmadd_ps(_mm512_loadu_ps(a[m] + k), b0, acc0[m]);
+    }
+    if (k < K) {
+      const __m512 b0 = widen16(b + k, tail);
+      for (int m = 0; m < M; ++m) acc1[m] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a[m] + k), b0, acc1[m]);
+    }
+    for (int m = 0; m < M; ++m) {
+      float v = alpha * _mm512_reduce_add_ps(_mm512_add_ps(acc0[m], acc1[m]));
+      float* c = C + m * ldc + n;
+      if (accumulate) v += *c;
+      if (bias) v += bias[n];
+      *c = v;
+    }
+  }
+}
+
+// A·B over the k rows [k0, k1) of B (see small_m::nn_rows_body in gemm.cpp): P (M,N) = Σ_k a(m,k) · B[k, :],
+// four whole rows of B per pass, each 16-column step widened once and used for all M rows of P.
+constexpr int64_t kPrefetch = 512;  // elements (1 KB) ahead: measured best of 256, 512, 1024
+template <int M>
+GN_AVX512 void nn_rows_bf16(int64_t k0, int64_t k1, int64_t N, const float* A, int64_t lda, bool transA,
+                            const uint16_t* B, int64_t ldb, float* P) {
+  auto a_at = [&](int64_t m, int64_t k) { return transA ? A[k * lda + m] : A[m * lda + k]; };
+  const int64_t N16 = N / 16 * 16;
+  const __mmask16 tail = lanes(N - N16);
+  for (int64_t i = 0; i < M * N; ++i) P[i] = 0.0f;
+  int64_t k = k0;
+  for (; k + 4 <= k1; k += 4) {
+    const uint16_t *b0 = B + k * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+    __m512 a[M][4];
+    for (int m = 0; m < M; ++m)
+      for (int r = 0; r < 4; ++r) a[m][r] = _mm512_set1_ps(a_at(m, k + r));
+    for (int64_t j = 0; j < N16; j += 16) {
+      if ((j & 31) == 0) {  // one line of each row per 32 columns, PF elements ahead
+        _mm_prefetch(reinterpret_cast<const char*>(b0 + j + kPrefetch), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(b1 + j + kPrefetch), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(b2 + j + kPrefetch), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(b3 + j + kPrefetch), _MM_HINT_T0);
+      }
+      const __m512 w0 = widen16(b0 + j), w1 = widen16(b1 + j), w2 = widen16(b2 + j), w3 = widen16(b3 + j);
+      for (int m = 0; m < M; ++m) {
+        float* p = P + m * N + j;
+        __m512 acc = _mm512_loadu_ps(p);
+        acc = _mm512_fmadd_ps(a[m][0], w0, acc);
+        acc = _mm512_fmadd_ps(a[m][1], w1, acc);
+        acc = _mm512_fmadd_ps(a[m][2], w2, acc);
+        acc = _mm512_fmadd_ps(a[m][3], w3, acc);
+        _mm512_storeu_ps(p, acc);
+      }
+    }
+    if (N16 < N) {
+      const __m512 w0 = widen16(b0 + N16, tail), w1 = widen16(b1 + N16, tail), w2 = widen16(b2 + N16, tail),
+                   w3 = widen16(b3 + N16, tail);
+      for (int m = 0; m < M; ++m) {
+        float* p = P + m * N + N16;
+        __m512 acc = _mm512_maskz_loadu_ps(tail, p);
+        acc = _mm512_fmadd_ps(a[m][0], w0, acc);
+        acc = _mm512_fmadd_ps(a[m][1], w1, acc);
+        acc = _mm512_fmadd_ps(a[m][2], w2, acc);
+        acc = _mm512_fmadd_ps(a[m][3], w3, acc);
+        _mm512_mask_storeu_ps(p, tail, acc);
+      }
+    }
+  }
+  for (; k < k1; ++k) {
+    const uint16_t* b0 = B + k * ldb;
+    for (int m = 0; m < M; ++m) {
+      const __m512 am = _mm512_set1_ps(a_at(m, k));
+      float* p = P + m * N;
+      for (int64_t j = 0; j < N; j += 16) {
+        const __mmask16 mk = lanes(N - j);
+        _mm512_mask_storeu_ps(p + j, mk, _mm512_fmadd_ps(am, widen16(b0 + j, mk), _mm512_maskz_loadu_ps(mk, p + j)));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void small_nt_bf16_avx512(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* const* a,
+                          const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
+  switch (M) {
+    case 1: return nt_bf16<1>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
+    case 2: return nt_bf16<2>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
+    case 3: return nt_bf16<3>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
+    default: return nt_bf16<4>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
+  }
+}
+
+void small_nn_rows_bf16_avx512(int64_t M, int64_t k0, int64_t k1, int64_t N, const float* A, int64_t lda,
+                               bool transA, const uint16_t* B, int64_t ldb, float* P) {
+  switch (M) {
+    case 1: return nn_rows_bf16<1>(k0, k1, N, A, lda, transA, B, ldb, P);
+    case 2: return nn_rows_bf16<2>(k0, k1, N, A, lda, transA, B, ldb, P);
+    case 3: return nn_rows_bf16<3>(k0, k1, N, A, lda, transA, B, ldb, P);
+    default: return nn_rows_bf16<4>(k0, k1, N, A, lda, transA, B, ldb, P);
+  }
 }
 
 }  // namespace gemm_detail

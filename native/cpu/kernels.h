@@ -97,5 +97,10 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 // dinp (=, may be null), dweight (+=, may be null), dbias (+=, may be null)
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int64_t N, int64_t C, int64_t OC, ThreadPool* pool);
+// The same with the weight in bf16 (gemm_bf16b): a bf16 model's matrix products on the CPU.
+void linear_forward(float* out, const float* inp, const uint16_t* weight, const float* bias, int64_t N,
+                    int64_t C, int64_t OC, ThreadPool* pool);
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const uint16_t* weight, int64_t N, int64_t C, int64_t OC, ThreadPool* pool);
 
 }  // namespace gn

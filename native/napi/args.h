@@ -31,12 +31,14 @@ constexpr napi_typedarray_type typed_kind();
 template <> constexpr napi_typedarray_type typed_kind<float>() { return napi_float32_array; }
 template <> constexpr napi_typedarray_type typed_kind<double>() { return napi_float64_array; }
 template <> constexpr napi_typedarray_type typed_kind<int32_t>() { return napi_int32_array; }
+template <> constexpr napi_typedarray_type typed_kind<uint16_t>() { return napi_uint16_array; }
 
 template <typename T>
 constexpr const char* typed_name();
 template <> constexpr const char* typed_name<float>() { return "a Float32Array"; }
 template <> constexpr const char* typed_name<double>() { return "a Float64Array"; }
 template <> constexpr const char* typed_name<int32_t>() { return "an Int32Array"; }
+template <> constexpr const char* typed_name<uint16_t>() { return "a Uint16Array"; }
 
 template <typename T>
 View<T> arr(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name,
@@ -51,6 +53,25 @@ View<T> arr(const Napi::CallbackInfo& info, size_t i, const char* op, const char
   r.p = reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
   r.n = ta.ElementLength();
   return r;
+}
+
+// A matrix-product weight operand: a Float32Array, or a Uint16Array holding bf16 values (a bf16 model's copy).
+struct WeightView {
+  View<float> f;
+  View<uint16_t> h;
+  bool bf16() const { return h.p != nullptr; }
+};
+
+inline WeightView weight_arr(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  Napi::Value v = info[i];
+  WeightView w;
+  if (v.IsTypedArray()) {
+    const napi_typedarray_type t = v.As<Napi::TypedArray>().TypedArrayType();
+    if (t == napi_uint16_array) { w.h = arr<uint16_t>(info, i, op, name); return w; }
+    if (t == napi_float32_array) { w.f = arr<float>(info, i, op, name); return w; }
+  }
+  throw KernelError(KernelError::Kind::Type, str_cat(op, ": expected a Float32Array, or a Uint16Array of bf16 values, for ",
+                                                     name, " (argument ", i, ")"));
 }
 
 inline double num(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {

@@ -27,7 +27,7 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   float alpha = static_cast<float>(num(info, 5, op, "alpha"));
   auto A = arr<float>(info, 6, op, "A");
   int64_t lda = dim(info, 7, op, "lda");
-  auto B = arr<float>(info, 8, op, "B");
+  auto B = weight_arr(info, 8, op, "B");
   int64_t ldb = dim(info, 9, op, "ldb");
   auto C = arr<float>(info, 10, op, "C");
   int64_t ldc = dim(info, 11, op, "ldc");
@@ -37,10 +37,13 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
                  ": leading dimensions too small: lda=", lda, " ldb=", ldb, " ldc=", ldc, " for M=", M, " N=", N,
                  " K=", K);
   need(A, ta ? extent(K, M, lda) : extent(M, K, lda), op, "A", ta ? shp({K, M}) : shp({M, K}));
-  need(B, tb ? extent(N, K, ldb) : extent(K, N, ldb), op, "B", tb ? shp({N, K}) : shp({K, N}));
+  const int64_t needB = tb ? extent(N, K, ldb) : extent(K, N, ldb);
+  need(B.f, needB, op, "B", tb ? shp({N, K}) : shp({K, N}));
+  need(B.h, needB, op, "B", tb ? shp({N, K}) : shp({K, N}));
   need(C, extent(M, N, ldc), op, "C", shp({M, N}));
   need(bias, N, op, "bias", shp({N}));
-  gemm(ta, tb, M, N, K, alpha, A.p, lda, B.p, ldb, C.p, ldc, acc, bias.p, pool_of(info));
+  if (B.bf16()) gemm_bf16b(ta, tb, M, N, K, alpha, A.p, lda, B.h.p, ldb, C.p, ldc, acc, bias.p, pool_of(info));
+  else gemm(ta, tb, M, N, K, alpha, A.p, lda, B.f.p, ldb, C.p, ldc, acc, bias.p, pool_of(info));
   return info.Env().Undefined();
 }
 
@@ -48,14 +51,16 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   const char* op = "linear_forward";
   auto out = arr<float>(info, 0, op, "out");
   auto inp = arr<float>(info, 1, op, "inp");
-  auto w = arr<float>(info, 2, op, "weight");
+  auto w = weight_arr(info, 2, op, "weight");
   auto b = arr<float>(info, 3, op, "bias", true);
   int64_t N = dim(info, 4, op, "N"), C = dim(info, 5, op, "C"), OC = dim(info, 6, op, "OC");
   need(out, N * OC, op, "out", shp({N, OC}));
   need(inp, N * C, op, "inp", shp({N, C}));
-  need_exact(w, C * OC, op, "weight", shp({C, OC}));
+  need_exact(w.f, C * OC, op, "weight", shp({C, OC}));
+  need_exact(w.h, C * OC, op, "weight", shp({C, OC}));
   need_exact(b, OC, op, "bias", shp({OC}));
-  linear_forward(out.p, inp.p, w.p, b.p, N, C, OC, pool_of(info));
+  if (w.bf16()) linear_forward(out.p, inp.p, w.h.p, b.p, N, C, OC, pool_of(info));
+  else linear_forward(out.p, inp.p, w.f.p, b.p, N, C, OC, pool_of(info));
   return info.Env().Undefined();
 }
 
@@ -66,15 +71,17 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   auto db = arr<float>(info, 2, op, "dbias", true);
   auto dout = arr<float>(info, 3, op, "dout");
   auto inp = arr<float>(info, 4, op, "inp");
-  auto w = arr<float>(info, 5, op, "weight");
+  auto w = weight_arr(info, 5, op, "weight");
   int64_t N = dim(info, 6, op, "N"), C = dim(info, 7, op, "C"), OC = dim(info, 8, op, "OC");
   need(dinp, N * C, op, "dinp", shp({N, C}));
   need_exact(dw, C * OC, op, "dweight", shp({C, OC}));
   need_exact(db, OC, op, "dbias", shp({OC}));
   need(dout, N * OC, op, "dout", shp({N, OC}));
   need(inp, N * C, op, "inp", shp({N, C}));
-  need_exact(w, C * OC, op, "weight", shp({C, OC}));
-  linear_backward(dinp.p, dw.p, db.p, dout.p, inp.p, w.p, N, C, OC, pool_of(info));
+  need_exact(w.f, C * OC, op, "weight", shp({C, OC}));
+  need_exact(w.h, C * OC, op, "weight", shp({C, OC}));
+  if (w.bf16()) linear_backward(dinp.p, dw.p, db.p, dout.p, inp.p, w.h.p, N, C, OC, pool_of(info));
+  else linear_backward(dinp.p, dw.p, db.p, dout.p, inp.p, w.f.p, N, C, OC, pool_of(info));
   return info.Env().Undefined();
 }
 
@@ -394,6 +401,15 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value ToBf16(const Napi::CallbackInfo& info) {
+  const char* op = "to_bf16";
+  auto dst = arr<uint16_t>(info, 0, op, "dst");
+  auto src = arr<float>(info, 1, op, "src");
+  GN_CHECK_RANGE(dst.n == src.n, op, ": dst has ", dst.n, " elements but src has ", src.n);
+  f32_to_bf16(dst.p, src.p, static_cast<int64_t>(src.n), pool_of(info));
+  return info.Env().Undefined();
+}
+
 Napi::Value GemmIsa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), gemm_isa()); }
 
 }  // namespace
@@ -423,6 +439,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
   def("threads", Threads);
   def("setThreads", SetThreads);
   def("gemmIsa", GemmIsa);
+  def("toBf16", ToBf16);
 }
 
 }  // namespace gn

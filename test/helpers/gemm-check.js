@@ -11,21 +11,36 @@ function rng(seed) {
   };
 }
 
-/** One case: returns the normalised error Σ(a−b)²/Σb² of native.gemm against native.ref.gemm. */
+/** bf16 bit patterns widened to float64 (exact). */
+function widen(h) {
+  const u = new Uint32Array(h.length);
+  for (let i = 0; i < h.length; i++) u[i] = h[i] << 16;
+  return Float64Array.from(new Float32Array(u.buffer));
+}
+
+/**
+ * One case: returns the normalised error Σ(a−b)²/Σb² of native.gemm against native.ref.gemm. With `bf16`, B
+ * goes in as bf16 (native.toBf16) and the reference takes those rounded values widened back.
+ */
 function runCase(c, seed = 1) {
   const { transA = false, transB = false, M, N, K, alpha = 1, accumulate = false, bias = false,
-    padA = 0, padB = 0, padC = 0, threaded = true } = c;
+    padA = 0, padB = 0, padC = 0, threaded = true, bf16 = false } = c;
   const r = rng(seed + M * 7 + N * 13 + K * 17);
   const lda = (transA ? M : K) + padA, ldb = (transB ? K : N) + padB, ldc = N + padC;
   const nA = Math.max(1, (transA ? K : M) * lda), nB = Math.max(1, (transB ? N : K) * ldb), nC = Math.max(1, M * ldc);
   const A = new Float32Array(nA).map(r), B = new Float32Array(nB).map(r), C = new Float32Array(nC).map(r);
   const bs = bias ? new Float32Array(N).map(r) : null;
-  const Ad = Float64Array.from(A), Bd = Float64Array.from(B), Cd = Float64Array.from(C);
+  let Bop = B;
+  if (bf16) {
+    Bop = new Uint16Array(nB);
+    native.toBf16(Bop, B);
+  }
+  const Ad = Float64Array.from(A), Bd = bf16 ? widen(Bop) : Float64Array.from(B), Cd = Float64Array.from(C);
   const bd = bs ? Float64Array.from(bs) : null;
   const prev = native.threads();
   if (!threaded) native.setThreads(1);
   try {
-    native.gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, C, ldc, accumulate, bs);
+    native.gemm(transA, transB, M, N, K, alpha, A, lda, Bop, ldb, C, ldc, accumulate, bs);
   } finally {
     if (!threaded) native.setThreads(prev);
   }
@@ -67,8 +82,17 @@ function cases() {
     out.push({ transA, transB, M: 64, N: 200, K: 64, alpha: 0.125, threaded: false, padA: 64, padB: 64 });
     out.push({ transA, transB, M: 200, N: 64, K: 64, accumulate: true, threaded: false, padA: 7, padC: 64 });
   }
+  // few rows (decoding): the threaded paths (A·B split over K, A·Bᵀ over N), K not a multiple of 4 or 16, K
+  // beyond the staged 1024, N beyond one column chunk and with a ragged tail
+  for (const [transA, transB] of forms) {
+    out.push({ transA, transB, M: 1, N: 3001, K: 777, bias: true, accumulate: true });
+    out.push({ transA, transB, M: 3, N: 1029, K: 515, alpha: -0.5, padA: 2, padB: 3, padC: 1 });
+    out.push({ transA, transB, M: 4, N: 50, K: 2051, bias: true });
+    out.push({ transA, transB, M: 2, N: 17, K: 9, threaded: false, accumulate: true });
+  }
   out.push({ M: 0, N: 5, K: 3 }, { M: 5, N: 0, K: 3 }, { M: 1, N: 1, K: 1 });
-  return out;
+  // every case again with B in bf16 (a bf16 model's weights)
+  return [...out, ...out.map((c) => ({ ...c, bf16: true }))];
 }
 
 function runAll() {
