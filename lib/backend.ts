@@ -12,15 +12,18 @@ export type Device = 'cpu' | 'cuda';
 export type Precision = 'fp32' | 'bf16';
 export type { DType };
 
-/** A backend's buffer: Float32Array (cpu) or DeviceView (cuda). */
-export type Buf = Float32Array | DeviceView;
+/**
+ * A backend's buffer: Float32Array (cpu) or DeviceView (cuda). On the CPU a bf16 buffer (alloc(n, 'bf16'):
+ * a bf16 model's weight copy) is a Uint16Array of bf16 bit patterns, which only the matrix products take.
+ */
+export type Buf = Float32Array | Uint16Array | DeviceView;
 
 /** The kernels, as the native addon has them, over a backend's buffers. */
 export type Ops = KernelsOver<Buf>;
 
 export interface Backend extends Ops {
   readonly device: Device;
-  /** A zero-filled buffer of n elements: fp32, or bf16 where the backend has it (cuda; the CPU ignores dtype). */
+  /** A zero-filled buffer of n elements: fp32, or bf16 (cuda: any buffer; cpu: a Uint16Array for weight copies). */
   alloc(n: number, dtype?: DType): Buf;
   /** Floats [off, off+len) of b (len: to the end), sharing its memory. */
   view(b: Buf, off: number, len?: number): Buf;
@@ -31,6 +34,7 @@ export interface Backend extends Ops {
   download(b: Buf, copy?: boolean): Float32Array;
   /** dst ← b (a host array of the same length). */
   readInto(b: Buf, dst: Float32Array): void;
+  /** dst ← src, converting between fp32 and bf16 (rounded to nearest even) when their types differ. */
   copy(dst: Buf, src: Buf): void;
   fill(dst: Buf, value: number): void;
   /** rows × cols floats from src (row stride srcStride) to dst (row stride dstStride). */
@@ -45,6 +49,13 @@ function f32(b: Buf): Float32Array {
   return b as Float32Array;
 }
 
+/** A CPU bf16 buffer widened to fp32 (exact). */
+function widen(h: Uint16Array): Float32Array {
+  const u = new Uint32Array(h.length);
+  for (let i = 0; i < h.length; i++) u[i] = h[i] << 16;
+  return new Float32Array(u.buffer);
+}
+
 function makeCpu(): Backend {
   const ops = {} as Record<string, unknown>;
   // looked up at call time, so a benchmark can wrap the addon's functions with timers
@@ -53,22 +64,31 @@ function makeCpu(): Backend {
   return {
     ...(ops as unknown as Ops),
     device: 'cpu',
-    alloc: (n) => new Float32Array(n),
-    view: (b, off, len) => f32(b).subarray(off, len === undefined ? undefined : off + len),
+    alloc: (n, dtype = 'fp32') => (dtype === 'bf16' ? new Uint16Array(n) : new Float32Array(n)),
+    view: (b, off, len) => (b as Float32Array | Uint16Array).subarray(off, len === undefined ? undefined : off + len),
     length: (b) => f32(b).length,
-    upload: (dst, src) => f32(dst).set(src),
-    download: (b, copy = true) => (copy ? f32(b).slice() : f32(b)),
-    readInto: (b, dst) => dst.set(f32(b)),
-    copy: (dst, src) => f32(dst).set(f32(src)),
+    upload: (dst, src) => {
+      if (dst instanceof Uint16Array) native.toBf16(dst, src);
+      else f32(dst).set(src);
+    },
+    download: (b, copy = true) => (b instanceof Uint16Array ? widen(b) : copy ? f32(b).slice() : f32(b)),
+    readInto: (b, dst) => dst.set(b instanceof Uint16Array ? widen(b) : f32(b)),
+    copy: (dst, src) => {
+      if (dst instanceof Uint16Array) {
+        if (src instanceof Uint16Array) dst.set(src);
+        else native.toBf16(dst, f32(src));
+      } else {
+        f32(dst).set(src instanceof Uint16Array ? widen(src) : f32(src));
+      }
+    },
     fill: (dst, v) => void f32(dst).fill(v),
     copyRows: (dst, ds, src, ss, rows, cols) => {
       const d = f32(dst), s = f32(src);
       for (let r = 0; r < rows; r++) d.set(s.subarray(r * ss, r * ss + cols), r * ds);
     },
     free: () => undefined,
-    setPrecision: (p) => {
-      if (p !== 'fp32') throw rangeError("'fp32' (bf16 matrix products are a CUDA feature)", 'precision', p);
-    },
+    // the operand types choose the products' precision on the CPU (a Uint16Array weight is bf16)
+    setPrecision: (p) => void checkPrecision(p, 'cpu'),
   };
 }
 
@@ -119,12 +139,13 @@ export function backendOf(device: unknown = 'cpu'): Backend {
   throw rangeError("'cpu' or 'cuda'", 'device', device);
 }
 
-/** Checks a precision option against a device: 'bf16' only on 'cuda'. */
-export function checkPrecision(p: unknown, device: Device): Precision {
+/**
+ * Checks a precision option ('fp32' default, or 'bf16'). On cuda 'bf16' means bf16 activations and tensor-core
+ * products; on the CPU it means the matrix products read a bf16 copy of the weights (half the bytes a decoded
+ * token streams) while activations, sums, weights and gradients stay fp32.
+ */
+export function checkPrecision(p: unknown, _device?: Device): Precision {
   if (p === undefined || p === 'fp32') return 'fp32';
-  if (p === 'bf16') {
-    if (device !== 'cuda') throw rangeError("'fp32' on device 'cpu' (bf16 matrix products need device 'cuda')", 'precision', p);
-    return 'bf16';
-  }
+  if (p === 'bf16') return 'bf16';
   throw rangeError("'fp32' or 'bf16'", 'precision', p);
 }

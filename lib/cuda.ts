@@ -24,8 +24,8 @@ export const KERNELS = ['gemm', 'linearForward', 'linearBackward', 'layernormFor
   'softmaxXentForward', 'softmaxXentBackward', 'attentionForward', 'attentionBackward', 'adamwStep'] as const;
 export type KernelName = (typeof KERNELS)[number];
 
-/** Float32Array → B in an argument type; distributes over unions, so `Float32Array | null` → `B | null`. */
-type Swap<A, B> = A extends Float32Array ? B : A;
+/** Float32Array (or a CPU bf16 Uint16Array) → B in an argument type; distributes over unions, so `Float32Array | null` → `B | null`. */
+type Swap<A, B> = A extends Float32Array | Uint16Array ? B : A;
 /** A kernel's signature with its Float32Array arguments replaced by `B`. */
 type WithBuffers<F, B> = F extends (...a: infer P) => infer R ? (...a: { [I in keyof P]: Swap<P[I], B> }) => R : never;
 /** The kernels of NativeAddon over another buffer type (device views for the CUDA addon). */

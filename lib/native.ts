@@ -27,6 +27,8 @@ export interface AttentionShape {
 type F32 = Float32Array;
 type F64 = Float64Array;
 type I32 = Int32Array;
+/** bf16 values as their upper 16 bits (a bf16 model's weight copy on the CPU). */
+type U16 = Uint16Array;
 
 /** Double-precision reference kernels (the oracle for tests). */
 export interface RefAddon {
@@ -53,10 +55,11 @@ export interface RefAddon {
 /** The CPU addon's functions. Shapes are checked again natively; a mismatch throws RangeError. */
 export interface NativeAddon {
   abiVersion: number;
+  /** B may be bf16 (a Uint16Array from toBf16): widened exactly as it is read, products and sums in fp32. */
   gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F32, lda: number,
-    B: F32, ldb: number, C: F32, ldc: number, accumulate: boolean, bias: F32 | null): void;
-  linearForward(out: F32, inp: F32, weight: F32, bias: F32 | null, N: number, C: number, OC: number): void;
-  linearBackward(dinp: F32 | null, dweight: F32 | null, dbias: F32 | null, dout: F32, inp: F32, weight: F32,
+    B: F32 | U16, ldb: number, C: F32, ldc: number, accumulate: boolean, bias: F32 | null): void;
+  linearForward(out: F32, inp: F32, weight: F32 | U16, bias: F32 | null, N: number, C: number, OC: number): void;
+  linearBackward(dinp: F32 | null, dweight: F32 | null, dbias: F32 | null, dout: F32, inp: F32, weight: F32 | U16,
     N: number, C: number, OC: number): void;
   layernormForward(out: F32, mean: F32 | null, rstd: F32 | null, inp: F32, weight: F32, bias: F32, N: number,
     C: number, eps: number): void;
@@ -85,6 +88,8 @@ export interface NativeAddon {
   threads(): number;
   setThreads(n: number): void;
   gemmIsa(): string;
+  /** dst ← src rounded to bf16 (to nearest, ties to even), as Uint16 bit patterns; same lengths. */
+  toBf16(dst: U16, src: F32): void;
   ref: RefAddon;
   // ---- byte-level BPE tokenizer (native/tokenizer); the handle owns the tables and the piece memo ----
   /** classRuns: [first, last, class] code-point runs; merges: [left, right, merged] in rank order. */

@@ -19,6 +19,7 @@ const specs: OptionSpecs = {
   'bandwidth-gbps': { kind: 'number', default: 31, help: 'memory read bandwidth for the limit (GB/s)' },
   threads: { kind: 'int', help: 'threads' },
   device: { kind: 'string', default: 'cpu', help: 'cpu | cuda (on cuda give --bandwidth-gbps of the GPU, e.g. 4800 for an H200)' },
+  precision: { kind: 'string', default: 'fp32', help: 'fp32 | bf16: the weights the matrix products stream' },
   json: { kind: 'boolean', default: false, help: 'one JSON object as the last line' },
   help: { kind: 'boolean', default: false, help: 'show this help' },
 };
@@ -34,7 +35,9 @@ export async function benchGenerate(argv: string[]): Promise<void> {
   try { cfg = getPreset(a.preset as string); } catch (e) { throw new UsageError((e as Error).message); }
   const device = a.device as string;
   if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`Expected cpu or cuda for --device but received ${JSON.stringify(device)}`);
-  const model = GPT.create(cfg, { seed: 1, device });
+  const precision = a.precision as string;
+  if (precision !== 'fp32' && precision !== 'bf16') throw new UsageError(`Expected fp32 or bf16 for --precision but received ${JSON.stringify(precision)}`);
+  const model = GPT.create(cfg, { seed: 1, device, precision });
   const rng = new Rng(3);
   const prompt = Array.from({ length: a['prompt-tokens'] as number }, () => rng.int(cfg.vocab_size));
   const runs: Array<{ prefillMs: number; msPerToken: number; tokensPerSec: number }> = [];
@@ -45,12 +48,12 @@ export async function benchGenerate(argv: string[]): Promise<void> {
   }
   runs.sort((x, y) => x.msPerToken - y.msPerToken);
   const med = runs[Math.floor(runs.length / 2)];
-  const bytes = model.numParameters() * 4;
+  const bytes = model.numParameters() * (precision === 'bf16' ? 2 : 4); // every weight once a token
   const limit = ((a['bandwidth-gbps'] as number) * 1e9) / bytes;
   const out = { preset: a.preset, promptTokens: prompt.length, newTokens: a['new-tokens'], ...med, bandwidthLimitTokensPerSec: limit,
-    fractionOfLimit: med.tokensPerSec / limit, threads: native.threads(), isa: native.gemmIsa(), device };
+    fractionOfLimit: med.tokensPerSec / limit, threads: native.threads(), isa: native.gemmIsa(), device, precision };
   if (a.json) { console.log(JSON.stringify(out)); return; }
   console.log(device === 'cuda' ? `# ${cudaInfo().name}` : `# ${machineLine()}, ${out.threads} threads, gemm ${out.isa}`);
   console.log(`generate ${a.preset}: prefill ${prompt.length} tokens ${med.prefillMs.toFixed(1)} ms; ${med.msPerToken.toFixed(2)} ms/token, ` +
-    `${med.tokensPerSec.toFixed(1)} tokens/s = ${(100 * out.fractionOfLimit).toFixed(0)}% of the ${limit.toFixed(0)} tokens/s bandwidth limit (fp32 weights, ${a['bandwidth-gbps']} GB/s)`);
+    `${med.tokensPerSec.toFixed(1)} tokens/s = ${(100 * out.fractionOfLimit).toFixed(0)}% of the ${limit.toFixed(0)} tokens/s bandwidth limit (${precision} weights, ${a['bandwidth-gbps']} GB/s)`);
 }

@@ -72,9 +72,10 @@ export interface CreateOptions {
   /** Where the arithmetic runs: 'cpu' (default) or 'cuda' (needs the CUDA addon and a GPU). */
   device?: Device;
   /**
-   * 'fp32' (default) or 'bf16' (cuda only): activations and their gradients in bf16 and matrix products on bf16
-   * tensor cores with fp32 accumulation, from a bf16 copy of the weights; the weights themselves, their
-   * gradients and AdamW's moments stay fp32.
+   * 'fp32' (default) or 'bf16': the matrix products read a bf16 copy of the weights (rounded to nearest even,
+   * refreshed after every change) and sum in fp32; the weights themselves, their gradients and AdamW's moments
+   * stay fp32. On cuda the activations and their gradients are bf16 too and the products run on tensor cores;
+   * on the CPU activations stay fp32, and decoding streams half the bytes per token.
    */
   precision?: Precision;
 }
@@ -114,7 +115,7 @@ export class GPT {
 
   /** The backend the arithmetic runs on ('cpu' or 'cuda'). */
   private be: Backend;
-  /** Matrix-product precision ('bf16' only on cuda). */
+  /** Matrix-product precision: 'fp32', or 'bf16' (a bf16 copy of the weights feeds the products). */
   precision: Precision = 'fp32';
   /** Offset and length of each parameter in the flat storage (canonical names). */
   private offsets = new Map<string, [number, number]>();
@@ -193,7 +194,10 @@ export class GPT {
    * refreshed before the next device use.
    */
   private syncHost(): void {
-    if (this.be.device === 'cpu') return;
+    if (this.be.device === 'cpu') {
+      this.params16Stale = true; // the caller may edit the weights the bf16 copy was made from
+      return;
+    }
     if (this.hostParamsStale) this.be.readInto(this.dParams, this.paramBuf);
     if (this.hostGradsStale && this.dGrads) {
       this.be.readInto(this.dGrads, this.hostGrads());
@@ -243,7 +247,10 @@ export class GPT {
 
   /** Records that the device parameters (and gradients) were written by a backend call. */
   markUpdated(what: { params?: boolean; grads?: boolean } = { params: true }): void {
-    if (this.be.device === 'cpu') return;
+    if (this.be.device === 'cpu') {
+      if (what.params) this.params16Stale = true;
+      return;
+    }
     if (what.params) {
       this.hostParamsStale = true;
       this.params16Stale = true;
@@ -512,7 +519,7 @@ export class GPT {
   }
   /** The operand of a matrix product: p(name), or its view in the bf16 copy (made fresh here if stale). */
   private w(name: string): Buf {
-    if (this.activationDtype === 'fp32') return this.p(name);
+    if (this.precision === 'fp32') return this.p(name);
     if (!this.dParams16) {
       this.dParams16 = this.be.alloc(this.paramBuf.length, 'bf16');
       this.params16Stale = true;

@@ -1,0 +1,153 @@
+'use strict';
+// precision 'bf16' on the CPU: the matrix products read a bf16 copy of the weights (fp32 activations and sums).
+// Exact against an fp32 model whose weights are bf16 values; within bf16 error of an fp32 model otherwise;
+// the copy follows host edits and optimizer steps; KV decoding and generate() agree with full recomputation;
+// the benchmark takes the option.
+const test = require('ava');
+const path = require('path');
+const { execFileSync } = require('child_process');
+const { GPT, AdamW, generate, KVDecoder } = require('../dist');
+const { native } = require('../dist/native');
+const { relErr, freshSeed, randInts } = require('./helpers/util');
+
+const FIX = path.join(__dirname, 'data', 'fixtures');
+const CLI = path.join(__dirname, '..', 'dist', 'cli.js');
+
+function rounded(a) {
+  const h = new Uint16Array(a.length);
+  native.toBf16(h, a);
+  return h;
+}
+function widened(h) {
+  const u = new Uint32Array(h.length);
+  for (let i = 0; i < h.length; i++) u[i] = h[i] << 16;
+  return new Float32Array(u.buffer);
+}
+/** Rounds every weight of m to a bf16 value, in place (so its bf16 copy is exact). */
+function roundWeights(m) {
+  for (const [, p] of m.parameters()) p.data.set(widened(rounded(p.data)));
+}
+/** fp32 and bf16 models with the same weights (both start from `seed`). */
+function pair(variant, seed) {
+  const cfg = { variant, n_layer: 2, n_head: 3, n_embd: 48, vocab_size: 101, n_positions: 40, window_size: 8 };
+  return [GPT.create(cfg, { seed }), GPT.create(cfg, { seed, precision: 'bf16' })];
+}
+
+for (const v of ['gpt1', 'gpt2', 'gpt3']) {
+  test(`${v}: with bf16-valued weights, bf16 logits, loss and every gradient equal fp32 (1e-5)`, (t) => {
+    const seed = freshSeed();
+    t.log(`seed ${seed}`);
+    const [a, b] = pair(v, seed);
+    roundWeights(a);
+    roundWeights(b);
+    t.is(b.precision, 'bf16');
+    t.is(b.activationDtype, 'fp32', 'activations stay fp32 on the CPU');
+    const ids = randInts(2 * 29, 101, seed + 1), tg = randInts(2 * 29, 101, seed + 2);
+    const shape = { shape: [2, 29] };
+    t.true(relErr(b.forward(ids, shape), a.forward(ids, shape)) < 1e-5);
+    const la = a.loss(ids, tg, shape), lb = b.loss(ids, tg, shape);
+    t.true(Math.abs(la - lb) < 1e-5 * la, `loss ${lb} vs ${la}`);
+    a.backward();
+    b.backward();
+    for (const [name, p] of a.parameters()) {
+      const q = b.parameters().get(name);
+      t.true(relErr(q.grad, p.grad) < 1e-5, `${name}: ${relErr(q.grad, p.grad)}`);
+    }
+  });
+}
+
+test('bf16 on the CPU: unrounded weights give logits within bf16 rounding of fp32, and not equal to them', async (t) => {
+  const dir = path.join(FIX, 'gpt2-tiny');
+  const a = await GPT.load(dir), b = await GPT.load(dir, { precision: 'bf16' });
+  const ids = [[5, 17, 33, 2, 90, 41, 7, 60, 12, 88, 3, 19]];
+  const e = relErr(b.forward(ids), a.forward(ids));
+  t.log(`normalised logits error ${e}`);
+  t.true(e > 1e-6 && e < 1e-2, `${e}`);
+  // and back: to('cpu', { precision: 'fp32' }) drops the copy and gives the fp32 logits again
+  b.to('cpu', { precision: 'fp32' });
+  t.deepEqual(b.forward(ids), a.forward(ids));
+});
+
+test('the bf16 copy follows host edits of the weights and optimizer steps', (t) => {
+  const seed = freshSeed();
+  t.log(`seed ${seed}`);
+  const [, m] = pair('gpt2', seed);
+  const name = 'h.1.mlp.c_fc.weight';
+  const copyOk = () => {
+    const want = rounded(m.weight(name));
+    const have = m.matrixBuffer(name);
+    t.true(have instanceof Uint16Array, 'the matrix operand is the bf16 copy');
+    t.deepEqual(Array.from(have), Array.from(want));
+  };
+  const ids = [Array.from(randInts(20, 101, seed + 3))];
+  const before = m.forward(ids).slice();
+  copyOk();
+  // a host edit through parameters()
+  const w = m.parameters().get(name).data;
+  for (let i = 0; i < w.length; i++) w[i] = w[i] * 1.5 + 0.01 * Math.sin(i);
+  copyOk();
+  const edited = m.forward(ids).slice();
+  t.true(relErr(edited, before) > 1e-3, 'the edit reached the products');
+  // an optimizer step
+  const opt = new AdamW(m, { lr: 1e-2 });
+  m.train();
+  m.loss(ids, [Array.from(randInts(20, 101, seed + 4))]);
+  m.backward();
+  opt.step();
+  m.eval();
+  const stepped = m.forward(ids).slice(); // before anything reads the weights on the host
+  t.true(relErr(stepped, edited) > 1e-3, 'the step reached the products');
+  copyOk();
+  t.deepEqual(m.forward(ids), stepped, 'the copy the step left was already current');
+});
+
+for (const v of ['gpt2', 'gpt3']) {
+  test(`${v}: bf16 KV-cache decoding matches bf16 full recomputation (1e-5), and generate() agrees`, async (t) => {
+    const m = await GPT.load(path.join(FIX, `${v}-tiny`), { precision: 'bf16' });
+    const V = m.config.vocab_size;
+    const seq = [5, 17, 33, 2, 90, 41, 7, 60, 12, 88, 3, 19, 27, 70, 44, 1, 9, 55, 66, 13]; // past gpt3's window
+    const dec = new KVDecoder(m, 1, 24);
+    let logits = dec.forward(Int32Array.from(seq.slice(0, 6)), 6).slice();
+    for (let i = 6; i <= seq.length; i++) {
+      const ref = m.forward([seq.slice(0, i)]).subarray((i - 1) * V, i * V);
+      t.true(relErr(logits, ref) < 1e-5, `position ${i}: ${relErr(logits, ref)}`);
+      if (i < seq.length) logits = dec.forward(Int32Array.of(seq[i]), 1).slice();
+    }
+    // greedy generate() with precision 'bf16' from an fp32 model switches it, and equals greedy recomputation
+    const f = await GPT.load(path.join(FIX, `${v}-tiny`));
+    const prompt = [3, 14, 15, 92, 65];
+    const r = await generate({ model: f, prompt, maxNewTokens: 8, temperature: 0, stopAtEos: false, precision: 'bf16' });
+    t.is(f.precision, 'bf16');
+    const ctx = prompt.slice();
+    for (let i = 0; i < 8; i++) {
+      const all = m.forward([ctx]);
+      const last = all.subarray((ctx.length - 1) * V, ctx.length * V);
+      ctx.push(last.indexOf(Math.max(...last)));
+    }
+    t.deepEqual(r.tokens, ctx.slice(prompt.length));
+  });
+}
+
+test('precision options: a folder loads in bf16 for generate(); bad values are clear errors', async (t) => {
+  const dir = path.join(FIX, 'gpt2-tiny');
+  const r = await generate({ model: dir, prompt: [1, 2, 3], maxNewTokens: 3, temperature: 0, precision: 'bf16', stopAtEos: false });
+  t.is(r.tokens.length, 3);
+  await t.throwsAsync(generate({ model: dir, prompt: [1, 2, 3], maxNewTokens: 3, precision: 'fp16' }),
+    { instanceOf: RangeError, message: "Expected 'fp32' or 'bf16' for precision but received \"fp16\"" });
+  const run = (args) => {
+    try {
+      return { code: 0, out: execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', stdio: 'pipe' }) };
+    } catch (e) {
+      return { code: e.status, out: String(e.stderr) };
+    }
+  };
+  const bad = run(['bench', 'kernels', '--precision', 'bf16']);
+  t.not(bad.code, 0);
+  t.regex(bad.out, /times the cuda kernels .* 'bench generate --precision bf16'/);
+  const bench = run(['bench', 'generate', '--preset', 'gpt2-small', '--prompt-tokens', '3', '--new-tokens', '2', '--runs', '1',
+    '--precision', 'bf16', '--json']);
+  t.is(bench.code, 0, bench.out);
+  const j = JSON.parse(bench.out.trim().split('\n').pop());
+  t.is(j.precision, 'bf16');
+  t.true(j.tokensPerSec > 0);
+});
