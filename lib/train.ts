@@ -68,7 +68,7 @@ export interface TrainOptions {
   threads?: number;
   /** Where the arithmetic runs: 'cpu' (default) or 'cuda'. */
   device?: Device;
-  /** 'fp32' (default) or 'bf16' (cuda only: bf16 activations and tensor-core products; fp32 weights, gradients, moments). */
+  /** 'fp32' (default) or 'bf16': products from a bf16 copy of the weights (cuda: bf16 activations and tensor cores too); fp32 weights, gradients, moments. */
   precision?: Precision;
   /** Tokens of sample text generated at the end (0 = none). */
   sampleTokens?: number;
@@ -374,7 +374,7 @@ const specs: OptionSpecs = {
   resume: { kind: 'string', help: 'resume from a run folder' },
   threads: { kind: 'int', help: 'CPU threads (default GPT_NATIVE_THREADS or all cores)' },
   device: { kind: 'string', help: 'cpu | cuda (default cpu)' },
-  precision: { kind: 'string', help: 'fp32 | bf16 (cuda only: bf16 activations and matrix products, fp32 weights; default fp32)' },
+  precision: { kind: 'string', help: 'fp32 | bf16 (matrix products from a bf16 copy of the fp32 weights; on cuda bf16 activations too; default fp32)' },
   json: { kind: 'boolean', help: 'one JSON object per step on stdout' },
   quiet: { kind: 'boolean', help: 'no console output' },
   help: { kind: 'boolean', help: 'show this help' },
