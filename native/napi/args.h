@@ -20,10 +20,13 @@ inline ThreadPool* pool_of(const Napi::CallbackInfo& info) {
   return info.Env().GetInstanceData<AddonData>()->pool;
 }
 
+// An argument's typed-array data. `present` is false only for an omitted optional argument: an empty array
+// is present with p possibly null, so its length is still checked against what the shape needs.
 template <typename T>
 struct View {
   T* p = nullptr;
   size_t n = 0;
+  bool present = false;
 };
 
 template <typename T>
@@ -50,8 +53,9 @@ View<T> arr(const Napi::CallbackInfo& info, size_t i, const char* op, const char
                       str_cat(op, ": expected ", typed_name<T>(), " for ", name, " (argument ", i, ")"));
   auto ta = v.As<Napi::TypedArray>();
   View<T> r;
-  r.p = reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
   r.n = ta.ElementLength();
+  r.p = r.n ? reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset()) : nullptr;
+  r.present = true;
   return r;
 }
 
@@ -59,7 +63,7 @@ View<T> arr(const Napi::CallbackInfo& info, size_t i, const char* op, const char
 struct WeightView {
   View<float> f;
   View<uint16_t> h;
-  bool bf16() const { return h.p != nullptr; }
+  bool bf16() const { return h.present; }
 };
 
 inline WeightView weight_arr(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
@@ -93,7 +97,7 @@ inline bool flag(const Napi::CallbackInfo& info, size_t i) { return info[i].ToBo
 
 template <typename T>
 void need(const View<T>& v, int64_t required, const char* op, const char* name, const std::string& shape) {
-  if (v.p == nullptr) return;  // optional argument omitted
+  if (!v.present) return;  // optional argument omitted
   if (static_cast<int64_t>(v.n) < required)
     throw KernelError(KernelError::Kind::Range,
                       str_cat(op, ": ", name, " has ", v.n, " elements but shape ", shape, " needs ", required));
@@ -102,7 +106,7 @@ void need(const View<T>& v, int64_t required, const char* op, const char* name, 
 template <typename T>
 void need_exact(const View<T>& v, int64_t required, const char* op, const char* name,
                 const std::string& shape) {
-  if (v.p == nullptr) return;
+  if (!v.present) return;
   if (static_cast<int64_t>(v.n) != required)
     throw KernelError(KernelError::Kind::Range,
                       str_cat(op, ": ", name, " has ", v.n, " elements but shape ", shape, " has ", required));

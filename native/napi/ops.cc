@@ -308,7 +308,7 @@ AttnArgs attn_args(const Napi::CallbackInfo& info, size_t i, const char* op) {
 
 void need_view(const View<float>& a, const int64_t* st, int64_t B, int64_t T, int64_t width, const char* op,
                const char* name) {
-  if (!a.p) return;
+  if (!a.present) return;
   GN_CHECK_RANGE(st[0] >= 0 && st[1] >= width, op, ": ", name, " strides [", st[0], ",", st[1],
                  "] are too small for rows of ", width);
   int64_t req = (B - 1) * st[0] + (T - 1) * st[1] + width;
