@@ -108,3 +108,37 @@ test('linear forward and backward with a bf16 weight equal the fp32 kernels on t
   t.deepEqual(dw1, dw2, 'the weight gradient does not read the weight');
   t.deepEqual(db1, db2);
 });
+
+test('an empty operand is checked like any other, never read through a null pointer', (t) => {
+  const one = () => new Float32Array(1);
+  t.throws(() => native.gemm(false, false, 1, 1, 1, 1, one(), 1, new Uint16Array(0), 1, one(), 1, false, null),
+    { instanceOf: RangeError, message: 'gemm: B has 0 elements but shape (1,1) needs 1' });
+  t.throws(() => native.gemm(false, false, 1, 1, 1, 1, new Float32Array(0), 1, one(), 1, one(), 1, false, null),
+    { instanceOf: RangeError, message: 'gemm: A has 0 elements but shape (1,1) needs 1' });
+  t.throws(() => native.linearForward(new Float32Array(2), new Float32Array(2), new Float32Array(4), new Float32Array(0), 1, 2, 2),
+    { instanceOf: RangeError, message: /linear_forward: bias has 0 elements/ });
+  // nothing to read: an empty product of shape (0, N) is fine
+  t.notThrows(() => native.gemm(false, false, 0, 1, 1, 1, new Float32Array(0), 1, one(), 1, new Float32Array(0), 1, false, null));
+});
+
+test('few-row products give the same result whatever the thread count and the number of rows', (t) => {
+  const K = 777, N = 301, r = (n, s) => Float32Array.from({ length: n }, (_, i) => Math.sin(s + i * 0.37) || 0.5);
+  const A = r(8 * K, 1), B = r(K * N, 2), B16 = new Uint16Array(K * N);
+  native.toBf16(B16, B);
+  const prev = native.threads();
+  for (const transB of [false, true]) {
+    for (const Bop of [B, B16]) {
+      const out = [];
+      for (const threads of [1, 2]) {
+        native.setThreads(threads);
+        for (const M of [1, 4, 8]) {
+          const C = new Float32Array(M * N);
+          native.gemm(false, transB, M, N, K, 1, A, K, Bop, transB ? K : N, C, N, false, null);
+          out.push(C.subarray(0, N)); // row 0 of every run
+        }
+      }
+      native.setThreads(prev);
+      for (let i = 1; i < out.length; i++) t.deepEqual(out[i], out[0], `${transB ? 'A·Bᵀ' : 'A·B'} ${Bop.constructor.name}: run ${i}`);
+    }
+  }
+});

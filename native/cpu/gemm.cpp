@@ -13,7 +13,8 @@
 // The four forms (A or Aᵀ, B or Bᵀ) differ only in how the panels are packed: a transposed operand is
 // packed through in-register transposes, a plain one by row copies, so one micro-kernel serves all four.
 // Small shapes skip packing where it does not pay: A is read in place when N is narrow (it would be packed
-// for one or two micro-panels only), and a plain B is read in place when M is small; attention's serial
+// for one or two micro-panels only), and a plain fp32 B is read in place when M is small (a bf16 B is always
+// packed, widened on the way); attention's serial
 // per-block products (M=64, N≤2048, K=64 and the like) take those paths. Edge tiles are zero-padded in the
 // packed panels and stored with masks, so any M, N, K ≥ 0 work. K = 0 writes (accumulate ? C : 0) + bias.
 //
@@ -34,7 +35,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <new>
 #include <string>
 #include <type_traits>
@@ -336,12 +336,17 @@ void pack_t_scalar(const float* src, int64_t ld, int64_t kc, int64_t nr, int64_t
 
 
 // ---------------------------------------------------------------------------------- small M (decoding)
-// With M <= 4 (batch-1 decoding, attention over a KV cache one query at a time) a micro-tile would compute
-// mostly padding: instead stream B once. A·B: C rows accumulate alpha·A[m,k]·B[k, n-chunk] over k
-// (vectorised over n); A·Bᵀ: each C element is a dot product of two contiguous rows.
+// With M <= 8 (batch-1 decoding, speculative verification, attention over a KV cache one query at a time) a
+// micro-tile would compute
+// mostly padding: instead stream B once. A·B: K is cut into a fixed number of row ranges (chunks_for(K));
+// each sums whole contiguous rows of B into its own (M,N) partial, vectorised over n, and one pass adds the
+// partials in range order, so the result does not depend on the thread count or on M. A·Bᵀ: each C element
+// is a dot product of two contiguous rows.
 namespace small_m {
-constexpr int64_t kMaxM = 4;
-constexpr int64_t kChunkN = 512;
+constexpr int64_t kMaxM = 8;
+
+// K row ranges of A·B: up to 8, at least 96 rows each (K < 192: one range, then N is cut among the threads)
+inline int64_t chunks_for(int64_t K) { return std::max<int64_t>(1, std::min<int64_t>(8, K / 96)); }
 
 static inline float ld(const float* p) { return *p; }
 static inline float ld(const uint16_t* p) { return bf16_to_f32(*p); }
@@ -359,15 +364,16 @@ static inline const float* row(const uint16_t* b, int64_t w, float* tmp) {
 // over P so P is loaded and stored once per four FMAs. P has M rows of N floats and stays in L1/L2.
 template <typename TB>
 static inline __attribute__((always_inline)) void nn_rows_body(int64_t M, int64_t k0, int64_t k1, int64_t N,
-    const float* A, int64_t lda, bool transA, const TB* B, int64_t ldb, float* P) {
+    const float* A, int64_t lda, bool transA, const TB* B, int64_t ldb, float* P, int64_t ldp) {
   auto a_at = [&](int64_t m, int64_t k) { return transA ? A[k * lda + m] : A[m * lda + k]; };
-  for (int64_t i = 0; i < M * N; ++i) P[i] = 0.0f;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t j = 0; j < N; ++j) P[m * ldp + j] = 0.0f;
   int64_t k = k0;
   for (; k + 4 <= k1; k += 4) {
     const TB *b0 = B + k * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
     for (int64_t m = 0; m < M; ++m) {
       const float a0 = a_at(m, k), a1 = a_at(m, k + 1), a2 = a_at(m, k + 2), a3 = a_at(m, k + 3);
-      float* p = P + m * N;
+      float* p = P + m * ldp;
       for (int64_t j = 0; j < N; ++j) p[j] += a0 * ld(b0 + j) + a1 * ld(b1 + j) + a2 * ld(b2 + j) + a3 * ld(b3 + j);
     }
   }
@@ -375,7 +381,7 @@ static inline __attribute__((always_inline)) void nn_rows_body(int64_t M, int64_
     const TB* b0 = B + k * ldb;
     for (int64_t m = 0; m < M; ++m) {
       const float a0 = a_at(m, k);
-      float* p = P + m * N;
+      float* p = P + m * ldp;
       for (int64_t j = 0; j < N; ++j) p[j] += a0 * ld(b0 + j);
     }
   }
@@ -418,8 +424,8 @@ static inline __attribute__((always_inline)) void nt_body(int64_t M, int64_t n0,
   }
 #define GN_SMALL_M_NN(TB)                                                                                       \
   GN_MULTIVERSION void nn_rows(int64_t M, int64_t k0, int64_t k1, int64_t N, const float* A, int64_t lda,      \
-                               bool transA, const TB* B, int64_t ldb, float* P) {                              \
-    nn_rows_body<TB>(M, k0, k1, N, A, lda, transA, B, ldb, P);                                                 \
+                               bool transA, const TB* B, int64_t ldb, float* P, int64_t ldp) {                 \
+    nn_rows_body<TB>(M, k0, k1, N, A, lda, transA, B, ldb, P, ldp);                                            \
   }
 GN_SMALL_M_NT(float)
 GN_SMALL_M_NT(uint16_t)
@@ -458,54 +464,52 @@ void gemm_any(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float a
   if (M <= small_m::kMaxM && K > 0) {
     const bool par = pool && 2 * M * N * K >= (int64_t)1 << 18;
 #ifdef GN_GEMM_X86
-    const bool bf16_avx512 = std::is_same_v<TB, uint16_t> && &pick_isa() == &isa_avx512();
+    const bool avx512 = &pick_isa() == &isa_avx512();
 #else
-    const bool bf16_avx512 = false;
+    const bool avx512 = false;
 #endif
+    const bool bf16_avx512 = avx512 && std::is_same_v<TB, uint16_t>;
     if (!transB) {
-      // A·B: K is split among the tasks, each summing whole rows of B into its own (M,N) partial; one pass adds
-      // the partials in task order. Streaming contiguous rows keeps decoding near the memory bandwidth (cutting
-      // N instead makes every task hop between rows a few hundred bytes at a time).
-      const int64_t tasks = par ? std::min<int64_t>(pool->available_threads(), std::max<int64_t>(1, K / 16)) : 1;
-      float* P = tl_buf.partial.get(tasks * M * N);
-      auto rows = [&](int64_t t, int) {
-        const int64_t k0 = K * t / tasks, k1 = K * (t + 1) / tasks;
+      // A·B by fixed K ranges, whatever the threads (see the namespace comment): the ranges run as tasks, or,
+      // with a single range, its columns are cut among the threads.
+      const int64_t chunks = small_m::chunks_for(K);
+      float* P = tl_buf.partial.get(chunks * M * N);
+      auto rows = [&](int64_t c, int64_t n0, int64_t n1) {
+        const int64_t k0 = K * c / chunks, k1 = K * (c + 1) / chunks;
+        float* Pc = P + c * M * N + n0;
 #ifdef GN_GEMM_X86
         if constexpr (std::is_same_v<TB, uint16_t>)
-          if (bf16_avx512) return small_nn_rows_bf16_avx512(M, k0, k1, N, A, lda, transA, B, ldb, P + t * M * N);
+          if (bf16_avx512) return small_nn_rows_bf16_avx512(M, k0, k1, n1 - n0, A, lda, transA, B + n0, ldb, Pc, N);
 #endif
-        small_m::nn_rows(M, k0, k1, N, A, lda, transA, B, ldb, P + t * M * N);
+        small_m::nn_rows(M, k0, k1, n1 - n0, A, lda, transA, B + n0, ldb, Pc, N);
       };
-      if (tasks > 1) pool->run_tasks(tasks, rows);
-      else rows(0, 0);
-      auto sum = [&](int64_t n0, int64_t n1, int) { small_m::combine(M, n0, n1, N, tasks, P, alpha, C, ldc, accumulate, bias); };
+      if (par && chunks > 1) pool->run_tasks(chunks, [&](int64_t c, int) { rows(c, 0, N); });
+      else if (par) pool->parallel_for(N, [&](int64_t b, int64_t e, int) { rows(0, b, e); }, 256);
+      else for (int64_t c = 0; c < chunks; ++c) rows(c, 0, N);
+      auto sum = [&](int64_t n0, int64_t n1, int) { small_m::combine(M, n0, n1, N, chunks, P, alpha, C, ldc, accumulate, bias); };
       if (par && M * N >= 8192) pool->parallel_for(N, sum, 1024);
       else sum(0, N, 0);
       return;
     }
     // A·Bᵀ: each C element is a dot product of two contiguous rows; N is cut among the tasks.
-    std::function<void(int64_t, int64_t)> run = [&](int64_t n0, int64_t n1) {
+    const float* arows[small_m::kMaxM];
+    std::vector<float> staged;  // Aᵀ rows made contiguous for the AVX-512 A·Bᵀ kernel
+    if (avx512) {
+      if (transA) {
+        staged.resize(M * K);
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t k = 0; k < K; ++k) staged[m * K + k] = A[k * lda + m];
+      }
+      for (int64_t m = 0; m < M; ++m) arows[m] = transA ? staged.data() + m * K : A + m * lda;
+    }
+    auto run = [&](int64_t n0, int64_t n1, int) {
+#ifdef GN_GEMM_X86
+      if (avx512) return small_nt_avx512(M, n0, n1, K, alpha, arows, B, ldb, C, ldc, accumulate, bias);
+#endif
       small_m::nt(M, n0, n1, K, alpha, A, lda, transA, B, ldb, C, ldc, accumulate, bias);
     };
-    std::vector<float> staged;  // Aᵀ rows made contiguous for the bf16 A·Bᵀ kernel
-    const float* arows[small_m::kMaxM];
-#ifdef GN_GEMM_X86
-    if (bf16_avx512) {
-      if constexpr (std::is_same_v<TB, uint16_t>) {
-        if (transA) {
-          staged.resize(M * K);
-          for (int64_t m = 0; m < M; ++m)
-            for (int64_t k = 0; k < K; ++k) staged[m * K + k] = A[k * lda + m];
-        }
-        for (int64_t m = 0; m < M; ++m) arows[m] = transA ? staged.data() + m * K : A + m * lda;
-        run = [&](int64_t n0, int64_t n1) {
-          small_nt_bf16_avx512(M, n0, n1, K, alpha, arows, B, ldb, C, ldc, accumulate, bias);
-        };
-      }
-    }
-#endif
-    if (par) pool->parallel_for(N, [&](int64_t b, int64_t e, int) { run(b, e); }, 64);
-    else run(0, N);
+    if (par) pool->parallel_for(N, run, 64);
+    else run(0, N, 0);
     return;
   }
   Problem x{transA, transB, M, N, K, alpha, A, lda, nullptr, ldb, C, ldc, accumulate, bias, nullptr};

@@ -199,33 +199,38 @@ GN_AVX512 inline __m512 widen16(const uint16_t* p) {
 GN_AVX512 inline __m512 widen16(const uint16_t* p, __mmask16 m) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
 }
+GN_AVX512 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+GN_AVX512 inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+GN_AVX512 inline __m512 load16(const uint16_t* p) { return widen16(p); }
+GN_AVX512 inline __m512 load16(const uint16_t* p, __mmask16 m) { return widen16(p, m); }
 inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n > 0 ? n : 0)) - 1); }
 
-// A·Bᵀ: C[m, n] = alpha · dot(a[m], B row n) for n in [n0, n1); a[m] are contiguous rows of K floats.
-// Two accumulators per row of A over 32-element steps.
-template <int M>
-GN_AVX512 void nt_bf16(int64_t n0, int64_t n1, int64_t K, float alpha, const float* const* a, const uint16_t* B,
+// A·Bᵀ: C[m, n] = alpha · dot(a[m], B row n) for n in [n0, n1); a[m] are contiguous rows of K floats; B fp32
+// or bf16. Two accumulators per row of A over 32-element steps; each B row is loaded once for all M rows, and
+// every row's sum runs in the same order whatever M is.
+template <int M, typename TB>
+GN_AVX512 void nt_rows(int64_t n0, int64_t n1, int64_t K, float alpha, const float* const* a, const TB* B,
                        int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
   const int64_t K32 = K / 32 * 32, K16 = K / 16 * 16;
   const __mmask16 tail = lanes(K - K16);
   for (int64_t n = n0; n < n1; ++n) {
-    const uint16_t* b = B + n * ldb;
+    const TB* b = B + n * ldb;
     __m512 acc0[M], acc1[M];
     for (int m = 0; m < M; ++m) acc0[m] = acc1[m] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k < K32; k += 32) {
-      const __m512 b0 = widen16(b + k), b1 = widen16(b + k + 16);
+      const __m512 b0 = load16(b + k), b1 = load16(b + k + 16);
       for (int m = 0; m < M; ++m) {
         acc0[m] = _mm512_fmadd_ps(_mm512_loadu_ps(a[m] + k), b0, acc0[m]);
         acc1[m] = _mm512_fmadd_ps(_mm512_loadu_ps(a[m] + k + 16), b1, acc1[m]);
       }
     }
     for (; k < K16; k += 16) {
-      const __m512 b0 = widen16(b + k);
+      const __m512 b0 = load16(b + k);
       for (int m = 0; m < M; ++m) acc0[m] = _mm512_fmadd_ps(_mm512_loadu_ps(a[m] + k), b0, acc0[m]);
     }
     if (k < K) {
-      const __m512 b0 = widen16(b + k, tail);
+      const __m512 b0 = load16(b + k, tail);
       for (int m = 0; m < M; ++m) acc1[m] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a[m] + k), b0, acc1[m]);
     }
     for (int m = 0; m < M; ++m) {
@@ -244,11 +249,12 @@ GN_AVX512 void nt_bf16(int64_t n0, int64_t n1, int64_t K, float alpha, const flo
 // Zen 5 (a fixed 1 KB distance within the row gave ~37; the hardware prefetchers alone ~31).
 template <int M>
 GN_AVX512 void nn_rows_bf16(int64_t k0, int64_t k1, int64_t N, const float* A, int64_t lda, bool transA,
-                            const uint16_t* B, int64_t ldb, float* P) {
+                            const uint16_t* B, int64_t ldb, float* P, int64_t ldp) {
   auto a_at = [&](int64_t m, int64_t k) { return transA ? A[k * lda + m] : A[m * lda + k]; };
   const int64_t N16 = N / 16 * 16;
   const __mmask16 tail = lanes(N - N16);
-  for (int64_t i = 0; i < M * N; ++i) P[i] = 0.0f;
+  for (int m = 0; m < M; ++m)
+    for (int64_t j = 0; j < N; ++j) P[m * ldp + j] = 0.0f;
   int64_t k = k0;
   for (; k + 4 <= k1; k += 4) {
     const uint16_t *b0 = B + k * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
@@ -266,7 +272,7 @@ GN_AVX512 void nn_rows_bf16(int64_t k0, int64_t k1, int64_t N, const float* A, i
       }
       const __m512 w0 = widen16(b0 + j), w1 = widen16(b1 + j), w2 = widen16(b2 + j), w3 = widen16(b3 + j);
       for (int m = 0; m < M; ++m) {
-        float* p = P + m * N + j;
+        float* p = P + m * ldp + j;
         __m512 acc = _mm512_loadu_ps(p);
         acc = _mm512_fmadd_ps(a[m][0], w0, acc);
         acc = _mm512_fmadd_ps(a[m][1], w1, acc);
@@ -279,7 +285,7 @@ GN_AVX512 void nn_rows_bf16(int64_t k0, int64_t k1, int64_t N, const float* A, i
       const __m512 w0 = widen16(b0 + N16, tail), w1 = widen16(b1 + N16, tail), w2 = widen16(b2 + N16, tail),
                    w3 = widen16(b3 + N16, tail);
       for (int m = 0; m < M; ++m) {
-        float* p = P + m * N + N16;
+        float* p = P + m * ldp + N16;
         __m512 acc = _mm512_maskz_loadu_ps(tail, p);
         acc = _mm512_fmadd_ps(a[m][0], w0, acc);
         acc = _mm512_fmadd_ps(a[m][1], w1, acc);
@@ -293,7 +299,7 @@ GN_AVX512 void nn_rows_bf16(int64_t k0, int64_t k1, int64_t N, const float* A, i
     const uint16_t* b0 = B + k * ldb;
     for (int m = 0; m < M; ++m) {
       const __m512 am = _mm512_set1_ps(a_at(m, k));
-      float* p = P + m * N;
+      float* p = P + m * ldp;
       for (int64_t j = 0; j < N; j += 16) {
         const __mmask16 mk = lanes(N - j);
         _mm512_mask_storeu_ps(p + j, mk, _mm512_fmadd_ps(am, widen16(b0 + j, mk), _mm512_maskz_loadu_ps(mk, p + j)));
@@ -304,23 +310,40 @@ GN_AVX512 void nn_rows_bf16(int64_t k0, int64_t k1, int64_t N, const float* A, i
 
 }  // namespace
 
-void small_nt_bf16_avx512(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* const* a,
-                          const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
+template <typename TB>
+static void nt_dispatch(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* const* a, const TB* B,
+                        int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
   switch (M) {
-    case 1: return nt_bf16<1>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
-    case 2: return nt_bf16<2>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
-    case 3: return nt_bf16<3>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
-    default: return nt_bf16<4>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
+    case 1: return nt_rows<1>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
+    case 2: return nt_rows<2>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
+    case 3: return nt_rows<3>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
+    case 4: return nt_rows<4>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
+    case 5: return nt_rows<5>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
+    case 6: return nt_rows<6>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
+    case 7: return nt_rows<7>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
+    default: return nt_rows<8>(n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
   }
+}
+void small_nt_avx512(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* const* a,
+                     const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
+  nt_dispatch(M, n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
+}
+void small_nt_avx512(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* const* a,
+                     const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias) {
+  nt_dispatch(M, n0, n1, K, alpha, a, B, ldb, C, ldc, accumulate, bias);
 }
 
 void small_nn_rows_bf16_avx512(int64_t M, int64_t k0, int64_t k1, int64_t N, const float* A, int64_t lda,
-                               bool transA, const uint16_t* B, int64_t ldb, float* P) {
+                               bool transA, const uint16_t* B, int64_t ldb, float* P, int64_t ldp) {
   switch (M) {
-    case 1: return nn_rows_bf16<1>(k0, k1, N, A, lda, transA, B, ldb, P);
-    case 2: return nn_rows_bf16<2>(k0, k1, N, A, lda, transA, B, ldb, P);
-    case 3: return nn_rows_bf16<3>(k0, k1, N, A, lda, transA, B, ldb, P);
-    default: return nn_rows_bf16<4>(k0, k1, N, A, lda, transA, B, ldb, P);
+    case 1: return nn_rows_bf16<1>(k0, k1, N, A, lda, transA, B, ldb, P, ldp);
+    case 2: return nn_rows_bf16<2>(k0, k1, N, A, lda, transA, B, ldb, P, ldp);
+    case 3: return nn_rows_bf16<3>(k0, k1, N, A, lda, transA, B, ldb, P, ldp);
+    case 4: return nn_rows_bf16<4>(k0, k1, N, A, lda, transA, B, ldb, P, ldp);
+    case 5: return nn_rows_bf16<5>(k0, k1, N, A, lda, transA, B, ldb, P, ldp);
+    case 6: return nn_rows_bf16<6>(k0, k1, N, A, lda, transA, B, ldb, P, ldp);
+    case 7: return nn_rows_bf16<7>(k0, k1, N, A, lda, transA, B, ldb, P, ldp);
+    default: return nn_rows_bf16<8>(k0, k1, N, A, lda, transA, B, ldb, P, ldp);
   }
 }
 

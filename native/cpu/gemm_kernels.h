@@ -51,12 +51,15 @@ void pack_t_scalar(const float* src, int64_t ld, int64_t kc, int64_t nr, int64_t
 #define GN_GEMM_X86 1
 const Isa& isa_avx512();
 const Isa& isa_avx2();
-// bf16 B, M ≤ 4 (gemm.cpp's small-M path on AVX-512): A·Bᵀ over M contiguous A rows, and A·B by k ranges.
-void small_nt_bf16_avx512(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* const* a,
-                          const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias);
-// P (M,N) = Σ_{k0 ≤ k < k1} a(m,k) · B[k, :] (gemm.cpp's split-K small-M A·B)
+// Few rows (gemm.cpp's small-M path, M ≤ 8) on AVX-512: A·Bᵀ over M contiguous A rows, B fp32 or bf16, and
+// bf16 A·B by K ranges.
+void small_nt_avx512(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* const* a,
+                     const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias);
+void small_nt_avx512(int64_t M, int64_t n0, int64_t n1, int64_t K, float alpha, const float* const* a,
+                     const uint16_t* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const float* bias);
+// P (M,N), row stride ldp, = Σ_{k0 ≤ k < k1} a(m,k) · B[k, :] (gemm.cpp's small-M A·B by K ranges)
 void small_nn_rows_bf16_avx512(int64_t M, int64_t k0, int64_t k1, int64_t N, const float* A, int64_t lda,
-                               bool transA, const uint16_t* B, int64_t ldb, float* P);
+                               bool transA, const uint16_t* B, int64_t ldb, float* P, int64_t ldp);
 #endif
 
 }  // namespace gemm_detail
