@@ -49,6 +49,12 @@ function f32(b: Buf): Float32Array {
   return b as Float32Array;
 }
 
+/** b as a Float32Array; a TypeError for a bf16 buffer (which only copy/upload/download and the products take). */
+function fp32Only(b: Buf, op: string): Float32Array {
+  if (b instanceof Uint16Array) throw new TypeError(`${op}: expected an fp32 buffer but received a bf16 one (Uint16Array)`);
+  return b as Float32Array;
+}
+
 /** A CPU bf16 buffer widened to fp32 (exact). */
 function widen(h: Uint16Array): Float32Array {
   const u = new Uint32Array(h.length);
@@ -71,7 +77,13 @@ function makeCpu(): Backend {
       if (dst instanceof Uint16Array) native.toBf16(dst, src);
       else f32(dst).set(src);
     },
-    download: (b, copy = true) => (b instanceof Uint16Array ? widen(b) : copy ? f32(b).slice() : f32(b)),
+    download: (b, copy = true) => {
+      if (b instanceof Uint16Array) {
+        if (!copy) throw new TypeError('download(b, false) shares memory, which a bf16 buffer cannot: pass copy = true');
+        return widen(b);
+      }
+      return copy ? f32(b).slice() : f32(b);
+    },
     readInto: (b, dst) => dst.set(b instanceof Uint16Array ? widen(b) : f32(b)),
     copy: (dst, src) => {
       if (dst instanceof Uint16Array) {
@@ -81,9 +93,9 @@ function makeCpu(): Backend {
         f32(dst).set(src instanceof Uint16Array ? widen(src) : f32(src));
       }
     },
-    fill: (dst, v) => void f32(dst).fill(v),
+    fill: (dst, v) => void fp32Only(dst, 'fill').fill(v),
     copyRows: (dst, ds, src, ss, rows, cols) => {
-      const d = f32(dst), s = f32(src);
+      const d = fp32Only(dst, 'copyRows'), s = fp32Only(src, 'copyRows');
       for (let r = 0; r < rows; r++) d.set(s.subarray(r * ss, r * ss + cols), r * ds);
     },
     free: () => undefined,

@@ -85,9 +85,14 @@ test('the bf16 copy follows host edits of the weights and optimizer steps', (t) 
   // a host edit through parameters()
   const w = m.parameters().get(name).data;
   for (let i = 0; i < w.length; i++) w[i] = w[i] * 1.5 + 0.01 * Math.sin(i);
-  copyOk();
-  const edited = m.forward(ids).slice();
+  const edited = m.forward(ids).slice(); // before copyOk(), whose weight() call would mark the copy stale itself
   t.true(relErr(edited, before) > 1e-3, 'the edit reached the products');
+  copyOk();
+  t.deepEqual(m.forward(ids), edited, 'the copy the edit left was already current');
+  // an edit after a forward pass, through an array held from before, needs markUpdated()
+  w[7] += 0.5;
+  m.markUpdated();
+  copyOk();
   // an optimizer step
   const opt = new AdamW(m, { lr: 1e-2 });
   m.train();
@@ -144,10 +149,23 @@ test('precision options: a folder loads in bf16 for generate(); bad values are c
   const bad = run(['bench', 'kernels', '--precision', 'bf16']);
   t.not(bad.code, 0);
   t.regex(bad.out, /times the cuda kernels .* 'bench generate --precision bf16'/);
-  const bench = run(['bench', 'generate', '--preset', 'gpt2-small', '--prompt-tokens', '3', '--new-tokens', '2', '--runs', '1',
+  const bench = run(['bench', 'generate', '--model', dir, '--prompt-tokens', '3', '--new-tokens', '2', '--runs', '1',
     '--precision', 'bf16', '--json']);
   t.is(bench.code, 0, bench.out);
   const j = JSON.parse(bench.out.trim().split('\n').pop());
   t.is(j.precision, 'bf16');
+  t.is(j.newTokens, 2);
   t.true(j.tokensPerSec > 0);
+});
+
+test('the CPU backend refuses bf16 buffers where only fp32 makes sense', (t) => {
+  const { backendOf } = require('../dist/backend');
+  const be = backendOf('cpu');
+  const h = be.alloc(8, 'bf16'), f = be.alloc(8);
+  t.true(h instanceof Uint16Array);
+  t.throws(() => be.fill(h, 0.5), { instanceOf: TypeError, message: /fill: expected an fp32 buffer but received a bf16 one/ });
+  t.throws(() => be.copyRows(f, 4, h, 4, 2, 4), { instanceOf: TypeError, message: /copyRows: expected an fp32 buffer/ });
+  t.throws(() => be.download(h, false), { instanceOf: TypeError, message: /pass copy = true/ });
+  be.upload(h, Float32Array.from([1, 1.00390625, -2, 3.5, 0.1, 1e30, -0, 7]));
+  t.deepEqual(Array.from(be.download(h)), [1, 1, -2, 3.5, 0.10009765625, 1.0002555517425873e30, -0, 7]);
 });

@@ -72,8 +72,9 @@ export interface CreateOptions {
   /** Where the arithmetic runs: 'cpu' (default) or 'cuda' (needs the CUDA addon and a GPU). */
   device?: Device;
   /**
-   * 'fp32' (default) or 'bf16': the matrix products read a bf16 copy of the weights (rounded to nearest even,
-   * refreshed after every change) and sum in fp32; the weights themselves, their gradients and AdamW's moments
+   * 'fp32' (default) or 'bf16': the matrix products read a bf16 copy of the weights (rounded to nearest even;
+   * remade after optimizer steps, loads and any host access to the weights, so edit the arrays from
+   * parameters()/weight() before the next forward pass, or call markUpdated() after a later edit) and sum in fp32; the weights themselves, their gradients and AdamW's moments
    * stay fp32. On cuda the activations and their gradients are bf16 too and the products run on tensor cores;
    * on the CPU activations stay fp32, and decoding streams half the bytes per token.
    */
@@ -193,9 +194,9 @@ export class GPT {
    * Makes the host arrays hold the newest values. The caller may then edit them, so the device copy is
    * refreshed before the next device use.
    */
-  private syncHost(): void {
+  private syncHost(paramsMayChange = true): void {
     if (this.be.device === 'cpu') {
-      this.params16Stale = true; // the caller may edit the weights the bf16 copy was made from
+      if (paramsMayChange) this.params16Stale = true; // the caller may edit the weights the bf16 copy was made from
       return;
     }
     if (this.hostParamsStale) this.be.readInto(this.dParams, this.paramBuf);
@@ -469,7 +470,7 @@ export class GPT {
 
   /** All gradients as one array, same layout as flatParameters (allocated on first use). */
   get flatGradients(): Float32Array {
-    this.syncHost();
+    this.syncHost(false);
     return this.hostGrads();
   }
 
