@@ -201,3 +201,26 @@ test('command line: gpt-native generate streams text from a checkpoint', async (
   t.is(out, 'Call me' + api.text + '\n');
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test('bench generate times a checkpoint, and with --draft speculative decoding beside plain decoding', (t) => {
+  const cli = path.join(__dirname, '..', 'dist', 'cli.js');
+  const dir = path.join(FIX, 'gpt2-tiny');
+  const run = (...args) => JSON.parse(execFileSync(process.execPath, [cli, 'bench', 'generate', ...args, '--runs', '1', '--json'],
+    { encoding: 'utf8' }).trim().split('\n').pop());
+  // the model as its own draft: every proposal is accepted
+  const self = run('--model', dir, '--draft', dir, '--speculate', '3', '--prompt-tokens', '5', '--new-tokens', '12');
+  t.is(self.model, dir);
+  t.is(self.newTokens, 12);
+  t.is(self.speculative.k, 3);
+  t.is(self.speculative.acceptanceRate, 1);
+  t.is(self.speculative.newTokens, 12);
+  t.true(self.speculative.speedup > 0 && self.tokensPerSec > 0);
+  const other = run('--model', dir, '--draft', path.join(FIX, 'gpt3-tiny'), '--prompt-tokens', '4', '--new-tokens', '10');
+  t.true(other.speculative.acceptanceRate >= 0 && other.speculative.acceptanceRate < 1, `${other.speculative.acceptanceRate}`);
+  const bad = (() => {
+    try { execFileSync(process.execPath, [cli, 'bench', 'generate', '--draft', dir], { encoding: 'utf8', stdio: 'pipe' }); return null; } catch (e) { return e; }
+  })();
+  t.truthy(bad);
+  t.is(bad.status, 2);
+  t.regex(String(bad.stderr), /--draft needs --model/);
+});

@@ -1,18 +1,24 @@
 /**
- * `gpt-native bench generate`: batch-1 greedy decoding with the KV cache on random weights: prefill time,
- * per-token time, tokens/s, and the fraction of the memory-bandwidth limit (every weight read once a token).
+ * `gpt-native bench generate`: batch-1 greedy decoding with the KV cache: prefill time, per-token time,
+ * tokens/s, and the fraction of the memory-bandwidth limit (every weight read once a token). Random weights of
+ * a preset by default; `--model DIR` times a trained checkpoint, and `--draft DIR` adds speculative decoding
+ * side by side with plain decoding of the same prompt (speed-up and acceptance rate).
  */
 import { helpText, parseArgs, OptionSpecs, UsageError } from '../cli/args';
 import { native } from '../native';
 import { cudaInfo } from '../cuda';
 import { GPT } from '../nn/gpt';
-import { generate } from '../generate';
+import { generate, GenerateOptions } from '../generate';
 import { GPTConfig, getPreset } from '../config';
 import { machineLine } from './timing';
 import { Rng } from '../random';
 
 const specs: OptionSpecs = {
-  preset: { kind: 'string', default: 'gpt2-small', help: 'model preset' },
+  preset: { kind: 'string', default: 'gpt2-small', help: 'model preset (random weights; ignored with --model)' },
+  model: { kind: 'string', help: 'a checkpoint folder to time instead of random weights' },
+  draft: { kind: 'string', help: 'draft checkpoint: also time speculative decoding against plain decoding' },
+  speculate: { kind: 'int', default: 4, help: 'draft tokens per verification pass (with --draft)' },
+  prompt: { kind: 'string', help: 'prompt text (default: --prompt-tokens random ids)' },
   'prompt-tokens': { kind: 'int', default: 16, help: 'prompt length' },
   'new-tokens': { kind: 'int', default: 128, help: 'tokens to generate' },
   runs: { kind: 'int', default: 3, help: 'runs (median reported)' },
@@ -24,36 +30,72 @@ const specs: OptionSpecs = {
   help: { kind: 'boolean', default: false, help: 'show this help' },
 };
 
+interface Run { prefillMs: number; msPerToken: number; tokensPerSec: number; acceptanceRate?: number; newTokens: number }
+
+const median = (runs: Run[], key: keyof Run) => {
+  const v = runs.map((r) => r[key] as number).sort((a, b) => a - b);
+  return v[Math.floor(v.length / 2)];
+};
+
 export async function benchGenerate(argv: string[]): Promise<void> {
   const a = parseArgs(argv, specs);
   if (a.help) {
-    console.log(helpText('gpt-native bench generate --preset P --prompt-tokens N --new-tokens M [--json]', specs));
+    console.log(helpText('gpt-native bench generate [--preset P | --model DIR [--draft DIR]] --prompt-tokens N --new-tokens M [--json]', specs));
     return;
   }
   if (a.threads !== undefined) native.setThreads(a.threads as number);
-  let cfg: GPTConfig;
-  try { cfg = getPreset(a.preset as string); } catch (e) { throw new UsageError((e as Error).message); }
   const device = a.device as string;
   if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`Expected cpu or cuda for --device but received ${JSON.stringify(device)}`);
   const precision = a.precision as string;
   if (precision !== 'fp32' && precision !== 'bf16') throw new UsageError(`Expected fp32 or bf16 for --precision but received ${JSON.stringify(precision)}`);
-  const model = GPT.create(cfg, { seed: 1, device, precision });
-  const rng = new Rng(3);
-  const prompt = Array.from({ length: a['prompt-tokens'] as number }, () => rng.int(cfg.vocab_size));
-  const runs: Array<{ prefillMs: number; msPerToken: number; tokensPerSec: number }> = [];
-  await generate({ model, prompt, maxNewTokens: 4, temperature: 0, stopAtEos: false }); // warm-up
-  for (let i = 0; i < (a.runs as number); i++) {
-    const r = await generate({ model, prompt, maxNewTokens: a['new-tokens'] as number, temperature: 0, stopAtEos: false });
-    runs.push({ prefillMs: r.prefillMs, msPerToken: r.msPerToken, tokensPerSec: r.tokensPerSec });
+  if (a.draft !== undefined && a.model === undefined) throw new UsageError('--draft needs --model (a trained pair: random weights never agree)');
+  let model: GPT;
+  let name: string;
+  if (a.model !== undefined) {
+    model = await GPT.load(a.model as string, { device, precision });
+    name = a.model as string;
+  } else {
+    let cfg: GPTConfig;
+    try { cfg = getPreset(a.preset as string); } catch (e) { throw new UsageError((e as Error).message); }
+    model = GPT.create(cfg, { seed: 1, device, precision });
+    name = a.preset as string;
   }
-  runs.sort((x, y) => x.msPerToken - y.msPerToken);
-  const med = runs[Math.floor(runs.length / 2)];
+  const draft = a.draft !== undefined ? await GPT.load(a.draft as string, { device, precision }) : null;
+  const rng = new Rng(3);
+  const prompt: string | number[] = a.prompt !== undefined ? (a.prompt as string)
+    : Array.from({ length: a['prompt-tokens'] as number }, () => rng.int(model.config.vocab_size));
+  const base: GenerateOptions = { model, prompt, maxNewTokens: a['new-tokens'] as number, temperature: 0, stopAtEos: false };
+  const variants: Array<[string, GenerateOptions]> = [['plain', base]];
+  if (draft) variants.push([`speculative k=${a.speculate}`, { ...base, draft, speculate: a.speculate as number }]);
+  for (const [, o] of variants) await generate({ ...o, maxNewTokens: 4 }); // warm-up
+  const runs = variants.map(() => [] as Run[]);
+  let promptTokens = 0;
+  for (let i = 0; i < (a.runs as number); i++) {
+    for (let v = 0; v < variants.length; v++) { // alternating, so both see the same machine
+      const r = await generate(variants[v][1]);
+      promptTokens = r.promptTokens;
+      runs[v].push({ prefillMs: r.prefillMs, msPerToken: r.msPerToken, tokensPerSec: r.tokensPerSec, acceptanceRate: r.speculative?.acceptanceRate, newTokens: r.tokens.length });
+    }
+  }
+  const med = (v: number): Run => ({ prefillMs: median(runs[v], 'prefillMs'), msPerToken: median(runs[v], 'msPerToken'),
+    tokensPerSec: median(runs[v], 'tokensPerSec'), newTokens: median(runs[v], 'newTokens'),
+    ...(runs[v][0].acceptanceRate !== undefined ? { acceptanceRate: median(runs[v], 'acceptanceRate') } : {}) });
+  const plain = med(0);
   const bytes = model.numParameters() * (precision === 'bf16' ? 2 : 4); // every weight once a token
   const limit = ((a['bandwidth-gbps'] as number) * 1e9) / bytes;
-  const out = { preset: a.preset, promptTokens: prompt.length, newTokens: a['new-tokens'], ...med, bandwidthLimitTokensPerSec: limit,
-    fractionOfLimit: med.tokensPerSec / limit, threads: native.threads(), isa: native.gemmIsa(), device, precision };
+  const out: Record<string, unknown> = { preset: a.model === undefined ? a.preset : undefined, model: a.model, promptTokens, ...plain,
+    bandwidthLimitTokensPerSec: limit, fractionOfLimit: plain.tokensPerSec / limit, threads: native.threads(), isa: native.gemmIsa(), device, precision };
+  if (draft) {
+    const s = med(1);
+    out.speculative = { draft: a.draft, k: a.speculate, ...s, speedup: s.tokensPerSec / plain.tokensPerSec };
+  }
   if (a.json) { console.log(JSON.stringify(out)); return; }
   console.log(device === 'cuda' ? `# ${cudaInfo().name}` : `# ${machineLine()}, ${out.threads} threads, gemm ${out.isa}`);
-  console.log(`generate ${a.preset}: prefill ${prompt.length} tokens ${med.prefillMs.toFixed(1)} ms; ${med.msPerToken.toFixed(2)} ms/token, ` +
-    `${med.tokensPerSec.toFixed(1)} tokens/s = ${(100 * out.fractionOfLimit).toFixed(0)}% of the ${limit.toFixed(0)} tokens/s bandwidth limit (${precision} weights, ${a['bandwidth-gbps']} GB/s)`);
+  console.log(`generate ${name}: prefill ${promptTokens} tokens ${plain.prefillMs.toFixed(1)} ms; ${plain.msPerToken.toFixed(2)} ms/token, ` +
+    `${plain.tokensPerSec.toFixed(1)} tokens/s = ${(100 * plain.tokensPerSec / limit).toFixed(0)}% of the ${limit.toFixed(0)} tokens/s bandwidth limit (${precision} weights, ${a['bandwidth-gbps']} GB/s)`);
+  if (draft) {
+    const s = out.speculative as Run & { speedup: number };
+    console.log(`speculative (draft ${a.draft}, k=${a.speculate}): ${s.msPerToken.toFixed(2)} ms/token, ${s.tokensPerSec.toFixed(1)} tokens/s = ` +
+      `${s.speedup.toFixed(2)}× plain; acceptance rate ${(100 * s.acceptanceRate!).toFixed(1)}%`);
+  }
 }
