@@ -13,7 +13,7 @@ const specs: OptionSpecs = {
   stop: { kind: 'string', help: 'stop string' },
   draft: { kind: 'string', help: 'draft checkpoint for speculative decoding' },
   speculate: { kind: 'int', default: 4, help: 'draft tokens per verification pass' },
-  precision: { kind: 'string', default: 'fp32', help: 'fp32 | bf16 (weights read as bf16: about 1.8× as fast on a CPU)' },
+  precision: { kind: 'string', default: 'fp32', help: 'fp32 | bf16 (weights read as bf16: about twice as fast on a CPU)' },
   'truncate-left': { kind: 'boolean', default: false, help: 'keep the end of a prompt longer than the context' },
   json: { kind: 'boolean', default: false, help: 'print the result as JSON instead of streaming' },
   help: { kind: 'boolean', default: false, help: 'show this help' },
