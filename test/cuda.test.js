@@ -16,7 +16,7 @@ const path = require('path');
 // 'real': the CUDA addon on a GPU; 'emu': the same kernel sources on the CUDA emulator (scripts/test-cuda-emu.js)
 const REAL = ['real', 'emu'].includes(process.env.GPT_NATIVE_CUDA_TEST);
 if (!REAL) process.env.GPT_NATIVE_CUDA_ADDON = path.join(__dirname, 'helpers', 'fake-cuda.js');
-const { GPT, AdamW, generate, train, finetune, readSafetensors } = require('../dist');
+const { GPT, AdamW, generate, train, finetune, readSafetensors, KVDecoder } = require('../dist');
 const { normErr, freshSeed, randInts } = require('./helpers/util');
 const { byteTokenizer } = require('./helpers/bytetok');
 
@@ -151,6 +151,22 @@ test('generate({ device }) loads a folder on the device, and an unknown device i
   const loaded = await GPT.load(dir, { device: 'cuda' });
   t.is(loaded.device, 'cuda');
   close(t, loaded.forward([prompt]), cpu.forward([prompt]), 'logits of a loaded model');
+  // precision with device: a folder loads as a bf16 model on the device (the same tokens as a KV-cache greedy
+  // loop over such a model: the same arithmetic, so exactly equal)
+  const h = await generate({ model: dir, device: 'cuda', precision: 'bf16', prompt, maxNewTokens: 4, temperature: 0, tokenizer: null });
+  const hm = await GPT.load(dir, { device: 'cuda', precision: 'bf16' });
+  t.is(hm.activationDtype, 'bf16');
+  const dec = new KVDecoder(hm, 1, 16);
+  const V = hm.config.vocab_size;
+  let logits = dec.forward(Int32Array.from(prompt), prompt.length);
+  const greedy = [];
+  for (let i = 0; i < 4; i++) {
+    const x = logits.subarray(0, V).indexOf(Math.max(...logits.subarray(0, V)));
+    greedy.push(x);
+    if (i < 3) logits = dec.forward(Int32Array.of(x), 1);
+  }
+  dec.dispose();
+  t.deepEqual(h.tokens, greedy);
 });
 
 test('train({ device: "cuda" }) follows the CPU run, checkpoints and resumes', async (t) => {
