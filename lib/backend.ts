@@ -99,8 +99,9 @@ function makeCpu(): Backend {
       for (let r = 0; r < rows; r++) d.set(s.subarray(r * ss, r * ss + cols), r * ds);
     },
     free: () => undefined,
-    // the operand types choose the products' precision on the CPU (a Uint16Array weight is bf16)
-    setPrecision: (p) => void checkPrecision(p, 'cpu'),
+    // bf16: products of more than 8 rows in bf16 arithmetic where the processor has it (native.setMathMode);
+    // the weight operand's type (a Uint16Array is bf16) does the rest
+    setPrecision: (p) => void native.setMathMode(checkPrecision(p, 'cpu')),
   };
 }
 

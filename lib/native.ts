@@ -90,6 +90,13 @@ export interface NativeAddon {
   gemmIsa(): string;
   /** dst ← src rounded to bf16 (to nearest, ties to even), as Uint16 bit patterns; same lengths. */
   toBf16(dst: U16, src: F32): void;
+  /**
+   * 'bf16': products of more than 8 rows round both operands to bf16 and sum in fp32 (AVX512-BF16 dot
+   * products), where the processor has them; few-row products are unaffected. Returns the mode in effect
+   * ('fp32' where the processor lacks bf16 arithmetic). Process-wide; a model sets it before each pass.
+   */
+  setMathMode(mode: 'fp32' | 'bf16'): 'fp32' | 'bf16';
+  mathMode(): 'fp32' | 'bf16';
   ref: RefAddon;
   // ---- byte-level BPE tokenizer (native/tokenizer); the handle owns the tables and the piece memo ----
   /** classRuns: [first, last, class] code-point runs; merges: [left, right, merged] in rank order. */

@@ -12,7 +12,7 @@ function describe(c) {
   const form = `${c.transA ? 'Aᵀ' : 'A'}·${c.transB ? 'Bᵀ' : 'B'}`;
   const opts = [c.alpha !== undefined && c.alpha !== 1 ? `alpha=${c.alpha}` : '', c.accumulate ? 'acc' : '',
     c.bias ? 'bias' : '', c.padA || c.padB || c.padC ? `pad=${c.padA || 0}/${c.padB || 0}/${c.padC || 0}` : '',
-    c.threaded === false ? 'serial' : '', c.bf16 ? 'B bf16' : ''].filter(Boolean).join(' ');
+    c.threaded === false ? 'serial' : '', c.bf16 ? 'B bf16' : '', c.math === 'bf16' ? 'math bf16' : ''].filter(Boolean).join(' ');
   return `${form} M=${c.M} N=${c.N} K=${c.K} ${opts}`.trim();
 }
 
@@ -141,4 +141,13 @@ test('few-row products give the same result whatever the thread count and the nu
       for (let i = 1; i < out.length; i++) t.deepEqual(out[i], out[0], `${transB ? 'A·Bᵀ' : 'A·B'} ${Bop.constructor.name}: run ${i}`);
     }
   }
+});
+
+test('math mode: bf16 only where the processor has bf16 arithmetic; a bad mode is a RangeError', (t) => {
+  const got = native.setMathMode('bf16');
+  t.true(got === 'bf16' || got === 'fp32');
+  t.is(native.mathMode(), got);
+  t.is(native.setMathMode('fp32'), 'fp32');
+  t.is(native.mathMode(), 'fp32');
+  t.throws(() => native.setMathMode('fp16'), { instanceOf: RangeError, message: /expected 'fp32' or 'bf16' for mode/ });
 });

@@ -33,6 +33,7 @@
 #include "cpu/simd.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -153,6 +154,7 @@ struct Problem {
   bool accumulate;
   const float* bias;
   const uint16_t* B16;  // B in bf16 instead of B (gemm_bf16b): always packed, widened on the way
+  bool bf16math = false;  // bf16 arithmetic (math mode bf16): both operands packed, then paired (isa.pair_panel)
 };
 
 // dst[k·W + j] = src[k·ld + j] for j < w, zero for w ≤ j < W: the non-transposing pack. Fixed widths get
@@ -230,8 +232,9 @@ void gemm_rect(const Isa& isa, const Problem& x, int64_t m0, int64_t m1, int64_t
   const int64_t M = m1 - m0, N = n1 - n0;
   // Packing A costs M·K moves per NC block and pays back over N/NR micro-kernel calls; packing a plain B
   // costs K·N moves and pays back over M/MR calls. Transposed B is always packed (the kernel needs rows).
-  const bool packA = N > 2 * NR;
-  const bool packB = x.B16 || x.transB || M > 128;
+  const bool bf = x.bf16math;
+  const bool packA = bf || N > 2 * NR;
+  const bool packB = bf || x.B16 || x.transB || M > 128;
   Buffers& buf = tl_buf;
   const int64_t ncap = std::min(bl.nc, (N + NR - 1) / NR * NR);
   // Equal A blocks rather than full ones plus a sliver: a 32-row last block would load each B micro-panel
@@ -255,16 +258,20 @@ void gemm_rect(const Isa& isa, const Problem& x, int64_t m0, int64_t m1, int64_t
     for (int64_t pc = 0; pc < x.K; pc += kstep) {
       const int64_t kc = std::min(kstep, x.K - pc);
       const bool first = pc == 0;
-      t.kc = kc;
+      t.kc = bf ? (kc + 1) / 2 : kc;  // bf16 arithmetic: pairs of k
       t.load_c = !first || x.accumulate;
       if (packB)
-        for (int64_t jr = 0; jr < nc; jr += NR)
+        for (int64_t jr = 0; jr < nc; jr += NR) {
           pack_b_panel(isa, x, pc, kc, jc + jr, std::min(NR, nc - jr), Bp + jr * kc);
+          if (bf) isa.pair_panel(Bp + jr * kc, kc, NR);
+        }
       for (int64_t ic = m0; ic < m1; ic += mstep) {
         const int64_t mc = std::min(mstep, m1 - ic);
         if (packA)
-          for (int64_t ir = 0; ir < mc; ir += MR)
+          for (int64_t ir = 0; ir < mc; ir += MR) {
             pack_a_panel(isa, x, ic + ir, std::min(MR, mc - ir), pc, kc, Ap + ir * kc);
+            if (bf) isa.pair_panel(Ap + ir * kc, kc, MR);
+          }
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int64_t nr = std::min(NR, nc - jr);
           if (packB) {
@@ -284,7 +291,10 @@ void gemm_rect(const Isa& isa, const Problem& x, int64_t m0, int64_t m1, int64_t
             const int64_t mr = std::min(MR, mc - ir);
             t.mr = mr;
             t.c = x.C + (ic + ir) * x.ldc + jc + jr;
-            if (packA) {
+            if (bf) {
+              t.a = Ap + ir * kc;
+              isa.packed_bf16(t);
+            } else if (packA) {
               t.a = Ap + ir * kc;
               isa.packed(t);
             } else if (mr == MR) {
@@ -454,6 +464,28 @@ void combine(int64_t M, int64_t n0, int64_t n1, int64_t N, int64_t tasks, const 
 
 const char* gemm_isa() { return gemm_detail::pick_isa().name; }
 
+// ---------------------------------------------------------------------------------- math mode
+namespace {
+std::atomic<bool> g_math_bf16{false};
+bool bf16_arithmetic_available() {
+  static const bool ok = [] {
+#ifdef GN_GEMM_X86
+    __builtin_cpu_init();
+    return gemm_detail::pick_isa().packed_bf16 != nullptr && __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+  }();
+  return ok;
+}
+}  // namespace
+
+bool set_gemm_math_bf16(bool on) {
+  g_math_bf16.store(on && bf16_arithmetic_available());
+  return g_math_bf16.load();
+}
+bool gemm_math_bf16() { return g_math_bf16.load(std::memory_order_relaxed); }
+
 namespace {
 template <typename TB>
 void gemm_any(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
@@ -512,7 +544,7 @@ void gemm_any(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float a
     else run(0, N, 0);
     return;
   }
-  Problem x{transA, transB, M, N, K, alpha, A, lda, nullptr, ldb, C, ldc, accumulate, bias, nullptr};
+  Problem x{transA, transB, M, N, K, alpha, A, lda, nullptr, ldb, C, ldc, accumulate, bias, nullptr, false};
   if constexpr (std::is_same_v<TB, uint16_t>) x.B16 = B;
   else x.B = B;
   if (K <= 0) { gemm_k0(x); return; }
@@ -520,6 +552,7 @@ void gemm_any(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float a
   auto waste = [N](int64_t nr) { return (N + nr - 1) / nr * nr - N; };
   if (pick->alt && waste(pick->alt->nr) < waste(pick->nr)) pick = pick->alt;
   const Isa& isa = *pick;
+  x.bf16math = gemm_math_bf16() && isa.packed_bf16 != nullptr;
 
   const int threads = pool ? pool->available_threads() : 1;
   const double flops = 2.0 * static_cast<double>(M) * N * K;

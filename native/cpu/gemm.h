@@ -32,6 +32,12 @@ static inline float bf16_to_f32(uint16_t h) {
   return f;
 }
 
+// Math mode: with bf16 on, products of more than 8 rows round both operands to bf16 and sum in fp32
+// (AVX512-BF16 dot products) where the processor has them; few-row products (decoding) are unaffected.
+// Returns whether bf16 arithmetic is now on (false where the processor lacks it). Process-wide.
+bool set_gemm_math_bf16(bool on);
+bool gemm_math_bf16();
+
 // Which micro-kernel the dispatcher picked on this processor: "avx512", "avx2" or "generic".
 const char* gemm_isa();
 

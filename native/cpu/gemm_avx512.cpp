@@ -27,40 +27,10 @@ namespace gn {
 namespace gemm_detail {
 namespace {
 
-template <int MR, int NV, bool PACKED>
-GN_AVX512 void ukernel(const TileArgs& t) {
+// The epilogue of a tile: C = alpha·acc + bias (+ C), masked for partial tiles (rows ≥ mr are skipped).
+template <int MR, int NV>
+GN_AVX512 inline void store_tile(const TileArgs& t, __m512 (&acc)[MR][NV]) {
   constexpr int NR = 16 * NV;
-  __m512 acc[MR][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
-
-  // the C tile is needed only after the k loop: start fetching it now (it is often in L3, not L2)
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 16 * v), _MM_HINT_T1);
-
-  const float* a = t.a;
-  const float* b = t.b;
-  const int64_t rsb = t.rsb;
-  const int64_t rsa = PACKED ? 1 : t.rsa;
-  const int64_t csa = PACKED ? MR : t.csa;
-  for (int64_t k = 0; k < t.kc; ++k) {
-    __m512 bv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      __m512 av = _mm512_set1_ps(a[i * rsa]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
-    }
-    a += csa;
-    b += rsb;
-  }
-
   const __m512 alpha = _mm512_set1_ps(t.alpha);
   float* c = t.c;
   const int64_t ldc = t.ldc;
@@ -98,6 +68,42 @@ GN_AVX512 void ukernel(const TileArgs& t) {
       _mm512_mask_storeu_ps(p, mask[v], r);
     }
   }
+}
+
+template <int MR, int NV, bool PACKED>
+GN_AVX512 void ukernel(const TileArgs& t) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+
+  // the C tile is needed only after the k loop: start fetching it now (it is often in L3, not L2)
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 16 * v), _MM_HINT_T1);
+
+  const float* a = t.a;
+  const float* b = t.b;
+  const int64_t rsb = t.rsb;
+  const int64_t rsa = PACKED ? 1 : t.rsa;
+  const int64_t csa = PACKED ? MR : t.csa;
+  for (int64_t k = 0; k < t.kc; ++k) {
+    __m512 bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      __m512 av = _mm512_set1_ps(a[i * rsa]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+    }
+    a += csa;
+    b += rsb;
+  }
+
+  store_tile<MR, NV>(t, acc);
 }
 
 // In-register transpose of a 16×16 block: on return r[c] holds column c of the input rows.
@@ -179,13 +185,64 @@ GN_AVX512 void pack_t(const float* src, int64_t ld, int64_t kc, int64_t nr, int6
   }
 }
 
+// ---- bf16 arithmetic (math mode bf16 on a processor with AVX512-BF16): both operands rounded to bf16, products
+// summed in fp32 by VDPBF16PS, which multiplies pairs of bf16 (exactly) and adds both to an fp32 lane. Panels
+// are packed as usual in fp32, then turned in place into pairs of k: element (p, j) of a pair panel holds
+// (bf16 of k = 2p in the low half, k = 2p + 1 in the high half) for column j, so one 32-bit broadcast of an A pair
+// against 16 B pairs is 32 multiply-adds.
+#define GN_AVX512BF16 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma,avx512bf16")))
+
+// panel (kc, W) fp32 → (ceil(kc/2), W) pairs, in place; a missing k = kc row (odd kc) is zero
+GN_AVX512BF16 void pair_panel(float* panel, int64_t kc, int64_t W) {
+  uint32_t* out = reinterpret_cast<uint32_t*>(panel);
+  for (int64_t p = 0; 2 * p < kc; ++p) {
+    const float* lo = panel + 2 * p * W;
+    const float* hi = 2 * p + 1 < kc ? lo + W : nullptr;
+    for (int64_t j = 0; j < W; j += 16) {
+      const __mmask16 m = W - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (W - j)) - 1);
+      const __m512i l = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, lo + j)));
+      const __m512i h = hi ? _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, hi + j)))
+                           : _mm512_setzero_si512();
+      _mm512_mask_storeu_epi32(out + p * W + j, m, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
+    }
+  }
+}
+
+// The micro-kernel over pair panels: t.a, t.b point at pair panels (uint32), t.kc counts pairs, t.rsb = NR.
+template <int MR, int NV>
+GN_AVX512BF16 void ukernel_bf16(const TileArgs& t) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  const uint32_t* a = reinterpret_cast<const uint32_t*>(t.a);
+  const uint32_t* b = reinterpret_cast<const uint32_t*>(t.b);
+  for (int64_t p = 0; p < t.kc; ++p) {
+    __m512bh bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = (__m512bh)_mm512_loadu_si512(b + 16 * v);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[i]));
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, bv[v]);
+    }
+    a += MR;
+    b += t.rsb;
+  }
+  store_tile<MR, NV>(t, acc);
+}
+
 }  // namespace
 
 // 8×48 for most shapes; 6×64 (same speed on full tiles) where N is a multiple of 64 but not of 48, such as
 // attention's head size 64, so that no 16-wide edge tiles run at a third of the kernel's width.
 const Isa& isa_avx512() {
-  static const Isa narrow{"avx512", 6, 64, &ukernel<6, 4, true>, &ukernel<6, 4, false>, &pack_t, nullptr};
-  static const Isa isa{"avx512", 8, 48, &ukernel<8, 3, true>, &ukernel<8, 3, false>, &pack_t, &narrow};
+  static const Isa narrow{"avx512", 6, 64, &ukernel<6, 4, true>, &ukernel<6, 4, false>, &pack_t, nullptr,
+                          &ukernel_bf16<6, 4>, &pair_panel};
+  static const Isa isa{"avx512", 8, 48, &ukernel<8, 3, true>, &ukernel<8, 3, false>, &pack_t, &narrow,
+                       &ukernel_bf16<8, 3>, &pair_panel};
   return isa;
 }
 

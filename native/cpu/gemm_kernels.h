@@ -43,6 +43,10 @@ struct Isa {
   ukernel_fn strided;   // a read in place with (rsa, csa)
   pack_t_fn pack_t;     // transposing pack (vectorised where the ISA allows)
   const Isa* alt;       // another tile shape of the same ISA, used when it wastes less of N's edge tile
+  // bf16 arithmetic (math mode bf16; nullptr where the ISA has none): the micro-kernel over pair panels
+  // (t.kc counts pairs of k) and the in-place conversion of an fp32 panel (kc, W) into ceil(kc/2) rows of pairs
+  ukernel_fn packed_bf16 = nullptr;
+  void (*pair_panel)(float* panel, int64_t kc, int64_t W) = nullptr;
 };
 
 void pack_t_scalar(const float* src, int64_t ld, int64_t kc, int64_t nr, int64_t NR, float* dst);

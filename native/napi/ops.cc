@@ -410,6 +410,18 @@ Napi::Value ToBf16(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// setMathMode('fp32' | 'bf16') → the mode now in effect ('fp32' where the processor lacks bf16 arithmetic)
+Napi::Value SetMathMode(const Napi::CallbackInfo& info) {
+  const std::string m = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  if (m != "fp32" && m != "bf16")
+    throw KernelError(KernelError::Kind::Range, "set_math_mode: expected 'fp32' or 'bf16' for mode");
+  return Napi::String::New(info.Env(), set_gemm_math_bf16(m == "bf16") ? "bf16" : "fp32");
+}
+
+Napi::Value MathMode(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), gemm_math_bf16() ? "bf16" : "fp32");
+}
+
 Napi::Value GemmIsa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), gemm_isa()); }
 
 }  // namespace
@@ -440,6 +452,8 @@ void register_ops(Napi::Env env, Napi::Object exports) {
   def("setThreads", SetThreads);
   def("gemmIsa", GemmIsa);
   def("toBf16", ToBf16);
+  def("setMathMode", SetMathMode);
+  def("mathMode", MathMode);
 }
 
 }  // namespace gn

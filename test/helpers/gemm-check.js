@@ -24,7 +24,7 @@ function widen(h) {
  */
 function runCase(c, seed = 1) {
   const { transA = false, transB = false, M, N, K, alpha = 1, accumulate = false, bias = false,
-    padA = 0, padB = 0, padC = 0, threaded = true, bf16 = false } = c;
+    padA = 0, padB = 0, padC = 0, threaded = true, bf16 = false, math = 'fp32' } = c;
   const r = rng(seed + M * 7 + N * 13 + K * 17);
   const lda = (transA ? M : K) + padA, ldb = (transB ? K : N) + padB, ldc = N + padC;
   const nA = Math.max(1, (transA ? K : M) * lda), nB = Math.max(1, (transB ? N : K) * ldb), nC = Math.max(1, M * ldc);
@@ -35,14 +35,21 @@ function runCase(c, seed = 1) {
     Bop = new Uint16Array(nB);
     native.toBf16(Bop, B);
   }
-  const Ad = Float64Array.from(A), Bd = bf16 ? widen(Bop) : Float64Array.from(B), Cd = Float64Array.from(C);
+  // bf16 arithmetic (math mode bf16, products of more than 8 rows): both operands rounded to bf16
+  const bf16math = math === 'bf16' && M > 8;
+  const round = (x) => { const h = new Uint16Array(x.length); native.toBf16(h, x); return widen(h); };
+  const Ad = bf16math ? round(A) : Float64Array.from(A);
+  const Bd = bf16 ? widen(Bop) : bf16math ? round(B) : Float64Array.from(B);
+  const Cd = Float64Array.from(C);
   const bd = bs ? Float64Array.from(bs) : null;
   const prev = native.threads();
   if (!threaded) native.setThreads(1);
+  if (native.setMathMode(math) !== math) throw new Error(`math mode ${math} is not available here`);
   try {
     native.gemm(transA, transB, M, N, K, alpha, A, lda, Bop, ldb, C, ldc, accumulate, bs);
   } finally {
     if (!threaded) native.setThreads(prev);
+    native.setMathMode('fp32');
   }
   native.ref.gemm(transA, transB, M, N, K, alpha, Ad, lda, Bd, ldb, Cd, ldc, accumulate, bd);
   let num = 0, den = 0;
@@ -93,8 +100,12 @@ function cases() {
     out.push({ transA, transB, M: 8, N: 95, K: 1031, accumulate: true });
   }
   out.push({ M: 0, N: 5, K: 3 }, { M: 5, N: 0, K: 3 }, { M: 1, N: 1, K: 1 });
-  // every case again with B in bf16 (a bf16 model's weights)
-  return [...out, ...out.map((c) => ({ ...c, bf16: true }))];
+  // every case again with B in bf16 (a bf16 model's weights), and where the processor has bf16 arithmetic,
+  // everything again in math mode bf16
+  const all = [...out, ...out.map((c) => ({ ...c, bf16: true }))];
+  const bf16math = native.setMathMode('bf16') === 'bf16';
+  native.setMathMode('fp32');
+  return bf16math ? [...all, ...all.map((c) => ({ ...c, math: 'bf16' }))] : all;
 }
 
 function runAll() {
