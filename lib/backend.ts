@@ -154,8 +154,9 @@ export function backendOf(device: unknown = 'cpu'): Backend {
 
 /**
  * Checks a precision option ('fp32' default, or 'bf16'). On cuda 'bf16' means bf16 activations and tensor-core
- * products; on the CPU it means the matrix products read a bf16 copy of the weights (half the bytes a decoded
- * token streams) while activations, sums, weights and gradients stay fp32.
+ * products; on the CPU the matrix products read a bf16 copy of the weights (half the bytes a decoded token
+ * streams) and, where the processor has AVX512-BF16, products of more than 8 rows run in bf16 arithmetic;
+ * sums, weights and gradients stay fp32.
  */
 export function checkPrecision(p: unknown, _device?: Device): Precision {
   if (p === undefined || p === 'fp32') return 'fp32';

@@ -374,7 +374,7 @@ const specs: OptionSpecs = {
   resume: { kind: 'string', help: 'resume from a run folder' },
   threads: { kind: 'int', help: 'CPU threads (default GPT_NATIVE_THREADS or all cores)' },
   device: { kind: 'string', help: 'cpu | cuda (default cpu)' },
-  precision: { kind: 'string', help: 'fp32 | bf16 (matrix products from a bf16 copy of the fp32 weights; on cuda bf16 activations too; default fp32)' },
+  precision: { kind: 'string', help: 'fp32 | bf16 (matrix products in bf16 from a bf16 copy of the fp32 weights, fp32 sums; default fp32)' },
   json: { kind: 'boolean', help: 'one JSON object per step on stdout' },
   quiet: { kind: 'boolean', help: 'no console output' },
   help: { kind: 'boolean', help: 'show this help' },

@@ -21,7 +21,7 @@ const specs: OptionSpecs = {
   warmup: { kind: 'int', default: 1, help: 'untimed steps first' },
   threads: { kind: 'int', help: 'threads (default: GPT_NATIVE_THREADS or all cores)' },
   device: { kind: 'string', default: 'cpu', help: 'cpu | cuda' },
-  precision: { kind: 'string', default: 'fp32', help: 'fp32 | bf16 (matrix products from bf16 weights; cuda: bf16 activations too)' },
+  precision: { kind: 'string', default: 'fp32', help: 'fp32 | bf16 (bf16 weights and bf16 arithmetic in the matrix products, fp32 sums)' },
   profile: { kind: 'boolean', default: false, help: 'cuda: time each kernel family (synchronising around every call, so the step is slower)' },
   'peak-tflops': { kind: 'number', help: 'device peak for MFU (default: H100/H200 dense 989 bf16, 67 fp32)' },
   json: { kind: 'boolean', default: false, help: 'print one JSON object as the last line' },

@@ -76,7 +76,8 @@ export interface CreateOptions {
    * remade after optimizer steps, loads and any host access to the weights, so edit the arrays from
    * parameters()/weight() before the next forward pass, or call markUpdated() after a later edit) and sum in fp32; the weights themselves, their gradients and AdamW's moments
    * stay fp32. On cuda the activations and their gradients are bf16 too and the products run on tensor cores;
-   * on the CPU activations stay fp32, and decoding streams half the bytes per token.
+   * on the CPU, products of more than 8 rows round their activations to bf16 too where the processor has
+   * AVX512-BF16 (as autocast does), and decoding streams half the bytes per token with fp32 activations.
    */
   precision?: Precision;
 }
