@@ -146,6 +146,23 @@ test('exact resume: 12 steps straight and 6 + resume to 12 give bitwise-identica
   for (let i = 1; i < seqs.length; i++) t.true(seqs[i] >= seqs[i - 1]);
 });
 
+test('exact resume with precision bf16 (bf16 weight copy and, where the processor has it, bf16 arithmetic)', async (t) => {
+  const dir = tmp();
+  const data = corpus(dir);
+  const opts = { ...tiny, data, steps: 8, precision: 'bf16', gradAccum: 2 };
+  const a = await train({ ...opts, out: path.join(dir, 'straight') });
+  await train({ ...opts, out: path.join(dir, 'resumed'), stopAfter: 4 });
+  const b = await train({ resume: path.join(dir, 'resumed'), tokenizer: byteTokenizer, quiet: true });
+  t.is(b.steps, 8);
+  t.is(b.model.precision, 'bf16', 'the run resumes in bf16');
+  const wa = fs.readFileSync(path.join(dir, 'straight', 'model.safetensors'));
+  const wb = fs.readFileSync(path.join(dir, 'resumed', 'model.safetensors'));
+  t.true(wa.equals(wb), 'model.safetensors identical byte for byte');
+  const la = fs.readFileSync(path.join(dir, 'straight', 'metrics.jsonl'), 'utf8').trim().split('\n').map(JSON.parse);
+  t.true(la[7].loss < la[0].loss, `bf16 training lowers the loss: ${la[0].loss} -> ${la[7].loss}`);
+  t.is(a.model.precision, 'bf16');
+});
+
 test('training lowers the validation loss by well over a nat and the checkpoint loads', async (t) => {
   const dir = tmp();
   const data = corpus(dir);
