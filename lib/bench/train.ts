@@ -72,6 +72,8 @@ export interface TrainBenchResult {
   isa: string;
   device: Device;
   precision: Precision;
+  /** The products' arithmetic: on the CPU 'bf16' only where the processor has AVX512-BF16. */
+  mathMode: string;
   gpu?: string;
   /** Model FLOPs utilisation: model FLOP/s over the device's peak (cuda only). */
   mfu?: number;
@@ -140,6 +142,7 @@ export function benchTrain(argv: string[]): void {
   const r: TrainBenchResult = {
     preset: name, batch: B, seq: T, msPerStep: ms, tokensPerSec: (B * T) / (ms / 1000), phasesMs,
     gflopsModel: flops / (ms * 1e6), threads: native.threads(), isa: native.gemmIsa(), device, precision,
+    mathMode: device === 'cpu' ? native.mathMode() : precision, // cpu: 'fp32' where bf16 arithmetic is not available
   };
   if (device === 'cuda') {
     const info = cudaInfo();

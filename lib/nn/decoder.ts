@@ -84,7 +84,9 @@ export class KVDecoder {
         `or changed precision since (now ${m.device}, ${m.activationDtype}): make a new KVDecoder`);
     const s = this.ensure(Tq);
     const be = this.be;
-    be.setPrecision(m.precision);
+    // On the CPU the decoder keeps fp32 arithmetic (a bf16 model's weights still come from its bf16 copy), so a
+    // pass gives the same logits whatever its row count: prefill, speculative verification, batches.
+    be.setPrecision(be.device === 'cpu' ? 'fp32' : m.precision);
     const sub = (a: Buf, k = 1) => be.view(a, 0, N * C * k);
     const x0 = sub(s.x);
     const eps = cfg.layer_norm_epsilon;

@@ -481,8 +481,9 @@ bool bf16_arithmetic_available() {
 }  // namespace
 
 bool set_gemm_math_bf16(bool on) {
-  g_math_bf16.store(on && bf16_arithmetic_available());
-  return g_math_bf16.load();
+  const bool now = on && bf16_arithmetic_available();
+  g_math_bf16.store(now);
+  return now;
 }
 bool gemm_math_bf16() { return g_math_bf16.load(std::memory_order_relaxed); }
 

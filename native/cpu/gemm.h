@@ -33,8 +33,10 @@ static inline float bf16_to_f32(uint16_t h) {
 }
 
 // Math mode: with bf16 on, products of more than 8 rows round both operands to bf16 and sum in fp32
-// (AVX512-BF16 dot products) where the processor has them; few-row products (decoding) are unaffected.
-// Returns whether bf16 arithmetic is now on (false where the processor lacks it). Process-wide.
+// (AVX512-BF16 dot products) where the processor has them; few-row products (decoding) are unaffected. That
+// includes attention's products of more than 8 query rows (as PyTorch's autocast does). The hardware treats
+// denormal inputs and results as zero (toBf16 keeps bf16 denormals). Returns whether bf16 arithmetic is now
+// on (false where the processor lacks it). Process-wide: a model sets it before each pass.
 bool set_gemm_math_bf16(bool on);
 bool gemm_math_bf16();
 

@@ -216,6 +216,11 @@ GN_AVX512BF16 void ukernel_bf16(const TileArgs& t) {
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  // the C tile is needed only after the k loop: start fetching it now (as the fp32 kernel does)
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 16 * v), _MM_HINT_T1);
   const uint32_t* a = reinterpret_cast<const uint32_t*>(t.a);
   const uint32_t* b = reinterpret_cast<const uint32_t*>(t.b);
   for (int64_t p = 0; p < t.kc; ++p) {

@@ -98,6 +98,7 @@ function cases() {
     out.push({ transA, transB, M: 2, N: 17, K: 9, threaded: false, accumulate: true });
     out.push({ transA, transB, M: 6, N: 2001, K: 383, alpha: 1.5, bias: true, padB: 1 });
     out.push({ transA, transB, M: 8, N: 95, K: 1031, accumulate: true });
+    out.push({ transA, transB, M: 20, N: 50, K: 2049, bias: true }); // an odd K in the last of several K blocks
   }
   out.push({ M: 0, N: 5, K: 3 }, { M: 5, N: 0, K: 3 }, { M: 1, N: 1, K: 1 });
   // every case again with B in bf16 (a bf16 model's weights), and where the processor has bf16 arithmetic,
