@@ -27,6 +27,19 @@ namespace gn {
 namespace gemm_detail {
 namespace {
 
+// The prologue of a tile: zero accumulators, and the C tile, needed only after the k loop, fetched now (it
+// is often in L3, not L2).
+template <int MR, int NV>
+GN_AVX512 inline void begin_tile(const TileArgs& t, __m512 (&acc)[MR][NV]) {
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      acc[i][v] = _mm512_setzero_ps();
+      _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 16 * v), _MM_HINT_T1);
+    }
+}
+
 // The epilogue of a tile: C = alpha·acc + bias (+ C), masked for partial tiles (rows ≥ mr are skipped).
 template <int MR, int NV>
 GN_AVX512 inline void store_tile(const TileArgs& t, __m512 (&acc)[MR][NV]) {
@@ -73,16 +86,7 @@ GN_AVX512 inline void store_tile(const TileArgs& t, __m512 (&acc)[MR][NV]) {
 template <int MR, int NV, bool PACKED>
 GN_AVX512 void ukernel(const TileArgs& t) {
   __m512 acc[MR][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
-
-  // the C tile is needed only after the k loop: start fetching it now (it is often in L3, not L2)
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 16 * v), _MM_HINT_T1);
+  begin_tile<MR, NV>(t, acc);
 
   const float* a = t.a;
   const float* b = t.b;
@@ -212,15 +216,7 @@ GN_AVX512BF16 void pair_panel(float* panel, int64_t kc, int64_t W) {
 template <int MR, int NV>
 GN_AVX512BF16 void ukernel_bf16(const TileArgs& t) {
   __m512 acc[MR][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
-  // the C tile is needed only after the k loop: start fetching it now (as the fp32 kernel does)
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(t.c + i * t.ldc + 16 * v), _MM_HINT_T1);
+  begin_tile<MR, NV>(t, acc);
   const uint32_t* a = reinterpret_cast<const uint32_t*>(t.a);
   const uint32_t* b = reinterpret_cast<const uint32_t*>(t.b);
   for (int64_t p = 0; p < t.kc; ++p) {
