@@ -101,7 +101,7 @@ function makeCpu(): Backend {
     free: () => undefined,
     // bf16: products of more than 8 rows in bf16 arithmetic where the processor has it (native.setMathMode);
     // the weight operand's type (a Uint16Array is bf16) does the rest
-    setPrecision: (p) => void native.setMathMode(checkPrecision(p, 'cpu')),
+    setPrecision: (p) => void native.setMathMode(checkPrecision(p)),
   };
 }
 
@@ -158,7 +158,7 @@ export function backendOf(device: unknown = 'cpu'): Backend {
  * streams) and, where the processor has AVX512-BF16, products of more than 8 rows run in bf16 arithmetic;
  * sums, weights and gradients stay fp32.
  */
-export function checkPrecision(p: unknown, _device?: Device): Precision {
+export function checkPrecision(p: unknown): Precision {
   if (p === undefined || p === 'fp32') return 'fp32';
   if (p === 'bf16') return 'bf16';
   throw rangeError("'fp32' or 'bf16'", 'precision', p);

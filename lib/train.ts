@@ -125,7 +125,8 @@ function validate(o: Resolved): void {
   checkNumber(o.dropout, 'dropout', 0, 0.99);
   if (o.decay !== 'cosine' && o.decay !== 'linear') throw typeError("'cosine' or 'linear'", 'decay', o.decay);
   if (o.threads !== undefined) int('threads', 1);
-  checkPrecision(o.precision, backendOf(o.device ?? 'cpu').device);
+  checkPrecision(o.precision);
+  backendOf(o.device ?? 'cpu'); // a clear error for an unknown or unavailable device
 }
 
 function modelConfig(o: Resolved): GPTConfig {

@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { helpText, OptionSpecs, parseArgs } from '../cli/args';
-import { machineLine } from './timing';
+import { machineLine, median } from './timing';
 import { QualityClassifier } from '../data/quality';
 import { MinHasher } from '../data/minhash';
 import { ChunkPool, defaultWorkers, runChunks } from '../data/pool';
@@ -47,11 +47,6 @@ function corpusTexts(): string[] {
     for (let i = 0; i < w.length; i += 2000) docs.push(w.slice(i, i + 2000).join(' '));
   }
   return docs;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
 }
 
 export interface DataBenchResult {

@@ -10,7 +10,7 @@ import { cudaInfo } from '../cuda';
 import { GPT } from '../nn/gpt';
 import { generate, GenerateOptions } from '../generate';
 import { GPTConfig, getPreset } from '../config';
-import { machineLine } from './timing';
+import { machineLine, median } from './timing';
 import { Rng } from '../random';
 
 const specs: OptionSpecs = {
@@ -32,10 +32,7 @@ const specs: OptionSpecs = {
 
 interface Run { prefillMs: number; msPerToken: number; tokensPerSec: number; acceptanceRate?: number; newTokens: number }
 
-const median = (runs: Run[], key: keyof Run) => {
-  const v = runs.map((r) => r[key] as number).sort((a, b) => a - b);
-  return v[Math.floor(v.length / 2)];
-};
+const medianOf = (runs: Run[], key: keyof Run) => median(runs.map((r) => r[key] as number));
 
 export async function benchGenerate(argv: string[]): Promise<void> {
   const a = parseArgs(argv, specs);
@@ -77,9 +74,9 @@ export async function benchGenerate(argv: string[]): Promise<void> {
       runs[v].push({ prefillMs: r.prefillMs, msPerToken: r.msPerToken, tokensPerSec: r.tokensPerSec, acceptanceRate: r.speculative?.acceptanceRate, newTokens: r.tokens.length });
     }
   }
-  const med = (v: number): Run => ({ prefillMs: median(runs[v], 'prefillMs'), msPerToken: median(runs[v], 'msPerToken'),
-    tokensPerSec: median(runs[v], 'tokensPerSec'), newTokens: median(runs[v], 'newTokens'),
-    ...(runs[v][0].acceptanceRate !== undefined ? { acceptanceRate: median(runs[v], 'acceptanceRate') } : {}) });
+  const med = (v: number): Run => ({ prefillMs: medianOf(runs[v], 'prefillMs'), msPerToken: medianOf(runs[v], 'msPerToken'),
+    tokensPerSec: medianOf(runs[v], 'tokensPerSec'), newTokens: medianOf(runs[v], 'newTokens'),
+    ...(runs[v][0].acceptanceRate !== undefined ? { acceptanceRate: medianOf(runs[v], 'acceptanceRate') } : {}) });
   const plain = med(0);
   const bytes = model.numParameters() * (precision === 'bf16' ? 2 : 4); // every weight once a token
   const limit = ((a['bandwidth-gbps'] as number) * 1e9) / bytes;

@@ -148,9 +148,9 @@ export function benchKernels(argv: string[]): void {
   const device = a.device as string;
   if (device !== 'cpu' && device !== 'cuda') throw new UsageError(`Expected cpu or cuda for --device but received ${JSON.stringify(device)}`);
   const be = backendOf(device);
-  const precision = checkPrecision(a.precision, be.device);
+  const precision = checkPrecision(a.precision);
   if (precision === 'bf16' && be.device === 'cpu')
-    throw new RangeError("bench kernels: --precision bf16 times the cuda kernels (bf16 activations); on the CPU bf16 is a weight format: time it with 'bench generate --precision bf16'");
+    throw new UsageError("--precision bf16 times the cuda kernels (bf16 activations); on the CPU time bf16 with 'bench train --precision bf16' or 'bench generate --precision bf16'");
   const act: DType = precision === 'bf16' ? 'bf16' : 'fp32';
   be.setPrecision(precision);
   const machine = device === 'cuda' ? `${cudaInfo().name}, ${precision}` : `${machineLine()}, ${native.threads()} threads, gemm ${native.gemmIsa()}`;

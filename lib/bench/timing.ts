@@ -26,6 +26,12 @@ export function timeIt(fn: () => void, opts: { warmup?: number; runs?: number; m
 }
 
 /** One line that names the machine, for benchmark output. */
+/** The median of xs (the upper one for an even count). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
 export function machineLine(): string {
   const cpus = os.cpus();
   return `${cpus[0]?.model ?? 'unknown cpu'} × ${cpus.length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`;

@@ -74,8 +74,8 @@ export interface CreateOptions {
   /**
    * 'fp32' (default) or 'bf16': the matrix products read a bf16 copy of the weights (rounded to nearest even;
    * remade after optimizer steps, loads and any host access to the weights, so edit the arrays from
-   * parameters()/weight() before the next forward pass, or call markUpdated() after a later edit) and sum in fp32; the weights themselves, their gradients and AdamW's moments
-   * stay fp32. On cuda the activations and their gradients are bf16 too and the products run on tensor cores;
+   * parameters()/weight() before the next forward pass, or call markUpdated() after a later edit) and sum in
+   * fp32; the weights themselves, their gradients and AdamW's moments stay fp32. On cuda the activations and their gradients are bf16 too and the products run on tensor cores;
    * on the CPU, products of more than 8 rows round their activations to bf16 too where the processor has
    * AVX512-BF16 (as autocast does), and decoding streams half the bytes per token with fp32 activations.
    */
@@ -136,7 +136,7 @@ export class GPT {
     this.config = config;
     this.decayCount = 0;
     this.be = backendOf(device);
-    this.precision = checkPrecision(precision, device);
+    this.precision = checkPrecision(precision);
     this.paramBuf = this.layout(config);
     this.dParams = this.paramBuf;
     this.allocDevice();
@@ -267,7 +267,7 @@ export class GPT {
   to(device: Device, opts: { precision?: Precision } = {}): this {
     this.checkAlive();
     const be = backendOf(device);
-    const precision = checkPrecision(opts.precision ?? (device === this.be.device ? this.precision : 'fp32'), device);
+    const precision = checkPrecision(opts.precision ?? (device === this.be.device ? this.precision : 'fp32'));
     if (be === this.be) {
       if (precision !== this.precision) {
         this.freeActs(); // their dtype follows the precision
@@ -386,7 +386,7 @@ export class GPT {
    */
   static async load(dir: string, opts: LoadOptions = {}): Promise<GPT> {
     const be = backendOf(opts.device ?? 'cpu'); // a clear error before any reading
-    checkPrecision(opts.precision, be.device);
+    checkPrecision(opts.precision);
     if (typeof dir !== 'string') throw typeError('a checkpoint folder path', 'dir', dir);
     const cfgFile = path.join(dir, 'config.json');
     let raw: Record<string, unknown>;

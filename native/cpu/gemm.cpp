@@ -14,8 +14,7 @@
 // packed through in-register transposes, a plain one by row copies, so one micro-kernel serves all four.
 // Small shapes skip packing where it does not pay: A is read in place when N is narrow (it would be packed
 // for one or two micro-panels only), and a plain fp32 B is read in place when M is small (a bf16 B is always
-// packed, widened on the way); attention's serial
-// per-block products (M=64, N≤2048, K=64 and the like) take those paths. Edge tiles are zero-padded in the
+// packed, widened on the way); attention's serial per-block products (M=64, N≤2048, K=64 and the like) take those paths. Edge tiles are zero-padded in the
 // packed panels and stored with masks, so any M, N, K ≥ 0 work. K = 0 writes (accumulate ? C : 0) + bias.
 //
 // Micro-kernels (chosen once at run time from what the processor reports, GPT_NATIVE_ISA=avx2|generic
@@ -347,8 +346,7 @@ void pack_t_scalar(const float* src, int64_t ld, int64_t kc, int64_t nr, int64_t
 
 // ---------------------------------------------------------------------------------- small M (decoding)
 // With M <= 8 (batch-1 decoding, speculative verification, attention over a KV cache one query at a time) a
-// micro-tile would compute
-// mostly padding: instead stream B once. A·B: K is cut into a fixed number of row ranges (chunks_for(K));
+// micro-tile would compute mostly padding: instead stream B once. A·B: K is cut into a fixed number of row ranges (chunks_for(K));
 // each sums whole contiguous rows of B into its own (M,N) partial, vectorised over n, and one pass adds the
 // partials in range order, so the result does not depend on the thread count or on M. A·Bᵀ: each C element
 // is a dot product of two contiguous rows.
@@ -364,8 +362,7 @@ static inline float ld(const uint16_t* p) { return bf16_to_f32(*p); }
 // widens (or copies) w elements of a B row into float scratch, so the accumulation loop is the same for both
 static inline const float* row(const float* b, int64_t, float*) { return b; }
 static inline const float* row(const uint16_t* b, int64_t w, float* tmp) {
-  u32_alias* d = reinterpret_cast<u32_alias*>(tmp);
-  for (int64_t j = 0; j < w; ++j) d[j] = static_cast<uint32_t>(b[j]) << 16;
+  gemm_detail::widen_rows(b, w, 1, w, w, tmp);
   return tmp;
 }
 
