@@ -41,8 +41,18 @@ export interface Backend extends Ops {
   copyRows(dst: Buf, dstStride: number, src: Buf, srcStride: number, rows: number, cols: number): void;
   /** Frees b (a whole buffer from alloc) now where that means something (device memory); later use throws. */
   free(b: Buf): void;
-  /** Sets the matrix-product precision for the calls that follow. */
-  setPrecision(p: Precision): void;
+  /** Sets the matrix-product precision for the calls that follow; returns the one it replaces. */
+  setPrecision(p: Precision): Precision;
+}
+
+/** Runs fn with the backend's matrix-product precision set to p, then puts the previous one back. */
+export function withPrecision<T>(be: Backend, p: Precision, fn: () => T): T {
+  const prev = be.setPrecision(p);
+  try {
+    return fn();
+  } finally {
+    be.setPrecision(prev);
+  }
 }
 
 function f32(b: Buf): Float32Array {
@@ -101,7 +111,11 @@ function makeCpu(): Backend {
     free: () => undefined,
     // bf16: products of more than 8 rows in bf16 arithmetic where the processor has it (native.setMathMode);
     // the weight operand's type (a Uint16Array is bf16) does the rest
-    setPrecision: (p) => void native.setMathMode(checkPrecision(p)),
+    setPrecision: (p) => {
+      const prev = native.mathMode();
+      native.setMathMode(checkPrecision(p));
+      return prev;
+    },
   };
 }
 
@@ -112,6 +126,7 @@ function makeCuda(): Backend {
   const fa = a as unknown as Record<string, (...x: unknown[]) => unknown>;
   for (const k of KERNELS) ops[k] = (...x: unknown[]) => fa[k].apply(a, x);
   const dv = (b: Buf) => b as DeviceView;
+  let mode: Precision = 'fp32'; // the addon's math mode (it starts in fp32)
   return {
     ...(ops as unknown as Ops),
     device: 'cuda',
@@ -138,7 +153,12 @@ function makeCuda(): Backend {
       if (v.off !== 0 || v.len !== a.bufferLength(v.buf)) throw new Error('free() takes a whole buffer from alloc(), not a view into one');
       a.free(v.buf);
     },
-    setPrecision: (p) => a.setMathMode(p),
+    setPrecision: (p) => {
+      const prev = mode;
+      a.setMathMode(p);
+      mode = p;
+      return prev;
+    },
   };
 }
 

@@ -94,8 +94,8 @@ export interface NativeAddon {
    * 'bf16': products of more than 8 rows round both operands to bf16 and sum in fp32 (AVX512-BF16 dot
    * products), where the processor has them; few-row products are unaffected. Returns the mode in effect
    * ('fp32' where the processor lacks bf16 arithmetic). Process-wide (all threads and worker threads share
-   * it): a model sets it before each pass, and direct calls of gemm, linearForward/Backward and attention
-   * after a bf16 model's pass run in it until it is set back.
+   * it): a bf16 model sets it for each of its passes and puts the previous mode back after, so direct calls
+   * of gemm, linearForward/Backward and attention run in fp32 unless set here.
    */
   setMathMode(mode: 'fp32' | 'bf16'): 'fp32' | 'bf16';
   mathMode(): 'fp32' | 'bf16';

@@ -228,14 +228,21 @@ test('bf16 precision on cuda: activations in bf16, weights, gradients and moment
   t.is(dev.precision, 'bf16');
   t.is(dev.activationDtype, 'bf16');
   const { ids, targets, opts } = batch(seed);
+  const products = fake ? { ...fake.stats.products } : null;
   close(t, dev.forward(ids, opts), cpu.forward(ids, opts), 'bf16 logits', TOL_BF16);
   if (fake) {
-    t.is(fake.mathMode(), 'bf16', 'the model set the addon to bf16 products');
+    t.true(fake.stats.products.bf16 - products.bf16 >= 2 * 4 + 1, 'the model ran its products in bf16');
+    t.is(fake.stats.products.fp32, products.fp32, 'and none in fp32');
+    t.is(fake.mathMode(), 'fp32', 'then put fp32 products back');
     // activations (18 per layer set) and the weight copy were allocated as bf16
     t.true(fake.stats.bf16 - before >= 3 * 10 + 1, `bf16 buffers: ${fake.stats.bf16 - before}`);
   }
+  const afterBf16 = fake ? { ...fake.stats.products } : null;
   GPT.create(cfg('gpt2'), { seed, device: 'cuda' }).forward(ids, opts);
-  if (fake) t.is(fake.mathMode(), 'fp32', 'an fp32 model sets fp32 back');
+  if (fake) {
+    t.is(fake.stats.products.bf16, afterBf16.bf16, 'an fp32 model runs no bf16 products');
+    t.true(fake.stats.products.fp32 > afterBf16.fp32, 'but fp32 ones');
+  }
   cpu.loss(ids, targets, opts); dev.loss(ids, targets, opts);
   cpu.backward(); dev.backward();
   close(t, dev.flatGradients, cpu.flatGradients, 'bf16 gradients', TOL_BF16);

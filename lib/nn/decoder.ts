@@ -6,6 +6,7 @@
  * Shapes: B rows decoded together, Tmax cached positions, C = n_embd; K and V caches (B, Tmax, C) per layer.
  */
 import { AttentionShape } from '../native';
+import { withPrecision } from '../backend';
 import type { Backend, Buf, DType } from '../backend';
 import type { GPT } from './gpt';
 
@@ -71,6 +72,12 @@ export class KVDecoder {
    * for every new position (B, Tq, V) when `all`, else only the last (B, V). The returned array is reused.
    */
   forward(ids: Int32Array, Tq: number, all = false): Float32Array {
+    // On the CPU the decoder keeps fp32 arithmetic (a bf16 model's weights still come from its bf16 copy), so a
+    // pass gives the same logits whatever its row count: prefill, speculative verification, batches.
+    return withPrecision(this.be, this.be.device === 'cpu' ? 'fp32' : this.model.precision, () => this.step(ids, Tq, all));
+  }
+
+  private step(ids: Int32Array, Tq: number, all: boolean): Float32Array {
     const m = this.model;
     const cfg = m.config;
     const { n_embd: C, vocab_size: V, n_positions: P, n_head: NH } = cfg;
@@ -84,9 +91,6 @@ export class KVDecoder {
         `or changed precision since (now ${m.device}, ${m.activationDtype}): make a new KVDecoder`);
     const s = this.ensure(Tq);
     const be = this.be;
-    // On the CPU the decoder keeps fp32 arithmetic (a bf16 model's weights still come from its bf16 copy), so a
-    // pass gives the same logits whatever its row count: prefill, speculative verification, batches.
-    be.setPrecision(be.device === 'cpu' ? 'fp32' : m.precision);
     const sub = (a: Buf, k = 1) => be.view(a, 0, N * C * k);
     const x0 = sub(s.x);
     const eps = cfg.layer_norm_epsilon;

@@ -10,7 +10,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { AttentionShape } from '../native';
-import { Backend, backendOf, Buf, checkPrecision, Device, DType, Precision } from '../backend';
+import { Backend, backendOf, Buf, checkPrecision, Device, DType, Precision, withPrecision } from '../backend';
 import { configFrom, GPTConfig, parameterShapes, ResolvedConfig, resolveConfig } from '../config';
 import { checkNumber, typeError } from '../errors';
 import { Rng } from '../random';
@@ -588,12 +588,15 @@ export class GPT {
     return this.config.variant === 'gpt1' ? a.layers[l].ln2 : a.layers[l].out;
   }
 
-  /** Runs the network on a batch, leaving logits in the activations. */
+  /** Runs the network on a batch, leaving logits in the activations (in the model's precision, then restored). */
   private run(batch: Batch): Acts {
     this.checkAlive();
+    return withPrecision(this.be, this.precision, () => this.runPass(batch));
+  }
+
+  private runPass(batch: Batch): Acts {
     this.syncDevice();
     const be = this.be;
-    be.setPrecision(this.precision);
     const { B, T, data: ids } = batch;
     const cfg = this.config;
     const { n_embd: C, vocab_size: V, n_positions: P } = cfg;
@@ -706,6 +709,10 @@ export class GPT {
    */
   backward(scale = 1, opts: { hiddenGrad?: Float32Array } = {}): void {
     this.checkAlive();
+    withPrecision(this.be, this.precision, () => this.backwardPass(scale, opts));
+  }
+
+  private backwardPass(scale: number, opts: { hiddenGrad?: Float32Array }): void {
     const pass = this.pass;
     if (!pass || !pass.targets || !pass.logitsValid || !this.acts)
       throw new Error('backward() needs a loss() first: call model.loss(ids, targets) before model.backward()');
@@ -713,7 +720,6 @@ export class GPT {
     this.syncDevice();
     this.deviceGrads(); // allocate on first use
     const be = this.be;
-    be.setPrecision(this.precision);
     const a = this.acts;
     const cfg = this.config;
     const { B, T } = a;

@@ -97,7 +97,13 @@ const addon = {
   },
   memoryInfo: () => ({ free: 0, total: 0 }),
 };
+// stats.products counts the matrix-product calls by the math mode they ran in
+const PRODUCTS = new Set(['gemm', 'linearForward', 'linearBackward', 'attentionForward', 'attentionBackward']);
+stats.products = { fp32: 0, bf16: 0 };
 for (const op of KERNELS) {
-  addon[op] = (...args) => native[op](...args.map((a, i) => (a && typeof a === 'object' && a.buf ? buffer(a, `${op} argument ${i}`) : a)));
+  addon[op] = (...args) => {
+    if (PRODUCTS.has(op)) stats.products[mathMode]++;
+    return native[op](...args.map((a, i) => (a && typeof a === 'object' && a.buf ? buffer(a, `${op} argument ${i}`) : a)));
+  };
 }
 module.exports = addon;
