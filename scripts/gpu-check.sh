@@ -5,7 +5,9 @@
 # bf16, tokens/s and MFU, with cuBLAS attention and, for comparison, with the biases in cuBLASLt's epilogue and
 # with the fused attention kernels; the cuBLAS attention kernels at other chunk and scratch settings; batch-1
 # decoding), and prints a short table last. Each stage has its own time
-# limit, so one that hangs does not eat the lease. Logs go to $OUT (the device tool brings them back).
+# limit, and the whole run a deadline (GN_BUDGET_S seconds, default 510, under the device tool's timeout_s):
+# a stage that would pass it is cut short or skipped, so the table always prints. Logs go to $OUT (the device
+# tool brings them back); the table's rows also go to $OUT/table.txt as they come.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check-out}
@@ -13,8 +15,19 @@ mkdir -p "$OUT"
 LOG="$OUT/gpu-check.log"
 : > "$LOG"
 declare -a ROWS
-row() { ROWS+=("$(printf '%-34s %s' "$1" "$2")"); }
+: > "$OUT/table.txt"
+row() { ROWS+=("$(printf '%-34s %s' "$1" "$2")"); echo "${ROWS[-1]}" >> "$OUT/table.txt"; }
 say() { echo "== $*" | tee -a "$LOG"; }
+DEADLINE=$(( $(date +%s) + ${GN_BUDGET_S:-510} ))
+# t SECONDS CMD…: CMD under a time limit of SECONDS, or less where the deadline is nearer (10 s kept for the
+# table); skipped (status 124) when under 5 s remain
+t() {
+  local s=$1 left=$(( DEADLINE - $(date +%s) - 10 ))
+  shift
+  (( left < s )) && s=$left
+  if (( s < 5 )); then echo "skipped (deadline): $*" >> "$LOG"; return 124; fi
+  timeout "$s" "$@"
+}
 
 # Node.js and the packages (the machine has neither)
 mkdir -p /tmp/gn/bin /tmp/gn/include
@@ -43,13 +56,13 @@ say "build the CUDA addon"
 GPU_CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
 ARCH=$([ -n "$GPU_CC" ] && echo "${GPU_CC}-real;${GPU_CC}-virtual" || echo "80-real;90-real;90-virtual")
 START=$(date +%s)
-if CUDA_ARCHS="${CUDA_ARCHS:-$ARCH}" GN_CUDA_JOBS="$(nproc)" timeout 300 node scripts/build-cuda.js >> "$LOG" 2>&1; then row "build" "ok ($(( $(date +%s) - START )) s)"
+if CUDA_ARCHS="${CUDA_ARCHS:-$ARCH}" GN_CUDA_JOBS="$(nproc)" t 300 node scripts/build-cuda.js >> "$LOG" 2>&1; then row "build" "ok ($(( $(date +%s) - START )) s)"
 else row "build" "FAILED (see gpu-check.log)"; tail -40 "$LOG"; printf '%s\n' "${ROWS[@]}"; exit 1; fi
 
 AVA="node node_modules/ava/entrypoints/cli.mjs --tap"
 for f in cuda-kernels cuda; do
   say "tests: test/$f.test.js (real GPU)"
-  GPT_NATIVE_CUDA_TEST=real timeout 240 $AVA "test/$f.test.js" > "$OUT/$f.tap" 2>&1
+  GPT_NATIVE_CUDA_TEST=real t 240 $AVA "test/$f.test.js" > "$OUT/$f.tap" 2>&1
   pass=$(grep -c '^ok ' "$OUT/$f.tap"); fail=$(grep -c '^not ok ' "$OUT/$f.tap")
   row "test/$f.test.js" "$pass passed, $fail failed"
   grep -A12 '^not ok ' "$OUT/$f.tap" | head -120 | tee -a "$LOG"
@@ -59,7 +72,7 @@ bench() { # name, command…
   local name=$1; shift
   say "bench: $name"
   local line
-  line=$(timeout 180 "$@" --json 2>>"$LOG" | tail -1)
+  line=$(t 180 "$@" --json 2>>"$LOG" | tail -1)
   echo "$line" >> "$LOG"
   echo "$line" >> "$OUT/bench.jsonl"
   row "$name" "$(node -e '
@@ -70,19 +83,19 @@ bench() { # name, command…
     console.log(`${Math.round(r.tokensPerSec).toLocaleString("en-US")} tokens/s (${extra}${mfu})`);' "$line" 2>/dev/null || echo FAILED)"
 }
 say "bench: kernels at B=16, T=1024 (kernels.md)"
-timeout 150 node dist/cli.js bench kernels --device cuda --b 16 --t 1024 --runs 5 > "$OUT/kernels.md" 2>>"$LOG"
+t 150 node dist/cli.js bench kernels --device cuda --b 16 --t 1024 --runs 5 > "$OUT/kernels.md" 2>>"$LOG"
 cat "$OUT/kernels.md" >> "$LOG"
 for k in 'lm_head forward' 'linear_forward qkv' 'attention_forward' 'attention_backward' 'softmax_xent_forward'; do
   line=$(grep -F "| $k" "$OUT/kernels.md" | head -1)
   row "kernel $k" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
 done
-GPT_NATIVE_CUDA_ATTENTION=fused timeout 100 node dist/cli.js bench kernels --device cuda --b 16 --t 1024 --runs 3 \
+GPT_NATIVE_CUDA_ATTENTION=fused t 100 node dist/cli.js bench kernels --device cuda --b 16 --t 1024 --runs 3 \
   > "$OUT/kernels-fused.md" 2>>"$LOG"
 for k in 'attention_forward' 'attention_backward'; do
   line=$(grep -F "| $k" "$OUT/kernels-fused.md" | head -1)
   row "kernel $k (fused)" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
 done
-timeout 100 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
+t 100 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
   > "$OUT/kernels-bf16.md" 2>>"$LOG"
 for k in 'lm_head forward' 'linear_forward qkv' 'linear_forward qkv [cuBLASLt' 'attention_forward' 'attention_backward' 'softmax_xent_forward'; do
   line=$(grep -F "| $k" "$OUT/kernels-bf16.md" | head -1)
@@ -99,11 +112,11 @@ GPT_NATIVE_CUDA_ATTENTION=fused bench "train B16 T1024 bf16, fused attn" node di
 bench "train gpt2-small B16 T1024 fp32" node dist/cli.js bench train --device cuda --precision fp32 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
 bench "train gpt2-small B4 T64 (cf. CPU)" node dist/cli.js bench train --device cuda --preset gpt2-small --batch 4 --seq 64 --steps 5
 say "profile: one bf16 training step by kernel family (profile-bf16.txt)"
-timeout 120 node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 \
+t 120 node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 \
   --steps 2 --warmup 1 --profile > "$OUT/profile-bf16.txt" 2>>"$LOG"
 cat "$OUT/profile-bf16.txt" >> "$LOG"
 bench "decode gpt2-small batch 1" node dist/cli.js bench generate --device cuda --preset gpt2-small --prompt-tokens 16 --new-tokens 128 --runs 3 --bandwidth-gbps 4800
 
 echo
-echo "gpt-native GPU check — $(date -u +%F), ${GPU:-unknown GPU}, commit $(tr '\n' ' ' < .gpu/commit 2>/dev/null || echo '?')"
+echo "gpt-native GPU check — $(date -u +%F), ${GPU:-unknown GPU}, commit $( { tr '\n' ' ' < .gpu/commit; } 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo '?')"
 printf '%s\n' "${ROWS[@]}" | tee -a "$LOG"
