@@ -83,8 +83,9 @@ export interface NativeAddon {
   attentionForward(out: F32, lse: F32 | null, q: F32, k: F32, v: F32, shape: AttentionShape): void;
   attentionBackward(dq: F32, dk: F32, dv: F32, dout: F32, q: F32, k: F32, v: F32, out: F32, lse: F32,
     shape: AttentionShape): void;
+  /** param16 (optional): also receives the new weights rounded to bf16 (a bf16 model's weight copy). */
   adamwStep(param: F32, grad: F32, m: F32, v: F32, lr: number, beta1: number, beta2: number, eps: number,
-    weightDecay: number, step: number, gradScale: number): void;
+    weightDecay: number, step: number, gradScale: number, param16?: U16 | null): void;
   threads(): number;
   setThreads(n: number): void;
   gemmIsa(): string;

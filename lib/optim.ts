@@ -76,16 +76,17 @@ export class AdamW {
     checkNumber(gradScale, 'gradScale', 0);
     if (this.model.backend !== this.be)
       throw new Error(`AdamW: the model moved to device '${this.model.device}' after the optimizer was made; create the optimizer after model.to()`);
-    const { params: p, grads: g } = this.model.deviceBuffers();
+    const { params: p, grads: g, params16: p16 } = this.model.deviceBuffers();
     const d = this.model.decayCount;
     const be = this.be;
     this.stepCount++;
     const [b1, b2] = this.betas;
+    // a bf16 model's weight copy is rewritten in the same pass (all of it: the two calls cover every parameter)
     be.adamwStep(be.view(p, 0, d), be.view(g, 0, d), be.view(this.mBuf, 0, d), be.view(this.vBuf, 0, d),
-      this.lr, b1, b2, this.eps, this.weightDecay, this.stepCount, gradScale);
+      this.lr, b1, b2, this.eps, this.weightDecay, this.stepCount, gradScale, p16 && be.view(p16, 0, d));
     be.adamwStep(be.view(p, d), be.view(g, d), be.view(this.mBuf, d), be.view(this.vBuf, d),
-      this.lr, b1, b2, this.eps, 0, this.stepCount, gradScale);
-    this.model.markUpdated({ params: true });
+      this.lr, b1, b2, this.eps, 0, this.stepCount, gradScale, p16 && be.view(p16, d));
+    this.model.markUpdated({ params: true, params16: p16 !== null });
   }
 
   /** Zeroes the model's gradients. */

@@ -128,6 +128,15 @@ test('the bf16 copy follows host edits of the weights and optimizer steps', (t) 
   t.true(relErr(stepped, edited) > 1e-3, 'the step reached the products');
   copyOk();
   t.deepEqual(m.forward(ids), stepped, 'the copy the step left was already current');
+  // AdamW rewrites the copy in its own pass: after a step it is the new weights rounded, untouched since
+  m.train();
+  m.loss(ids, [Array.from(randInts(20, 101, seed + 5))]);
+  m.backward();
+  const old16 = m.deviceBuffers().params16.slice();
+  opt.step();
+  const { params, params16 } = m.deviceBuffers(); // neither refreshes nor marks the copy
+  t.notDeepEqual(params16, old16, 'the step wrote the copy');
+  t.deepEqual(params16, rounded(params));
 });
 
 for (const v of ['gpt2', 'gpt3']) {

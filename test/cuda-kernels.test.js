@@ -207,6 +207,28 @@ test('adamw step (decay and no-decay groups, grad scale) on 10,007 values', (t) 
   cross(t, 'adamwStep', [p, g, m, v, 6e-4, 0.9, 0.95, 1e-8, 0, 1, 1], { outputs: [0, 2, 3] });
 });
 
+test('adamw step with a bf16 weight copy: the copy is the new weights rounded to nearest even, the rest unchanged', (t) => {
+  const s = seedOf(t);
+  const n = 4099;
+  const p = randF32(n, s), g = randF32(n, s + 1), m = randF32(n, s + 2, 0.1), v = randF32(n, s + 3, 0.1).map(Math.abs);
+  const up = (a, dtype = 'fp32') => {
+    const x = { buf: dev.alloc(a.length + 5, dtype), off: 5, len: a.length };
+    dev.upload(x, a);
+    return x;
+  };
+  const args = (p16) => [up(p), up(g), up(m), up(v), 1e-3, 0.9, 0.95, 1e-8, 0.1, 3, 0.8, p16];
+  const plain = args(null), fused = args(up(randF32(n, s + 4), 'bf16'));
+  dev.adamwStep(...plain);
+  dev.adamwStep(...fused);
+  const get = (x) => { const o = new Float32Array(x.len); dev.download(x, o); return o; };
+  for (const i of [0, 2, 3]) t.deepEqual(get(fused[i]), get(plain[i]), `argument ${i} is as without the copy`);
+  const want = get(plain[0]);
+  t.deepEqual(get(fused[11]), REAL ? roundBf16(want) : want, 'the bf16 copy');
+  t.throws(() => dev.adamwStep(...args(up(p))), { message: /param16/ }, 'an fp32 param16');
+  t.throws(() => dev.adamwStep(...args(up(p.subarray(1), 'bf16'))), { message: /param16/ }, 'a param16 of another length');
+  for (const x of [...plain, ...fused]) if (x && x.buf) dev.free(x.buf);
+});
+
 // cuBLASLt's bias epilogue (setBiasEpilogue('cublaslt')): gemm with a bias and no accumulation, and the linear
 // forward, in fp32 and bf16, at odd sizes and offsets (the views start 3 elements into their buffers, so the
 // operands are only 4- or 2-byte aligned); where cuBLASLt has no algorithm the bias pass runs instead

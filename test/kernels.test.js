@@ -327,6 +327,24 @@ test('adamw step vs reference over several steps, with gradient scaling', (t) =>
   t.true(normErr(v, vr) < TOL);
 });
 
+test('adamw step with param16: the bf16 copy is the new weights rounded to nearest even; nothing else changes', (t) => {
+  const seed = freshSeed(); t.log(`seed ${seed}`);
+  const n = 70001; // more than one thread's chunk
+  const p = randF32(n, seed), g = randF32(n, seed + 1), m = randF32(n, seed + 2, 0.1), v = randF32(n, seed + 3, 0.1).map(Math.abs);
+  const [p1, m1, v1, p2, m2, v2] = [p, m, v, p, m, v].map((a) => a.slice());
+  const h = new Uint16Array(n).fill(0x7fc0);
+  native.adamwStep(p1, g, m1, v1, 1e-3, 0.9, 0.95, 1e-8, 0.1, 5, 0.7);
+  native.adamwStep(p2, g, m2, v2, 1e-3, 0.9, 0.95, 1e-8, 0.1, 5, 0.7, h);
+  t.deepEqual(p2, p1);
+  t.deepEqual(m2, m1);
+  t.deepEqual(v2, v1);
+  const want = new Uint16Array(n);
+  native.toBf16(want, p1);
+  t.deepEqual(h, want);
+  t.throws(() => native.adamwStep(p2, g, m2, v2, 1e-3, 0.9, 0.95, 1e-8, 0.1, 5, 1, new Uint16Array(n - 1)), { message: /param16 has 70000 elements/ });
+  t.throws(() => native.adamwStep(p2, g, m2, v2, 1e-3, 0.9, 0.95, 1e-8, 0.1, 5, 1, new Float32Array(n)), { message: /expected a Uint16Array for param16/ });
+});
+
 // ---------------------------------------------------------------- dropout, residual, norms
 test('dropout keeps ~(1-p), scales by 1/(1-p), is reproducible from (seed, offset), and backward reuses the mask', (t) => {
   const n = 200003, p = 0.1;

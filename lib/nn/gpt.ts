@@ -239,24 +239,23 @@ export class GPT {
 
   /**
    * For AdamW and other code that updates the weights on the model's backend: the flat parameter and gradient
-   * buffers (device memory on cuda), current on the device. Call `markUpdated()` after writing them.
+   * buffers (device memory on cuda), current on the device, and a bf16 model's bf16 weight copy where one
+   * exists (else null). Call `markUpdated()` after writing them.
    */
-  deviceBuffers(): { params: Buf; grads: Buf } {
+  deviceBuffers(): { params: Buf; grads: Buf; params16: Buf | null } {
     this.checkAlive();
     this.syncDevice();
-    return { params: this.dParams, grads: this.deviceGrads() };
+    return { params: this.dParams, grads: this.deviceGrads(), params16: this.precision === 'bf16' ? this.dParams16 : null };
   }
 
-  /** Records that the device parameters (and gradients) were written by a backend call. */
-  markUpdated(what: { params?: boolean; grads?: boolean } = { params: true }): void {
-    if (this.be.device === 'cpu') {
-      if (what.params) this.params16Stale = true;
-      return;
-    }
-    if (what.params) {
-      this.hostParamsStale = true;
-      this.params16Stale = true;
-    }
+  /**
+   * Records that the device parameters (and gradients) were written by a backend call. `params16: true`: the
+   * bf16 weight copy was rewritten from the new parameters too (AdamW does both in one pass), so it is current.
+   */
+  markUpdated(what: { params?: boolean; grads?: boolean; params16?: boolean } = { params: true }): void {
+    if (what.params) this.params16Stale = !what.params16;
+    if (this.be.device === 'cpu') return;
+    if (what.params) this.hostParamsStale = true;
     if (what.grads) this.hostGradsStale = true;
   }
 

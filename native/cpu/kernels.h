@@ -85,10 +85,11 @@ void attention_backward(AttnOut dq, AttnOut dk, AttnOut dv, AttnView dout, AttnV
 
 // ---- adamw.cpp ----------------------------------------------------------------------------------------
 // One AdamW step (decoupled weight decay, bias correction); grads are multiplied by grad_scale first
-// (for clipping without a separate pass). step counts from 1.
+// (for clipping without a separate pass). step counts from 1. param16, if not null, receives the new
+// weights rounded to bf16 (nearest even): a bf16 model's weight copy, refreshed in the same pass.
 void adamw_step(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
                 float beta2, float eps, float weight_decay, int64_t step, float grad_scale,
-                ThreadPool* pool);
+                ThreadPool* pool, uint16_t* param16 = nullptr);
 
 // ---- linear.cpp ---------------------------------------------------------------------------------------
 // Hugging Face Conv1D layout: weight (C, OC), out (N, OC) = inp (N, C) · weight + bias.

@@ -128,9 +128,11 @@ struct AttnPtrSpecs {
 void attn_pointers(const Stream& st, void** out, const AttnPtrSpecs& p, int64_t u0, int64_t pairs, int64_t NH);
 
 // ---- adamw.cu -----------------------------------------------------------------------------------
-// bc1 = 1 - β1^step, bc2 = 1 - β2^step (computed by the caller in double, as on the CPU)
+// bc1 = 1 - β1^step, bc2 = 1 - β2^step (computed by the caller in double, as on the CPU). param16 (bf16, may be
+// null): the new weights rounded to bf16 in the same pass (a bf16 model's weight copy).
 void adamw_step(const Stream& st, float* param, const float* grad, float* m, float* v, int64_t n, float lr,
-                float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2, float grad_scale);
+                float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2, float grad_scale,
+                void* param16);
 
 }  // namespace cuda
 }  // namespace gn

@@ -549,11 +549,15 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   float wd = static_cast<float>(num(info, 8, op, "weightDecay"));
   int64_t step = dim(info, 9, op, "step");
   float gs = static_cast<float>(num(info, 10, op, "gradScale"));
+  auto p16 = view(info, 11, op, "param16", true);
+  need_exact(p16, n, op, "param16", shp({n}));
+  if (p16.present && p16.dt != kBF16)
+    throw KernelError(KernelError::Kind::Type, str_cat(op, ": expected a bf16 buffer for param16 (argument 11) but received fp32"));
   GN_CHECK_RANGE(step >= 1, op, ": step counts from 1, got ", step);
   float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(b1), static_cast<double>(step)));
   float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(b2), static_cast<double>(step)));
   adamw_step(a.stream, f32v(p, op, "param"), f32v(g, op, "grad"), f32v(m, op, "m"), f32v(v, op, "v"), n, lr, b1, b2,
-             eps, wd, bc1, bc2, gs);
+             eps, wd, bc1, bc2, gs, p16.present ? p16.p : nullptr);
   return info.Env().Undefined();
 }
 

@@ -381,8 +381,10 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   float wd = static_cast<float>(num(info, 8, op, "weightDecay"));
   int64_t step = dim(info, 9, op, "step");
   float gs = static_cast<float>(num(info, 10, op, "gradScale"));
+  auto p16 = arr<uint16_t>(info, 11, op, "param16", true);
+  need_exact(p16, n, op, "param16", shp({n}));
   GN_CHECK_RANGE(step >= 1, op, ": step counts from 1, got ", step);
-  adamw_step(p.p, g.p, m.p, v.p, n, lr, b1, b2, eps, wd, step, gs, pool_of(info));
+  adamw_step(p.p, g.p, m.p, v.p, n, lr, b1, b2, eps, wd, step, gs, pool_of(info), p16.present ? p16.p : nullptr);
   return info.Env().Undefined();
 }
 

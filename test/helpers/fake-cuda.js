@@ -106,4 +106,12 @@ for (const op of KERNELS) {
     return native[op](...args.map((a, i) => (a && typeof a === 'object' && a.buf ? buffer(a, `${op} argument ${i}`) : a)));
   };
 }
+// bf16 buffers hold fp32 values here, so the weight copy AdamW refreshes is a plain copy of the new weights
+addon.adamwStep = (...args) => {
+  const p16 = args[11];
+  if (p16 && p16.buf.dtype !== 'bf16') throw new TypeError('fake cuda: adamwStep: param16 must be a bf16 buffer');
+  if (p16 && p16.len !== args[0].len) throw new RangeError('fake cuda: adamwStep: param16 and param differ in length');
+  native.adamwStep(...args.slice(0, 11).map((a, i) => (a && typeof a === 'object' && a.buf ? buffer(a, `adamwStep argument ${i}`) : a)));
+  if (p16) buffer(p16, 'adamwStep param16').set(buffer(args[0], 'adamwStep param'));
+};
 module.exports = addon;
