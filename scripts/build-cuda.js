@@ -89,12 +89,18 @@ const args = [
   `-DNODE_ADDON_API_DIR=${addonApi}`,
   '-DCMAKE_BUILD_TYPE=Release',
 ];
+// Ninja where it is installed (a machine may have cmake and ninja but no make), unless this build folder was
+// configured with another generator (cmake refuses to switch)
+const cache = path.join(buildDir, 'CMakeCache.txt');
+const cachedGenerator = fs.existsSync(cache) ? (/^CMAKE_GENERATOR:INTERNAL=(.*)$/m.exec(fs.readFileSync(cache, 'utf8')) || [])[1] : undefined;
+if (which('ninja') && (cachedGenerator === undefined || cachedGenerator === 'Ninja')) args.push('-G', 'Ninja');
+else if (!cachedGenerator && !which('make')) fail('neither ninja nor make is on PATH; install one to build the CUDA addon');
 if (process.env.CUDA_ARCHS) args.push(`-DCMAKE_CUDA_ARCHITECTURES=${process.env.CUDA_ARCHS}`);
 args.push(`-DGN_CUDART_STATIC=${process.env.GN_CUDART_STATIC === '1' ? 'ON' : 'OFF'}`);
 run('cmake', args);
 run('cmake', ['--build', buildDir, '--parallel', process.env.GN_CUDA_JOBS || '2']);
 
-// The Makefile generator writes the library at the top of the build folder.
+// Both generators write the library at the top of the build folder.
 const out = path.join(buildDir, 'gpt_native_cuda.node');
 if (!fs.existsSync(out)) fail(`the build finished but ${out} is missing`);
 console.log(`build-cuda: built ${path.relative(root, out)}`);

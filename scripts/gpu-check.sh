@@ -7,12 +7,16 @@
 # decoding), and prints a short table last. Each stage has its own time
 # limit, and the whole run a deadline (GN_BUDGET_S seconds, default 510, under the device tool's timeout_s):
 # a stage that would pass it is cut short or skipped, so the table always prints. Logs go to $OUT (the device
-# tool brings them back); the table's rows also go to $OUT/table.txt as they come.
+# tool brings them back: at most 8 files, so this writes 7: gpu-check.log, table.txt, cuda-kernels.tap, cuda.tap,
+# kernels.md, bench.jsonl, profile-bf16.txt; scratch goes to $WORK); the table's rows also go to
+# $OUT/table.txt as they come.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check-out}
 mkdir -p "$OUT"
 LOG="$OUT/gpu-check.log"
+WORK=/tmp/gn-check
+mkdir -p "$WORK"
 : > "$LOG"
 declare -a ROWS
 : > "$OUT/table.txt"
@@ -30,10 +34,15 @@ t() {
 }
 
 # Node.js and the packages (the machine has neither)
+# (xz, or Python's lzma and tarfile where the machine has no xz)
+unxz_to() { if command -v xz >/dev/null; then xz -dc "$1" > "$2"; else python3 -c 'import lzma, shutil, sys
+with lzma.open(sys.argv[1]) as f, open(sys.argv[2], "wb") as o: shutil.copyfileobj(f, o)' "$1" "$2"; fi; }
+untar_xz() { if command -v xz >/dev/null; then tar -C "$2" -xJf "$1"; else python3 -c 'import sys, tarfile
+tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2])' "$1" "$2"; fi; }
 mkdir -p /tmp/gn/bin /tmp/gn/include
-if [ -f .gpu/node.xz ]; then xz -dc .gpu/node.xz > /tmp/gn/bin/node && chmod +x /tmp/gn/bin/node; fi
-[ -f .gpu/node-include.tar.xz ] && tar -C /tmp/gn/include -xJf .gpu/node-include.tar.xz
-[ -d node_modules ] || { [ -f .gpu/node_modules.tar.xz ] && tar -xJf .gpu/node_modules.tar.xz; }
+if [ -f .gpu/node.xz ]; then unxz_to .gpu/node.xz /tmp/gn/bin/node && chmod +x /tmp/gn/bin/node; fi
+[ -f .gpu/node-include.tar.xz ] && untar_xz .gpu/node-include.tar.xz /tmp/gn/include
+[ -d node_modules ] || { [ -f .gpu/node_modules.tar.xz ] && untar_xz .gpu/node_modules.tar.xz .; }
 export PATH=/tmp/gn/bin:$PATH
 if ! command -v node >/dev/null; then echo "no node: run scripts/gpu-prepare.sh here and carry .gpu" | tee -a "$LOG"; exit 1; fi
 say "machine"
@@ -82,30 +91,35 @@ bench() { # name, command…
     const extra = r.msPerStep !== undefined ? `${r.msPerStep.toFixed(1)} ms/step` : `${r.msPerToken.toFixed(2)} ms/token`;
     console.log(`${Math.round(r.tokensPerSec).toLocaleString("en-US")} tokens/s (${extra}${mfu})`);' "$line" 2>/dev/null || echo FAILED)"
 }
+# kernels FILE TITLE: appends a finished kernel table to $OUT/kernels.md (and the log) under a heading
+kernels() { { echo; echo "## $2"; echo; cat "$1"; } | tee -a "$OUT/kernels.md" >> "$LOG"; }
+: > "$OUT/kernels.md"
 say "bench: kernels at B=16, T=1024 (kernels.md)"
-t 150 node dist/cli.js bench kernels --device cuda --b 16 --t 1024 --runs 5 > "$OUT/kernels.md" 2>>"$LOG"
-cat "$OUT/kernels.md" >> "$LOG"
+t 150 node dist/cli.js bench kernels --device cuda --b 16 --t 1024 --runs 5 > "$WORK/kernels.md" 2>>"$LOG"
+kernels "$WORK/kernels.md" "fp32, cuBLAS attention (the default)"
 for k in 'lm_head forward' 'linear_forward qkv' 'attention_forward' 'attention_backward' 'softmax_xent_forward'; do
-  line=$(grep -F "| $k" "$OUT/kernels.md" | head -1)
+  line=$(grep -F "| $k" "$WORK/kernels.md" | head -1)
   row "kernel $k" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
 done
 GPT_NATIVE_CUDA_ATTENTION=fused t 100 node dist/cli.js bench kernels --device cuda --b 16 --t 1024 --runs 3 \
-  > "$OUT/kernels-fused.md" 2>>"$LOG"
+  > "$WORK/kernels-fused.md" 2>>"$LOG"
+kernels "$WORK/kernels-fused.md" "fp32, fused attention kernels"
 for k in 'attention_forward' 'attention_backward'; do
-  line=$(grep -F "| $k" "$OUT/kernels-fused.md" | head -1)
+  line=$(grep -F "| $k" "$WORK/kernels-fused.md" | head -1)
   row "kernel $k (fused)" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
 done
 t 100 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
-  > "$OUT/kernels-bf16.md" 2>>"$LOG"
+  > "$WORK/kernels-bf16.md" 2>>"$LOG"
+kernels "$WORK/kernels-bf16.md" "bf16, cuBLAS attention"
 for k in 'lm_head forward' 'linear_forward qkv' 'linear_forward qkv [cuBLASLt' 'attention_forward' 'attention_backward' 'softmax_xent_forward'; do
-  line=$(grep -F "| $k" "$OUT/kernels-bf16.md" | head -1)
+  line=$(grep -F "| $k" "$WORK/kernels-bf16.md" | head -1)
   row "kernel $k (bf16)" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
 done
 # the cuBLAS attention path at other settings than its defaults (bench kernels times them side by side)
-grep -F '| attention_' "$OUT/kernels-bf16.md" | grep -F '[' | while IFS='|' read -r _ name ms _; do
+grep -F '| attention_' "$WORK/kernels-bf16.md" | grep -F '[' | while IFS='|' read -r _ name ms _; do
   echo "$(echo "$name" | sed 's/^ *//; s/ *$//') (bf16): $(echo "$ms" | tr -d ' ') ms"
-done > "$OUT/attention-tuning.txt"
-while read -r l; do row "${l%%:*}" "${l#*: }"; done < "$OUT/attention-tuning.txt"
+done > "$WORK/attention-tuning.txt"
+while read -r l; do row "${l%%:*}" "${l#*: }"; done < "$WORK/attention-tuning.txt"
 bench "train gpt2-small B16 T1024 bf16" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 5 --warmup 2
 GPT_NATIVE_CUDA_LT=1 bench "train B16 T1024 bf16, cuBLASLt bias" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
 GPT_NATIVE_CUDA_ATTENTION=fused bench "train B16 T1024 bf16, fused attn" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1

@@ -7,6 +7,7 @@ import { backendOf, Backend, checkPrecision, DType } from '../backend';
 import { AttentionTuning, cuda, cudaInfo } from '../cuda';
 import { native } from '../native';
 import { machineLine, randomFill, timeIt } from './timing';
+import { logitsStride } from '../nn/gpt';
 
 const specs: OptionSpecs = {
   b: { kind: 'int', default: 4, help: 'batch size' },
@@ -54,7 +55,8 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
   const qkv = fa(N * 3 * C, 7), atty = za(N * C), lse = z(B * NH * T), dqkv = za(N * 3 * C);
   const shape = { B, Tq: T, Tk: T, NH, HS, qPos0: 0, window: 0, dropout: 0, seed: 0,
     q: [T * 3 * C, 3 * C] as [number, number], k: [T * 3 * C, 3 * C] as [number, number], v: [T * 3 * C, 3 * C] as [number, number], o: [T * C, C] as [number, number] };
-  const logits = fa(N * V, 8, 4), dlogits = za(N * V), losses = z(N), lseV = z(N);
+  const Vp = logitsStride(be.device, V); // the model's row stride for the logits (aligned rows on cuda)
+  const logits = fa(N * Vp, 8, 4), dlogits = za(N * Vp), losses = z(N), lseV = z(N);
   const targets = new Int32Array(N).map((_, i) => (i * 7919) % V);
   const ids = new Int32Array(N).map((_, i) => (i * 104729) % V);
   const wte = f(V * C, 9), wpe = f(1024 * C, 10), dwte = z(V * C), dwpe = z(1024 * C);
@@ -64,13 +66,13 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
   const wqkv = fa(C * 3 * C, 13), bqkv = f(3 * C, 14), dwqkv = z(C * 3 * C), dbqkv = z(3 * C);
   const attnFlops = 4 * B * NH * T * T * HS / 2; // causal half of QKᵀ and PV
   be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape);
-  be.softmaxXentForward(losses, lseV, logits, targets, N, V, -1);
+  be.softmaxXentForward(losses, lseV, logits, targets, N, V, -1, Vp);
   be.layernormForward(y, mean, rstd, x, w, bias, N, C, 1e-5);
   return [
     { name: 'linear_forward qkv (N,768)·(768,2304)', run: () => be.linearForward(qkv, x, wqkv, bqkv, N, C, 3 * C), flops: 2 * N * C * 3 * C },
     ...(be.device === 'cuda' ? [{ name: 'linear_forward qkv [cuBLASLt bias epilogue]', run: withLtBias(() => be.linearForward(qkv, x, wqkv, bqkv, N, C, 3 * C)), flops: 2 * N * C * 3 * C }] : []),
     { name: 'linear_backward qkv', run: () => be.linearBackward(dx, dwqkv, dbqkv, dqkv, x, wqkv, N, C, 3 * C), flops: 4 * N * C * 3 * C },
-    { name: 'lm_head forward (N,768)·(50257,768)ᵀ', run: () => be.gemm(false, true, N, V, C, 1, x, C, wteM, C, logits, V, false, null), flops: 2 * N * C * V },
+    { name: 'lm_head forward (N,768)·(50257,768)ᵀ', run: () => be.gemm(false, true, N, V, C, 1, x, C, wteM, C, logits, Vp, false, null), flops: 2 * N * C * V },
     { name: 'attention_forward', run: () => be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape), flops: attnFlops },
     { name: 'attention_backward', run: () => be.attentionBackward(dqkv, be.view(dqkv, C), be.view(dqkv, 2 * C), dy, qkv, be.view(qkv, C), be.view(qkv, 2 * C), atty, lse, shape), flops: 2.5 * attnFlops },
     ...attentionTunings(be, T).flatMap(([label, tuning]) => [
@@ -84,8 +86,8 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
     { name: 'residual add', run: () => be.add(y, x, dy), bytes: 3 * eb * N * C },
     { name: 'embedding_forward', run: () => be.embeddingForward(y, ids, wte, wpe, B, T, C, V, 1024, 0), bytes: (8 + eb) * N * C },
     { name: 'embedding_backward', run: () => be.embeddingBackward(dwte, dwpe, dy, ids, B, T, C, V, 1024, 0), bytes: (12 + eb) * N * C },
-    { name: 'softmax_xent_forward (N,50257)', run: () => be.softmaxXentForward(losses, lseV, logits, targets, N, V, -1), bytes: eb * N * V },
-    { name: 'softmax_xent_backward (N,50257)', run: () => be.softmaxXentBackward(dlogits, logits, lseV, targets, N, V, -1, 1 / N), bytes: 2 * eb * N * V },
+    { name: 'softmax_xent_forward (N,50257)', run: () => be.softmaxXentForward(losses, lseV, logits, targets, N, V, -1, Vp), bytes: eb * N * V },
+    { name: 'softmax_xent_backward (N,50257)', run: () => be.softmaxXentBackward(dlogits, logits, lseV, targets, N, V, -1, 1 / N, Vp), bytes: 2 * eb * N * V },
     { name: `adamw_step (${nAdam} params)`, run: () => be.adamwStep(p, g, m, v, 1e-4, 0.9, 0.95, 1e-8, 0.1, 1, 1), bytes: 28 * nAdam },
     { name: `sumsq (${nAdam})`, run: () => be.sumsq(g), bytes: 4 * nAdam },
   ];

@@ -99,6 +99,11 @@ function hash32(a: number, b: number): number {
 }
 
 /** A GPT-1, GPT-2 or GPT-3 model. Example: `const m = GPT.create('gpt2-small', { seed: 1 })`. */
+/** Row stride of the logits: V, or on cuda V rounded up to 64, so the largest GEMM reads and writes aligned rows. */
+export function logitsStride(device: Device, V: number): number {
+  return device === 'cuda' ? Math.ceil(V / 64) * 64 : V;
+}
+
 export class GPT {
   config: ResolvedConfig;
   private paramBuf: Float32Array;
@@ -557,7 +562,7 @@ export class GPT {
     const f = (n: number) => this.be.alloc(n, dtype); // activations (and their gradients)
     const s = (n: number) => this.be.alloc(n); // fp32 statistics
     // on the GPU the logits rows are padded to a multiple of 64 so every row of the largest GEMM is aligned
-    const Vp = this.be.device === 'cuda' ? Math.ceil(V / 64) * 64 : V;
+    const Vp = logitsStride(this.be.device, V);
     const layers: LayerActs[] = [];
     for (let l = 0; l < this.config.n_layer; l++) {
       layers.push({
