@@ -98,12 +98,12 @@ function hash32(a: number, b: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-/** A GPT-1, GPT-2 or GPT-3 model. Example: `const m = GPT.create('gpt2-small', { seed: 1 })`. */
 /** Row stride of the logits: V, or on cuda V rounded up to 64, so the largest GEMM reads and writes aligned rows. */
 export function logitsStride(device: Device, V: number): number {
   return device === 'cuda' ? Math.ceil(V / 64) * 64 : V;
 }
 
+/** A GPT-1, GPT-2 or GPT-3 model. Example: `const m = GPT.create('gpt2-small', { seed: 1 })`. */
 export class GPT {
   config: ResolvedConfig;
   private paramBuf: Float32Array;
