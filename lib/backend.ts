@@ -126,7 +126,6 @@ function makeCuda(): Backend {
   const fa = a as unknown as Record<string, (...x: unknown[]) => unknown>;
   for (const k of KERNELS) ops[k] = (...x: unknown[]) => fa[k].apply(a, x);
   const dv = (b: Buf) => b as DeviceView;
-  let mode: Precision = 'fp32'; // the addon's math mode (it starts in fp32)
   return {
     ...(ops as unknown as Ops),
     device: 'cuda',
@@ -153,12 +152,7 @@ function makeCuda(): Backend {
       if (v.off !== 0 || v.len !== a.bufferLength(v.buf)) throw new Error('free() takes a whole buffer from alloc(), not a view into one');
       a.free(v.buf);
     },
-    setPrecision: (p) => {
-      const prev = mode;
-      a.setMathMode(p);
-      mode = p;
-      return prev;
-    },
+    setPrecision: (p) => a.setMathMode(p),
   };
 }
 

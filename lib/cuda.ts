@@ -53,7 +53,8 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
   copyRows(dst: DeviceView, dstStride: number, src: DeviceView, srcStride: number, rows: number, cols: number): void;
   fill(dst: DeviceView, value: number): void;
   synchronize(): void;
-  setMathMode(mode: 'fp32' | 'bf16'): void;
+  /** Returns the mode it replaces. */
+  setMathMode(mode: 'fp32' | 'bf16'): 'fp32' | 'bf16';
   /** How attention runs: cuBLAS GEMMs with row kernels ('gemm', the default) or fused kernels; returns the old. */
   setAttention(kind: 'gemm' | 'fused'): 'gemm' | 'fused';
   /**

@@ -294,6 +294,14 @@ test('setBiasEpilogue takes cublaslt or kernel and says what it was', (t) => {
   t.throws(() => dev.setBiasEpilogue('fused'), { instanceOf: TypeError });
 });
 
+test('setMathMode takes fp32 or bf16 and says what it was', (t) => {
+  t.is(dev.setMathMode('bf16'), 'fp32', 'the addon starts (and the tests leave it) in fp32');
+  t.is(dev.setMathMode('bf16'), 'bf16');
+  t.is(dev.setMathMode('fp32'), 'bf16');
+  t.throws(() => dev.setMathMode('fp16'));
+  t.is(dev.setMathMode('fp32'), 'fp32', 'a refused mode changes nothing');
+});
+
 // ---- bf16 activations: every kernel that takes activations, with them in bf16 device buffers ----------------
 // (parameters, gradients and statistics stay fp32; the GEMMs take bf16 operands with fp32 accumulation)
 for (const [M, N, K] of [[13, 37, 29], [64, 96, 80]]) {

@@ -311,14 +311,16 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   return describe(info.Env(), a);
 }
 
+// setMathMode('fp32' | 'bf16') → the mode it replaces
 Napi::Value SetMathMode(const Napi::CallbackInfo& info) {
   CudaAddon& a = addon(info);
+  const char* prev = a.compute == CUBLAS_COMPUTE_32F_FAST_16BF ? "bf16" : "fp32";
   std::string m = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : std::string();
   if (m == "fp32") a.compute = CUBLAS_COMPUTE_32F;
   else if (m == "bf16") a.compute = CUBLAS_COMPUTE_32F_FAST_16BF;
   else
     throw KernelError(KernelError::Kind::Type, "setMathMode: expected 'fp32' or 'bf16'");
-  return info.Env().Undefined();
+  return Napi::String::New(info.Env(), prev);
 }
 
 // A two-way setting: `flag` becomes true for info[0] == on and false for off (else a TypeError naming fn);

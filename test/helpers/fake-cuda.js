@@ -70,7 +70,9 @@ const addon = {
   synchronize: () => undefined,
   setMathMode(m) {
     if (m !== 'fp32' && m !== 'bf16') throw new RangeError(`fake cuda: math mode ${m}`);
+    const prev = mathMode;
     mathMode = m;
+    return prev;
   },
   mathMode: () => mathMode,
   setAttention(k) {
