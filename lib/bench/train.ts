@@ -10,16 +10,9 @@ import { AdamW } from '../optim';
 import { GPTConfig, getPreset } from '../config';
 import { machineLine } from './timing';
 import { Rng } from '../random';
+import { backendOf, withPrecision } from '../backend';
 import type { Device, Precision } from '../backend';
 import { cuda, cudaInfo } from '../cuda';
-
-/** The arithmetic a CPU pass at this precision runs in: 'fp32' where the processor has no bf16 arithmetic. */
-function cpuMathMode(precision: Precision): Precision {
-  const prev = native.mathMode();
-  const mode = native.setMathMode(precision);
-  native.setMathMode(prev);
-  return mode;
-}
 
 const specs: OptionSpecs = {
   preset: { kind: 'string', default: 'gpt2-small', help: 'model preset (or small6 = 6 layers × 384)' },
@@ -150,7 +143,8 @@ export function benchTrain(argv: string[]): void {
   const r: TrainBenchResult = {
     preset: name, batch: B, seq: T, msPerStep: ms, tokensPerSec: (B * T) / (ms / 1000), phasesMs,
     gflopsModel: flops / (ms * 1e6), threads: native.threads(), isa: native.gemmIsa(), device, precision,
-    mathMode: device === 'cpu' ? cpuMathMode(precision) : precision,
+    // the arithmetic a CPU pass at this precision runs in ('fp32' where the processor has no bf16 arithmetic)
+    mathMode: device === 'cpu' ? withPrecision(backendOf('cpu'), precision, () => native.mathMode()) : precision,
   };
   if (device === 'cuda') {
     const info = cudaInfo();
