@@ -55,8 +55,14 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
   synchronize(): void;
   /** Returns the mode it replaces. */
   setMathMode(mode: 'fp32' | 'bf16'): 'fp32' | 'bf16';
-  /** How attention runs: cuBLAS GEMMs with row kernels ('gemm', the default) or fused kernels; returns the old. */
-  setAttention(kind: 'gemm' | 'fused'): 'gemm' | 'fused';
+  /**
+   * How attention runs: cuBLAS GEMMs with row kernels ('gemm', the default), the simple fused kernels ('fused'),
+   * or tensor-core flash kernels ('flash': bf16 activations, head size 64 or 32, compute capability 8+;
+   * other calls run as 'gemm'). Returns the old setting.
+   */
+  setAttention(kind: AttentionKind): AttentionKind;
+  /** Attention calls (forward and backward one each) that ran the flash kernels, and those that could not. */
+  attentionStats(): { flash: number; fallbacks: number };
   /**
    * Tuning of the cuBLAS attention path (benchmarks): query rows per chunk (0: chosen by shape) and the score
    * scratch budget in bytes; returns the previous values.
@@ -72,6 +78,8 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
   biasEpilogueStats(): { cublaslt: number; fallbacks: number };
   memoryInfo(): { free: number; total: number };
 }
+
+export type AttentionKind = 'gemm' | 'fused' | 'flash';
 
 export interface AttentionTuning {
   queryChunk?: number;

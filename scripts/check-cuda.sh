@@ -45,7 +45,8 @@ echo "check-cuda: nvcc $("$NVCC" --version | tail -1)"
 DEFS="-DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DNODE_ADDON_API_DISABLE_DEPRECATED"
 # ptxas reports each kernel's registers and spills (-Xptxas -v): a kernel that spills to local memory, or uses
 # more than 128 registers a thread (our blocks have up to 512 threads; 65536 registers a block), fails here
-# instead of running slowly or failing to launch on the GPU
+# instead of running slowly or failing to launch on the GPU. The flash attention kernels (blocks of 128 threads,
+# __launch_bounds__(128)) may use up to 255, the most a thread has; they hold their tiles' products in registers
 for f in native/cuda/*.cu native/cuda/emu/selftest.cu; do
   echo "check-cuda: nvcc $f (sm_90, sm_80)"
   "$NVCC" -std=c++17 -O2 -Inative -c "$f" -o "$TMP/$(basename "$f").o" \
@@ -54,7 +55,8 @@ for f in native/cuda/*.cu native/cuda/emu/selftest.cu; do
   awk -v file="$f" '
     /Compiling entry function/ { fn = $0; sub(/.*function ./, "", fn); sub(/. for .*/, "", fn) }
     /bytes spill stores/ { if ($5 + 0 > 0 || $9 + 0 > 0) { print "check-cuda: " file ": " fn " spills registers: " $0; bad = 1 } }
-    /Used [0-9]+ registers/ { for (i = 1; i <= NF; ++i) if ($i == "Used" && $(i + 1) + 0 > 128) { print "check-cuda: " file ": " fn " uses " $(i + 1) " registers (at most 128)"; bad = 1 } }
+    /Used [0-9]+ registers/ { lim = fn ~ /flash_(forward|dq|dkv)_kernel/ ? 255 : 128
+      for (i = 1; i <= NF; ++i) if ($i == "Used" && $(i + 1) + 0 > lim) { print "check-cuda: " file ": " fn " uses " $(i + 1) " registers (at most " lim ")"; bad = 1 } }
     END { exit bad }' "$TMP/ptxas.txt" || exit 1
 done
 for f in native/cuda/*.cc; do

@@ -372,6 +372,77 @@ for (const kind of ['gemm', 'fused']) {
   }
 }
 
+// Flash attention (setAttention('flash'): tensor-core kernels, bf16 activations, head size 64 or 32) against
+// the CPU on bf16-rounded inputs: q, k, v packed in one qkv buffer (16-byte aligned rows: the kernels' 8-wide
+// loads), then as separate offset views (unaligned: element loads); odd lengths, a window, dropout.
+const flashCases = [
+  { B: 2, T: 77, NH: 3, HS: 64, window: 0, dropout: 0 },
+  { B: 1, T: 130, NH: 2, HS: 32, window: 37, dropout: 0 },
+  { B: 1, T: 65, NH: 2, HS: 64, window: 0, dropout: 0.2 },
+  { B: 2, T: 19, NH: 1, HS: 32, window: 5, dropout: 0.1 },
+];
+const flashRuns = () => { const st = dev.attentionStats(); return st.flash; };
+for (const { B, T, NH, HS, window, dropout } of flashCases) {
+  test(`bf16: attention (flash) B=${B} T=${T} NH=${NH} HS=${HS} window=${window} dropout=${dropout}`, (t) => withAttention('flash', () => {
+    const s = seedOf(t);
+    const C = NH * HS, n = B * T * C, qkvLen = 3 * n;
+    const ran0 = flashRuns();
+    // packed: q, k, v are views into one bf16 qkv buffer at offset 0
+    const packed = { B, Tq: T, Tk: T, NH, HS, qPos0: 0, window, dropout, seed: s % 100000 + 7, q: [T * 3 * C, 3 * C], k: [T * 3 * C, 3 * C], v: [T * 3 * C, 3 * C], o: [T * C, C] };
+    const qkv = roundBf16(randF32(qkvLen, s));
+    const at = (a, k) => a.subarray(k * C);
+    const o = new Float32Array(n), l = new Float32Array(B * NH * T);
+    native.attentionForward(o, l, qkv, at(qkv, 1), at(qkv, 2), packed);
+    const up = (a, dt) => { const v = { buf: dev.alloc(a.length, dt), off: 0, len: a.length }; dev.upload(v, a); return v; };
+    const sub = (v, off) => ({ buf: v.buf, off: v.off + off, len: v.len - off });
+    const qkvD = up(qkv, 'bf16'), oD = up(randF32(n, s + 1), 'bf16'), lD = up(randF32(B * NH * T, s + 2), 'fp32');
+    dev.attentionForward(oD, lD, qkvD, sub(qkvD, C), sub(qkvD, 2 * C), packed);
+    const og = new Float32Array(n), lg = new Float32Array(B * NH * T);
+    dev.download(oD, og); dev.download(lD, lg);
+    t.true(normErr(og, o) <= TOL_BF16, `out ${normErr(og, o)}`);
+    t.true(normErr(lg, l) <= TOL_BF16, `lse ${normErr(lg, l)}`);
+    // the backward from the device's own forward (out rounded to bf16, as stored), against the CPU from the same
+    const dout = roundBf16(randF32(n, s + 3)), oR = roundBf16(og);
+    const dqkv = randF32(qkvLen, s + 4);
+    native.attentionBackward(dqkv, at(dqkv, 1), at(dqkv, 2), dout, qkv, at(qkv, 1), at(qkv, 2), oR, lg, packed);
+    const dqkvD = up(randF32(qkvLen, s + 5), 'bf16'), doutD = up(dout, 'bf16');
+    dev.attentionBackward(dqkvD, sub(dqkvD, C), sub(dqkvD, 2 * C), doutD, qkvD, sub(qkvD, C), sub(qkvD, 2 * C), oD, lD, packed);
+    const g = new Float32Array(qkvLen);
+    dev.download(dqkvD, g);
+    t.true(normErr(g, dqkv) <= TOL_BF16, `dqkv ${normErr(g, dqkv)}`);
+    for (const v of [qkvD, oD, lD, dqkvD, doutD]) dev.free(v.buf);
+    // separate buffers behind an offset of 3 elements (rows not 16-byte aligned)
+    const shape = { ...packed, q: [T * C, C], k: [T * C, C], v: [T * C, C] };
+    const q = randF32(n, s + 6), k = randF32(n, s + 7), v = randF32(n, s + 8);
+    cross(t, 'attentionForward', [randF32(n, s + 9), randF32(B * NH * T, s + 10), q, k, v, shape], { outputs: [0, 1], bf16: [0, 2, 3, 4] });
+    const out2 = new Float32Array(n), lse2 = new Float32Array(B * NH * T);
+    native.attentionForward(out2, lse2, roundBf16(q), roundBf16(k), roundBf16(v), shape);
+    cross(t, 'attentionBackward', [randF32(n, s + 11), randF32(n, s + 12), randF32(n, s + 13), randF32(n, s + 14), q, k, v, out2, lse2, shape], { outputs: [0, 1, 2], bf16: [0, 1, 2, 3, 4, 5, 6, 7] });
+    if (REAL) t.is(flashRuns() - ran0, 4, 'both forward and both backward calls ran the flash kernels');
+  }));
+}
+
+test('flash attention over a KV cache (Tq = 1 and 5, strided cache, qPos0 > 0), and where it does not apply', (t) => withAttention('flash', () => {
+  const s = seedOf(t);
+  const B = 2, NH = 2, HS = 64, C = NH * HS, Tmax = 90;
+  for (const window of [0, 20]) for (const [Tq, pos0] of [[1, 70], [5, 66]]) {
+    const Tk = pos0 + Tq;
+    const q = randF32(B * Tq * 3 * C, s + Tq + window), kc = randF32(B * Tmax * C, s + 1), vc = randF32(B * Tmax * C, s + 2), out = randF32(B * Tq * C, s + 3);
+    const shape = { B, Tq, Tk, NH, HS, qPos0: pos0, window, dropout: 0, seed: 0, q: [Tq * 3 * C, 3 * C], k: [Tmax * C, C], v: [Tmax * C, C], o: [Tq * C, C] };
+    cross(t, 'attentionForward', [out, null, q, kc, vc, shape], { outputs: [0], bf16: [0, 2, 3, 4] });
+  }
+  // fp32 activations and a head size without flash kernels run the other path, with the same results
+  const before = dev.attentionStats();
+  const T = 21, n = T * 2 * 48;
+  const shape = { B: 1, Tq: T, Tk: T, NH: 2, HS: 48, qPos0: 0, window: 0, dropout: 0, seed: 0, q: [n, 96], k: [n, 96], v: [n, 96], o: [n, 96] };
+  cross(t, 'attentionForward', [randF32(n, s + 4), randF32(2 * T, s + 5), randF32(n, s + 6), randF32(n, s + 7), randF32(n, s + 8), shape], { outputs: [0, 1], bf16: [0, 2, 3, 4] });
+  const shape64 = { ...shape, HS: 64, q: [T * 128, 128], k: [T * 128, 128], v: [T * 128, 128], o: [T * 128, 128] };
+  const m = T * 128;
+  cross(t, 'attentionForward', [randF32(m, s + 9), randF32(2 * T, s + 10), randF32(m, s + 11), randF32(m, s + 12), randF32(m, s + 13), shape64], { outputs: [0, 1] });
+  const after = dev.attentionStats();
+  if (REAL) t.deepEqual([after.flash - before.flash, after.fallbacks - before.fallbacks], [0, 2], 'neither ran flash');
+}));
+
 // bias_rows, zero_rows and the softmax-xent backward loop over rows when a matrix has more than one grid holds
 // (device.cuh grid_rows: at most 65,535 block rows); gemm with K = 0 is zero_rows
 test('row-looping kernels over more rows than one grid holds: linear bias, gemm with K = 0, softmax-xent backward', (t) => {

@@ -288,6 +288,45 @@ for (const variant of ['gpt1', 'gpt3']) {
   });
 }
 
+// flash attention (setAttention('flash'): bf16, head size 32 here) inside the model: training steps and the KV decoder
+test('bf16 with flash attention: three AdamW steps follow the fp32 CPU run; decoding matches the full forward', (t) => {
+  const { cuda } = require('../dist/cuda');
+  const seed = freshSeed();
+  t.log(`seed ${seed}`);
+  const c = { variant: 'gpt2', n_layer: 2, n_head: 2, n_embd: 64, vocab_size: 97, n_positions: 80, resid_pdrop: 0.1, attn_pdrop: 0.1, embd_pdrop: 0 };
+  const prev = cuda().setAttention('flash');
+  try {
+    const ran = cuda().attentionStats().flash;
+    const cpu = GPT.create(c, { seed }).train();
+    const dev = GPT.create(c, { seed, device: 'cuda', precision: 'bf16' }).train();
+    const B = 2, T = 71;
+    const ids = randInts(B * T, 97, seed), targets = randInts(B * T, 97, seed + 1);
+    const opts = { shape: [B, T] };
+    const oc = new AdamW(cpu, { lr: 1e-2, weightDecay: 0.1 }), od = new AdamW(dev, { lr: 1e-2, weightDecay: 0.1 });
+    for (let step = 0; step < 3; step++) {
+      const lc = cpu.loss(ids, targets, opts), ld = dev.loss(ids, targets, opts);
+      t.true(Math.abs(lc - ld) <= 2e-2 * lc, `step ${step} loss ${ld} vs ${lc}`);
+      cpu.zeroGrad(); dev.zeroGrad();
+      cpu.backward(); dev.backward();
+      oc.step(); od.step();
+    }
+    close(t, dev.flatParameters, cpu.flatParameters, 'parameters after 3 steps', TOL_BF16);
+    dev.eval();
+    const row = Int32Array.from(ids.subarray(0, 66));
+    const full = dev.forward(row, { shape: [1, 66] });
+    const kv = new KVDecoder(dev, 1, 70);
+    const stepLogits = new Float32Array(66 * 97);
+    stepLogits.set(kv.forward(row.subarray(0, 65), 65, true).subarray(0, 65 * 97));
+    stepLogits.set(kv.forward(row.subarray(65, 66), 1), 65 * 97);
+    close(t, stepLogits, full, 'decoder logits vs forward', TOL_BF16);
+    kv.dispose();
+    dev.dispose();
+    if (REAL) t.true(cuda().attentionStats().flash - ran >= 3 * 2 * 2, 'the layers ran the flash kernels');
+  } finally {
+    cuda().setAttention(prev);
+  }
+});
+
 test('dispose and moving free the device memory', (t) => {
   if (REAL) return t.pass('counted only with the stand-in addon');
   const fake = require('./helpers/fake-cuda');
@@ -309,8 +348,8 @@ test('dispose and moving free the device memory', (t) => {
 });
 
 // `bench kernels --device cuda` also times the cuBLAS attention path at other settings (setAttentionTuning), each
-// row named by its setting, and leaves the addon's tuning as it found it
-test('bench kernels on cuda times attention at several chunk and scratch settings', (t) => {
+// row named by its setting, and in bf16 the flash kernels; it leaves the addon's settings as it found them
+test('bench kernels on cuda times attention at several chunk and scratch settings, and flash in bf16', (t) => {
   const { benchKernels } = require('../dist/bench/kernels');
   const { cuda } = require('../dist/cuda');
   const dev = cuda();
@@ -328,6 +367,18 @@ test('bench kernels on cuda times attention at several chunk and scratch setting
   for (const label of ['one query chunk', '64-query chunks', '256-query chunks', '32 MiB scratch'])
     for (const k of ['attention_forward', 'attention_backward']) t.true(names.includes(`${k} [${label}]`), `${k} [${label}] in ${names}`);
   t.true(rows.every((r) => Number.isFinite(r.ms) && r.ms >= 0));
+  t.false(names.some((n) => n.includes('[flash]')), 'no flash rows in fp32');
+  // bf16 with a head size of 32: the flash kernels too
+  lines.length = 0;
+  console.log = (s) => lines.push(String(s));
+  try {
+    benchKernels(['--device', 'cuda', '--precision', 'bf16', '--b', '1', '--t', '9', '--c', '64', '--nh', '2', '--v', '31', '--runs', '1', '--filter', 'attention', '--json']);
+  } finally {
+    console.log = log;
+  }
+  const flashRows = lines.map((l) => JSON.parse(l)).filter((r) => r.kernel && r.kernel.includes('[flash]'));
+  t.deepEqual(flashRows.map((r) => r.kernel), ['attention_forward [flash]', 'attention_backward [flash]']);
+  t.is(dev.setAttention('gemm'), 'gemm', 'the attention setting is as it was');
   t.deepEqual(dev.setAttentionTuning({}), before);
   t.throws(() => dev.setAttentionTuning({ queryChunk: -1 }), { instanceOf: TypeError });
 });

@@ -75,6 +75,10 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
     { name: 'lm_head forward (N,768)·(50257,768)ᵀ', run: () => be.gemm(false, true, N, V, C, 1, x, C, wteM, C, logits, Vp, false, null), flops: 2 * N * C * V },
     { name: 'attention_forward', run: () => be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape), flops: attnFlops },
     { name: 'attention_backward', run: () => be.attentionBackward(dqkv, be.view(dqkv, C), be.view(dqkv, 2 * C), dy, qkv, be.view(qkv, C), be.view(qkv, 2 * C), atty, lse, shape), flops: 2.5 * attnFlops },
+    ...(flashApplies(be, act, HS) ? [
+      { name: 'attention_forward [flash]', run: withFlash(() => be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape)), flops: attnFlops },
+      { name: 'attention_backward [flash]', run: withFlash(() => be.attentionBackward(dqkv, be.view(dqkv, C), be.view(dqkv, 2 * C), dy, qkv, be.view(qkv, C), be.view(qkv, 2 * C), atty, lse, shape)), flops: 2.5 * attnFlops },
+    ] : []),
     ...attentionTunings(be, T).flatMap(([label, tuning]) => [
       { name: `attention_forward [${label}]`, run: tuned(tuning, () => be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape)), flops: attnFlops },
       { name: `attention_backward [${label}]`, run: tuned(tuning, () => be.attentionBackward(dqkv, be.view(dqkv, C), be.view(dqkv, 2 * C), dy, qkv, be.view(qkv, C), be.view(qkv, 2 * C), atty, lse, shape)), flops: 2.5 * attnFlops },
@@ -110,6 +114,26 @@ function attentionTunings(be: Backend, T: number): [string, AttentionTuning][] {
     ['256-query chunks', { queryChunk: 256 }],
     ['32 MiB scratch', { scratchBytes: 32 * 2 ** 20 }],
   ];
+}
+
+/** On cuda with bf16 activations and a head size of 32 or 64, the flash kernels apply (setAttention('flash')). */
+function flashApplies(be: Backend, act: DType, HS: number): boolean {
+  return be.device === 'cuda' && act === 'bf16' && (HS === 64 || HS === 32);
+}
+
+/** Runs with setAttention('flash'), and says so when a call took another path instead. */
+function withFlash(run: () => void): () => void {
+  return () => {
+    const dev = cuda();
+    const prev = dev.setAttention('flash');
+    const before = dev.attentionStats().fallbacks;
+    try {
+      run();
+    } finally {
+      dev.setAttention(prev);
+    }
+    if (dev.attentionStats().fallbacks !== before) throw new Error('bench kernels: the flash attention kernels did not run (compute capability below 8?)');
+  };
 }
 
 function tuned(tuning: AttentionTuning, run: () => void): () => void {

@@ -5,6 +5,7 @@
 
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -263,6 +264,11 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   GN_CUDA(cudaSetDevice(static_cast<int>(dev)));
   CudaAddon fresh;  // filled, then moved into place only when everything succeeded
   fresh.device = static_cast<int>(dev);
+  {
+    cudaDeviceProp prop;
+    GN_CUDA(cudaGetDeviceProperties(&prop, fresh.device));
+    fresh.cc_major = prop.major;
+  }
   fresh.compute = a.compute;
   const char* sync = std::getenv("GPT_NATIVE_CUDA_SYNC");
   fresh.stream.sync_each = sync && *sync && std::string(sync) != "0";
@@ -303,6 +309,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
     throw;
   }
   a.device = fresh.device;
+  a.cc_major = fresh.cc_major;
   a.stream = fresh.stream;
   a.blas = fresh.blas;
   a.handle = fresh.handle;
@@ -336,10 +343,39 @@ Napi::Value switch_setting(const Napi::CallbackInfo& info, const char* fn, bool&
   return Napi::String::New(info.Env(), prev);
 }
 
-// setAttention('gemm' | 'fused'): how attentionForward/attentionBackward run (cuBLAS GEMMs with row kernels, or
-// the fused kernels of attention.cu); returns what it was. The default is 'gemm', or $GPT_NATIVE_CUDA_ATTENTION.
+const char* attn_name(CudaAddon::Attn k) {
+  return k == CudaAddon::Attn::kFused ? "fused" : k == CudaAddon::Attn::kFlash ? "flash" : "gemm";
+}
+bool parse_attn(const std::string& m, CudaAddon::Attn* k) {
+  for (auto c : {CudaAddon::Attn::kGemm, CudaAddon::Attn::kFused, CudaAddon::Attn::kFlash})
+    if (m == attn_name(c)) {
+      *k = c;
+      return true;
+    }
+  return false;
+}
+
+// setAttention('gemm' | 'fused' | 'flash'): how attentionForward/attentionBackward run (cuBLAS GEMMs with row
+// kernels; the fused kernels of attention.cu; the tensor-core kernels of attention_flash.cu where they apply:
+// bf16, head size 32 or 64, compute capability 8+, else as 'gemm'); returns what it was. The default is
+// 'gemm', or $GPT_NATIVE_CUDA_ATTENTION.
 Napi::Value SetAttention(const Napi::CallbackInfo& info) {
-  return switch_setting(info, "setAttention", addon(info).attn_gemm, "gemm", "fused");
+  CudaAddon& a = addon(info);
+  const char* prev = attn_name(a.attn_kind);
+  const std::string m = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : std::string();
+  if (!parse_attn(m, &a.attn_kind))
+    throw KernelError(KernelError::Kind::Type, "setAttention: expected 'gemm', 'fused' or 'flash'");
+  return Napi::String::New(info.Env(), prev);
+}
+
+// attentionStats(): { flash, fallbacks }: attention calls (forward and backward count one each) that ran the
+// flash kernels, and those that asked for them (setAttention('flash')) but took the cuBLAS or fused path
+Napi::Value AttentionStats(const Napi::CallbackInfo& info) {
+  CudaAddon& a = addon(info);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("flash", Napi::Number::New(info.Env(), static_cast<double>(a.flash_calls)));
+  o.Set("fallbacks", Napi::Number::New(info.Env(), static_cast<double>(a.flash_fallbacks)));
+  return o;
 }
 
 // setBiasEpilogue('cublaslt' | 'kernel'): how a linear layer adds its bias (cuBLASLt's GEMM epilogue, when cuBLASLt
@@ -570,6 +606,7 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   def("setMathMode", SetMathMode);
   def("setAttention", SetAttention);
   def("setAttentionTuning", SetAttentionTuning);
+  def("attentionStats", AttentionStats);
   def("setBiasEpilogue", SetBiasEpilogue);
   def("biasEpilogueStats", BiasEpilogueStats);
   def("memoryInfo", MemoryInfo);
@@ -591,7 +628,8 @@ void register_memory(Napi::Env env, Napi::Object exports) {
 static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   auto* a = new gn::cuda::CudaAddon();
   const char* attn = std::getenv("GPT_NATIVE_CUDA_ATTENTION");
-  if (attn && std::string(attn) == "fused") a->attn_gemm = false;
+  if (attn && !gn::cuda::parse_attn(attn, &a->attn_kind))
+    std::fprintf(stderr, "gpt-native: GPT_NATIVE_CUDA_ATTENTION=%s is not gemm, fused or flash; using gemm\n", attn);
   const char* scratch = std::getenv("GPT_NATIVE_CUDA_ATTN_SCRATCH");  // tests use a small one to force chunking
   if (scratch && std::atoll(scratch) > 0) a->attn_scratch = std::atoll(scratch);
   const char* lt = std::getenv("GPT_NATIVE_CUDA_LT");

@@ -36,7 +36,12 @@ struct CudaAddon {
   cublasHandle_t handle = nullptr;
   void* blas_workspace = nullptr;  // 32 MiB given to cuBLAS (cublasSetWorkspace_v2), when the library has it
   int compute = CUBLAS_COMPUTE_32F;  // setMathMode
-  bool attn_gemm = true;             // attention through cuBLAS + row kernels (else the fused kernels); setAttention
+  // how attention runs (setAttention, $GPT_NATIVE_CUDA_ATTENTION): cuBLAS + row kernels, the fused kernels of
+  // attention.cu, or the tensor-core kernels of attention_flash.cu where they apply (else as with kGemm)
+  enum class Attn { kGemm, kFused, kFlash };
+  Attn attn_kind = Attn::kGemm;
+  int cc_major = 0;  // the device's compute capability (flash attention needs 8 or later)
+  int64_t flash_calls = 0, flash_fallbacks = 0;  // attention calls that ran flash / that asked for it and could not
   int64_t attn_scratch = int64_t(256) << 20;  // score scratch bytes a chunk of heads may use ($GPT_NATIVE_CUDA_ATTN_SCRATCH)
   int64_t attn_qchunk = 0;  // query rows per chunk of cuBLAS attention, 0: chosen by shape ($GPT_NATIVE_CUDA_ATTN_QCHUNK)
   bool lt_bias = false;  // linear biases through cuBLASLt's epilogue (setBiasEpilogue, $GPT_NATIVE_CUDA_LT)

@@ -96,6 +96,16 @@ void attention_backward(const Stream& st, DType dt, void* dq, void* dk, void* dv
                         const void* k, const void* v, const void* out, const float* lse, float* Dscratch,
                         const AttnDims& d);
 
+// ---- attention_flash.cu: tensor-core flash attention, bf16 only (sm_80 and later) -----------------------
+// Same contract as attention_forward/attention_backward; usable when attention_flash_supported (bf16, HS in
+// 32 or 64, B·NH <= 65535, Tk < 2^30). Dscratch: B·NH·Tq floats.
+bool attention_flash_supported(DType dt, const AttnDims& d);
+void attention_forward_flash(const Stream& st, void* out, float* lse, const void* q, const void* k, const void* v,
+                             const AttnDims& d);
+void attention_backward_flash(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const void* q,
+                              const void* k, const void* v, const void* out, const float* lse, float* Dscratch,
+                              const AttnDims& d);
+
 // ---- attention_softmax.cu (the row kernels of the cuBLAS path, attention_gemm.cc) --------------------------
 // (batch row, head) pairs u = b·NH + h = u0 .. u0+pairs-1, queries i0 .. i0+rows-1 against keys k0 .. k0+cols-1
 // (every key those queries see), scores in a scratch of (rows, cols) row-major matrices: element (g, i, j) at

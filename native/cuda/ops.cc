@@ -470,6 +470,21 @@ void need_view(const DView& a, const int64_t* st, int64_t B, int64_t T, int64_t 
   need(a, req, op, name, str_cat("(B=", B, ",T=", T, ",", width, ") with strides [", st[0], ",", st[1], "]"));
 }
 
+// Which attention kernels run this call (setAttention; flash only where attention_flash_supported and the
+// device has bf16 tensor-core mma, else as 'gemm')
+enum class AttnPath { kGemm, kFused, kFlash };
+AttnPath attn_path(CudaAddon& a, DType dt, const AttnDims& s) {
+  if (a.attn_kind == CudaAddon::Attn::kFlash) {
+    if (a.cc_major >= 8 && attention_flash_supported(dt, s)) {
+      ++a.flash_calls;
+      return AttnPath::kFlash;
+    }
+    ++a.flash_fallbacks;
+  }
+  if (a.attn_kind != CudaAddon::Attn::kFused && attention_gemm_usable(a)) return AttnPath::kGemm;
+  return AttnPath::kFused;
+}
+
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   const char* op = "attention_forward";
   CudaAddon& a = ready(info, op);
@@ -488,10 +503,11 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   check_shape(s, op);
   const DType dt = act_dtype(op, {{&out, "out"}, {&q, "q"}, {&k, "k"}, {&v, "v"}});
   float* lp = f32v(lse, op, "lse");
-  if (a.attn_gemm && attention_gemm_usable(a))
-    attention_forward_gemm(a, dt, out.p, lp, q.p, k.p, v.p, s);
-  else
-    attention_forward(a.stream, dt, out.p, lp, q.p, k.p, v.p, s);
+  switch (attn_path(a, dt, s)) {
+    case AttnPath::kFlash: attention_forward_flash(a.stream, out.p, lp, q.p, k.p, v.p, s); break;
+    case AttnPath::kGemm: attention_forward_gemm(a, dt, out.p, lp, q.p, k.p, v.p, s); break;
+    case AttnPath::kFused: attention_forward(a.stream, dt, out.p, lp, q.p, k.p, v.p, s); break;
+  }
   return info.Env().Undefined();
 }
 
@@ -522,11 +538,15 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   const DType dt = act_dtype(op, {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}, {&dout, "dout"}, {&q, "q"}, {&k, "k"},
                                   {&v, "v"}, {&out, "out"}});
   float* lp = f32v(lse, op, "lse");
-  if (a.attn_gemm && attention_gemm_usable(a)) {
+  const AttnPath path = attn_path(a, dt, s);
+  if (path == AttnPath::kGemm) {
     attention_backward_gemm(a, dt, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, lp, s);
   } else {
     auto* D = static_cast<float*>(a.floats.get(a.stream, s.B * s.NH * s.Tq * sizeof(float)));
-    attention_backward(a.stream, dt, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, out.p, lp, D, s);
+    if (path == AttnPath::kFlash)
+      attention_backward_flash(a.stream, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, out.p, lp, D, s);
+    else
+      attention_backward(a.stream, dt, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, out.p, lp, D, s);
   }
   return info.Env().Undefined();
 }

@@ -76,7 +76,7 @@ const addon = {
   },
   mathMode: () => mathMode,
   setAttention(k) {
-    if (k !== 'gemm' && k !== 'fused') throw new TypeError(`fake cuda: attention ${k}`);
+    if (!['gemm', 'fused', 'flash'].includes(k)) throw new TypeError(`fake cuda: attention ${k}`);
     const prev = attention;
     attention = k;
     return prev;
@@ -88,6 +88,7 @@ const addon = {
     return prev;
   },
   biasEpilogueStats: () => ({ cublaslt: 0, fallbacks: 0 }),
+  attentionStats: () => ({ flash: 0, fallbacks: 0 }),
   setAttentionTuning(t) {
     const prev = { ...tuning };
     for (const k of ['queryChunk', 'scratchBytes']) {

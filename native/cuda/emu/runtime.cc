@@ -38,7 +38,7 @@ cudaError_t fail(cudaError_t e, const std::string& detail) {
 constexpr size_t kStackBytes = 256 * 1024;  // per CUDA thread (a PROT_NONE page below it catches overflow)
 
 enum class St { Ready, AtBlockBarrier, AtWarpBarrier, Done };
-enum class WarpOp { Exchange, Sync, Ballot };
+enum class WarpOp { Exchange, Sync, Ballot, Gather };
 
 struct Fiber {
   void* sp = nullptr;  // saved stack pointer while suspended
@@ -52,6 +52,7 @@ struct Fiber {
   WarpOp op = WarpOp::Sync;
   uint64_t put = 0, got = 0;
   int src = -1;
+  uint64_t* all = nullptr;  // Gather: receives every lane's `put` (lanes outside the mask untouched)
 };
 
 struct Grid {
@@ -261,6 +262,9 @@ bool release_warps(const char* name, int nthreads, bool* released, std::string* 
         }
       } else if (o.op == WarpOp::Ballot) {
         o.got = ballot_bits;
+      } else if (o.op == WarpOp::Gather) {
+        for (int m = 0; m < 32; ++m)
+          if (mask >> m & 1u) o.all[m] = fs[base + m].put;
       }
       o.st = St::Ready;
     }
@@ -331,6 +335,54 @@ void syncwarp(unsigned mask) {
   f->op = WarpOp::Sync;
   f->mask = mask;
   yield_to_scheduler();
+}
+
+void gather(unsigned mask, uint64_t bits, uint64_t (&all)[32]) {
+  Fiber* f = g_grid.cur;
+  f->st = St::AtWarpBarrier;
+  f->op = WarpOp::Gather;
+  f->mask = mask;
+  f->put = bits;
+  f->all = all;
+  yield_to_scheduler();
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 with the fragment layout of native/cuda/mma.cuh: every
+// lane publishes where its fragments are, reads all 32, waits until every lane has read (so none changes its
+// registers early), then computes its own four elements of D = A·B + C in fp32, k in order.
+void mma_bf16_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  struct Frag {
+    uint32_t a[4], b[2];
+  } mine{{a[0], a[1], a[2], a[3]}, {b0, b1}};
+  uint64_t all[32];
+  gather(0xffffffffu, reinterpret_cast<uint64_t>(&mine), all);
+  const auto bf = [](uint32_t r, int hi) {
+    const uint32_t u = (hi ? r >> 16 : r & 0xffffu) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
+  float A[16][16], B[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const Frag& f = *reinterpret_cast<const Frag*>(all[l]);
+    const int g = l >> 2, t = l & 3;
+    for (int e = 0; e < 2; ++e) {
+      A[g][2 * t + e] = bf(f.a[0], e);
+      A[g + 8][2 * t + e] = bf(f.a[1], e);
+      A[g][2 * t + 8 + e] = bf(f.a[2], e);
+      A[g + 8][2 * t + 8 + e] = bf(f.a[3], e);
+      B[2 * t + e][g] = bf(f.b[0], e);
+      B[2 * t + 8 + e][g] = bf(f.b[1], e);
+    }
+  }
+  syncwarp(0xffffffffu);
+  const int g = g_self->lane >> 2, t = g_self->lane & 3;
+  for (int r = 0; r < 2; ++r)
+    for (int c = 0; c < 2; ++c) {
+      float acc = d[2 * r + c];
+      for (int k = 0; k < 16; ++k) acc += A[g + 8 * r][k] * B[k][2 * t + c];
+      d[2 * r + c] = acc;
+    }
 }
 
 unsigned ballot(unsigned mask, bool pred) {

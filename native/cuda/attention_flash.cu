@@ -1,0 +1,513 @@
+// Flash attention on the tensor cores (FlashAttention-2's loop structure, written for this package): causal,
+// optionally banded, multi-head attention with bf16 q, k, v, out and fp32 softmax statistics, same contract as
+// attention.cu (kernels.h): nothing of size (Tq, Tk) is stored, the forward keeps one logsumexp per row and the
+// backward recomputes the weights from it. Products are mma.sync.m16n8k16 (bf16 in, fp32 sums; mma.cuh).
+//
+//   row i (position p = q_pos0 + i) sees key j when  j <= p  and, with window w > 0,  j > p - w
+//   S = scale·Q·Kᵀ,  P = softmax(S),  lse_i = log Σ_j exp(S_ij),  out = (P∘M·keep)·V   (M: the dropout mask)
+//   backward: D_i = dout_i·out_i,  dP = dout·Vᵀ,  dS = P∘(dP∘M·keep − D),  dQ = scale·dS·K,
+//             dK = scale·dSᵀ·Q,  dV = (P∘M·keep)ᵀ·dout
+//
+// Kernels (blocks of 4 warps; each warp owns 16 rows of a 64-row block; tiles of 64 rows in shared memory):
+//   flash_forward_kernel  block per (64 queries, b·NH + h): Q fragments in registers; loops over 64-key tiles of
+//                         K and V with an online softmax in log2 units (exp2f; running max and sum per row, kept
+//                         per thread and added across the row's 4 threads at the end); P goes from the score
+//                         accumulators straight into the A fragments of P·V (mma.cuh)
+//   flash_D_kernel        warp per query row: D_i
+//   flash_dq_kernel       block per (64 queries, b·NH + h): loops over key tiles, recomputes P and dP, dQ += dS·K
+//   flash_dkv_kernel      block per (64 keys, b·NH + h): loops over the query tiles that see them, recomputes Pᵀ
+//                         and dPᵀ, dV += (P∘M·keep)ᵀ·dout, dK += dSᵀ·Q
+// No atomics: dQ and dK/dV come from separate kernels (P is recomputed in both), so results are deterministic.
+// Scores that no row may see are -inf before the softmax; tiles that lie wholly inside every row's range skip
+// the mask. Query blocks run the longest first (causal rows near the end see the most keys).
+// Shared rows are padded by 8 bf16: 16-byte aligned rows for the tile loads, and the fragment reads of a warp
+// (row g, column pair t; or rows 2t, 2t+1 and column g) fall in distinct banks.
+// Head sizes: HS = 64 (every GPT-2 size, GPT-3 Small and Medium) and 32, a template each; the host takes the
+// cuBLAS path for the rest (ops.cc). At HS = 80 or 96 the dK/dV kernel's accumulators spill registers (more
+// than the 255 a thread has), so those would need the K and V fragments re-read from shared memory instead.
+// Dropout is a template flag: without it, the kernels carry no hash code (fewer registers).
+#include <cfloat>
+#include <cmath>
+
+#include "cuda/device.cuh"
+#include "cuda/kernels.h"
+#include "cuda/mma.cuh"
+#include "cuda/rng.h"
+
+namespace gn {
+namespace cuda {
+
+namespace {
+
+constexpr int kRows = 64;  // rows of a block: queries (forward, dq) or keys (dkv); 16 per warp
+constexpr int kTile = 64;  // rows of a streamed tile: keys (forward, dq) or queries (dkv)
+constexpr int kThreads = 128;
+constexpr int kPad = 8;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+struct FDims {  // positions and counts in int (the host checks Tk < 2^30): fewer registers than int64
+  int B, Tq, Tk, NH, q_pos0, window;
+  float dropout, keep, scale, scale_log2;  // scale_log2 = scale·log2(e): scores in log2 units
+  uint64_t seed;
+  int64_t qsb, qst, ksb, kst, vsb, vst, osb, ost;
+  bool vec;  // q, k, v, dout rows 16-byte aligned: tiles load 8 bf16 at a time
+};
+
+struct alignas(16) U4 {
+  uint32_t x, y, z, w;
+};
+// 16 aligned bytes (plain copies on the emulator, where the host compiler's aliasing rules apply)
+__device__ __forceinline__ U4 load_u4(const bf16* p) {
+#ifdef __CUDA_EMU__
+  U4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+#else
+  return *reinterpret_cast<const U4*>(p);
+#endif
+}
+__device__ __forceinline__ void store_u4(bf16* p, const U4& v) {
+#ifdef __CUDA_EMU__
+  std::memcpy(p, &v, sizeof v);
+#else
+  *reinterpret_cast<U4*>(p) = v;
+#endif
+}
+
+template <int HD>
+struct alignas(16) Tile {
+  bf16 x[kTile][HD + kPad];
+};
+
+// rows r0 .. r0+63 of a (T, HD) slice, element (t, d) at base[t·st + d], into a shared tile; rows >= T are zeros
+template <int HD>
+__device__ __forceinline__ void load_tile(Tile<HD>& tile, const bf16* base, int64_t st, int64_t r0, int64_t T,
+                                          bool vec) {
+  constexpr int C8 = HD / 8;
+  for (int c = threadIdx.x; c < kTile * C8; c += kThreads) {
+    const int r = c / C8, d = (c % C8) * 8;
+    const int64_t row = r0 + r;
+    U4 val = {0u, 0u, 0u, 0u};
+    if (row < T) {
+      const bf16* src = base + row * st + d;
+      if (vec) {
+        val = load_u4(src);
+      } else {
+        val.x = pack_bf16(src[0], src[1]);
+        val.y = pack_bf16(src[2], src[3]);
+        val.z = pack_bf16(src[4], src[5]);
+        val.w = pack_bf16(src[6], src[7]);
+      }
+    }
+    store_u4(&tile.x[r][d], val);
+  }
+}
+
+// A fragments of the warp's 16 rows r0 .. r0+15 of a tile, for the HD/16 column chunks
+template <int HD>
+__device__ __forceinline__ void load_a(uint32_t (&f)[HD / 16][4], const Tile<HD>& tile, int r0, int g, int t) {
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) {
+    f[kk][0] = load_pair(&tile.x[r0 + g][kk * 16 + 2 * t]);
+    f[kk][1] = load_pair(&tile.x[r0 + g + 8][kk * 16 + 2 * t]);
+    f[kk][2] = load_pair(&tile.x[r0 + g][kk * 16 + 2 * t + 8]);
+    f[kk][3] = load_pair(&tile.x[r0 + g + 8][kk * 16 + 2 * t + 8]);
+  }
+}
+
+// s (16 × 64) = A · tileᵀ: the warp's rows against the tile's 64 rows
+template <int HD>
+__device__ __forceinline__ void mul_abt(float (&s)[8][4], const uint32_t (&a)[HD / 16][4], const Tile<HD>& tile, int g,
+                                        int t) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+    s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk)
+      mma_bf16(s[nt], a[kk], load_pair(&tile.x[nt * 8 + g][kk * 16 + 2 * t]),
+               load_pair(&tile.x[nt * 8 + g][kk * 16 + 2 * t + 8]));
+  }
+}
+
+// acc (16 × HD) += p · tile, p (16 × 64) in accumulator layout, rounded to bf16
+template <int HD>
+__device__ __forceinline__ void mul_pb(float (&acc)[HD / 8][4], const float (&p)[8][4], const Tile<HD>& tile, int g,
+                                       int t) {
+#pragma unroll
+  for (int kc = 0; kc < kTile / 16; ++kc) {
+    const uint32_t a[4] = {pack_bf16(p[2 * kc][0], p[2 * kc][1]), pack_bf16(p[2 * kc][2], p[2 * kc][3]),
+                           pack_bf16(p[2 * kc + 1][0], p[2 * kc + 1][1]),
+                           pack_bf16(p[2 * kc + 1][2], p[2 * kc + 1][3])};
+    const int k0 = kc * 16 + 2 * t;
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; ++nt) {
+      const int n = nt * 8 + g;
+      mma_bf16(acc[nt], a, pack_bf16(tile.x[k0][n], tile.x[k0 + 1][n]), pack_bf16(tile.x[k0 + 8][n], tile.x[k0 + 9][n]));
+    }
+  }
+}
+
+__device__ __forceinline__ float drop_factor(const FDims& s, int b, int h, int i, int j) {
+  return dropout_uniform(s.seed, attn_drop_index(s.NH, s.Tq, s.Tk, b, h, i, j)) >= s.dropout ? s.keep : 0.0f;
+}
+
+// query i (position p) sees key j
+__device__ __forceinline__ bool sees(const FDims& s, int i, int j) {
+  const int p = s.q_pos0 + i;
+  return i < s.Tq && j < s.Tk && j <= p && (s.window <= 0 || j > p - s.window);
+}
+
+// the keys that queries i0 .. i0+63 see: [lo, hi]
+__device__ __forceinline__ void block_keys(const FDims& s, int i0, int* lo, int* hi) {
+  const int last = i0 + kRows < s.Tq ? i0 + kRows - 1 : s.Tq - 1;
+  const int p_lo = s.q_pos0 + i0, p_hi = s.q_pos0 + last;
+  *hi = p_hi < s.Tk - 1 ? p_hi : s.Tk - 1;
+  *lo = (s.window > 0 && p_lo - s.window + 1 > 0) ? p_lo - s.window + 1 : 0;
+}
+
+// every query of i0 .. i0+63 sees every key of j0 .. j0+63
+__device__ __forceinline__ bool tile_full(const FDims& s, int i0, int j0) {
+  const int p_lo = s.q_pos0 + i0, p_hi = s.q_pos0 + i0 + kRows - 1;
+  return i0 + kRows <= s.Tq && j0 + kTile <= s.Tk && j0 + kTile - 1 <= p_lo && (s.window <= 0 || j0 > p_hi - s.window);
+}
+
+template <int HD, bool DROP>
+__global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
+                                                                 const bf16* v, FDims s) {
+  __shared__ Tile<HD> sK;
+  __shared__ Tile<HD> sV;
+  const int bh = blockIdx.y, b = bh / s.NH, h = bh % s.NH;
+  const int i0 = (static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x)) * kRows;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, r0 = (threadIdx.x >> 5) * 16;
+  const bf16* kb = k + b * s.ksb + h * HD;
+  const bf16* vb = v + b * s.vsb + h * HD;
+
+  uint32_t qa[HD / 16][4];
+  load_tile<HD>(sK, q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);  // Q passes through sK
+  __syncthreads();
+  load_a<HD>(qa, sK, r0, g, t);
+
+  float o[HD / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < HD / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  int lo, hi;
+  block_keys(s, i0, &lo, &hi);
+  for (int j0 = lo; j0 <= hi; j0 += kTile) {
+    __syncthreads();  // every warp is done with the previous tile (and with Q)
+    load_tile<HD>(sK, kb, s.kst, j0, s.Tk, s.vec);
+    load_tile<HD>(sV, vb, s.vst, j0, s.Tk, s.vec);
+    __syncthreads();
+    float sc[8][4];
+    mul_abt<HD>(sc, qa, sK, g, t);
+    const bool full = tile_full(s, i0, j0);
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const int i = i0 + r0 + g + 8 * rr;
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          float x = sc[nt][2 * rr + c] * s.scale_log2;
+          if (!full && !sees(s, i, j0 + nt * 8 + 2 * t + c)) x = -INFINITY;
+          sc[nt][2 * rr + c] = x;
+          mx = fmaxf(mx, x);
+        }
+      mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 2));
+      const float mn = fmaxf(m[rr], mx);
+      const float base = mn == -INFINITY ? 0.0f : mn;  // a row that has seen no key yet keeps zeros
+      const float alpha = exp2f(m[rr] - base);
+      m[rr] = mn;
+      l[rr] *= alpha;
+#pragma unroll
+      for (int nt = 0; nt < HD / 8; ++nt) {
+        o[nt][2 * rr] *= alpha;
+        o[nt][2 * rr + 1] *= alpha;
+      }
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          float pe = exp2f(sc[nt][2 * rr + c] - base);
+          l[rr] += pe;
+          if (DROP) pe *= drop_factor(s, b, h, i, j0 + nt * 8 + 2 * t + c);
+          sc[nt][2 * rr + c] = pe;
+        }
+    }
+    mul_pb<HD>(o, sc, sV, g, t);
+  }
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    l[rr] += __shfl_xor_sync(kFullMask, l[rr], 1);
+    l[rr] += __shfl_xor_sync(kFullMask, l[rr], 2);
+    const int i = i0 + r0 + g + 8 * rr;
+    if (i >= s.Tq) continue;
+    // every row sees at least key p (the host checks q_pos0 + Tq <= Tk), so l >= 1
+    const float inv = 1.0f / l[rr];
+    bf16* orow = out + b * s.osb + i * s.ost + h * HD;
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; ++nt) {
+      orow[nt * 8 + 2 * t] = from_f<bf16>(o[nt][2 * rr] * inv);
+      orow[nt * 8 + 2 * t + 1] = from_f<bf16>(o[nt][2 * rr + 1] * inv);
+    }
+    if (lse && t == 0) lse[(static_cast<int64_t>(b) * s.NH + h) * s.Tq + i] = (m[rr] + log2f(l[rr])) * kLn2;
+  }
+}
+
+// D_i = dout_i·out_i into Dbuf (B, NH, Tq): warp per row
+__global__ void __launch_bounds__(kThreads) flash_D_kernel(float* Dbuf, const bf16* dout, const bf16* out, FDims s,
+                                                           int HS) {
+  const int64_t w = static_cast<int64_t>(blockIdx.x) * (kThreads / 32) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (w >= static_cast<int64_t>(s.B) * s.NH * s.Tq) return;
+  const int64_t i = w % s.Tq, h = (w / s.Tq) % s.NH, b = w / (static_cast<int64_t>(s.Tq) * s.NH);
+  const bf16* d = dout + b * s.osb + i * s.ost + h * HS;
+  const bf16* o = out + b * s.osb + i * s.ost + h * HS;
+  float acc = 0.0f;
+  for (int e = lane; e < HS; e += 32) acc += to_f(d[e]) * to_f(o[e]);
+  acc = warp_sum(acc);
+  if (lane == 0) Dbuf[w] = acc;  // w = (b·NH + h)·Tq + i
+}
+
+template <int HD, bool DROP>
+__global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const float* Dbuf, const bf16* dout,
+                                                            const bf16* q, const bf16* k, const bf16* v,
+                                                            const float* lse, FDims s) {
+  __shared__ Tile<HD> sK;
+  __shared__ Tile<HD> sV;
+  const int bh = blockIdx.y, b = bh / s.NH, h = bh % s.NH;
+  const int i0 = (static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x)) * kRows;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, r0 = (threadIdx.x >> 5) * 16;
+  const bf16* kb = k + b * s.ksb + h * HD;
+  const bf16* vb = v + b * s.vsb + h * HD;
+
+  uint32_t qa[HD / 16][4], da[HD / 16][4];
+  load_tile<HD>(sK, q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);  // Q and dout pass through sK and sV
+  load_tile<HD>(sV, dout + b * s.osb + h * HD, s.ost, i0, s.Tq, s.vec);
+  __syncthreads();
+  load_a<HD>(qa, sK, r0, g, t);
+  load_a<HD>(da, sV, r0, g, t);
+  float L[2], Dv[2];
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int i = i0 + r0 + g + 8 * rr;
+    L[rr] = i < s.Tq ? lse[(static_cast<int64_t>(b) * s.NH + h) * s.Tq + i] * kLog2e : 0.0f;
+    Dv[rr] = i < s.Tq ? Dbuf[(static_cast<int64_t>(b) * s.NH + h) * s.Tq + i] : 0.0f;
+  }
+
+  float acc[HD / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < HD / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+  int lo, hi;
+  block_keys(s, i0, &lo, &hi);
+  for (int j0 = lo; j0 <= hi; j0 += kTile) {
+    __syncthreads();
+    load_tile<HD>(sK, kb, s.kst, j0, s.Tk, s.vec);
+    load_tile<HD>(sV, vb, s.vst, j0, s.Tk, s.vec);
+    __syncthreads();
+    float sc[8][4], dp[8][4];
+    mul_abt<HD>(sc, qa, sK, g, t);
+    mul_abt<HD>(dp, da, sV, g, t);
+    const bool full = tile_full(s, i0, j0);
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const int i = i0 + r0 + g + 8 * rr;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int j = j0 + nt * 8 + 2 * t + c;
+          const int e = 2 * rr + c;
+          float P = 0.0f, f = 1.0f;
+          if (full || sees(s, i, j)) {
+            P = exp2f(sc[nt][e] * s.scale_log2 - L[rr]);
+            if (DROP) f = drop_factor(s, b, h, i, j);
+          }
+          sc[nt][e] = P * (dp[nt][e] * f - Dv[rr]);  // dS
+        }
+    }
+    mul_pb<HD>(acc, sc, sK, g, t);
+  }
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int i = i0 + r0 + g + 8 * rr;
+    if (i >= s.Tq) continue;
+    bf16* row = dq + b * s.qsb + i * s.qst + h * HD;
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; ++nt) {
+      row[nt * 8 + 2 * t] = from_f<bf16>(s.scale * acc[nt][2 * rr]);
+      row[nt * 8 + 2 * t + 1] = from_f<bf16>(s.scale * acc[nt][2 * rr + 1]);
+    }
+  }
+}
+
+template <int HD, bool DROP>
+__global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv, const float* Dbuf, const bf16* dout,
+                                                             const bf16* q, const bf16* k, const bf16* v,
+                                                             const float* lse, FDims s) {
+  __shared__ Tile<HD> sQ;
+  __shared__ Tile<HD> sO;
+  __shared__ float sL[kTile], sD[kTile];
+  const int bh = blockIdx.y, b = bh / s.NH, h = bh % s.NH;
+  const int j0 = static_cast<int>(blockIdx.x) * kRows;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, r0 = (threadIdx.x >> 5) * 16;
+  const bf16* qb = q + b * s.qsb + h * HD;
+  const bf16* ob = dout + b * s.osb + h * HD;
+  const float* lrow = lse + (static_cast<int64_t>(b) * s.NH + h) * s.Tq;
+  const float* drow = Dbuf + (static_cast<int64_t>(b) * s.NH + h) * s.Tq;
+
+  uint32_t ka[HD / 16][4], va[HD / 16][4];
+  load_tile<HD>(sQ, k + b * s.ksb + h * HD, s.kst, j0, s.Tk, s.vec);  // K and V pass through sQ and sO
+  load_tile<HD>(sO, v + b * s.vsb + h * HD, s.vst, j0, s.Tk, s.vec);
+  __syncthreads();
+  load_a<HD>(ka, sQ, r0, g, t);
+  load_a<HD>(va, sO, r0, g, t);
+
+  float dka[HD / 8][4], dva[HD / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < HD / 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dka[nt][e] = dva[nt][e] = 0.0f;
+  // the queries that see keys j0 .. j_last: p >= j0 and, with a window, p <= j_last + window - 1
+  const int j_last = j0 + kRows < s.Tk ? j0 + kRows - 1 : s.Tk - 1;
+  const int lo = j0 - s.q_pos0 > 0 ? j0 - s.q_pos0 : 0;
+  int hi = s.Tq - 1;
+  if (s.window > 0 && j_last + s.window - 1 - s.q_pos0 < hi) hi = j_last + s.window - 1 - s.q_pos0;
+  for (int i0 = lo; i0 <= hi; i0 += kTile) {
+    __syncthreads();
+    load_tile<HD>(sQ, qb, s.qst, i0, s.Tq, s.vec);
+    load_tile<HD>(sO, ob, s.ost, i0, s.Tq, s.vec);
+    for (int c = threadIdx.x; c < kTile; c += kThreads) {
+      const int i = i0 + c;
+      sL[c] = i < s.Tq ? lrow[i] * kLog2e : 0.0f;
+      sD[c] = i < s.Tq ? drow[i] : 0.0f;
+    }
+    __syncthreads();
+    float sc[8][4], dp[8][4];
+    mul_abt<HD>(sc, ka, sQ, g, t);  // Sᵀ: keys × queries
+    mul_abt<HD>(dp, va, sO, g, t);  // dPᵀ
+    // every query of i0 .. i0+63 sees every key of j0 .. j0+63
+    const bool full = i0 + kTile <= s.Tq && j0 + kRows <= s.Tk && s.q_pos0 + i0 >= j0 + kRows - 1 &&
+                      (s.window <= 0 || s.q_pos0 + i0 + kTile - 1 < j0 + s.window);
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const int j = j0 + r0 + g + 8 * rr;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int col = nt * 8 + 2 * t + c;
+          const int i = i0 + col;
+          const int e = 2 * rr + c;
+          float P = 0.0f, f = 1.0f;
+          if (full || sees(s, i, j)) {
+            P = exp2f(sc[nt][e] * s.scale_log2 - sL[col]);
+            if (DROP) f = drop_factor(s, b, h, i, j);
+          }
+          dp[nt][e] = P * (dp[nt][e] * f - sD[col]);  // dSᵀ
+          sc[nt][e] = P * f;                          // (P∘M·keep)ᵀ
+        }
+    }
+    mul_pb<HD>(dva, sc, sO, g, t);
+    mul_pb<HD>(dka, dp, sQ, g, t);
+  }
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int j = j0 + r0 + g + 8 * rr;
+    if (j >= s.Tk) continue;
+    bf16* krow = dk + b * s.ksb + j * s.kst + h * HD;
+    bf16* vrow = dv + b * s.vsb + j * s.vst + h * HD;
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; ++nt)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        krow[nt * 8 + 2 * t + c] = from_f<bf16>(s.scale * dka[nt][2 * rr + c]);
+        vrow[nt * 8 + 2 * t + c] = from_f<bf16>(dva[nt][2 * rr + c]);
+      }
+  }
+}
+
+bool aligned16(const void* p, int64_t a, int64_t b) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0 && a % 8 == 0 && b % 8 == 0;
+}
+
+FDims make_fdims(const AttnDims& d, bool vec) {
+  FDims s;
+  s.B = static_cast<int>(d.B); s.Tq = static_cast<int>(d.Tq); s.Tk = static_cast<int>(d.Tk);
+  s.NH = static_cast<int>(d.NH); s.q_pos0 = static_cast<int>(d.q_pos0);
+  s.window = static_cast<int>(d.window < d.Tk ? d.window : d.Tk);  // a window past every key is dense
+  s.dropout = d.dropout;
+  s.keep = d.dropout > 0.0f ? 1.0f / (1.0f - d.dropout) : 1.0f;
+  s.scale = 1.0f / sqrtf(static_cast<float>(d.HS));
+  s.scale_log2 = s.scale * kLog2e;
+  s.seed = d.seed;
+  s.qsb = d.q[0]; s.qst = d.q[1]; s.ksb = d.k[0]; s.kst = d.k[1];
+  s.vsb = d.v[0]; s.vst = d.v[1]; s.osb = d.o[0]; s.ost = d.o[1];
+  s.vec = vec;
+  return s;
+}
+
+template <int HD, bool DROP>
+void fwd(const Stream& st, void* out, float* lse, const void* q, const void* k, const void* v, const FDims& s) {
+  const dim3 grid(static_cast<unsigned>((s.Tq + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.NH));
+  flash_forward_kernel<HD, DROP><<<grid, kThreads, 0, st.s>>>(static_cast<bf16*>(out), lse, static_cast<const bf16*>(q),
+                                                        static_cast<const bf16*>(k), static_cast<const bf16*>(v), s);
+  GN_LAUNCHED(st, "flash_forward_kernel");
+}
+
+template <int HD, bool DROP>
+void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
+         const void* out, const float* lse, float* D, const FDims& s) {
+  const int64_t rows = static_cast<int64_t>(s.B) * s.NH * s.Tq;
+  flash_D_kernel<<<static_cast<unsigned>((rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0, st.s>>>(
+      D, static_cast<const bf16*>(dout), static_cast<const bf16*>(out), s, HD);
+  GN_LAUNCHED(st, "flash_D_kernel");
+  const dim3 gq(static_cast<unsigned>((s.Tq + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.NH));
+  flash_dq_kernel<HD, DROP><<<gq, kThreads, 0, st.s>>>(static_cast<bf16*>(dq), D, static_cast<const bf16*>(dout),
+                                                 static_cast<const bf16*>(q), static_cast<const bf16*>(k),
+                                                 static_cast<const bf16*>(v), lse, s);
+  GN_LAUNCHED(st, "flash_dq_kernel");
+  const dim3 gk(static_cast<unsigned>((s.Tk + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.NH));
+  flash_dkv_kernel<HD, DROP><<<gk, kThreads, 0, st.s>>>(static_cast<bf16*>(dk), static_cast<bf16*>(dv), D,
+                                                  static_cast<const bf16*>(dout), static_cast<const bf16*>(q),
+                                                  static_cast<const bf16*>(k), static_cast<const bf16*>(v), lse, s);
+  GN_LAUNCHED(st, "flash_dkv_kernel");
+}
+
+using BwdFn = void (*)(const Stream&, void*, void*, void*, const void*, const void*, const void*, const void*,
+                      const void*, const float*, float*, const FDims&);
+template <bool DROP>
+BwdFn bwd_of(int64_t HS) {
+  return HS == 32 ? bwd<32, DROP> : bwd<64, DROP>;
+}
+
+}  // namespace
+
+bool attention_flash_supported(DType dt, const AttnDims& d) {
+  return dt == kBF16 && (d.HS == 32 || d.HS == 64) && d.B * d.NH <= 65535 &&
+         d.Tk < (int64_t(1) << 30);
+}
+
+void attention_forward_flash(const Stream& st, void* out, float* lse, const void* q, const void* k, const void* v,
+                             const AttnDims& d) {
+  const FDims s = make_fdims(d, aligned16(q, d.q[0], d.q[1]) && aligned16(k, d.k[0], d.k[1]) &&
+                                    aligned16(v, d.v[0], d.v[1]));
+  const bool drop = s.dropout > 0.0f;
+  if (d.HS == 32) drop ? fwd<32, true>(st, out, lse, q, k, v, s) : fwd<32, false>(st, out, lse, q, k, v, s);
+  else drop ? fwd<64, true>(st, out, lse, q, k, v, s) : fwd<64, false>(st, out, lse, q, k, v, s);
+}
+
+void attention_backward_flash(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const void* q,
+                              const void* k, const void* v, const void* out, const float* lse, float* Dscratch,
+                              const AttnDims& d) {
+  const FDims s = make_fdims(d, aligned16(q, d.q[0], d.q[1]) && aligned16(k, d.k[0], d.k[1]) &&
+                                    aligned16(v, d.v[0], d.v[1]) && aligned16(dout, d.o[0], d.o[1]));
+  const auto run = s.dropout > 0.0f ? bwd_of<true> : bwd_of<false>;
+  run(d.HS)(st, dq, dk, dv, dout, q, k, v, out, lse, Dscratch, s);
+}
+
+}  // namespace cuda
+}  // namespace gn

@@ -1,0 +1,67 @@
+// Warp-level tensor-core products for the flash attention kernels (attention_flash.cu): one
+// mma.sync.m16n8k16 with bf16 operands and fp32 accumulators (sm_80 and later), and the bf16 packing the
+// fragments use. On the CUDA emulator the same call runs ::gn_emu::mma_bf16_m16n8k16, which gathers the 32
+// lanes' fragments and computes the product with the layout below, so a kernel that puts an element in the
+// wrong register gives wrong numbers there as it would on a GPU.
+//
+// Fragment layout (PTX ISA, "Matrix Fragments for mma.m16n8k16", .bf16 A/B, .f32 C/D), lane = 4·g + t
+// (g = lane >> 2, t = lane & 3); a register holds two bf16, the lower column (A) or row (B) in its low half:
+//   A (16×16, row-major):  a[0] = A[g][2t..2t+1]    a[1] = A[g+8][2t..2t+1]
+//                          a[2] = A[g][2t+8..2t+9]  a[3] = A[g+8][2t+8..2t+9]
+//   B (16×8, k × n):       b0 = B[2t..2t+1][g]      b1 = B[2t+8..2t+9][g]
+//   C, D (16×8):           d[0], d[1] = D[g][2t], D[g][2t+1]      d[2], d[3] = D[g+8][2t], D[g+8][2t+1]
+// So the accumulators of two neighbouring 8-column tiles n0 = 16c, 16c + 8 are, packed to bf16, the A fragment
+// of columns 16c .. 16c+15 (what flash attention does with P before P·V).
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "cuda/device.cuh"
+
+namespace gn {
+namespace cuda {
+
+// d += A·B over one 16×8×16 tile (all 32 lanes of the warp must call it together)
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_EMU__)
+  ::gn_emu::mma_bf16_m16n8k16(d, a, b0, b1);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  __trap();  // built for an architecture without bf16 mma: the host never launches these kernels there
+#endif
+}
+
+__device__ __forceinline__ uint32_t bf16_bits(bf16 x) {
+#ifdef __CUDA_EMU__
+  return x.__x;
+#else
+  return __bfloat16_as_ushort(x);
+#endif
+}
+
+// two floats rounded to bf16 (nearest even), lo in the low half
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  return bf16_bits(from_f<bf16>(lo)) | (bf16_bits(from_f<bf16>(hi)) << 16);
+}
+
+// two bf16 from anywhere, lo in the low half
+__device__ __forceinline__ uint32_t pack_bf16(bf16 lo, bf16 hi) { return bf16_bits(lo) | (bf16_bits(hi) << 16); }
+
+// two neighbouring bf16 (p 4-byte aligned) as one register
+__device__ __forceinline__ uint32_t load_pair(const bf16* p) {
+#ifdef __CUDA_EMU__
+  uint32_t v;
+  std::memcpy(&v, p, 4);  // the host compiler's aliasing rules
+  return v;
+#else
+  return *reinterpret_cast<const uint32_t*>(p);
+#endif
+}
+
+}  // namespace cuda
+}  // namespace gn
