@@ -74,8 +74,17 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
    * old setting.
    */
   setBiasEpilogue(kind: 'cublaslt' | 'kernel'): 'cublaslt' | 'kernel';
-  /** GEMMs whose bias cuBLASLt added, and those that fell back to the bias pass (no algorithm for the shape). */
-  biasEpilogueStats(): { cublaslt: number; fallbacks: number };
+  /**
+   * How an MLP's GELU runs (linearForward with geluOut, linearBackward with geluPre): in cuBLASLt's GELU epilogues
+   * ('cublaslt', where cuBLASLt has an algorithm for the shape) or as a pass after the GEMM ('kernel', the
+   * default; GPT_NATIVE_CUDA_LT_GELU=1 flips it). Returns the old setting.
+   */
+  setGeluEpilogue(kind: 'cublaslt' | 'kernel'): 'cublaslt' | 'kernel';
+  /**
+   * GEMMs whose bias cuBLASLt added, and those that fell back to the bias pass (no algorithm for the shape); the
+   * same for the GELU epilogues.
+   */
+  biasEpilogueStats(): { cublaslt: number; fallbacks: number; gelu: number; geluFallbacks: number };
   memoryInfo(): { free: number; total: number };
 }
 

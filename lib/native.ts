@@ -58,9 +58,15 @@ export interface NativeAddon {
   /** B may be bf16 (a Uint16Array from toBf16): widened exactly as it is read, products and sums in fp32. */
   gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: F32, lda: number,
     B: F32 | U16, ldb: number, C: F32, ldc: number, accumulate: boolean, bias: F32 | null): void;
-  linearForward(out: F32, inp: F32, weight: F32 | U16, bias: F32 | null, N: number, C: number, OC: number): void;
+  /** out = inp·weight + bias; with geluOut, also geluOut = GELU(out) (an MLP's first layer and its activation). */
+  linearForward(out: F32, inp: F32, weight: F32 | U16, bias: F32 | null, N: number, C: number, OC: number,
+    geluOut?: F32 | null): void;
+  /**
+   * dinp = dout·weightᵀ, dweight += inpᵀ·dout, dbias += Σ dout. With geluPre (the GELU input that produced `inp`),
+   * dinp is the gradient at geluPre instead: dout·weightᵀ ∘ GELU'(geluPre).
+   */
   linearBackward(dinp: F32 | null, dweight: F32 | null, dbias: F32 | null, dout: F32, inp: F32, weight: F32 | U16,
-    N: number, C: number, OC: number): void;
+    N: number, C: number, OC: number, geluPre?: F32 | null): void;
   layernormForward(out: F32, mean: F32 | null, rstd: F32 | null, inp: F32, weight: F32, bias: F32, N: number,
     C: number, eps: number): void;
   layernormBackward(dinp: F32 | null, dweight: F32, dbias: F32, dout: F32, inp: F32, weight: F32, mean: F32,

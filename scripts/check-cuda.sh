@@ -136,7 +136,11 @@ node -e "
   cuda.setMathMode('bf16'); cuda.setMathMode('fp32');
   assert.throws(() => cuda.setMathMode('fp16'), TypeError);
   assert.strictEqual(cuda.setAttention('fused'), 'gemm'); assert.strictEqual(cuda.setAttention('gemm'), 'fused');
-  assert.throws(() => cuda.setAttention('flash'), TypeError);
+  assert.strictEqual(cuda.setAttention('flash'), 'gemm'); assert.strictEqual(cuda.setAttention('gemm'), 'flash');
+  assert.throws(() => cuda.setAttention('tensor'), TypeError);
+  assert.strictEqual(cuda.setGeluEpilogue('cublaslt'), 'kernel'); assert.strictEqual(cuda.setGeluEpilogue('kernel'), 'cublaslt');
+  assert.throws(() => cuda.setGeluEpilogue('fused'), TypeError);
+  assert.deepStrictEqual(cuda.attentionStats(), { flash: 0, fallbacks: 0 });
   const t0 = cuda.setAttentionTuning({ queryChunk: 64 });
   assert.deepStrictEqual(cuda.setAttentionTuning(t0), { queryChunk: 64, scratchBytes: t0.scratchBytes });
   assert.throws(() => cuda.setAttentionTuning({ scratchBytes: 0 }), TypeError);

@@ -3,9 +3,9 @@
 # runs the cross-backend tests (every CUDA kernel and the whole model, training, decoding and fine-tuning
 # against the CPU backend; the fixtures), then the benchmarks: first the acceptance figures (GPT-2 124M
 # training at B=16, T=1024 in bf16 (cuBLAS attention, then the flash attention kernels) and fp32, tokens/s and
-# MFU; batch-1 decoding), then the kernels and the alternatives side by side (flash and the fused attention
-# kernels, the cuBLAS attention at other chunk and scratch settings, the biases in cuBLASLt's epilogue), and
-# prints a short table last. Each stage has its own time
+# MFU; batch-1 decoding; bf16 with every opt-in), then the kernels and the alternatives side by side (flash and
+# the fused attention kernels, the cuBLAS attention at other chunk and scratch settings, the biases and the MLP's
+# GELU in cuBLASLt's epilogues), and prints a short table last. Each stage has its own time
 # limit, and the whole run a deadline (GN_BUDGET_S seconds, default 510, under the device tool's timeout_s):
 # a stage that would pass it is cut short or skipped, so the table always prints. Logs go to $OUT (the device
 # tool brings them back: at most 8 files, so this writes 7: gpu-check.log, table.txt, cuda-kernels.tap, cuda.tap,
@@ -89,7 +89,8 @@ bench() { # name, command…
     const r = JSON.parse(process.argv[1] || "{}");
     if (r.tokensPerSec === undefined) { console.log("FAILED"); process.exit(); }
     const mfu = (r.mfu !== undefined ? `, MFU ${(100 * r.mfu).toFixed(1)}%` : "") +
-      (r.attention && r.attention.kind === "flash" ? `, ${r.attention.flashCalls} flash / ${r.attention.fallbacks} other attention calls` : "");
+      (r.settings && r.settings.attention === "flash" ? `, ${r.settings.flashCalls} flash / ${r.settings.attentionFallbacks} other attention calls` : "") +
+      (r.settings && r.settings.geluEpilogue === "cublaslt" ? `, ${r.settings.geluEpilogueCalls} GEMMs with GELU epilogue` : "");
     const extra = r.msPerStep !== undefined ? `${r.msPerStep.toFixed(1)} ms/step` : `${r.msPerToken.toFixed(2)} ms/token`;
     console.log(`${Math.round(r.tokensPerSec).toLocaleString("en-US")} tokens/s (${extra}${mfu})`);' "$line" 2>/dev/null || echo FAILED)"
 }
@@ -98,6 +99,8 @@ bench() { # name, command…
 bench "train gpt2-small B16 T1024 bf16" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 5 --warmup 2
 # the same with the tensor-core flash attention kernels (the candidate default for bf16)
 GPT_NATIVE_CUDA_ATTENTION=flash bench "train B16 T1024 bf16, flash attn" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 5 --warmup 2
+# and with every opt-in at once (flash attention, the biases and the GELU in cuBLASLt's epilogues)
+GPT_NATIVE_CUDA_ATTENTION=flash GPT_NATIVE_CUDA_LT=1 GPT_NATIVE_CUDA_LT_GELU=1 bench "train B16 T1024 bf16, all opt-ins" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 5 --warmup 2
 bench "train gpt2-small B16 T1024 fp32" node dist/cli.js bench train --device cuda --precision fp32 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
 bench "decode gpt2-small batch 1" node dist/cli.js bench generate --device cuda --preset gpt2-small --prompt-tokens 16 --new-tokens 128 --runs 3 --bandwidth-gbps 4800
 # kernels FILE TITLE: appends a finished kernel table to $OUT/kernels.md (and the log) under a heading
@@ -120,9 +123,9 @@ done
 t 100 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
   > "$WORK/kernels-bf16.md" 2>>"$LOG"
 kernels "$WORK/kernels-bf16.md" "bf16, cuBLAS attention"
-for k in 'lm_head forward' 'linear_forward qkv' 'linear_forward qkv [cuBLASLt' 'attention_forward' 'attention_backward' 'attention_forward [flash]' 'attention_backward [flash]' 'softmax_xent_forward'; do
+for k in 'lm_head forward' 'linear_forward qkv' 'linear_forward qkv [cuBLASLt' 'mlp fc+gelu forward (' 'mlp fc+gelu forward [' 'mlp proj backward + dgelu |' 'mlp proj backward + dgelu [' 'attention_forward' 'attention_backward' 'attention_forward [flash]' 'attention_backward [flash]' 'softmax_xent_forward'; do
   line=$(grep -F "| $k" "$WORK/kernels-bf16.md" | head -1)
-  row "kernel $k (bf16)" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
+  row "kernel $(echo "$k" | sed 's/ [|(]$//; s/ \[$/ [Lt]/') (bf16)" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
 done
 # the cuBLAS attention path at other settings than its defaults (bench kernels times them side by side)
 grep -F '| attention_' "$WORK/kernels-bf16.md" | grep -F '[' | grep -vF '[flash]' | while IFS='|' read -r _ name ms _; do
@@ -130,6 +133,7 @@ grep -F '| attention_' "$WORK/kernels-bf16.md" | grep -F '[' | grep -vF '[flash]
 done > "$WORK/attention-tuning.txt"
 while read -r l; do row "${l%%:*}" "${l#*: }"; done < "$WORK/attention-tuning.txt"
 GPT_NATIVE_CUDA_LT=1 bench "train B16 T1024 bf16, cuBLASLt bias" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
+GPT_NATIVE_CUDA_LT_GELU=1 bench "train B16 T1024 bf16, cuBLASLt GELU" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
 bench "train gpt2-small B4 T64 (cf. CPU)" node dist/cli.js bench train --device cuda --preset gpt2-small --batch 4 --seq 64 --steps 5
 say "profile: one bf16 training step by kernel family (profile-bf16.txt)"
 t 120 node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 \

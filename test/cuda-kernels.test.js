@@ -288,6 +288,39 @@ test('cuBLASLt bias epilogue: operands aligned differently, each declared with i
   }
   ltRan(t, before, 2);
 }));
+// An MLP's layers with their GELU (linearForward with geluOut, linearBackward with geluPre), the GELU as a pass
+// after the GEMM ('kernel') and in cuBLASLt's GELU_AUX_BIAS / DGELU epilogues ('cublaslt'); an output width that
+// is a multiple of 8 (cuBLASLt's rule for the auxiliary matrix) and one that is not (the pass runs instead)
+const withGeluEpilogue = (kind, fn) => {
+  const prev = dev.setGeluEpilogue(kind);
+  try { fn(); } finally { dev.setGeluEpilogue(prev); }
+};
+for (const kind of ['kernel', 'cublaslt']) for (const [N, C, OC] of [[13, 37, 48], [70, 24, 37]]) {
+  test(`linear with GELU (${kind}) N=${N} C=${C} OC=${OC}: forward with geluOut, backward with geluPre, fp32 and bf16`, (t) => withGeluEpilogue(kind, () => {
+    const s = seedOf(t);
+    const before = dev.biasEpilogueStats();
+    const inp = randF32(N * C, s), w = randF32(C * OC, s + 1, 0.3), b = randF32(OC, s + 2);
+    const fwd = [randF32(N * OC, s + 3), inp, w, b, N, C, OC, randF32(N * OC, s + 4)];
+    cross(t, 'linearForward', fwd, { outputs: [0, 7] });
+    cross(t, 'linearForward', fwd, { outputs: [0, 7], bf16: [0, 1, 2, 7] });
+    const pre = randF32(N * C, s + 5, 2), dout = randF32(N * OC, s + 6);
+    const bwd = [randF32(N * C, s + 7), randF32(C * OC, s + 8), randF32(OC, s + 9), dout, inp, w, N, C, OC, pre];
+    cross(t, 'linearBackward', bwd, { outputs: [0, 1, 2] });
+    cross(t, 'linearBackward', bwd, { outputs: [0, 1, 2], bf16: [0, 3, 4, 5, 9] });
+    const after = dev.biasEpilogueStats();
+    const lt = after.gelu - before.gelu, fb = after.geluFallbacks - before.geluFallbacks;
+    if (kind === 'kernel') t.deepEqual([lt, fb], [0, 0], 'no GELU epilogue asked for');
+    else if (process.env.GPT_NATIVE_CUDA_TEST === 'emu') t.deepEqual([lt, fb], [2, 2], 'cuBLASLt fused the GELU where the width allows');
+    else t.log(`cuBLASLt fused the GELU in ${lt} GEMMs (${fb} fell back)`);
+  }));
+}
+test('setGeluEpilogue takes cublaslt or kernel and says what it was', (t) => {
+  const prev = dev.setGeluEpilogue('cublaslt');
+  t.is(dev.setGeluEpilogue('kernel'), 'cublaslt');
+  t.is(dev.setGeluEpilogue(prev), 'kernel');
+  t.throws(() => dev.setGeluEpilogue('fused'), { instanceOf: TypeError });
+});
+
 test('setBiasEpilogue takes cublaslt or kernel and says what it was', (t) => {
   const prev = dev.setBiasEpilogue('cublaslt');
   t.is(dev.setBiasEpilogue('kernel'), 'cublaslt');
@@ -380,6 +413,7 @@ const flashCases = [
   { B: 1, T: 130, NH: 2, HS: 32, window: 37, dropout: 0 },
   { B: 1, T: 65, NH: 2, HS: 64, window: 0, dropout: 0.2 },
   { B: 2, T: 19, NH: 1, HS: 32, window: 5, dropout: 0.1 },
+  { B: 1, T: 200, NH: 1, HS: 32, window: 130, dropout: 0 }, // tiles wholly inside the band (no mask) and not
 ];
 const flashRuns = () => { const st = dev.attentionStats(); return st.flash; };
 for (const { B, T, NH, HS, window, dropout } of flashCases) {
@@ -421,6 +455,27 @@ for (const { B, T, NH, HS, window, dropout } of flashCases) {
     if (REAL) t.is(flashRuns() - ran0, 4, 'both forward and both backward calls ran the flash kernels');
   }));
 }
+
+// queries after a prefix (qPos0 > 0) and more keys than the last query sees (Tk > qPos0 + Tq), as with a KV cache
+// whose tail is not written yet: those keys are NaN here, and no output of any attention path may depend on them
+for (const kind of ['gemm', 'fused', 'flash']) test(`bf16: attention (${kind}) after a prefix (qPos0 > 0, Tk > qPos0 + Tq, unseen keys NaN): forward and backward`, (t) => withAttention(kind, () => {
+  const s = seedOf(t);
+  const B = 2, NH = 2, HS = 64, C = NH * HS, Tq = 70, pos0 = 50, Tk = 150;
+  for (const window of [0, 40]) {
+    const q = randF32(B * Tq * C, s + window), k = randF32(B * Tk * C, s + 1), v = randF32(B * Tk * C, s + 2);
+    for (let b = 0; b < B; b++) {
+      k.fill(NaN, (b * Tk + pos0 + Tq) * C, (b + 1) * Tk * C);
+      v.fill(NaN, (b * Tk + pos0 + Tq) * C, (b + 1) * Tk * C);
+    }
+    const shape = { B, Tq, Tk, NH, HS, qPos0: pos0, window, dropout: 0, seed: 0, q: [Tq * C, C], k: [Tk * C, C], v: [Tk * C, C], o: [Tq * C, C] };
+    const out = randF32(B * Tq * C, s + 3), lse = randF32(B * NH * Tq, s + 4);
+    cross(t, 'attentionForward', [out, lse, q, k, v, shape], { outputs: [0, 1], bf16: [0, 2, 3, 4] });
+    native.attentionForward(out, lse, roundBf16(q), roundBf16(k), roundBf16(v), shape);
+    t.false(out.some(Number.isNaN), 'the CPU reference reads no unseen key');
+    cross(t, 'attentionBackward', [randF32(B * Tq * C, s + 5), randF32(B * Tk * C, s + 6), randF32(B * Tk * C, s + 7), randF32(B * Tq * C, s + 8), q, k, v, out, lse, shape],
+      { outputs: [0, 1, 2], bf16: [0, 1, 2, 3, 4, 5, 6, 7] });
+  }
+}));
 
 test('flash attention over a KV cache (Tq = 1 and 5, strided cache, qPos0 > 0), and where it does not apply', (t) => withAttention('flash', () => {
   const s = seedOf(t);

@@ -288,15 +288,16 @@ for (const variant of ['gpt1', 'gpt3']) {
   });
 }
 
-// flash attention (setAttention('flash'): bf16, head size 32 here) inside the model: training steps and the KV decoder
-test('bf16 with flash attention: three AdamW steps follow the fp32 CPU run; decoding matches the full forward', (t) => {
+// every opt-in at once inside the model: flash attention (bf16, head size 32 here), the biases and the MLP's GELU in
+// cuBLASLt's epilogues (the MLP is 256 wide: cuBLASLt takes it); training steps with dropout and the KV decoder
+test('bf16 with flash attention and cuBLASLt epilogues: three AdamW steps follow the fp32 CPU run; decoding matches the full forward', (t) => {
   const { cuda } = require('../dist/cuda');
   const seed = freshSeed();
   t.log(`seed ${seed}`);
   const c = { variant: 'gpt2', n_layer: 2, n_head: 2, n_embd: 64, vocab_size: 97, n_positions: 80, resid_pdrop: 0.1, attn_pdrop: 0.1, embd_pdrop: 0 };
-  const prev = cuda().setAttention('flash');
+  const prev = cuda().setAttention('flash'), prevBias = cuda().setBiasEpilogue('cublaslt'), prevGelu = cuda().setGeluEpilogue('cublaslt');
   try {
-    const ran = cuda().attentionStats().flash;
+    const ran = cuda().attentionStats().flash, fused = cuda().biasEpilogueStats();
     const cpu = GPT.create(c, { seed }).train();
     const dev = GPT.create(c, { seed, device: 'cuda', precision: 'bf16' }).train();
     const B = 2, T = 71;
@@ -321,9 +322,16 @@ test('bf16 with flash attention: three AdamW steps follow the fp32 CPU run; deco
     close(t, stepLogits, full, 'decoder logits vs forward', TOL_BF16);
     kv.dispose();
     dev.dispose();
-    if (REAL) t.true(cuda().attentionStats().flash - ran >= 3 * 2 * 2, 'the layers ran the flash kernels');
+    if (REAL) {
+      t.true(cuda().attentionStats().flash - ran >= 3 * 2 * 2, 'the layers ran the flash kernels');
+      const st = cuda().biasEpilogueStats();
+      if (process.env.GPT_NATIVE_CUDA_TEST === 'emu') t.true(st.gelu - fused.gelu >= 3 * 2 * 2 && st.cublaslt > fused.cublaslt, 'and cuBLASLt epilogues');
+      else t.log(`cuBLASLt: ${st.gelu - fused.gelu} GELU and ${st.cublaslt - fused.cublaslt} bias epilogues`);
+    }
   } finally {
     cuda().setAttention(prev);
+    cuda().setBiasEpilogue(prevBias);
+    cuda().setGeluEpilogue(prevGelu);
   }
 });
 

@@ -304,6 +304,34 @@ for (const [N, C, OC] of [[1, 8, 5], [37, 29, 71], [64, 96, 288]]) {
   });
 }
 
+// an MLP's layers with their GELU: linearForward(…, geluOut) is linearForward then geluForward, and
+// linearBackward(…, geluPre) is linearBackward then geluBackward at geluPre, bit for bit
+for (const [N, C, OC] of [[1, 8, 5], [37, 29, 71]]) {
+  test(`linear with GELU: forward with geluOut, backward with geluPre N=${N} C=${C} OC=${OC}`, (t) => {
+    const seed = freshSeed(); t.log(`seed ${seed}`);
+    const x = randF32(N * C, seed), w = randF32(C * OC, seed + 1), b = randF32(OC, seed + 2);
+    const y = new Float32Array(N * OC), g = new Float32Array(N * OC);
+    native.linearForward(y, x, w, b, N, C, OC, g);
+    const y2 = new Float32Array(N * OC), g2 = new Float32Array(N * OC);
+    native.linearForward(y2, x, w, b, N, C, OC);
+    native.geluForward(g2, y2);
+    t.deepEqual(y, y2, 'out keeps the GELU input');
+    t.deepEqual(g, g2, 'geluOut = GELU(out)');
+    t.true(g.some((v, i) => v !== y[i]), 'GELU changed the values');
+    const pre = randF32(N * C, seed + 3, 2), dy = randF32(N * OC, seed + 4);
+    const dx = new Float32Array(N * C), dw = new Float32Array(C * OC), db = new Float32Array(OC);
+    native.linearBackward(dx, dw, db, dy, x, w, N, C, OC, pre);
+    const dx2 = new Float32Array(N * C), dw2 = new Float32Array(C * OC), db2 = new Float32Array(OC);
+    native.linearBackward(dx2, dw2, db2, dy, x, w, N, C, OC);
+    native.geluBackward(dx2, pre, dx2);
+    t.deepEqual(dx, dx2, 'dinp is the gradient at geluPre');
+    t.deepEqual(dw, dw2);
+    t.deepEqual(db, db2);
+    t.throws(() => native.linearForward(y, x, w, b, N, C, OC, new Float32Array(N * OC - 1)), { instanceOf: RangeError, message: /linear_forward: geluOut/ });
+    t.throws(() => native.linearBackward(dx, dw, db, dy, x, w, N, C, OC, new Float32Array(N * C - 1)), { instanceOf: RangeError, message: /linear_backward: geluPre/ });
+  });
+}
+
 test('linear rejects a weight of the wrong shape, naming the shapes', (t) => {
   const e = t.throws(() => native.linearForward(new Float32Array(6), new Float32Array(8), new Float32Array(7), null, 2, 4, 3), { instanceOf: RangeError });
   t.regex(e.message, /linear_forward: weight has 7 elements but shape \(4,3\) has 12/);

@@ -64,6 +64,8 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
   const nAdam = 1 << 22;
   const p = f(nAdam, 11), g = f(nAdam, 12), m = z(nAdam), v = z(nAdam);
   const wqkv = fa(C * 3 * C, 13), bqkv = f(3 * C, 14), dwqkv = z(C * 3 * C), dbqkv = z(3 * C);
+  // the MLP: fc (C → 4C) with its GELU, proj (4C → C) whose input gradient goes back through the GELU
+  const wfc = fa(C * 4 * C, 15, 0.1), bfc = f(4 * C, 16), wpr = fa(4 * C * C, 17, 0.1), dwpr = z(4 * C * C), dbpr = z(C);
   const attnFlops = 4 * B * NH * T * T * HS / 2; // causal half of QKᵀ and PV
   be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape);
   be.softmaxXentForward(losses, lseV, logits, targets, N, V, -1, Vp);
@@ -72,6 +74,12 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
     { name: 'linear_forward qkv (N,768)·(768,2304)', run: () => be.linearForward(qkv, x, wqkv, bqkv, N, C, 3 * C), flops: 2 * N * C * 3 * C },
     ...(be.device === 'cuda' ? [{ name: 'linear_forward qkv [cuBLASLt bias epilogue]', run: withLtBias(() => be.linearForward(qkv, x, wqkv, bqkv, N, C, 3 * C)), flops: 2 * N * C * 3 * C }] : []),
     { name: 'linear_backward qkv', run: () => be.linearBackward(dx, dwqkv, dbqkv, dqkv, x, wqkv, N, C, 3 * C), flops: 4 * N * C * 3 * C },
+    { name: 'mlp fc+gelu forward (N,768)·(768,3072)', run: () => be.linearForward(h4, x, wfc, bfc, N, C, 4 * C, o4), flops: 2 * N * C * 4 * C },
+    { name: 'mlp proj backward + dgelu', run: () => be.linearBackward(g4, dwpr, dbpr, dy, o4, wpr, N, 4 * C, C, h4), flops: 4 * N * C * 4 * C },
+    ...(be.device === 'cuda' ? [
+      { name: 'mlp fc+gelu forward [cuBLASLt GELU epilogue]', run: withLtGelu(() => be.linearForward(h4, x, wfc, bfc, N, C, 4 * C, o4)), flops: 2 * N * C * 4 * C },
+      { name: 'mlp proj backward + dgelu [cuBLASLt DGELU epilogue]', run: withLtGelu(() => be.linearBackward(g4, dwpr, dbpr, dy, o4, wpr, N, 4 * C, C, h4)), flops: 4 * N * C * 4 * C },
+    ] : []),
     { name: 'lm_head forward (N,768)·(50257,768)ᵀ', run: () => be.gemm(false, true, N, V, C, 1, x, C, wteM, C, logits, Vp, false, null), flops: 2 * N * C * V },
     { name: 'attention_forward', run: () => be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape), flops: attnFlops },
     { name: 'attention_backward', run: () => be.attentionBackward(dqkv, be.view(dqkv, C), be.view(dqkv, 2 * C), dy, qkv, be.view(qkv, C), be.view(qkv, 2 * C), atty, lse, shape), flops: 2.5 * attnFlops },
@@ -157,6 +165,19 @@ function withLtBias(run: () => void): () => void {
       run();
     } finally {
       dev.setBiasEpilogue(prev);
+    }
+  };
+}
+
+/** On cuda, the MLP's GELU in cuBLASLt's GELU_AUX_BIAS / DGELU epilogues instead of a pass after the GEMM. */
+function withLtGelu(run: () => void): () => void {
+  return () => {
+    const dev = cuda();
+    const prev = dev.setGeluEpilogue('cublaslt');
+    try {
+      run();
+    } finally {
+      dev.setGeluEpilogue(prev);
     }
   };
 }

@@ -76,8 +76,11 @@ export interface TrainBenchResult {
   /** The products' arithmetic: on the CPU 'bf16' only where the processor has AVX512-BF16. */
   mathMode: string;
   gpu?: string;
-  /** cuda: the attention setting (setAttention) and how many attention calls of the timed steps ran flash. */
-  attention?: { kind: string; flashCalls: number; fallbacks: number };
+  /**
+   * cuda: the addon's settings (setAttention, setBiasEpilogue, setGeluEpilogue), how many attention calls of the
+   * timed steps ran the flash kernels and how many GEMMs cuBLASLt's GELU epilogues did.
+   */
+  settings?: { attention: string; flashCalls: number; attentionFallbacks: number; biasEpilogue: string; geluEpilogue: string; geluEpilogueCalls: number };
   /** Model FLOPs utilisation: model FLOP/s over the device's peak (cuda only). */
   mfu?: number;
   peakTflops?: number;
@@ -131,6 +134,7 @@ export function benchTrain(argv: string[]): void {
   const runs: number[] = [];
   const steps = a.steps as number;
   const attn0 = device === 'cuda' ? cuda().attentionStats() : null;
+  const epi0 = device === 'cuda' ? cuda().biasEpilogueStats() : null;
   for (let i = 0; i < steps; i++) runs.push(step());
   restore();
   runs.sort((x, y) => x - y);
@@ -155,16 +159,24 @@ export function benchTrain(argv: string[]): void {
     r.gpu = info.name;
     r.mfu = flops / (ms / 1000) / (peak * 1e12);
     r.peakTflops = peak;
-    const dev = cuda(), kind = dev.setAttention('gemm');
-    dev.setAttention(kind);
-    const st = dev.attentionStats();
-    r.attention = { kind, flashCalls: st.flash - attn0!.flash, fallbacks: st.fallbacks - attn0!.fallbacks };
+    const dev = cuda(), attention = dev.setAttention('gemm');
+    dev.setAttention(attention);
+    const biasEpilogue = dev.setBiasEpilogue('kernel');
+    dev.setBiasEpilogue(biasEpilogue);
+    const geluEpilogue = dev.setGeluEpilogue('kernel');
+    dev.setGeluEpilogue(geluEpilogue);
+    const st = dev.attentionStats(), epi = dev.biasEpilogueStats();
+    r.settings = { attention, flashCalls: st.flash - attn0!.flash, attentionFallbacks: st.fallbacks - attn0!.fallbacks,
+      biasEpilogue, geluEpilogue, geluEpilogueCalls: epi.gelu - epi0!.gelu };
   }
   if (a.json) {
     console.log(JSON.stringify(r));
     return;
   }
-  if (device === 'cuda') console.log(`# ${r.gpu}, ${precision} matrix products, ${r.attention!.kind} attention (${r.attention!.flashCalls} flash calls); MFU against ${r.peakTflops} TFLOP/s: ${(100 * r.mfu!).toFixed(1)}%`);
+  if (device === 'cuda') {
+    const st = r.settings!;
+    console.log(`# ${r.gpu}, ${precision} matrix products, ${st.attention} attention (${st.flashCalls} flash calls), bias ${st.biasEpilogue}, GELU ${st.geluEpilogue} (${st.geluEpilogueCalls} fused); MFU against ${r.peakTflops} TFLOP/s: ${(100 * r.mfu!).toFixed(1)}%`);
+  }
   else console.log(`# ${machineLine()}, ${r.threads} threads, gemm ${r.isa}`);
   console.log(`train step ${name} B=${B} T=${T}: ${ms.toFixed(1)} ms/step (median of ${steps}), ${r.tokensPerSec.toFixed(1)} tokens/s, ${r.gflopsModel.toFixed(1)} GFLOP/s`);
   console.log('per step (mean ms):');

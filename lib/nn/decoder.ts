@@ -118,8 +118,7 @@ export class KVDecoder {
         be.linearForward(proj, att, mw(h + 'attn.c_proj.weight'), w(h + 'attn.c_proj.bias'), N, C, C);
       };
       const mlp = (inp: Buf, out: Buf) => {
-        be.linearForward(fc, inp, mw(h + 'mlp.c_fc.weight'), w(h + 'mlp.c_fc.bias'), N, C, 4 * C);
-        be.geluForward(fcg, fc);
+        be.linearForward(fc, inp, mw(h + 'mlp.c_fc.weight'), w(h + 'mlp.c_fc.bias'), N, C, 4 * C, fcg);
         be.linearForward(out, fcg, mw(h + 'mlp.c_proj.weight'), w(h + 'mlp.c_proj.bias'), N, 4 * C, C);
       };
       const ln = sub(s.ln), ln2 = sub(s.ln2), out = l % 2 === 0 ? sub(s.out) : x0;

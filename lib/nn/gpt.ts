@@ -634,8 +634,7 @@ export class GPT {
         dropout(L.attproj, cfg.resid_pdrop, 2 + 3 * l);
         be.add(L.mid, x, L.attproj);
         be.layernormForward(L.ln1, L.ln1Mean, L.ln1Rstd, L.mid, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C, eps);
-        be.linearForward(L.fch, L.ln1, this.w(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C);
-        be.geluForward(L.fchGelu, L.fch);
+        be.linearForward(L.fch, L.ln1, this.w(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C, L.fchGelu);
         be.linearForward(L.fcproj, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, 4 * C, C);
         dropout(L.fcproj, cfg.resid_pdrop, 3 + 3 * l);
         be.add(L.out, L.ln1, L.fcproj);
@@ -650,8 +649,7 @@ export class GPT {
         dropout(L.attproj, cfg.resid_pdrop, 2 + 3 * l);
         be.add(L.mid, x, L.attproj);
         be.layernormForward(L.ln2, L.ln2Mean, L.ln2Rstd, L.mid, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C, eps);
-        be.linearForward(L.fch, L.ln2, this.w(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C);
-        be.geluForward(L.fchGelu, L.fch);
+        be.linearForward(L.fch, L.ln2, this.w(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C, L.fchGelu);
         be.linearForward(L.fcproj, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, 4 * C, C);
         dropout(L.fcproj, cfg.resid_pdrop, 3 + 3 * l);
         be.add(L.out, L.mid, L.fcproj);
@@ -768,8 +766,7 @@ export class GPT {
         be.layernormBackward(a.dtmp, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), a.dres, L.out, this.p(h + 'ln_2.weight'), L.ln2Mean, L.ln2Rstd, N, C);
         // m = n + drop(mlp(n)): dn = dm + mlp'(drop'(dm))
         undrop(a.dtmp, a.dC, cfg.resid_pdrop, 3 + 3 * l);
-        be.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), N, 4 * C, C);
-        be.geluBackward(a.dfc, L.fch, a.dfc);
+        be.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), N, 4 * C, C, L.fch);
         be.linearBackward(a.dln, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), a.dfc, L.ln1, this.w(h + 'mlp.c_fc.weight'), N, C, 4 * C);
         be.add(a.dtmp, a.dtmp, a.dln); // dn
         // n = LN1(a): da
@@ -783,8 +780,7 @@ export class GPT {
       } else {
         // out = r + drop(mlp(LN2(r))): dr = dout + LN2'(mlp'(drop'(dout)))
         undrop(a.dres, a.dC, cfg.resid_pdrop, 3 + 3 * l);
-        be.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), N, 4 * C, C);
-        be.geluBackward(a.dfc, L.fch, a.dfc);
+        be.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), N, 4 * C, C, L.fch);
         be.linearBackward(a.dln, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), a.dfc, L.ln2, this.w(h + 'mlp.c_fc.weight'), N, C, 4 * C);
         be.layernormBackward(a.dtmp, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), a.dln, L.mid, this.p(h + 'ln_2.weight'), L.ln2Mean, L.ln2Rstd, N, C);
         be.add(a.dres, a.dres, a.dtmp);

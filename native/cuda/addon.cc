@@ -385,13 +385,23 @@ Napi::Value SetBiasEpilogue(const Napi::CallbackInfo& info) {
   return switch_setting(info, "setBiasEpilogue", addon(info).lt_bias, "cublaslt", "kernel");
 }
 
-// biasEpilogueStats(): { cublaslt, fallbacks }: GEMMs whose bias cuBLASLt's epilogue added, and GEMMs that asked
-// for it but took the bias pass because cuBLASLt had no algorithm for the shape (counts since the addon loaded)
+// setGeluEpilogue('cublaslt' | 'kernel'): how the MLP's GELU runs (linearForward with geluOut, linearBackward with
+// geluPre): in cuBLASLt's GELU_AUX_BIAS / DGELU epilogues, where cuBLASLt has an algorithm for the shape, or as
+// a pass after the GEMM; returns what it was. The default is 'kernel', or 'cublaslt' with GPT_NATIVE_CUDA_LT_GELU=1.
+Napi::Value SetGeluEpilogue(const Napi::CallbackInfo& info) {
+  return switch_setting(info, "setGeluEpilogue", addon(info).lt_gelu, "cublaslt", "kernel");
+}
+
+// biasEpilogueStats(): { cublaslt, fallbacks, gelu, geluFallbacks }: GEMMs whose bias cuBLASLt's epilogue added,
+// and GEMMs that asked for it but took the bias pass because cuBLASLt had no algorithm for the shape; the same
+// for the GELU epilogues (counts since the addon loaded)
 Napi::Value BiasEpilogueStats(const Napi::CallbackInfo& info) {
   CudaAddon& a = addon(info);
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("cublaslt", Napi::Number::New(info.Env(), static_cast<double>(a.lt_calls)));
   o.Set("fallbacks", Napi::Number::New(info.Env(), static_cast<double>(a.lt_fallbacks)));
+  o.Set("gelu", Napi::Number::New(info.Env(), static_cast<double>(a.lt_gelu_calls)));
+  o.Set("geluFallbacks", Napi::Number::New(info.Env(), static_cast<double>(a.lt_gelu_fallbacks)));
   return o;
 }
 
@@ -607,6 +617,7 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   def("setAttention", SetAttention);
   def("setAttentionTuning", SetAttentionTuning);
   def("attentionStats", AttentionStats);
+  def("setGeluEpilogue", SetGeluEpilogue);
   def("setBiasEpilogue", SetBiasEpilogue);
   def("biasEpilogueStats", BiasEpilogueStats);
   def("memoryInfo", MemoryInfo);
@@ -634,6 +645,8 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   if (scratch && std::atoll(scratch) > 0) a->attn_scratch = std::atoll(scratch);
   const char* lt = std::getenv("GPT_NATIVE_CUDA_LT");
   if (lt && std::string(lt) == "1") a->lt_bias = true;
+  const char* lt_gelu = std::getenv("GPT_NATIVE_CUDA_LT_GELU");
+  if (lt_gelu && std::string(lt_gelu) == "1") a->lt_gelu = true;
   const char* qchunk = std::getenv("GPT_NATIVE_CUDA_ATTN_QCHUNK");  // tests use a small one to force query chunks
   if (qchunk && std::atoll(qchunk) > 0) a->attn_qchunk = std::atoll(qchunk);
   env.SetInstanceData(a);

@@ -196,8 +196,9 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
   block_keys(s, i0, &lo, &hi);
   for (int j0 = lo; j0 <= hi; j0 += kTile) {
     __syncthreads();  // every warp is done with the previous tile (and with Q)
-    load_tile<HD>(sK, kb, s.kst, j0, s.Tk, s.vec);
-    load_tile<HD>(sV, vb, s.vst, j0, s.Tk, s.vec);
+    // keys past hi are zeros (not loaded): a KV cache may hold anything there, and 0·NaN would reach P·V
+    load_tile<HD>(sK, kb, s.kst, j0, hi + 1, s.vec);
+    load_tile<HD>(sV, vb, s.vst, j0, hi + 1, s.vec);
     __syncthreads();
     float sc[8][4];
     mul_abt<HD>(sc, qa, sK, g, t);
@@ -305,8 +306,9 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
   block_keys(s, i0, &lo, &hi);
   for (int j0 = lo; j0 <= hi; j0 += kTile) {
     __syncthreads();
-    load_tile<HD>(sK, kb, s.kst, j0, s.Tk, s.vec);
-    load_tile<HD>(sV, vb, s.vst, j0, s.Tk, s.vec);
+    // keys past hi are zeros (not loaded): a KV cache may hold anything there, and 0·NaN would reach P·V
+    load_tile<HD>(sK, kb, s.kst, j0, hi + 1, s.vec);
+    load_tile<HD>(sV, vb, s.vst, j0, hi + 1, s.vec);
     __syncthreads();
     float sc[8][4], dp[8][4];
     mul_abt<HD>(sc, qa, sK, g, t);
@@ -321,12 +323,13 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
         for (int c = 0; c < 2; ++c) {
           const int j = j0 + nt * 8 + 2 * t + c;
           const int e = 2 * rr + c;
-          float P = 0.0f, f = 1.0f;
+          float dS = 0.0f;
           if (full || sees(s, i, j)) {
-            P = exp2f(sc[nt][e] * s.scale_log2 - L[rr]);
-            if (DROP) f = drop_factor(s, b, h, i, j);
+            const float P = exp2f(sc[nt][e] * s.scale_log2 - L[rr]);
+            const float f = DROP ? drop_factor(s, b, h, i, j) : 1.0f;
+            dS = P * (dp[nt][e] * f - Dv[rr]);
           }
-          sc[nt][e] = P * (dp[nt][e] * f - Dv[rr]);  // dS
+          sc[nt][e] = dS;
         }
     }
     mul_pb<HD>(acc, sc, sK, g, t);
@@ -402,13 +405,16 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv,
           const int col = nt * 8 + 2 * t + c;
           const int i = i0 + col;
           const int e = 2 * rr + c;
-          float P = 0.0f, f = 1.0f;
+          // exact zeros outside the mask: a key row that no query sees may hold anything (a KV cache's tail)
+          float dS = 0.0f, Pf = 0.0f;
           if (full || sees(s, i, j)) {
-            P = exp2f(sc[nt][e] * s.scale_log2 - sL[col]);
-            if (DROP) f = drop_factor(s, b, h, i, j);
+            const float P = exp2f(sc[nt][e] * s.scale_log2 - sL[col]);
+            const float f = DROP ? drop_factor(s, b, h, i, j) : 1.0f;
+            dS = P * (dp[nt][e] * f - sD[col]);
+            Pf = P * f;
           }
-          dp[nt][e] = P * (dp[nt][e] * f - sD[col]);  // dSᵀ
-          sc[nt][e] = P * f;                          // (P∘M·keep)ᵀ
+          dp[nt][e] = dS;  // dSᵀ
+          sc[nt][e] = Pf;  // (P∘M·keep)ᵀ
         }
     }
     mul_pb<HD>(dva, sc, sO, g, t);
@@ -486,8 +492,22 @@ BwdFn bwd_of(int64_t HS) {
 
 }  // namespace
 
+namespace {
+// The kernels this device runs were compiled for sm_80 or later: a build whose only code for the device is the
+// PTX of an older architecture (CUDA_ARCHS) would JIT the tensor-core product to a trap (mma.cuh)
+bool flash_built() {
+  static int built = -1;
+  if (built < 0) {
+    cudaFuncAttributes at;
+    built = cudaFuncGetAttributes(&at, flash_forward_kernel<64, false>) == cudaSuccess && at.ptxVersion >= 80;
+    (void)cudaGetLastError();
+  }
+  return built == 1;
+}
+}  // namespace
+
 bool attention_flash_supported(DType dt, const AttnDims& d) {
-  return dt == kBF16 && (d.HS == 32 || d.HS == 64) && d.B * d.NH <= 65535 &&
+  return dt == kBF16 && (d.HS == 32 || d.HS == 64) && flash_built() && d.B * d.NH <= 65535 &&
          d.Tk < (int64_t(1) << 30);
 }
 

@@ -47,6 +47,8 @@ struct CudaAddon {
   bool lt_bias = false;  // linear biases through cuBLASLt's epilogue (setBiasEpilogue, $GPT_NATIVE_CUDA_LT)
   LtState* lt = nullptr;  // cuBLASLt handle, workspace and plans, made on first use
   int64_t lt_calls = 0, lt_fallbacks = 0;  // biases added by cuBLASLt / by the pass after a shape it had nothing for
+  bool lt_gelu = false;  // MLP activations through cuBLASLt's GELU epilogues (setGeluEpilogue, $GPT_NATIVE_CUDA_LT_GELU)
+  int64_t lt_gelu_calls = 0, lt_gelu_fallbacks = 0;  // GEMMs with a GELU epilogue / that took the separate pass
   Scratch ints, floats, doubles, attn;
   ~CudaAddon();
 };
@@ -117,6 +119,16 @@ void attention_backward_gemm(CudaAddon& a, DType dt, void* dq, void* dk, void* d
 bool gemm_bias_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                   const void* A, DType in_dt, int64_t lda, const void* B, int64_t ldb, void* C, DType cdt, int64_t ldc,
                   const float* bias, int compute);
+// D (M, N) = GELU(alpha·op(A)·op(B) + bias) with pre (M, N, row stride ldc, D's dtype) = its GELU input, through
+// cuBLASLt's GELU_AUX(_BIAS) epilogue; false (nothing done) when the GELU epilogue is off or cuBLASLt cannot
+bool gemm_gelu_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                  const void* A, DType in_dt, int64_t lda, const void* B, int64_t ldb, void* D, DType cdt, int64_t ldc,
+                  const float* bias, void* pre, int compute);
+// C (M, N) = alpha·op(A)·op(B) ∘ GELU'(pre) (pre: M×N, row stride ldc, C's dtype) through cuBLASLt's DGELU
+// epilogue; false as gemm_gelu_lt
+bool gemm_dgelu_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const void* A, DType in_dt, int64_t lda, const void* B, int64_t ldb, void* C, DType cdt,
+                   int64_t ldc, const void* pre, int compute);
 // frees the cuBLASLt state (handle, workspace, plans); a.lt becomes null
 void lt_release(CudaAddon& a);
 

@@ -9,8 +9,10 @@
 //   cublasStatus_t:      CUBLAS_STATUS_SUCCESS = 0
 // and of cuBLASLt (cublasLt.h; its entry points are looked up through libcublas, which depends on libcublasLt):
 //   cublasLtMatmulDescAttributes_t:       TRANSA = 3, TRANSB = 4 (int32), EPILOGUE = 7 (uint32),
-//                                         BIAS_POINTER = 8 (const void*), BIAS_DATA_TYPE = 26 (int32)
-//   cublasLtEpilogue_t:                   CUBLASLT_EPILOGUE_DEFAULT = 1, CUBLASLT_EPILOGUE_BIAS = 4
+//                                         BIAS_POINTER = 8 (const void*), EPILOGUE_AUX_POINTER = 11 (void*),
+//                                         EPILOGUE_AUX_LD = 12 (int64), BIAS_DATA_TYPE = 26 (int32)
+//   cublasLtEpilogue_t:                   CUBLASLT_EPILOGUE_DEFAULT = 1, CUBLASLT_EPILOGUE_BIAS = 4,
+//                                         GELU_AUX = 32 | 128, GELU_AUX_BIAS = GELU_AUX | BIAS, DGELU = 64 | 128
 //   cublasLtMatmulPreferenceAttributes_t: MAX_WORKSPACE_BYTES = 1 (uint64), MIN_ALIGNMENT_A/B/C/D_BYTES = 5/6/7/8
 //                                         (uint32; the heuristics assume 256-byte aligned pointers otherwise)
 //   cublasLtMatmulAlgo_t { uint64_t data[8]; }, cublasLtMatmulHeuristicResult_t { algo; size_t workspaceSize;
@@ -69,9 +71,14 @@ constexpr int CUBLASLT_MATMUL_DESC_TRANSA = 3;
 constexpr int CUBLASLT_MATMUL_DESC_TRANSB = 4;
 constexpr int CUBLASLT_MATMUL_DESC_EPILOGUE = 7;
 constexpr int CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8;
+constexpr int CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER = 11;
+constexpr int CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD = 12;
 constexpr int CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = 26;
 constexpr uint32_t CUBLASLT_EPILOGUE_DEFAULT = 1;
 constexpr uint32_t CUBLASLT_EPILOGUE_BIAS = 4;
+constexpr uint32_t CUBLASLT_EPILOGUE_GELU_AUX = 32 | 128;
+constexpr uint32_t CUBLASLT_EPILOGUE_GELU_AUX_BIAS = CUBLASLT_EPILOGUE_GELU_AUX | CUBLASLT_EPILOGUE_BIAS;
+constexpr uint32_t CUBLASLT_EPILOGUE_DGELU = 64 | 128;
 constexpr int CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1;
 constexpr int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5;
 constexpr int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6;

@@ -9,9 +9,17 @@
 // columns. cuBLASLt takes the bias in D's dtype, so the fp32 bias is first converted into a scratch vector
 // (256-byte aligned; N values: a negligible launch next to the N·M pass it replaces).
 //
-// Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape, dtype and operand alignment.
-// When cuBLASLt is missing or its heuristic has nothing for a shape, gemm_bias_lt returns false and the caller
-// takes the cublasGemmEx + bias_rows path; an error while running a plan is an Error like any cuBLAS error.
+// The GELU epilogues (setGeluEpilogue('cublaslt'), GPT_NATIVE_CUDA_LT_GELU=1) fuse an MLP's activation the same
+// way: GELU_AUX_BIAS writes D = GELU(A·B + bias) and the GELU input A·B + bias to the auxiliary matrix (what the
+// backward needs), and DGELU multiplies a product by GELU'(aux) (the input gradient of the MLP's second layer,
+// taken to the GELU input in the same kernel). cuBLASLt's GELU is the tanh form, as ours (gelu.cu); the auxiliary
+// matrix has D's layout and type, its leading dimension a multiple of 8 (cuBLASLt's rule: otherwise the unfused
+// path runs).
+//
+// Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape, dtype, epilogue and operand
+// alignment. When cuBLASLt is missing or its heuristic has nothing for a shape, these functions return false and
+// the caller takes the cublasGemmEx path with separate bias and GELU passes; an error while running a plan is an
+// Error like any cuBLAS error.
 #include <climits>
 #include <cstdint>
 #include <map>
@@ -43,9 +51,10 @@ struct LtPlan {
   bool ok = false;
 };
 
-// (transA, transB, M, N, K, lda, ldb, ldc, A/B dtype, C dtype, compute, alignment of A, B, C)
+// (transA, transB, M, N, K, lda, ldb, ldc, A/B dtype, C dtype, compute, alignment of A, B, C, epilogue, alignment
+// of the auxiliary matrix (its leading dimension is ldc))
 using LtKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, uint32_t,
-                         uint32_t, uint32_t>;
+                         uint32_t, uint32_t, uint32_t, uint32_t>;
 
 struct LtState {
   cublasLtHandle_t handle = nullptr;
@@ -104,19 +113,31 @@ LtState* state(CudaAddon& a) {
   return s;
 }
 
+bool has_bias(uint32_t epi) { return (epi & CUBLASLT_EPILOGUE_BIAS) != 0; }
+bool has_aux(uint32_t epi) { return epi == CUBLASLT_EPILOGUE_GELU_AUX || epi == CUBLASLT_EPILOGUE_GELU_AUX_BIAS ||
+                                    epi == CUBLASLT_EPILOGUE_DGELU; }
+
 // Descriptors and the heuristic's choice for one key; plan.ok == false when cuBLASLt has no algorithm for it.
-LtPlan make_plan(CudaAddon& a, const LtKey& k) {
-  const auto& [ta, tb, M, N, K, lda, ldb, ldc, in_t, out_t, compute, al_a, al_b, al_c] = k;
+// aux: the call's auxiliary matrix, set before the heuristic (which reads its alignment from the pointer).
+LtPlan make_plan(CudaAddon& a, const LtKey& k, const void* aux) {
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, in_t, out_t, compute, al_a, al_b, al_c, epi, al_aux] = k;
+  (void)al_aux;
   const CublasApi& b = a.blas;
   LtPlan p;
   bool good = b.lt_desc_create(&p.desc, compute, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS;
   if (!good) p.desc = nullptr;
   const int32_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N, bias_t = out_t;
-  const uint32_t epi = CUBLASLT_EPILOGUE_BIAS;
+  const int64_t aux_ld = ldc;
   good = good && b.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa) == CUBLAS_STATUS_SUCCESS &&
          b.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb) == CUBLAS_STATUS_SUCCESS &&
          b.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi) == CUBLAS_STATUS_SUCCESS &&
-         b.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_t, sizeof bias_t) == CUBLAS_STATUS_SUCCESS;
+         (!has_bias(epi) ||
+          b.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_t, sizeof bias_t) == CUBLAS_STATUS_SUCCESS) &&
+         (!has_aux(epi) ||
+          (b.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux) ==
+               CUBLAS_STATUS_SUCCESS &&
+           b.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld) ==
+               CUBLAS_STATUS_SUCCESS));
   // cuBLASLt's A is our B: N×K as stored (K×N when transposed); its B is our A: K×M (M×K); D is N×M
   auto layout = [&](cublasLtMatrixLayout_t* l, int type, int64_t rows, int64_t cols, int64_t ldx) {
     if (!good) return;
@@ -157,39 +178,80 @@ LtPlan make_plan(CudaAddon& a, const LtKey& k) {
 
 }  // namespace
 
-bool gemm_bias_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                  const void* A, DType in_dt, int64_t lda, const void* B, int64_t ldb, void* C, DType cdt, int64_t ldc,
-                  const float* bias, int compute) {
-  if (!a.lt_bias || !a.blas.lt_usable() || M == 0 || N == 0 || K == 0) return false;
+namespace {
+
+// D = C (M, N, row-major as gemm_dev) = epilogue(alpha·op(A)·op(B)) through cuBLASLt; false when it cannot
+bool lt_gemm(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+             const void* A, DType in_dt, int64_t lda, const void* B, int64_t ldb, void* C, DType cdt, int64_t ldc,
+             const float* bias, uint32_t epi, void* aux, int compute, int64_t* calls, int64_t* fallbacks,
+             const char* off) {
+  if (!a.blas.lt_usable() || M == 0 || N == 0 || K == 0) return false;
+  if (has_aux(epi) && ldc % 8 != 0) {  // cuBLASLt wants the auxiliary matrix's leading dimension divisible by 8
+    ++*fallbacks;
+    return false;
+  }
   LtState* s = state(a);
   if (!s) return false;
   const LtKey key{ta, tb, M, N, K, lda, ldb, ldc, cuda_data_type(in_dt), cuda_data_type(cdt), compute,
-                  alignment(A), alignment(B), alignment(C)};
+                  alignment(A), alignment(B), alignment(C), epi, has_aux(epi) ? alignment(aux) : 0u};
   auto it = s->plans.find(key);
   if (it == s->plans.end()) {
     if (s->plans.size() >= kMaxPlans) destroy_plans(a, s);
-    it = s->plans.emplace(key, make_plan(a, key)).first;
+    it = s->plans.emplace(key, make_plan(a, key, aux)).first;
   }
   const LtPlan& p = it->second;
   if (!p.ok) {
-    ++a.lt_fallbacks;
+    ++*fallbacks;
     return false;
   }
-  void* bias_d = s->bias.get(a.stream, static_cast<size_t>(N) * dtype_bytes(cdt));
-  convert(a.stream, cdt, bias_d, kF32, bias, N);
-  const void* bias_arg = bias_d;
-  cublasStatus_t st = a.blas.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_arg, sizeof bias_arg);
+  cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+  if (has_bias(epi)) {
+    void* bias_d = s->bias.get(a.stream, static_cast<size_t>(N) * dtype_bytes(cdt));
+    convert(a.stream, cdt, bias_d, kF32, bias, N);
+    const void* bias_arg = bias_d;
+    st = a.blas.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_arg, sizeof bias_arg);
+  }
+  if (st == CUBLAS_STATUS_SUCCESS && has_aux(epi))
+    st = a.blas.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux);
   const float beta = 0.0f;
   if (st == CUBLAS_STATUS_SUCCESS)
     st = a.blas.lt_matmul(s->handle, p.desc, &alpha, B, p.la, A, p.lb, &beta, C, p.ld, C, p.ld, &p.algo, s->workspace,
                           kWorkspace, a.stream.s);
-  GN_CHECK(st == CUBLAS_STATUS_SUCCESS, "gpt-native: cuBLAS error in cublasLtMatmul (", op, " with the bias epilogue: ",
-           "transA=", ta, " transB=", tb, " M=", M, " N=", N, " K=", K, " lda=", lda, " ldb=", ldb, " ldc=", ldc,
+  GN_CHECK(st == CUBLAS_STATUS_SUCCESS, "gpt-native: cuBLAS error in cublasLtMatmul (", op, " with epilogue ", epi,
+           ": transA=", ta, " transB=", tb, " M=", M, " N=", N, " K=", K, " lda=", lda, " ldb=", ldb, " ldc=", ldc,
            " operands ", dtype_name(in_dt), " -> ", dtype_name(cdt), ") at ", __FILE__, ":", __LINE__, ": ",
-           cublas_status_text(a.blas, st), ". setBiasEpilogue('kernel') (or GPT_NATIVE_CUDA_LT=0) avoids cuBLASLt");
+           cublas_status_text(a.blas, st), ". ", off, " avoids cuBLASLt");
   if (a.stream.sync_each) GN_CUDA(cudaStreamSynchronize(a.stream.s));
-  ++a.lt_calls;
+  ++*calls;
   return true;
+}
+
+}  // namespace
+
+bool gemm_bias_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                  const void* A, DType in_dt, int64_t lda, const void* B, int64_t ldb, void* C, DType cdt, int64_t ldc,
+                  const float* bias, int compute) {
+  if (!a.lt_bias) return false;
+  return lt_gemm(a, op, ta, tb, M, N, K, alpha, A, in_dt, lda, B, ldb, C, cdt, ldc, bias, CUBLASLT_EPILOGUE_BIAS,
+                 nullptr, compute, &a.lt_calls, &a.lt_fallbacks, "setBiasEpilogue('kernel') (or GPT_NATIVE_CUDA_LT=0)");
+}
+
+bool gemm_gelu_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                  const void* A, DType in_dt, int64_t lda, const void* B, int64_t ldb, void* D, DType cdt, int64_t ldc,
+                  const float* bias, void* pre, int compute) {
+  if (!a.lt_gelu) return false;
+  return lt_gemm(a, op, ta, tb, M, N, K, alpha, A, in_dt, lda, B, ldb, D, cdt, ldc, bias,
+                 bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX, pre, compute, &a.lt_gelu_calls,
+                 &a.lt_gelu_fallbacks, "setGeluEpilogue('kernel') (or GPT_NATIVE_CUDA_LT_GELU=0)");
+}
+
+bool gemm_dgelu_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const void* A, DType in_dt, int64_t lda, const void* B, int64_t ldb, void* C, DType cdt,
+                   int64_t ldc, const void* pre, int compute) {
+  if (!a.lt_gelu) return false;
+  return lt_gemm(a, op, ta, tb, M, N, K, alpha, A, in_dt, lda, B, ldb, C, cdt, ldc, nullptr, CUBLASLT_EPILOGUE_DGELU,
+                 const_cast<void*>(pre), compute, &a.lt_gelu_calls, &a.lt_gelu_fallbacks,
+                 "setGeluEpilogue('kernel') (or GPT_NATIVE_CUDA_LT_GELU=0)");
 }
 
 }  // namespace cuda

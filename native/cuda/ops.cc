@@ -33,14 +33,19 @@ int64_t extent(int64_t rows, int64_t cols, int64_t ld) { return rows == 0 || col
 // A and B share a dtype; C may differ (bf16 operands into an fp32 weight gradient). bf16 operands run with
 // fp32 accumulation (CUBLAS_COMPUTE_32F); fp32 ones in the math mode (setMathMode). With setBiasEpilogue
 // ('cublaslt') a bias without accumulation goes to cuBLASLt's epilogue (gemm_lt.cc) when it has an algorithm.
+// The MLP's GELU (C contiguous: ldc == N, no accumulation): gelu_out (M, N) = GELU(C), C keeping the GELU input;
+// or, with dgelu_pre, C = alpha·op(A)·op(B) ∘ GELU'(dgelu_pre). cuBLASLt's GELU epilogues do either in the
+// GEMM with setGeluEpilogue('cublaslt'); else the gelu.cu kernels run after it.
 struct Operand {
   const void* p;
   DType dt;
 };
 void gemm_dev(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
               Operand A, int64_t lda, Operand B, int64_t ldb, void* C, DType cdt, int64_t ldc, bool acc,
-              const float* bias) {
+              const float* bias, void* gelu_out = nullptr, const void* dgelu_pre = nullptr) {
   if (M == 0 || N == 0) return;
+  const bool gelu = gelu_out || dgelu_pre;
+  GN_CHECK(!gelu || (ldc == N && !acc), op, ": the GELU forms need a contiguous output without accumulation");
   GN_CHECK_RANGE(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX,
                  op, ": dimensions beyond 2^31-1 are not supported by cuBLAS (M=", M, " N=", N, " K=", K, ")");
   if (A.dt != B.dt)
@@ -50,8 +55,16 @@ void gemm_dev(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t
     throw KernelError(KernelError::Kind::Type, str_cat(op, ": fp32 operands cannot write a bf16 result (cuBLAS has no "
                                                        "such combination); give bf16 operands or an fp32 output"));
   const int compute = A.dt == kBF16 ? CUBLAS_COMPUTE_32F : a.compute;
-  if (bias && !acc && gemm_bias_lt(a, op, ta, tb, M, N, K, alpha, A.p, A.dt, lda, B.p, ldb, C, cdt, ldc, bias, compute))
+  if (gelu_out) {
+    if (gemm_gelu_lt(a, op, ta, tb, M, N, K, alpha, A.p, A.dt, lda, B.p, ldb, gelu_out, cdt, ldc, bias, C, compute))
+      return;
+  } else if (dgelu_pre) {
+    if (!bias && gemm_dgelu_lt(a, op, ta, tb, M, N, K, alpha, A.p, A.dt, lda, B.p, ldb, C, cdt, ldc, dgelu_pre, compute))
+      return;
+  } else if (bias && !acc &&
+             gemm_bias_lt(a, op, ta, tb, M, N, K, alpha, A.p, A.dt, lda, B.p, ldb, C, cdt, ldc, bias, compute)) {
     return;
+  }
   if (K == 0) {
     if (!acc) zero_rows(a.stream, cdt, C, M, N, ldc);
   } else {
@@ -68,6 +81,8 @@ void gemm_dev(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t
     if (a.stream.sync_each) GN_CUDA(cudaStreamSynchronize(a.stream.s));
   }
   if (bias) bias_rows(a.stream, cdt, C, bias, M, N, ldc);
+  if (gelu_out) gelu_forward(a.stream, cdt, gelu_out, C, M * N);
+  if (dgelu_pre) gelu_backward(a.stream, cdt, C, dgelu_pre, C, M * N);
 }
 
 Operand operand(const DView& v) { return {v.p, v.dt}; }
@@ -111,9 +126,12 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   need(inp, N * C, op, "inp", shp({N, C}));
   need_exact(w, C * OC, op, "weight", shp({C, OC}));
   need_exact(b, OC, op, "bias", shp({OC}));
-  const DType dt = act_dtype(op, {{&out, "out"}, {&inp, "inp"}, {&w, "weight"}});
+  // optional: geluOut (=) = GELU(out) (the MLP's first layer with its activation; out keeps the GELU input)
+  auto gout = view(info, 7, op, "geluOut", true);
+  need(gout, N * OC, op, "geluOut", shp({N, OC}));
+  const DType dt = act_dtype(op, {{&out, "out"}, {&inp, "inp"}, {&w, "weight"}, {&gout, "geluOut"}});
   gemm_dev(a, op, false, false, N, OC, C, 1.0f, operand(inp), C, operand(w), OC, out.p, dt, OC, false,
-           f32v(b, op, "bias"));
+           f32v(b, op, "bias"), gout.present ? gout.p : nullptr);
   return info.Env().Undefined();
 }
 
@@ -134,11 +152,15 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   need(dout, N * OC, op, "dout", shp({N, OC}));
   need(inp, N * C, op, "inp", shp({N, C}));
   need_exact(w, C * OC, op, "weight", shp({C, OC}));
-  const DType dt = act_dtype(op, {{&dinp, "dinp"}, {&dout, "dout"}, {&inp, "inp"}, {&w, "weight"}});
+  // optional: geluPre, the GELU input that produced inp: dinp is then the gradient at geluPre
+  auto pre = view(info, 9, op, "geluPre", true);
+  need(pre, N * C, op, "geluPre", shp({N, C}));
+  const DType dt = act_dtype(op, {{&dinp, "dinp"}, {&dout, "dout"}, {&inp, "inp"}, {&w, "weight"}, {&pre, "geluPre"}});
   float* dwp = f32v(dw, op, "dweight");
   float* dbp = f32v(db, op, "dbias");
   if (dinp.present)
-    gemm_dev(a, op, false, true, N, C, OC, 1.0f, operand(dout), OC, operand(w), OC, dinp.p, dt, C, false, nullptr);
+    gemm_dev(a, op, false, true, N, C, OC, 1.0f, operand(dout), OC, operand(w), OC, dinp.p, dt, C, false, nullptr,
+             nullptr, pre.present ? pre.p : nullptr);
   if (dw.present) gemm_dev(a, op, true, false, C, OC, N, 1.0f, operand(inp), C, operand(dout), OC, dwp, kF32, OC, true,
                            nullptr);
   if (db.present)

@@ -59,8 +59,12 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   need_exact(w.f, C * OC, op, "weight", shp({C, OC}));
   need_exact(w.h, C * OC, op, "weight", shp({C, OC}));
   need_exact(b, OC, op, "bias", shp({OC}));
+  // optional: gelu_out (=) = GELU(out), the MLP's first layer with its activation (out keeps the input of GELU)
+  auto gout = arr<float>(info, 7, op, "geluOut", true);
+  need(gout, N * OC, op, "geluOut", shp({N, OC}));
   if (w.bf16()) linear_forward(out.p, inp.p, w.h.p, b.p, N, C, OC, pool_of(info));
   else linear_forward(out.p, inp.p, w.f.p, b.p, N, C, OC, pool_of(info));
+  if (gout.p) gelu_forward(gout.p, out.p, N * OC, pool_of(info));
   return info.Env().Undefined();
 }
 
@@ -80,8 +84,13 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   need(inp, N * C, op, "inp", shp({N, C}));
   need_exact(w.f, C * OC, op, "weight", shp({C, OC}));
   need_exact(w.h, C * OC, op, "weight", shp({C, OC}));
+  // optional: gelu_pre, the input of the GELU that made `inp`: dinp is then the gradient at gelu_pre
+  // (dout·weightᵀ times GELU'(gelu_pre)), the MLP's second layer and its activation's backward in one call
+  auto pre = arr<float>(info, 9, op, "geluPre", true);
+  need(pre, N * C, op, "geluPre", shp({N, C}));
   if (w.bf16()) linear_backward(dinp.p, dw.p, db.p, dout.p, inp.p, w.h.p, N, C, OC, pool_of(info));
   else linear_backward(dinp.p, dw.p, db.p, dout.p, inp.p, w.f.p, N, C, OC, pool_of(info));
+  if (pre.p && dinp.p) gelu_backward(dinp.p, pre.p, dinp.p, N * C, pool_of(info));
   return info.Env().Undefined();
 }
 

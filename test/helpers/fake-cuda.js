@@ -10,6 +10,7 @@ const { KERNELS } = require(path.join(__dirname, '..', '..', 'dist', 'cuda.js'))
 let live = 0;
 const tuning = { queryChunk: 0, scratchBytes: 256 * 2 ** 20 };
 let biasEpilogue = 'kernel';
+let geluEpilogue = 'kernel';
 let mathMode = 'fp32';
 let attention = 'gemm';
 const stats = { allocs: 0, frees: 0 };
@@ -87,7 +88,13 @@ const addon = {
     biasEpilogue = k;
     return prev;
   },
-  biasEpilogueStats: () => ({ cublaslt: 0, fallbacks: 0 }),
+  setGeluEpilogue(k) {
+    if (k !== 'cublaslt' && k !== 'kernel') throw new TypeError(`fake cuda: gelu epilogue ${k}`);
+    const prev = geluEpilogue;
+    geluEpilogue = k;
+    return prev;
+  },
+  biasEpilogueStats: () => ({ cublaslt: 0, fallbacks: 0, gelu: 0, geluFallbacks: 0 }),
   attentionStats: () => ({ flash: 0, fallbacks: 0 }),
   setAttentionTuning(t) {
     const prev = { ...tuning };

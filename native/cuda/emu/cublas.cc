@@ -14,10 +14,11 @@
 // BIAS_DATA_TYPE, each with the exact size of its documented type), column-major matrix layouts (type, rows, cols,
 // ld >= rows), preferences (MAX_WORKSPACE_BYTES, MIN_ALIGNMENT_A/B/C/D_BYTES, default 256), the heuristic (one
 // algorithm, which remembers the declared alignments) and cublasLtMatmul: D = alpha·op(A)·op(B) + beta·C, with
-// EPILOGUE_BIAS adding bias[row] (a vector of D's type unless BIAS_DATA_TYPE says otherwise; only D's type is
+// EPILOGUE_BIAS adding bias[row], GELU_AUX(_BIAS) and DGELU with their auxiliary matrix (EPILOGUE_AUX_POINTER,
+// EPILOGUE_AUX_LD: divisible by 8) (a bias vector of D's type unless BIAS_DATA_TYPE says otherwise; only D's type is
 // supported, as the header documents for these types) before D is rounded. Operands less aligned than declared
-// make cublasLtMatmul fail, as on a GPU; so do mismatched shapes, an epilogue other than DEFAULT or BIAS, and a
-// missing bias pointer.
+// make cublasLtMatmul fail, as on a GPU; so do mismatched shapes, an epilogue other than those, and a missing
+// bias or auxiliary pointer.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -82,10 +83,27 @@ int check_types(int at, int bt, int ct, int compute) {
   return kNotSupported;
 }
 
-// bias (cuBLASLt's bias epilogue): bias[i] of type bias_t is added to row i of the result before it is rounded
-// to C's type; D may differ from C (cuBLASLt), else D = C
+// GELU in cuBLASLt's documented form, x / (1 + exp(-2·√(2/π)·(x + 0.044715·x³))) (= the tanh form), and its
+// derivative
+double gelu(double x) { return x / (1.0 + std::exp(-2.0 * 0.7978845608028654 * (x + 0.044715 * x * x * x))); }
+double gelu_grad(double x) {
+  const double u = 0.7978845608028654 * (x + 0.044715 * x * x * x), th = std::tanh(u);
+  return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x);
+}
+
+// cuBLASLt's epilogues after alpha·A·B + beta·C: bias (bias[i] of type bias_t added to row i), then with GELU
+// the value before the transform is stored to aux (C's type, leading dimension ldaux) and D gets GELU of it; with
+// DGELU, D = the value times GELU'(aux). D may differ from C (cuBLASLt), else D = C.
+struct Epilogue {
+  const void* bias = nullptr;
+  int bias_t = 0;
+  bool gelu = false, dgelu = false;
+  void* aux = nullptr;
+  int64_t ldaux = 0;
+};
+
 int gemm_one(int ta, int tb, int m, int n, int k, float alpha, const void* A, int at, int lda, const void* B, int bt,
-             int ldb, float beta, void* C, int ct, int ldc, int compute, const void* bias = nullptr, int bias_t = 0,
+             int ldb, float beta, void* C, int ct, int ldc, int compute, const Epilogue& epi = Epilogue(),
              void* D = nullptr, int ldd = 0) {
   if (!D) {
     D = C;
@@ -115,7 +133,14 @@ int gemm_one(int ta, int tb, int m, int n, int k, float alpha, const void* A, in
       const int64_t c = i + static_cast<int64_t>(j) * ldc;
       float r = static_cast<float>(alpha * s);
       if (beta != 0.0f) r += beta * load(C, ct, c);
-      if (bias) r += load(bias, bias_t, i);
+      if (epi.bias) r += load(epi.bias, epi.bias_t, i);
+      const int64_t x = i + static_cast<int64_t>(j) * epi.ldaux;
+      if (epi.gelu) {
+        store(epi.aux, ct, x, r);
+        r = static_cast<float>(gelu(r));
+      } else if (epi.dgelu) {
+        r = static_cast<float>(r * gelu_grad(load(epi.aux, ct, x)));
+      }
       store(D, ct, i + static_cast<int64_t>(j) * ldd, r);
     }
   return kSuccess;
@@ -231,7 +256,12 @@ struct LtDesc {
   uint32_t epilogue = 1;
   const void* bias = nullptr;
   int32_t bias_type = -1;
+  void* aux = nullptr;
+  int64_t aux_ld = 0;
 };
+// the epilogues gpt-native uses: DEFAULT, BIAS, GELU_AUX, GELU_AUX_BIAS, DGELU
+bool epi_bias(uint32_t e) { return e == 4 || e == 164; }
+bool epi_aux(uint32_t e) { return e == 160 || e == 164 || e == 192; }
 struct LtLayout {
   static constexpr uint32_t kMagic = 0x6c746c79;
   uint32_t magic = kMagic;
@@ -291,8 +321,10 @@ int lt_check(const LtDesc* d, const LtLayout* a, const LtLayout* b, const LtLayo
   if (d->scale != kR32F) return kNotSupported;
   int s = check_types(a->type, b->type, dd->type, d->compute);
   if (s != kSuccess) return s;
-  if (d->epilogue != 1 && d->epilogue != 4) return kNotSupported;
-  if (d->epilogue == 4 && d->bias_type != -1 && d->bias_type != dd->type) return kNotSupported;
+  if (d->epilogue != 1 && !epi_bias(d->epilogue) && !epi_aux(d->epilogue)) return kNotSupported;
+  if (epi_bias(d->epilogue) && d->bias_type != -1 && d->bias_type != dd->type) return kNotSupported;
+  // the auxiliary matrix (GELU input): leading dimension divisible by 8 and at least D's rows (cublasLt.h)
+  if (epi_aux(d->epilogue) && (d->aux_ld % 8 != 0 || d->aux_ld < static_cast<int64_t>(dd->rows))) return kInvalidValue;
   *m = static_cast<int>(am);
   *n = static_cast<int>(bn);
   *k = static_cast<int>(ak);
@@ -336,6 +368,14 @@ int cublasLtMatmulDescSetAttribute(void* desc, int attr, const void* buf, size_t
     case 8:  // BIAS_POINTER, const void*
       if (size != sizeof(void*)) return kInvalidValue;
       std::memcpy(&d->bias, buf, sizeof d->bias);
+      return kSuccess;
+    case 11:  // EPILOGUE_AUX_POINTER, void*
+      if (size != sizeof(void*)) return kInvalidValue;
+      std::memcpy(&d->aux, buf, sizeof d->aux);
+      return kSuccess;
+    case 12:  // EPILOGUE_AUX_LD, int64
+      if (size != sizeof(int64_t)) return kInvalidValue;
+      std::memcpy(&d->aux_ld, buf, sizeof d->aux_ld);
       return kSuccess;
     case 26:  // BIAS_DATA_TYPE, int32
       if (size != sizeof(int32_t)) return kInvalidValue;
@@ -429,13 +469,22 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
   const void* ptrs[4] = {A, B, C, D};
   for (int i = 0; i < 4; ++i)
     if (align_of(ptrs[i]) < al.align[i]) return kInvalidValue;
-  if (dsc->epilogue == 4 && !dsc->bias) return kInvalidValue;
+  if (epi_bias(dsc->epilogue) && !dsc->bias) return kInvalidValue;
+  if (epi_aux(dsc->epilogue) && !dsc->aux) return kInvalidValue;
   if (m == 0 || n == 0) return kSuccess;
+  Epilogue e;
+  if (epi_bias(dsc->epilogue)) {
+    e.bias = dsc->bias;
+    e.bias_t = ld->type;
+  }
+  e.gelu = dsc->epilogue == 160 || dsc->epilogue == 164;
+  e.dgelu = dsc->epilogue == 192;
+  e.aux = dsc->aux;
+  e.ldaux = dsc->aux_ld;
   // C is only read when beta != 0; D = C in place is allowed (same layout)
   return gemm_one(dsc->ta, dsc->tb, m, n, k, *static_cast<const float*>(alpha), A, la->type, static_cast<int>(la->ld),
                   B, lb->type, static_cast<int>(lb->ld), *static_cast<const float*>(beta), const_cast<void*>(C),
-                  lc->type, static_cast<int>(lc->ld), dsc->compute, dsc->epilogue == 4 ? dsc->bias : nullptr,
-                  ld->type, D, static_cast<int>(ld->ld));
+                  lc->type, static_cast<int>(lc->ld), dsc->compute, e, D, static_cast<int>(ld->ld));
 }
 
 }  // extern "C"

@@ -89,6 +89,11 @@ struct cudaDeviceProp {
   int multiProcessorCount;
 };
 
+struct cudaFuncAttributes {
+  size_t sharedSizeBytes, constSizeBytes, localSizeBytes;
+  int maxThreadsPerBlock, numRegs, ptxVersion, binaryVersion;
+};
+
 cudaError_t cudaGetDeviceCount(int* count);
 cudaError_t cudaSetDevice(int device);
 cudaError_t cudaGetDevice(int* device);
@@ -115,6 +120,14 @@ cudaError_t cudaGetLastError();
 cudaError_t cudaPeekAtLastError();
 const char* cudaGetErrorName(cudaError_t e);
 const char* cudaGetErrorString(cudaError_t e);
+
+// a kernel's attributes: the emulator runs every kernel as compiled for sm_90
+template <typename T>
+inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, T* entry) {
+  if (!attr || !entry) return cudaErrorInvalidValue;
+  *attr = cudaFuncAttributes{0, 0, 0, 1024, 0, 90, 90};
+  return cudaSuccess;
+}
 
 // ---- the emulator ---------------------------------------------------------------------------------------
 namespace gn_emu {
