@@ -139,6 +139,18 @@ say "profile: one bf16 training step by kernel family (profile-bf16.txt)"
 t 120 node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 \
   --steps 2 --warmup 1 --profile > "$OUT/profile-bf16.txt" 2>>"$LOG"
 cat "$OUT/profile-bf16.txt" >> "$LOG"
+# the flash attention kernels under compute-sanitizer's race and barrier checkers (shared-memory hazards that the
+# emulator, which runs threads one at a time, cannot show)
+if command -v compute-sanitizer >/dev/null; then
+  for tool in racecheck synccheck; do
+    say "compute-sanitizer --tool $tool: the flash attention tests"
+    GPT_NATIVE_CUDA_TEST=real t 90 compute-sanitizer --tool "$tool" --target-processes all $AVA --match '*flash*' \
+      test/cuda-kernels.test.js > "$WORK/$tool.txt" 2>&1
+    cat "$WORK/$tool.txt" >> "$LOG"
+    sum=$(grep -E 'SUMMARY' "$WORK/$tool.txt" | tail -1 | sed 's/^=* *//')
+    row "$tool (flash tests)" "${sum:-no summary (see gpu-check.log)}; $(grep -c '^ok ' "$WORK/$tool.txt") tests ok"
+  done
+fi
 
 echo
 echo "gpt-native GPU check — $(date -u +%F), ${GPU:-unknown GPU}, commit $( { tr '\n' ' ' < .gpu/commit; } 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo '?')"
