@@ -16,12 +16,14 @@
 //   flash_D_kernel        warp per query row: D_i
 //   flash_dq_kernel       block per (64 queries, b·NH + h): loops over key tiles, recomputes P and dP, dQ += dS·K
 //   flash_dkv_kernel      block per (64 keys, b·NH + h): loops over the query tiles that see them, recomputes Pᵀ
-//                         and dPᵀ, dV += (P∘M·keep)ᵀ·dout, dK += dSᵀ·Q
+//                         and dPᵀ, dV += (P∘M·keep)ᵀ·dout, dK += dSᵀ·Q (its K and V stay in shared memory and
+//                         are read as A operands there: the registers hold the dK and dV accumulators)
 // No atomics: dQ and dK/dV come from separate kernels (P is recomputed in both), so results are deterministic.
 // Scores that no row may see are -inf before the softmax; tiles that lie wholly inside every row's range skip
 // the mask. Query blocks run the longest first (causal rows near the end see the most keys).
-// Shared rows are padded by 8 bf16: 16-byte aligned rows for the tile loads, and the fragment reads of a warp
-// (row g, column pair t; or rows 2t, 2t+1 and column g) fall in distinct banks.
+// Operands come from shared memory through ldmatrix (mma.cuh: .x4, and .x4.trans for the B operand of P·V-like
+// products, whose tile is row-major in k). Shared rows are padded by 8 bf16: 16-byte aligned rows for the tile
+// loads and ldmatrix, and the 8 rows an ldmatrix phase reads fall in distinct banks.
 // Head sizes: HS = 64 (every GPT-2 size, GPT-3 Small and Medium) and 32, a template each; the host takes the
 // cuBLAS path for the rest (ops.cc). At HS = 80 or 96 the dK/dV kernel's accumulators spill registers (more
 // than the 255 a thread has), so those would need the K and V fragments re-read from shared memory instead.
@@ -116,40 +118,92 @@ __device__ __forceinline__ void load_a(uint32_t (&f)[HD / 16][4], const Tile<HD>
   }
 }
 
-// s (16 × 64) = A · tileᵀ: the warp's rows against the tile's 64 rows
+// s (16 × 64) = A · tileᵀ: the warp's rows against the tile's 64 rows. B[k][n] = tile[n][k]: one ldmatrix.x4 gives
+// rows nt·8 .. +7 at columns kk·16 .. +31, the b0, b1 of two k-chunks (lane l: row l % 8, columns + 8·(l / 8))
 template <int HD>
-__device__ __forceinline__ void mul_abt(float (&s)[8][4], const uint32_t (&a)[HD / 16][4], const Tile<HD>& tile, int g,
-                                        int t) {
+__device__ __forceinline__ void mul_abt(float (&s)[8][4], const uint32_t (&a)[HD / 16][4], const Tile<HD>& tile,
+                                        int lane) {
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt) {
     s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
 #pragma unroll
-    for (int kk = 0; kk < HD / 16; ++kk)
-      mma_bf16(s[nt], a[kk], load_pair(&tile.x[nt * 8 + g][kk * 16 + 2 * t]),
-               load_pair(&tile.x[nt * 8 + g][kk * 16 + 2 * t + 8]));
+    for (int kk = 0; kk < HD / 16; kk += 2) {
+      uint32_t b[4];
+      ldsm_x4(b, &tile.x[nt * 8 + (lane & 7)][kk * 16 + 8 * (lane >> 3)]);
+      mma_bf16(s[nt], a[kk], b[0], b[1]);
+      mma_bf16(s[nt], a[kk + 1], b[2], b[3]);
+    }
   }
 }
 
-// acc (16 × HD) += p · tile, p (16 × 64) in accumulator layout, rounded to bf16
+// The same with A read from shared memory too (rows r0 .. r0+15 of atile), two k-chunks at a time: for the dK/dV
+// kernel, whose registers hold two accumulators of HD columns already
 template <int HD>
-__device__ __forceinline__ void mul_pb(float (&acc)[HD / 8][4], const float (&p)[8][4], const Tile<HD>& tile, int g,
-                                       int t) {
+__device__ __forceinline__ void mul_abt_shared(float (&s)[8][4], const Tile<HD>& atile, int r0, const Tile<HD>& tile,
+                                               int lane) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; kk += 2) {
+    // A (16×16) at column kk·16 with one ldmatrix.x4: lane l gives row r0 + l % 8 + 8·((l / 8) & 1), column
+    // + 8·(l / 16), so the four matrices are a[0] .. a[3] (mma.cuh)
+    uint32_t a0[4], a1[4];
+    const bf16* ar = &atile.x[r0 + (lane & 7) + 8 * ((lane >> 3) & 1)][kk * 16 + 8 * (lane >> 4)];
+    ldsm_x4(a0, ar);
+    ldsm_x4(a1, ar + 16);
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      uint32_t b[4];
+      ldsm_x4(b, &tile.x[nt * 8 + (lane & 7)][kk * 16 + 8 * (lane >> 3)]);
+      mma_bf16(s[nt], a0, b[0], b[1]);
+      mma_bf16(s[nt], a1, b[2], b[3]);
+    }
+  }
+}
+
+// acc (16 × HD) += p · tile, p (16 × 64) in accumulator layout, rounded to bf16. B[k][n] = tile[k][n]: one
+// ldmatrix.x4.trans gives rows kc·16 .. +15 at columns nt·8 .. +15, the b0, b1 of two n-tiles (lane l: row
+// l % 8 + 8·((l / 8) & 1), columns + 8·(l / 16))
+template <int HD>
+__device__ __forceinline__ void mul_pb(float (&acc)[HD / 8][4], const float (&p)[8][4], const Tile<HD>& tile,
+                                       int lane) {
 #pragma unroll
   for (int kc = 0; kc < kTile / 16; ++kc) {
     const uint32_t a[4] = {pack_bf16(p[2 * kc][0], p[2 * kc][1]), pack_bf16(p[2 * kc][2], p[2 * kc][3]),
                            pack_bf16(p[2 * kc + 1][0], p[2 * kc + 1][1]),
                            pack_bf16(p[2 * kc + 1][2], p[2 * kc + 1][3])};
-    const int k0 = kc * 16 + 2 * t;
 #pragma unroll
-    for (int nt = 0; nt < HD / 8; ++nt) {
-      const int n = nt * 8 + g;
-      mma_bf16(acc[nt], a, pack_bf16(tile.x[k0][n], tile.x[k0 + 1][n]), pack_bf16(tile.x[k0 + 8][n], tile.x[k0 + 9][n]));
+    for (int nt = 0; nt < HD / 8; nt += 2) {
+      uint32_t b[4];
+      ldsm_x4_trans(b, &tile.x[kc * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)][nt * 8 + 8 * (lane >> 4)]);
+      mma_bf16(acc[nt], a, b[0], b[1]);
+      mma_bf16(acc[nt + 1], a, b[2], b[3]);
     }
   }
 }
 
-__device__ __forceinline__ float drop_factor(const FDims& s, int b, int h, int i, int j) {
-  return dropout_uniform(s.seed, attn_drop_index(s.NH, s.Tq, s.Tk, b, h, i, j)) >= s.dropout ? s.keep : 0.0f;
+// The dropout mask of this thread's 32 elements of a 16×64 tile: bit nt·4 + 2·rr + c for the element of row
+// row + 8·rr and column col + nt·8 + c (col = the tile's first column + 2t). Rows are queries and columns keys,
+// or (ROWS_ARE_KEYS, the dK/dV kernel) the other way round. Computed before the tile's products, while few
+// registers are live, and out of line, so the hash does not crowd the score accumulators.
+template <bool ROWS_ARE_KEYS>
+__device__ __noinline__ uint32_t keep_mask(const FDims& s, int b, int h, int row, int col) {
+  uint32_t m = 0;
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr)
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int r = row + 8 * rr, cc = col + nt * 8 + c;
+        const int i = ROWS_ARE_KEYS ? cc : r, j = ROWS_ARE_KEYS ? r : cc;
+        if (dropout_uniform(s.seed, attn_drop_index(s.NH, s.Tq, s.Tk, b, h, i, j)) >= s.dropout)
+          m |= 1u << (nt * 4 + 2 * rr + c);
+      }
+  return m;
+}
+__device__ __forceinline__ float keep_of(const FDims& s, uint32_t mask, int nt, int e) {
+  return (mask >> (nt * 4 + e)) & 1u ? s.keep : 0.0f;
 }
 
 // query i (position p) sees key j
@@ -195,13 +249,14 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
   int lo, hi;
   block_keys(s, i0, &lo, &hi);
   for (int j0 = lo; j0 <= hi; j0 += kTile) {
+    const uint32_t keep = DROP ? keep_mask<false>(s, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
     __syncthreads();  // every warp is done with the previous tile (and with Q)
     // keys past hi are zeros (not loaded): a KV cache may hold anything there, and 0·NaN would reach P·V
     load_tile<HD>(sK, kb, s.kst, j0, hi + 1, s.vec);
     load_tile<HD>(sV, vb, s.vst, j0, hi + 1, s.vec);
     __syncthreads();
     float sc[8][4];
-    mul_abt<HD>(sc, qa, sK, g, t);
+    mul_abt<HD>(sc, qa, sK, lane);
     const bool full = tile_full(s, i0, j0);
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
@@ -234,11 +289,11 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
         for (int c = 0; c < 2; ++c) {
           float pe = exp2f(sc[nt][2 * rr + c] - base);
           l[rr] += pe;
-          if (DROP) pe *= drop_factor(s, b, h, i, j0 + nt * 8 + 2 * t + c);
+          if (DROP) pe *= keep_of(s, keep, nt, 2 * rr + c);
           sc[nt][2 * rr + c] = pe;
         }
     }
-    mul_pb<HD>(o, sc, sV, g, t);
+    mul_pb<HD>(o, sc, sV, lane);
   }
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
@@ -305,14 +360,15 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
   int lo, hi;
   block_keys(s, i0, &lo, &hi);
   for (int j0 = lo; j0 <= hi; j0 += kTile) {
+    const uint32_t keep = DROP ? keep_mask<false>(s, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
     __syncthreads();
     // keys past hi are zeros (not loaded): a KV cache may hold anything there, and 0·NaN would reach P·V
     load_tile<HD>(sK, kb, s.kst, j0, hi + 1, s.vec);
     load_tile<HD>(sV, vb, s.vst, j0, hi + 1, s.vec);
     __syncthreads();
     float sc[8][4], dp[8][4];
-    mul_abt<HD>(sc, qa, sK, g, t);
-    mul_abt<HD>(dp, da, sV, g, t);
+    mul_abt<HD>(sc, qa, sK, lane);
+    mul_abt<HD>(dp, da, sV, lane);
     const bool full = tile_full(s, i0, j0);
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
@@ -326,13 +382,13 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
           float dS = 0.0f;
           if (full || sees(s, i, j)) {
             const float P = exp2f(sc[nt][e] * s.scale_log2 - L[rr]);
-            const float f = DROP ? drop_factor(s, b, h, i, j) : 1.0f;
+            const float f = DROP ? keep_of(s, keep, nt, e) : 1.0f;
             dS = P * (dp[nt][e] * f - Dv[rr]);
           }
           sc[nt][e] = dS;
         }
     }
-    mul_pb<HD>(acc, sc, sK, g, t);
+    mul_pb<HD>(acc, sc, sK, lane);
   }
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
@@ -351,6 +407,8 @@ template <int HD, bool DROP>
 __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv, const float* Dbuf, const bf16* dout,
                                                              const bf16* q, const bf16* k, const bf16* v,
                                                              const float* lse, FDims s) {
+  __shared__ Tile<HD> sK;  // the block's keys and values, read as A operands from shared memory (registers are full)
+  __shared__ Tile<HD> sV;
   __shared__ Tile<HD> sQ;
   __shared__ Tile<HD> sO;
   __shared__ float sL[kTile], sD[kTile];
@@ -362,12 +420,8 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv,
   const float* lrow = lse + (static_cast<int64_t>(b) * s.NH + h) * s.Tq;
   const float* drow = Dbuf + (static_cast<int64_t>(b) * s.NH + h) * s.Tq;
 
-  uint32_t ka[HD / 16][4], va[HD / 16][4];
-  load_tile<HD>(sQ, k + b * s.ksb + h * HD, s.kst, j0, s.Tk, s.vec);  // K and V pass through sQ and sO
-  load_tile<HD>(sO, v + b * s.vsb + h * HD, s.vst, j0, s.Tk, s.vec);
-  __syncthreads();
-  load_a<HD>(ka, sQ, r0, g, t);
-  load_a<HD>(va, sO, r0, g, t);
+  load_tile<HD>(sK, k + b * s.ksb + h * HD, s.kst, j0, s.Tk, s.vec);
+  load_tile<HD>(sV, v + b * s.vsb + h * HD, s.vst, j0, s.Tk, s.vec);
 
   float dka[HD / 8][4], dva[HD / 8][4];
 #pragma unroll
@@ -380,6 +434,7 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv,
   int hi = s.Tq - 1;
   if (s.window > 0 && j_last + s.window - 1 - s.q_pos0 < hi) hi = j_last + s.window - 1 - s.q_pos0;
   for (int i0 = lo; i0 <= hi; i0 += kTile) {
+    const uint32_t keep = DROP ? keep_mask<true>(s, b, h, j0 + r0 + g, i0 + 2 * t) : 0u;
     __syncthreads();
     load_tile<HD>(sQ, qb, s.qst, i0, s.Tq, s.vec);
     load_tile<HD>(sO, ob, s.ost, i0, s.Tq, s.vec);
@@ -390,8 +445,8 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv,
     }
     __syncthreads();
     float sc[8][4], dp[8][4];
-    mul_abt<HD>(sc, ka, sQ, g, t);  // Sᵀ: keys × queries
-    mul_abt<HD>(dp, va, sO, g, t);  // dPᵀ
+    mul_abt_shared<HD>(sc, sK, r0, sQ, lane);  // Sᵀ: keys × queries
+    mul_abt_shared<HD>(dp, sV, r0, sO, lane);  // dPᵀ
     // every query of i0 .. i0+63 sees every key of j0 .. j0+63
     const bool full = i0 + kTile <= s.Tq && j0 + kRows <= s.Tk && s.q_pos0 + i0 >= j0 + kRows - 1 &&
                       (s.window <= 0 || s.q_pos0 + i0 + kTile - 1 < j0 + s.window);
@@ -409,7 +464,7 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv,
           float dS = 0.0f, Pf = 0.0f;
           if (full || sees(s, i, j)) {
             const float P = exp2f(sc[nt][e] * s.scale_log2 - sL[col]);
-            const float f = DROP ? drop_factor(s, b, h, i, j) : 1.0f;
+            const float f = DROP ? keep_of(s, keep, nt, e) : 1.0f;
             dS = P * (dp[nt][e] * f - sD[col]);
             Pf = P * f;
           }
@@ -417,8 +472,8 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv,
           sc[nt][e] = Pf;  // (P∘M·keep)ᵀ
         }
     }
-    mul_pb<HD>(dva, sc, sO, g, t);
-    mul_pb<HD>(dka, dp, sQ, g, t);
+    mul_pb<HD>(dva, sc, sO, lane);
+    mul_pb<HD>(dka, dp, sQ, lane);
   }
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {

@@ -147,8 +147,9 @@ void syncwarp(unsigned mask);
 unsigned ballot(unsigned mask, bool pred);
 // warp-collective: every lane of mask puts `bits` in; all[l] receives lane l's value for each l of the mask
 void gather(unsigned mask, uint64_t bits, uint64_t (&all)[32]);
-// one bf16 tensor-core product of the warp (declared for kernels in native/cuda/mma.cuh)
+// one bf16 tensor-core product of the warp, and ldmatrix.m8n8.x4 (.trans) (for kernels in native/cuda/mma.cuh)
 void mma_bf16_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+void ldmatrix_x4(uint32_t (&r)[4], const void* row, bool trans);
 
 using Thunk = void (*)(void*);
 // Runs a whole grid: thunk(closure) once per CUDA thread. Records a launch error for cudaGetLastError.

@@ -385,6 +385,31 @@ void mma_bf16_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint3
     }
 }
 
+// ldmatrix.sync.aligned.m8n8.x4{.trans}.shared.b16: lane l gives row l % 8 of matrix l / 8; every lane reads its
+// elements of the four matrices, then waits for the others (the load is one instruction of the warp)
+void ldmatrix_x4(uint32_t (&r)[4], const void* row, bool trans) {
+  if (reinterpret_cast<uintptr_t>(row) % 16 != 0) {
+    std::fprintf(stderr, "gn_emu: ldmatrix row address %p is not 16-byte aligned (lane %d)\n", row, g_self->lane);
+    std::abort();
+  }
+  uint64_t all[32];
+  gather(0xffffffffu, reinterpret_cast<uint64_t>(row), all);
+  const int lane = g_self->lane, g = lane >> 2, t = lane & 3;
+  for (int i = 0; i < 4; ++i) {
+    uint16_t lo, hi;
+    if (!trans) {
+      const auto* p = reinterpret_cast<const uint16_t*>(all[8 * i + g]);
+      lo = p[2 * t];
+      hi = p[2 * t + 1];
+    } else {
+      lo = reinterpret_cast<const uint16_t*>(all[8 * i + 2 * t])[g];
+      hi = reinterpret_cast<const uint16_t*>(all[8 * i + 2 * t + 1])[g];
+    }
+    r[i] = static_cast<uint32_t>(lo) | static_cast<uint32_t>(hi) << 16;
+  }
+  syncwarp(0xffffffffu);
+}
+
 unsigned ballot(unsigned mask, bool pred) {
   Fiber* f = g_grid.cur;
   f->st = St::AtWarpBarrier;
