@@ -129,7 +129,7 @@ __device__ __forceinline__ void mul_abt(float (&s)[8][4], const uint32_t (&a)[HD
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk += 2) {
       uint32_t b[4];
-      ldsm_x4(b, &tile.x[nt * 8 + (lane & 7)][kk * 16 + 8 * (lane >> 3)]);
+      ldsm_x4<false>(b, &tile.x[nt * 8 + (lane & 7)][kk * 16 + 8 * (lane >> 3)]);
       mma_bf16(s[nt], a[kk], b[0], b[1]);
       mma_bf16(s[nt], a[kk + 1], b[2], b[3]);
     }
@@ -149,12 +149,12 @@ __device__ __forceinline__ void mul_abt_shared(float (&s)[8][4], const Tile<HD>&
     // + 8·(l / 16), so the four matrices are a[0] .. a[3] (mma.cuh)
     uint32_t a0[4], a1[4];
     const bf16* ar = &atile.x[r0 + (lane & 7) + 8 * ((lane >> 3) & 1)][kk * 16 + 8 * (lane >> 4)];
-    ldsm_x4(a0, ar);
-    ldsm_x4(a1, ar + 16);
+    ldsm_x4<false>(a0, ar);
+    ldsm_x4<false>(a1, ar + 16);
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
       uint32_t b[4];
-      ldsm_x4(b, &tile.x[nt * 8 + (lane & 7)][kk * 16 + 8 * (lane >> 3)]);
+      ldsm_x4<false>(b, &tile.x[nt * 8 + (lane & 7)][kk * 16 + 8 * (lane >> 3)]);
       mma_bf16(s[nt], a0, b[0], b[1]);
       mma_bf16(s[nt], a1, b[2], b[3]);
     }
@@ -175,7 +175,7 @@ __device__ __forceinline__ void mul_pb(float (&acc)[HD / 8][4], const float (&p)
 #pragma unroll
     for (int nt = 0; nt < HD / 8; nt += 2) {
       uint32_t b[4];
-      ldsm_x4_trans(b, &tile.x[kc * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)][nt * 8 + 8 * (lane >> 4)]);
+      ldsm_x4<true>(b, &tile.x[kc * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)][nt * 8 + 8 * (lane >> 4)]);
       mma_bf16(acc[nt], a, b[0], b[1]);
       mma_bf16(acc[nt + 1], a, b[2], b[3]);
     }
@@ -226,6 +226,18 @@ __device__ __forceinline__ bool tile_full(const FDims& s, int i0, int j0) {
   return i0 + kRows <= s.Tq && j0 + kTile <= s.Tk && j0 + kTile - 1 <= p_lo && (s.window <= 0 || j0 > p_hi - s.window);
 }
 
+// The key tile j0 .. j0+63 of K and V into shared memory, after every warp is done with the previous one (and
+// with what passed through the tiles before the loop). Keys past hi are zeros, not loaded: a KV cache may hold
+// anything there, and 0·NaN would reach P·V.
+template <int HD>
+__device__ __forceinline__ void load_kv(Tile<HD>& sK, Tile<HD>& sV, const bf16* kb, const bf16* vb, const FDims& s,
+                                        int j0, int hi) {
+  __syncthreads();
+  load_tile<HD>(sK, kb, s.kst, j0, hi + 1, s.vec);
+  load_tile<HD>(sV, vb, s.vst, j0, hi + 1, s.vec);
+  __syncthreads();
+}
+
 template <int HD, bool DROP>
 __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
                                                                  const bf16* v, FDims s) {
@@ -250,11 +262,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
   block_keys(s, i0, &lo, &hi);
   for (int j0 = lo; j0 <= hi; j0 += kTile) {
     const uint32_t keep = DROP ? keep_mask<false>(s, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
-    __syncthreads();  // every warp is done with the previous tile (and with Q)
-    // keys past hi are zeros (not loaded): a KV cache may hold anything there, and 0·NaN would reach P·V
-    load_tile<HD>(sK, kb, s.kst, j0, hi + 1, s.vec);
-    load_tile<HD>(sV, vb, s.vst, j0, hi + 1, s.vec);
-    __syncthreads();
+    load_kv<HD>(sK, sV, kb, vb, s, j0, hi);
     float sc[8][4];
     mul_abt<HD>(sc, qa, sK, lane);
     const bool full = tile_full(s, i0, j0);
@@ -361,11 +369,7 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
   block_keys(s, i0, &lo, &hi);
   for (int j0 = lo; j0 <= hi; j0 += kTile) {
     const uint32_t keep = DROP ? keep_mask<false>(s, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
-    __syncthreads();
-    // keys past hi are zeros (not loaded): a KV cache may hold anything there, and 0·NaN would reach P·V
-    load_tile<HD>(sK, kb, s.kst, j0, hi + 1, s.vec);
-    load_tile<HD>(sV, vb, s.vst, j0, hi + 1, s.vec);
-    __syncthreads();
+    load_kv<HD>(sK, sV, kb, vb, s, j0, hi);
     float sc[8][4], dp[8][4];
     mul_abt<HD>(sc, qa, sK, lane);
     mul_abt<HD>(dp, da, sV, lane);

@@ -54,30 +54,22 @@ __device__ __forceinline__ uint32_t pack_bf16(bf16 lo, bf16 hi) { return bf16_bi
 
 // Four 8×8 bf16 matrices from shared memory with one ldmatrix.sync.aligned.m8n8.x4 (sm_75 and later): lane l gives
 // the address of row l % 8 of matrix l / 8 (8 bf16, 16-byte aligned); r[i] receives matrix i's elements
-// (l / 4, 2·(l % 4) .. +1), the layout of an mma operand register. With .trans (ldsm_x4_trans) it receives
+// (l / 4, 2·(l % 4) .. +1), the layout of an mma operand register. With .trans (ldsm_x4<true>) it receives
 // (2·(l % 4) .. +1, l / 4) instead: a B operand read from a row-major (k, n) tile.
+template <bool TRANS>
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16* row) {
 #if defined(__CUDA_EMU__)
-  ::gn_emu::ldmatrix_x4(r, row, false);
+  ::gn_emu::ldmatrix_x4(r, row, TRANS);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
   const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
-#else
-  (void)row;
-  r[0] = r[1] = r[2] = r[3] = 0u;
-  __trap();
-#endif
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const bf16* row) {
-#if defined(__CUDA_EMU__)
-  ::gn_emu::ldmatrix_x4(r, row, true);
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
-  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
+  if (TRANS)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
 #else
   (void)row;
   r[0] = r[1] = r[2] = r[3] = 0u;
