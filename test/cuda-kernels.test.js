@@ -314,6 +314,15 @@ for (const kind of ['kernel', 'cublaslt']) for (const [N, C, OC] of [[13, 37, 48
     else t.log(`cuBLASLt fused the GELU in ${lt} GEMMs (${fb} fell back)`);
   }));
 }
+test('linear with GELU: geluOut may not share memory with out, nor dinp with geluPre', (t) => {
+  const N = 3, C = 4, OC = 5;
+  const buf = dev.alloc(64), w = dev.alloc(C * OC);
+  const v = (off, len) => ({ buf, off, len });
+  const wv = { buf: w, off: 0, len: C * OC };
+  t.throws(() => dev.linearForward(v(0, N * OC), v(40, N * C), wv, null, N, C, OC, v(10, N * OC)), { instanceOf: RangeError, message: /geluOut shares memory with out/ });
+  t.throws(() => dev.linearBackward(v(0, N * C), null, null, v(20, N * OC), v(40, N * C), wv, N, C, OC, v(11, N * C)), { instanceOf: RangeError, message: /dinp shares memory with geluPre/ });
+  dev.free(buf); dev.free(w);
+});
 test('setGeluEpilogue takes cublaslt or kernel and says what it was', (t) => {
   const prev = dev.setGeluEpilogue('cublaslt');
   t.is(dev.setGeluEpilogue('kernel'), 'cublaslt');

@@ -329,6 +329,9 @@ for (const [N, C, OC] of [[1, 8, 5], [37, 29, 71]]) {
     t.deepEqual(db, db2);
     t.throws(() => native.linearForward(y, x, w, b, N, C, OC, new Float32Array(N * OC - 1)), { instanceOf: RangeError, message: /linear_forward: geluOut/ });
     t.throws(() => native.linearBackward(dx, dw, db, dy, x, w, N, C, OC, new Float32Array(N * C - 1)), { instanceOf: RangeError, message: /linear_backward: geluPre/ });
+    // the fused forms read one buffer after writing the other: the two may not share memory
+    t.throws(() => native.linearForward(y, x, w, b, N, C, OC, y), { instanceOf: RangeError, message: /geluOut shares memory with out/ });
+    t.throws(() => native.linearBackward(dx, dw, db, dy, x, w, N, C, OC, dx), { instanceOf: RangeError, message: /dinp shares memory with geluPre/ });
   });
 }
 

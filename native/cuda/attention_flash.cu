@@ -187,7 +187,8 @@ __device__ __forceinline__ void mul_pb(float (&acc)[HD / 8][4], const float (&p)
 // or (ROWS_ARE_KEYS, the dK/dV kernel) the other way round. Computed before the tile's products, while few
 // registers are live, and out of line, so the hash does not crowd the score accumulators.
 template <bool ROWS_ARE_KEYS>
-__device__ __noinline__ uint32_t keep_mask(const FDims& s, int b, int h, int row, int col) {
+__device__ __noinline__ uint32_t keep_mask(uint64_t seed, float dropout, int NH, int Tq, int Tk, int b, int h, int row,
+                                           int col) {  // (FDims's fields by value: no copy to local memory)
   uint32_t m = 0;
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr)
@@ -197,7 +198,7 @@ __device__ __noinline__ uint32_t keep_mask(const FDims& s, int b, int h, int row
       for (int c = 0; c < 2; ++c) {
         const int r = row + 8 * rr, cc = col + nt * 8 + c;
         const int i = ROWS_ARE_KEYS ? cc : r, j = ROWS_ARE_KEYS ? r : cc;
-        if (dropout_uniform(s.seed, attn_drop_index(s.NH, s.Tq, s.Tk, b, h, i, j)) >= s.dropout)
+        if (dropout_uniform(seed, attn_drop_index(NH, Tq, Tk, b, h, i, j)) >= dropout)
           m |= 1u << (nt * 4 + 2 * rr + c);
       }
   return m;
@@ -261,7 +262,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
   int lo, hi;
   block_keys(s, i0, &lo, &hi);
   for (int j0 = lo; j0 <= hi; j0 += kTile) {
-    const uint32_t keep = DROP ? keep_mask<false>(s, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
+    const uint32_t keep = DROP ? keep_mask<false>(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
     load_kv<HD>(sK, sV, kb, vb, s, j0, hi);
     float sc[8][4];
     mul_abt<HD>(sc, qa, sK, lane);
@@ -368,7 +369,7 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
   int lo, hi;
   block_keys(s, i0, &lo, &hi);
   for (int j0 = lo; j0 <= hi; j0 += kTile) {
-    const uint32_t keep = DROP ? keep_mask<false>(s, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
+    const uint32_t keep = DROP ? keep_mask<false>(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
     load_kv<HD>(sK, sV, kb, vb, s, j0, hi);
     float sc[8][4], dp[8][4];
     mul_abt<HD>(sc, qa, sK, lane);
@@ -438,7 +439,7 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv,
   int hi = s.Tq - 1;
   if (s.window > 0 && j_last + s.window - 1 - s.q_pos0 < hi) hi = j_last + s.window - 1 - s.q_pos0;
   for (int i0 = lo; i0 <= hi; i0 += kTile) {
-    const uint32_t keep = DROP ? keep_mask<true>(s, b, h, j0 + r0 + g, i0 + 2 * t) : 0u;
+    const uint32_t keep = DROP ? keep_mask<true>(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, j0 + r0 + g, i0 + 2 * t) : 0u;
     __syncthreads();
     load_tile<HD>(sQ, qb, s.qst, i0, s.Tq, s.vec);
     load_tile<HD>(sO, ob, s.ost, i0, s.Tq, s.vec);

@@ -55,17 +55,17 @@ void gemm_dev(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t
     throw KernelError(KernelError::Kind::Type, str_cat(op, ": fp32 operands cannot write a bf16 result (cuBLAS has no "
                                                        "such combination); give bf16 operands or an fp32 output"));
   const int compute = A.dt == kBF16 ? CUBLAS_COMPUTE_32F : a.compute;
-  if (gelu_out) {
-    if (gemm_gelu_lt(a, op, ta, tb, M, N, K, alpha, A.p, A.dt, lda, B.p, ldb, gelu_out, cdt, ldc, bias, C, compute))
-      return;
-  } else if (dgelu_pre) {
-    if (!bias && gemm_dgelu_lt(a, op, ta, tb, M, N, K, alpha, A.p, A.dt, lda, B.p, ldb, C, cdt, ldc, dgelu_pre, compute))
-      return;
-  } else if (bias && !acc &&
-             gemm_bias_lt(a, op, ta, tb, M, N, K, alpha, A.p, A.dt, lda, B.p, ldb, C, cdt, ldc, bias, compute)) {
+  if (gelu_out &&
+      gemm_gelu_lt(a, op, ta, tb, M, N, K, alpha, A.p, A.dt, lda, B.p, ldb, gelu_out, cdt, ldc, bias, C, compute))
     return;
-  }
-  if (K == 0) {
+  if (dgelu_pre && !bias &&
+      gemm_dgelu_lt(a, op, ta, tb, M, N, K, alpha, A.p, A.dt, lda, B.p, ldb, C, cdt, ldc, dgelu_pre, compute))
+    return;
+  // else the GEMM (its bias in cuBLASLt's epilogue where that is on), then the bias and GELU passes it needs
+  if (bias && !acc &&
+      gemm_bias_lt(a, op, ta, tb, M, N, K, alpha, A.p, A.dt, lda, B.p, ldb, C, cdt, ldc, bias, compute)) {
+    bias = nullptr;
+  } else if (K == 0) {
     if (!acc) zero_rows(a.stream, cdt, C, M, N, ldc);
   } else {
     const float beta = acc ? 1.0f : 0.0f;
@@ -86,6 +86,13 @@ void gemm_dev(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t
 }
 
 Operand operand(const DView& v) { return {v.p, v.dt}; }
+
+// the first na elements of a and the first nb of b share memory
+bool overlap(const DView& a, int64_t na, const DView& b, int64_t nb) {
+  const char* pa = static_cast<const char*>(a.p);
+  const char* pb = static_cast<const char*>(b.p);
+  return a.present && b.present && pa < pb + nb * dtype_bytes(b.dt) && pb < pa + na * dtype_bytes(a.dt);
+}
 
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   const char* op = "gemm";
@@ -129,6 +136,8 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   // optional: geluOut (=) = GELU(out) (the MLP's first layer with its activation; out keeps the GELU input)
   auto gout = view(info, 7, op, "geluOut", true);
   need(gout, N * OC, op, "geluOut", shp({N, OC}));
+  GN_CHECK_RANGE(!overlap(out, N * OC, gout, N * OC), op, ": geluOut shares memory with out; give it its own buffer "
+                 "(out keeps the GELU input)");
   const DType dt = act_dtype(op, {{&out, "out"}, {&inp, "inp"}, {&w, "weight"}, {&gout, "geluOut"}});
   gemm_dev(a, op, false, false, N, OC, C, 1.0f, operand(inp), C, operand(w), OC, out.p, dt, OC, false,
            f32v(b, op, "bias"), gout.present ? gout.p : nullptr);
@@ -155,6 +164,8 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   // optional: geluPre, the GELU input that produced inp: dinp is then the gradient at geluPre
   auto pre = view(info, 9, op, "geluPre", true);
   need(pre, N * C, op, "geluPre", shp({N, C}));
+  GN_CHECK_RANGE(!overlap(dinp, N * C, pre, N * C), op, ": dinp shares memory with geluPre; give it its own buffer "
+                 "(geluPre is read after dinp is written)");
   const DType dt = act_dtype(op, {{&dinp, "dinp"}, {&dout, "dout"}, {&inp, "inp"}, {&w, "weight"}, {&pre, "geluPre"}});
   float* dwp = f32v(dw, op, "dweight");
   float* dbp = f32v(db, op, "dbias");

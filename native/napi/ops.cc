@@ -62,6 +62,8 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   // optional: gelu_out (=) = GELU(out), the MLP's first layer with its activation (out keeps the input of GELU)
   auto gout = arr<float>(info, 7, op, "geluOut", true);
   need(gout, N * OC, op, "geluOut", shp({N, OC}));
+  GN_CHECK_RANGE(!gout.p || gout.p >= out.p + N * OC || out.p >= gout.p + N * OC, op,
+                 ": geluOut shares memory with out; give it its own array (out keeps the GELU input)");
   if (w.bf16()) linear_forward(out.p, inp.p, w.h.p, b.p, N, C, OC, pool_of(info));
   else linear_forward(out.p, inp.p, w.f.p, b.p, N, C, OC, pool_of(info));
   if (gout.p) gelu_forward(gout.p, out.p, N * OC, pool_of(info));
@@ -88,6 +90,8 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   // (dout·weightᵀ times GELU'(gelu_pre)), the MLP's second layer and its activation's backward in one call
   auto pre = arr<float>(info, 9, op, "geluPre", true);
   need(pre, N * C, op, "geluPre", shp({N, C}));
+  GN_CHECK_RANGE(!pre.p || !dinp.p || pre.p >= dinp.p + N * C || dinp.p >= pre.p + N * C, op,
+                 ": dinp shares memory with geluPre; give it its own array (geluPre is read after dinp is written)");
   if (w.bf16()) linear_backward(dinp.p, dw.p, db.p, dout.p, inp.p, w.h.p, N, C, OC, pool_of(info));
   else linear_backward(dinp.p, dw.p, db.p, dout.p, inp.p, w.f.p, N, C, OC, pool_of(info));
   if (pre.p && dinp.p) gelu_backward(dinp.p, pre.p, dinp.p, N * C, pool_of(info));
