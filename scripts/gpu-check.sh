@@ -103,6 +103,7 @@ GPT_NATIVE_CUDA_ATTENTION=flash bench "train B16 T1024 bf16, flash attn" node di
 GPT_NATIVE_CUDA_ATTENTION=flash GPT_NATIVE_CUDA_LT=1 GPT_NATIVE_CUDA_LT_GELU=1 bench "train B16 T1024 bf16, all opt-ins" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 5 --warmup 2
 bench "train gpt2-small B16 T1024 fp32" node dist/cli.js bench train --device cuda --precision fp32 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
 bench "decode gpt2-small batch 1" node dist/cli.js bench generate --device cuda --preset gpt2-small --prompt-tokens 16 --new-tokens 128 --runs 3 --bandwidth-gbps 4800
+bench "decode gpt2-small batch 1, bf16" node dist/cli.js bench generate --device cuda --precision bf16 --preset gpt2-small --prompt-tokens 16 --new-tokens 128 --runs 3 --bandwidth-gbps 4800
 # kernels FILE TITLE: appends a finished kernel table to $OUT/kernels.md (and the log) under a heading
 kernels() { { echo; echo "## $2"; echo; cat "$1"; } | tee -a "$OUT/kernels.md" >> "$LOG"; }
 : > "$OUT/kernels.md"
