@@ -264,11 +264,6 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   GN_CUDA(cudaSetDevice(static_cast<int>(dev)));
   CudaAddon fresh;  // filled, then moved into place only when everything succeeded
   fresh.device = static_cast<int>(dev);
-  {
-    cudaDeviceProp prop;
-    GN_CUDA(cudaGetDeviceProperties(&prop, fresh.device));
-    fresh.cc_major = prop.major;
-  }
   fresh.compute = a.compute;
   const char* sync = std::getenv("GPT_NATIVE_CUDA_SYNC");
   fresh.stream.sync_each = sync && *sync && std::string(sync) != "0";
@@ -309,7 +304,6 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
     throw;
   }
   a.device = fresh.device;
-  a.cc_major = fresh.cc_major;
   a.stream = fresh.stream;
   a.blas = fresh.blas;
   a.handle = fresh.handle;

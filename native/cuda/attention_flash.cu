@@ -554,7 +554,8 @@ BwdFn bwd_of(int64_t HS) {
 
 namespace {
 // The kernels this device runs were compiled for sm_80 or later: a build whose only code for the device is the
-// PTX of an older architecture (CUDA_ARCHS) would JIT the tensor-core product to a trap (mma.cuh)
+// PTX of an older architecture (CUDA_ARCHS) would JIT the tensor-core product to a trap (mma.cuh), and a device
+// older than every architecture built has no image of the kernel at all (the call fails)
 bool flash_built() {
   static int built = -1;
   if (built < 0) {

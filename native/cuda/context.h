@@ -40,7 +40,6 @@ struct CudaAddon {
   // attention.cu, or the tensor-core kernels of attention_flash.cu where they apply (else as with kGemm)
   enum class Attn { kGemm, kFused, kFlash };
   Attn attn_kind = Attn::kGemm;
-  int cc_major = 0;  // the device's compute capability (flash attention needs 8 or later)
   int64_t flash_calls = 0, flash_fallbacks = 0;  // attention calls that ran flash / that asked for it and could not
   int64_t attn_scratch = int64_t(256) << 20;  // score scratch bytes a chunk of heads may use ($GPT_NATIVE_CUDA_ATTN_SCRATCH)
   int64_t attn_qchunk = 0;  // query rows per chunk of cuBLAS attention, 0: chosen by shape ($GPT_NATIVE_CUDA_ATTN_QCHUNK)

@@ -503,12 +503,12 @@ void need_view(const DView& a, const int64_t* st, int64_t B, int64_t T, int64_t 
   need(a, req, op, name, str_cat("(B=", B, ",T=", T, ",", width, ") with strides [", st[0], ",", st[1], "]"));
 }
 
-// Which attention kernels run this call (setAttention; flash only where attention_flash_supported and the
-// device has bf16 tensor-core mma, else as 'gemm')
+// Which attention kernels run this call (setAttention; flash only where attention_flash_supported: bf16, its
+// head sizes, and kernels built for this device at sm_80 or later; else as 'gemm')
 enum class AttnPath { kGemm, kFused, kFlash };
 AttnPath attn_path(CudaAddon& a, DType dt, const AttnDims& s) {
   if (a.attn_kind == CudaAddon::Attn::kFlash) {
-    if (a.cc_major >= 8 && attention_flash_supported(dt, s)) {
+    if (attention_flash_supported(dt, s)) {
       ++a.flash_calls;
       return AttnPath::kFlash;
     }
