@@ -25,8 +25,9 @@
 // products, whose tile is row-major in k). Shared rows are padded by 8 bf16: 16-byte aligned rows for the tile
 // loads and ldmatrix, and the 8 rows an ldmatrix phase reads fall in distinct banks.
 // Head sizes: HS = 64 (every GPT-2 size, GPT-3 Small and Medium) and 32, a template each; the host takes the
-// cuBLAS path for the rest (ops.cc). At HS = 80 or 96 the dK/dV kernel's accumulators spill registers (more
-// than the 255 a thread has), so those would need the K and V fragments re-read from shared memory instead.
+// cuBLAS path for the rest (ops.cc). HS = 96 would need more than the 48 KiB of static shared memory in the
+// dK/dV kernel (four tiles of 64 × 104 bf16: dynamic shared memory, which the emulator does not model yet), and
+// HS = 80 an odd number of 16-column chunks (the products take them two at a time).
 // Dropout is a template flag: without it, the kernels carry no hash code (fewer registers).
 #include <cfloat>
 #include <cmath>
