@@ -228,6 +228,16 @@ __device__ __forceinline__ bool tile_full(const FDims& s, int i0, int j0) {
   return i0 + kRows <= s.Tq && j0 + kTile <= s.Tk && j0 + kTile - 1 <= p_lo && (s.window <= 0 || j0 > p_hi - s.window);
 }
 
+// Where a thread works: batch row b and head h (blockIdx.y = b·NH + h), its lane in the mma layout (g = lane / 4,
+// t = lane % 4) and the first of its warp's 16 rows in the block
+struct Place {
+  int b, h, lane, g, t, r0;
+};
+__device__ __forceinline__ Place place(const FDims& s) {
+  const int bh = blockIdx.y, lane = threadIdx.x & 31;
+  return {bh / s.NH, bh % s.NH, lane, lane >> 2, lane & 3, static_cast<int>(threadIdx.x >> 5) * 16};
+}
+
 // The key tile j0 .. j0+63 of K and V into shared memory, after every warp is done with the previous one (and
 // with what passed through the tiles before the loop). Keys past hi are zeros, not loaded: a KV cache may hold
 // anything there, and 0·NaN would reach P·V.
@@ -245,9 +255,9 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
                                                                  const bf16* v, FDims s) {
   __shared__ Tile<HD> sK;
   __shared__ Tile<HD> sV;
-  const int bh = blockIdx.y, b = bh / s.NH, h = bh % s.NH;
-  const int i0 = (static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x)) * kRows;
-  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, r0 = (threadIdx.x >> 5) * 16;
+  const Place pl = place(s);
+  const int b = pl.b, h = pl.h, lane = pl.lane, g = pl.g, t = pl.t, r0 = pl.r0;
+  const int i0 = (static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x)) * kRows;  // longest first
   const bf16* kb = k + b * s.ksb + h * HD;
   const bf16* vb = v + b * s.vsb + h * HD;
 
@@ -344,9 +354,9 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
                                                             const float* lse, FDims s) {
   __shared__ Tile<HD> sK;
   __shared__ Tile<HD> sV;
-  const int bh = blockIdx.y, b = bh / s.NH, h = bh % s.NH;
-  const int i0 = (static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x)) * kRows;
-  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, r0 = (threadIdx.x >> 5) * 16;
+  const Place pl = place(s);
+  const int b = pl.b, h = pl.h, lane = pl.lane, g = pl.g, t = pl.t, r0 = pl.r0;
+  const int i0 = (static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x)) * kRows;  // longest first
   const bf16* kb = k + b * s.ksb + h * HD;
   const bf16* vb = v + b * s.vsb + h * HD;
 
@@ -418,9 +428,9 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv,
   __shared__ Tile<HD> sQ;
   __shared__ Tile<HD> sO;
   __shared__ float sL[kTile], sD[kTile];
-  const int bh = blockIdx.y, b = bh / s.NH, h = bh % s.NH;
+  const Place pl = place(s);
+  const int b = pl.b, h = pl.h, lane = pl.lane, g = pl.g, t = pl.t, r0 = pl.r0;
   const int j0 = static_cast<int>(blockIdx.x) * kRows;
-  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, r0 = (threadIdx.x >> 5) * 16;
   const bf16* qb = q + b * s.qsb + h * HD;
   const bf16* ob = dout + b * s.osb + h * HD;
   const float* lrow = lse + (static_cast<int64_t>(b) * s.NH + h) * s.Tq;
