@@ -125,7 +125,7 @@ node -e "
   const ops = ['deviceCount','init','alloc','free','bufferLength','upload','download','copy','copyRows','fill','synchronize',
     'setMathMode','setAttention','setAttentionTuning','setBiasEpilogue','biasEpilogueStats','memoryInfo','gemm','linearForward','linearBackward','layernormForward','layernormBackward',
     'geluForward','geluBackward','add','scale','dropout','sumsq','embeddingForward','embeddingBackward',
-    'softmaxXentForward','softmaxXentBackward','attentionForward','attentionBackward','adamwStep'];
+    'softmaxXentForward','softmaxXentBackward','attentionForward','attentionBackward','adamwStep','flashProbe'];
   for (const f of ops) assert.strictEqual(typeof cuda[f], 'function', 'missing export ' + f);
   assert.strictEqual(typeof cuda.abiVersion, 'number');
   const n = cuda.deviceCount();

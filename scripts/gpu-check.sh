@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run ON THE GPU MACHINE (see scripts/gpu-prepare.sh, which packs what this needs): builds the CUDA addon,
 # runs the cross-backend tests (every CUDA kernel and the whole model, training, decoding and fine-tuning
-# against the CPU backend; the fixtures), then the benchmarks: first the acceptance figures (GPT-2 124M
+# against the CPU backend; the fixtures; the flash kernels' tensor-core building blocks alone (flashProbe), then the
+# flash kernels, each in a process apart from the defaults' tests), then the benchmarks: first the acceptance figures (GPT-2 124M
 # training at B=16, T=1024 in bf16 (cuBLAS attention, then the flash attention kernels) and fp32, tokens/s and
 # MFU; batch-1 decoding; bf16 with every opt-in), then the kernels and the alternatives side by side (flash and
 # the fused attention kernels, the cuBLAS attention at other chunk and scratch settings, the biases and the MLP's
@@ -70,13 +71,24 @@ if CUDA_ARCHS="${CUDA_ARCHS:-$ARCH}" GN_CUDA_JOBS="$(nproc)" t 300 node scripts/
 else row "build" "FAILED (see gpu-check.log)"; tail -40 "$LOG"; printf '%s\n' "${ROWS[@]}"; exit 1; fi
 
 AVA="node node_modules/ava/entrypoints/cli.mjs --tap"
-for f in cuda-kernels cuda; do
-  say "tests: test/$f.test.js (real GPU)"
-  GPT_NATIVE_CUDA_TEST=real t 240 $AVA "test/$f.test.js" > "$OUT/$f.tap" 2>&1
-  pass=$(grep -c '^ok ' "$OUT/$f.tap"); fail=$(grep -c '^not ok ' "$OUT/$f.tap")
-  row "test/$f.test.js" "$pass passed, $fail failed"
-  grep -A12 '^not ok ' "$OUT/$f.tap" | head -120 | tee -a "$LOG"
-done
+# tests FILE LABEL SECONDS MATCH…: one ava run of test/FILE.test.js on the GPU, appended to $OUT/FILE.tap, and a row.
+# Each run is its own process: a kernel fault spoils the CUDA context of its process only, so the flash kernels
+# (new, opt-in) run apart from the defaults, and their building blocks (flashProbe) before them.
+tests() {
+  local f=$1 label=$2 s=$3; shift 3
+  say "tests: test/$f.test.js$label (real GPU)"
+  GPT_NATIVE_CUDA_TEST=real t "$s" $AVA "$@" "test/$f.test.js" > "$WORK/run.tap" 2>&1
+  cat "$WORK/run.tap" >> "$OUT/$f.tap"
+  row "test/$f.test.js$label" "$(grep -c '^ok ' "$WORK/run.tap") passed, $(grep -c '^not ok ' "$WORK/run.tap") failed"
+  grep -A12 '^not ok ' "$WORK/run.tap" | head -120 | tee -a "$LOG"
+}
+: > "$OUT/cuda-kernels.tap"
+: > "$OUT/cuda.tap"
+tests cuda-kernels "" 200 --match '!*flash*'
+tests cuda-kernels " (flashProbe)" 60 --match '*flashProbe*'
+tests cuda-kernels " (flash)" 120 --match '*flash*' --match '!*flashProbe*'
+tests cuda "" 200 --match '!*flash*'
+tests cuda " (flash)" 120 --match '*flash*'
 
 bench() { # name, command…
   local name=$1; shift

@@ -507,6 +507,43 @@ test('flash attention over a KV cache (Tq = 1 and 5, strided cache, qPos0 > 0), 
   if (REAL) t.deepEqual([after.flash - before.flash, after.fallbacks - before.fallbacks], [0, 2], 'neither ran flash');
 }));
 
+// The flash kernels' building blocks one at a time (flashProbe), exactly: small integers, so every product is exact
+// in bf16 operands and fp32 sums. A failure on a GPU names the block at fault (the mma fragment layout, ldmatrix, the
+// second ldmatrix of A, or ldmatrix.trans with the accumulator-to-A packing of P·V) and where its first wrong
+// entries are; the inputs are offset views, as the model's.
+test('flash building blocks (flashProbe): mma alone, through ldmatrix, and P·V through ldmatrix.trans equal the plain products exactly', (t) => {
+  const s = seedOf(t);
+  const ints = (seed) => randF32(4096, seed).map((x) => Math.round(7 * x));
+  const [x, y, p, v] = [0, 1, 2, 3].map((i) => ints(s + i));
+  const want = new Float32Array(4 * 4096);
+  for (let i = 0; i < 64; i++)
+    for (let j = 0; j < 64; j++) {
+      let xy = 0, pv = 0;
+      for (let k = 0; k < 64; k++) { xy += x[i * 64 + k] * y[j * 64 + k]; pv += p[i * 64 + k] * v[k * 64 + j]; }
+      for (let r = 0; r < 3; r++) want[r * 4096 + i * 64 + j] = xy;
+      want[3 * 4096 + i * 64 + j] = pv;
+    }
+  t.true(want.some((w) => w !== 0) && x.some((e) => e !== 0), 'the inputs are not all zeros');
+  const up = (a, dt) => { const w = { buf: dev.alloc(a.length + 5, dt), off: 5, len: a.length }; dev.upload(w, a); return w; };
+  const out = up(randF32(4 * 4096, s + 4), 'fp32');
+  const ins = [x, y, p, v].map((a) => up(a, 'bf16'));
+  dev.flashProbe(out, ...ins);
+  const got = new Float32Array(4 * 4096);
+  dev.download(out, got);
+  const names = ['x·yᵀ by mma alone (the fragment layout of mma.cuh)', 'x·yᵀ by mul_abt (B through ldmatrix.x4)',
+    'x·yᵀ by mul_abt_shared (A through ldmatrix.x4 too)', 'p·v by mul_pb (A from the accumulators, B through ldmatrix.x4.trans)'];
+  for (let r = 0; r < 4; r++) {
+    const bad = [];
+    for (let e = 0; e < 4096; e++) if (got[r * 4096 + e] !== want[r * 4096 + e]) bad.push(e);
+    const first = bad.slice(0, 6).map((e) => `(${e >> 6}, ${e & 63}): ${got[r * 4096 + e]} for ${want[r * 4096 + e]}`);
+    t.is(bad.length, 0, `${names[r]}: ${bad.length} of 4096 entries wrong; first (row, column): got for want: ${first.join('; ')}`);
+  }
+  // fp32 tiles are refused with a message that names the argument
+  const f = up(x, 'fp32');
+  t.throws(() => dev.flashProbe(out, f, ins[1], ins[2], ins[3]), { instanceOf: TypeError, message: /flash_probe: expected a bf16 buffer for x \(argument 1\)/ });
+  for (const w of [out, f, ...ins]) dev.free(w.buf);
+});
+
 // bias_rows, zero_rows and the softmax-xent backward loop over rows when a matrix has more than one grid holds
 // (device.cuh grid_rows: at most 65,535 block rows); gemm with K = 0 is zero_rows
 test('row-looping kernels over more rows than one grid holds: linear bias, gemm with K = 0, softmax-xent backward', (t) => {

@@ -507,6 +507,60 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv,
   }
 }
 
+// ---- flash_probe: the products above, one at a time, on given 64×64 bf16 tiles (a diagnostic) ----------------
+// One block of 4 warps, tiles x, y, p, v row-major and contiguous; each result (64×64, fp32) is written from the
+// accumulator layout of mma.cuh, row r0 + g + 8·rr, column nt·8 + 2t + c:
+//   out[0]: x·yᵀ by mma_bf16 alone, both operands loaded element-wise as mma.cuh's layout says (no ldmatrix)
+//   out[1]: x·yᵀ by mul_abt (A element-wise, as the forward's Q; B by ldmatrix.x4)
+//   out[2]: x·yᵀ by mul_abt_shared (A and B by ldmatrix.x4, as the dK/dV kernel)
+//   out[3]: p·v by mul_pb (A from accumulator registers packed to bf16, B by ldmatrix.x4.trans)
+// So a disagreement with the plain products names the building block: the mma layout, ldmatrix, its .trans form,
+// or the accumulator-to-A packing that P·V relies on.
+__device__ __forceinline__ void store_acc(float* o, const float (&acc)[8][4], int r0, int g, int t) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[(r0 + g + 8 * (e >> 1)) * 64 + nt * 8 + 2 * t + (e & 1)] = acc[nt][e];
+}
+
+__global__ void __launch_bounds__(kThreads) flash_probe_kernel(float* out, const bf16* x, const bf16* y, const bf16* p,
+                                                               const bf16* v) {
+  __shared__ Tile<64> sX;
+  __shared__ Tile<64> sY;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, r0 = static_cast<int>(threadIdx.x >> 5) * 16;
+  load_tile<64>(sX, x, 64, 0, 64, false);
+  load_tile<64>(sY, y, 64, 0, 64, false);
+  __syncthreads();
+  uint32_t xa[4][4];
+  load_a<64>(xa, sX, r0, g, t);
+  float s[8][4];
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {  // B[k][n] = y[n][k]: b0 = B[2t..2t+1][g], b1 = B[2t+8..2t+9][g]
+    s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+      mma_bf16(s[nt], xa[kk], load_pair(&sY.x[nt * 8 + g][kk * 16 + 2 * t]),
+               load_pair(&sY.x[nt * 8 + g][kk * 16 + 2 * t + 8]));
+  }
+  store_acc(out, s, r0, g, t);
+  mul_abt<64>(s, xa, sY, lane);
+  store_acc(out + 4096, s, r0, g, t);
+  mul_abt_shared<64>(s, sX, r0, sY, lane);
+  store_acc(out + 2 * 4096, s, r0, g, t);
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[nt][e] = to_f(p[(r0 + g + 8 * (e >> 1)) * 64 + nt * 8 + 2 * t + (e & 1)]);
+  __syncthreads();  // every warp is done with sY before v replaces it
+  load_tile<64>(sY, v, 64, 0, 64, false);
+  __syncthreads();
+  float acc[8][4];
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+  mul_pb<64>(acc, s, sY, lane);
+  store_acc(out + 3 * 4096, acc, r0, g, t);
+}
+
 bool aligned16(const void* p, int64_t a, int64_t b) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0 && a % 8 == 0 && b % 8 == 0;
 }
@@ -577,6 +631,14 @@ bool flash_built() {
   return built == 1;
 }
 }  // namespace
+
+bool flash_probe(const Stream& st, float* out, const void* x, const void* y, const void* p, const void* v) {
+  if (!flash_built()) return false;
+  flash_probe_kernel<<<1, kThreads, 0, st.s>>>(out, static_cast<const bf16*>(x), static_cast<const bf16*>(y),
+                                               static_cast<const bf16*>(p), static_cast<const bf16*>(v));
+  GN_LAUNCHED(st, "flash_probe_kernel");
+  return true;
+}
 
 bool attention_flash_supported(DType dt, const AttnDims& d) {
   return dt == kBF16 && (d.HS == 32 || d.HS == 64) && flash_built() && d.B * d.NH <= 65535 &&

@@ -106,6 +106,11 @@ void attention_backward_flash(const Stream& st, void* dq, void* dk, void* dv, co
                               const void* k, const void* v, const void* out, const float* lse, float* Dscratch,
                               const AttnDims& d);
 
+// The flash kernels' tensor-core products one at a time on 64×64 bf16 tiles x, y, p, v (row-major, contiguous):
+// out (4·4096 floats) = x·yᵀ by mma alone, by mul_abt, by mul_abt_shared, then p·v by mul_pb (attention_flash.cu).
+// false (nothing launched) where the flash kernels have no sm_80+ image for this device.
+bool flash_probe(const Stream& st, float* out, const void* x, const void* y, const void* p, const void* v);
+
 // ---- attention_softmax.cu (the row kernels of the cuBLAS path, attention_gemm.cc) --------------------------
 // (batch row, head) pairs u = b·NH + h = u0 .. u0+pairs-1, queries i0 .. i0+rows-1 against keys k0 .. k0+cols-1
 // (every key those queries see), scores in a scratch of (rows, cols) row-major matrices: element (g, i, j) at

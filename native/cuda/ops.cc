@@ -584,6 +584,30 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// flashProbe(out, x, y, p, v): the flash kernels' tensor-core products one at a time on 64×64 bf16 tiles
+// (kernels.h: flash_probe): a diagnostic for the tests and gpu-check, which names the building block that
+// disagrees with the plain product. out: fp32, 4·4096 elements.
+Napi::Value FlashProbe(const Napi::CallbackInfo& info) {
+  const char* op = "flash_probe";
+  CudaAddon& a = ready(info, op);
+  auto out = view(info, 0, op, "out");
+  need_exact(out, 4 * 4096, op, "out", shp({4, 64, 64}));
+  const char* names[4] = {"x", "y", "p", "v"};
+  DView in[4];
+  for (int i = 0; i < 4; ++i) {
+    in[i] = view(info, 1 + i, op, names[i]);
+    need_exact(in[i], 4096, op, names[i], shp({64, 64}));
+    if (in[i].dt != kBF16)
+      throw KernelError(KernelError::Kind::Type,
+                        str_cat(op, ": expected a bf16 buffer for ", names[i], " (argument ", 1 + i, ") but received fp32"));
+  }
+  if (!flash_probe(a.stream, f32v(out, op, "out"), in[0].p, in[1].p, in[2].p, in[3].p))
+    throw KernelError(KernelError::Kind::Generic,
+                      str_cat(op, ": the flash kernels have no sm_80 or later image for this device; build for its "
+                                  "architecture (CUDA_ARCHS) to run them"));
+  return info.Env().Undefined();
+}
+
 Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   const char* op = "adamw_step";
   CudaAddon& a = ready(info, op);
@@ -638,6 +662,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
   def("attentionForward", AttentionForward);
   def("attentionBackward", AttentionBackward);
   def("adamwStep", AdamwStep);
+  def("flashProbe", FlashProbe);
 }
 
 }  // namespace cuda
