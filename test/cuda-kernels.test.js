@@ -14,7 +14,7 @@ const REAL = ['real', 'emu'].includes(process.env.GPT_NATIVE_CUDA_TEST);
 if (!REAL) process.env.GPT_NATIVE_CUDA_ADDON = path.join(__dirname, 'helpers', 'fake-cuda.js');
 const { native } = require('../dist');
 const { cuda } = require('../dist/cuda');
-const { normErr, freshSeed, randF32, randInts, roundBf16 } = require('./helpers/util');
+const { normErr, freshSeed, randF32, randInts, roundBf16, probeProducts } = require('./helpers/util');
 
 const TOL = REAL ? 1e-4 : 1e-12;
 const dev = cuda();
@@ -515,14 +515,7 @@ test('flash building blocks (flashProbe): mma alone, through ldmatrix, and P·V 
   const s = seedOf(t);
   const ints = (seed) => randF32(4096, seed).map((x) => Math.round(7 * x));
   const [x, y, p, v] = [0, 1, 2, 3].map((i) => ints(s + i));
-  const want = new Float32Array(4 * 4096);
-  for (let i = 0; i < 64; i++)
-    for (let j = 0; j < 64; j++) {
-      let xy = 0, pv = 0;
-      for (let k = 0; k < 64; k++) { xy += x[i * 64 + k] * y[j * 64 + k]; pv += p[i * 64 + k] * v[k * 64 + j]; }
-      for (let r = 0; r < 3; r++) want[r * 4096 + i * 64 + j] = xy;
-      want[3 * 4096 + i * 64 + j] = pv;
-    }
+  const want = probeProducts(new Float32Array(4 * 4096), x, y, p, v);
   t.true(want.some((w) => w !== 0) && x.some((e) => e !== 0), 'the inputs are not all zeros');
   const up = (a, dt) => { const w = { buf: dev.alloc(a.length + 5, dt), off: 5, len: a.length }; dev.upload(w, a); return w; };
   const out = up(randF32(4 * 4096, s + 4), 'fp32');

@@ -6,6 +6,7 @@
 const path = require('path');
 const { native } = require(path.join(__dirname, '..', '..', 'dist', 'native.js'));
 const { KERNELS } = require(path.join(__dirname, '..', '..', 'dist', 'cuda.js'));
+const { probeProducts } = require('./util');
 
 let live = 0;
 const tuning = { queryChunk: 0, scratchBytes: 256 * 2 ** 20 };
@@ -113,13 +114,7 @@ const addon = {
       if ([x, y, p, v][i].buf.dtype !== 'bf16') throw new TypeError(`flash_probe: expected a bf16 buffer for ${n} (argument ${i + 1}) but received fp32`);
     });
     if (o.length !== 4 * 4096 || [X, Y, P, V].some((a) => a.length !== 4096)) throw new RangeError('fake cuda: flashProbe: sizes');
-    for (let i = 0; i < 64; i++)
-      for (let j = 0; j < 64; j++) {
-        let xy = 0, pv = 0;
-        for (let k = 0; k < 64; k++) { xy += X[i * 64 + k] * Y[j * 64 + k]; pv += P[i * 64 + k] * V[k * 64 + j]; }
-        for (let r = 0; r < 3; r++) o[r * 4096 + i * 64 + j] = xy;
-        o[3 * 4096 + i * 64 + j] = pv;
-      }
+    probeProducts(o, X, Y, P, V);
   },
 };
 // stats.products counts the matrix-product calls by the math mode they ran in
