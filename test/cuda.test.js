@@ -384,6 +384,17 @@ test('bench kernels on cuda times attention at several chunk and scratch setting
   }
   const flashRows = lines.map((l) => JSON.parse(l)).filter((r) => r.kernel && r.kernel.includes('[flash]'));
   t.deepEqual(flashRows.map((r) => r.kernel), ['attention_forward [flash]', 'attention_backward [flash]']);
+  // --exclude drops rows by name (gpu-check drops the flash rows when the flash tests failed)
+  lines.length = 0;
+  console.log = (s) => lines.push(String(s));
+  try {
+    benchKernels(['--device', 'cuda', '--precision', 'bf16', '--b', '1', '--t', '9', '--c', '64', '--nh', '2', '--v', '31', '--runs', '1', '--filter', 'attention', '--exclude', '[flash]', '--json']);
+  } finally {
+    console.log = log;
+  }
+  const kept = lines.map((l) => JSON.parse(l)).filter((r) => r.kernel).map((r) => r.kernel);
+  t.true(kept.includes('attention_forward') && kept.includes('attention_backward [one query chunk]'), `${kept}`);
+  t.false(kept.some((n) => n.includes('[flash]')), `no flash rows with --exclude: ${kept}`);
   t.is(dev.setAttention('gemm'), 'gemm', 'the attention setting is as it was');
   t.deepEqual(dev.setAttentionTuning({}), before);
   t.throws(() => dev.setAttentionTuning({ queryChunk: -1 }), { instanceOf: TypeError });

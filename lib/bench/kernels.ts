@@ -17,6 +17,7 @@ const specs: OptionSpecs = {
   v: { kind: 'int', default: 50257, help: 'vocabulary' },
   runs: { kind: 'int', default: 7, help: 'timed runs per kernel (median reported)' },
   filter: { kind: 'string', help: 'only kernels whose name contains this' },
+  exclude: { kind: 'string', help: 'skip kernels whose name contains this (after --filter)' },
   threads: { kind: 'int', help: 'threads (default: GPT_NATIVE_THREADS or all cores)' },
   device: { kind: 'string', default: 'cpu', help: 'cpu | cuda' },
   precision: { kind: 'string', default: 'fp32', help: 'fp32 | bf16 (cuda: activations and matrix operands in bf16)' },
@@ -206,6 +207,7 @@ export function benchKernels(argv: string[]): void {
     if (!a.json) console.log(`\n## B=${B} T=${T} C=${C} NH=${NH} V=${V}\n| kernel | ms | GFLOP/s | GB/s |\n|---|---:|---:|---:|`);
     for (const c of cases(be, B, T, C, NH, V, act)) {
       if (a.filter && !c.name.includes(String(a.filter))) continue;
+      if (a.exclude && c.name.includes(String(a.exclude))) continue;
       // on the GPU each timed call waits for the device, so the time is the kernel's (plus one launch)
       const run = device === 'cuda' ? () => { c.run(); cuda().synchronize(); } : c.run;
       const t = timeIt(run, { warmup: 2, runs: a.runs as number, minTimeMs: 100 });
