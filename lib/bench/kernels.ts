@@ -4,7 +4,7 @@
  */
 import { helpText, parseArgs, OptionSpecs, UsageError } from '../cli/args';
 import { backendOf, Backend, checkPrecision, DType } from '../backend';
-import { AttentionTuning, cuda, cudaInfo } from '../cuda';
+import { AttentionKind, AttentionTuning, cuda, cudaInfo } from '../cuda';
 import { native } from '../native';
 import { machineLine, randomFill, timeIt } from './timing';
 import { logitsStride } from '../nn/gpt';
@@ -130,58 +130,37 @@ function flashApplies(be: Backend, act: DType, HS: number): boolean {
   return be.device === 'cuda' && act === 'bf16' && (HS === 64 || HS === 32);
 }
 
-/** Runs with setAttention('flash'), and says so when a call took another path instead. */
-function withFlash(run: () => void): () => void {
+/**
+ * run() with one addon setting changed for the call: `set(value)` returns the old value, which is put back after.
+ * The wrappers below are its uses: flash attention, the cuBLAS attention's tuning, cuBLASLt's bias and GELU epilogues.
+ */
+function withSetting<T>(set: (v: T) => T, value: T, run: () => void): () => void {
   return () => {
-    const dev = cuda();
-    const prev = dev.setAttention('flash');
-    const before = dev.attentionStats().fallbacks;
+    const prev = set(value);
     try {
       run();
     } finally {
-      dev.setAttention(prev);
+      set(prev);
     }
+  };
+}
+
+/** setAttention('flash'), and says so when a call took another path instead. */
+function withFlash(run: () => void): () => void {
+  return () => {
+    const dev = cuda();
+    const before = dev.attentionStats().fallbacks;
+    withSetting<AttentionKind>((k) => dev.setAttention(k), 'flash', run)();
     if (dev.attentionStats().fallbacks !== before) throw new Error('bench kernels: the flash attention kernels did not run (compute capability below 8?)');
   };
 }
 
-function tuned(tuning: AttentionTuning, run: () => void): () => void {
-  return () => {
-    const dev = cuda();
-    const prev = dev.setAttentionTuning(tuning);
-    try {
-      run();
-    } finally {
-      dev.setAttentionTuning(prev);
-    }
-  };
-}
-
-/** On cuda, the linear layer with its bias added by cuBLASLt's epilogue instead of a pass after the GEMM. */
-function withLtBias(run: () => void): () => void {
-  return () => {
-    const dev = cuda();
-    const prev = dev.setBiasEpilogue('cublaslt');
-    try {
-      run();
-    } finally {
-      dev.setBiasEpilogue(prev);
-    }
-  };
-}
-
-/** On cuda, the MLP's GELU in cuBLASLt's GELU_AUX_BIAS / DGELU epilogues instead of a pass after the GEMM. */
-function withLtGelu(run: () => void): () => void {
-  return () => {
-    const dev = cuda();
-    const prev = dev.setGeluEpilogue('cublaslt');
-    try {
-      run();
-    } finally {
-      dev.setGeluEpilogue(prev);
-    }
-  };
-}
+type Epilogue = 'cublaslt' | 'kernel';
+const tuned = (tuning: AttentionTuning, run: () => void) => withSetting((t: AttentionTuning) => cuda().setAttentionTuning(t), tuning, run);
+/** The linear layer with its bias added by cuBLASLt's epilogue instead of a pass after the GEMM. */
+const withLtBias = (run: () => void) => withSetting<Epilogue>((k) => cuda().setBiasEpilogue(k), 'cublaslt', run);
+/** The MLP's GELU in cuBLASLt's GELU_AUX_BIAS / DGELU epilogues instead of a pass after the GEMM. */
+const withLtGelu = (run: () => void) => withSetting<Epilogue>((k) => cuda().setGeluEpilogue(k), 'cublaslt', run);
 
 export function benchKernels(argv: string[]): void {
   const a = parseArgs(argv, specs);
