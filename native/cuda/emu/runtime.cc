@@ -318,34 +318,27 @@ void syncthreads() {
   yield_to_scheduler();
 }
 
-uint64_t exchange(unsigned mask, uint64_t bits, int src) {
+// The calling thread joins warp collective `op` over `mask`, offering `bits` (src: Exchange's source lane; all:
+// Gather's destination), and waits until the warp's scheduler has resolved it; returns what it received
+namespace {
+uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t bits, int src = -1, uint64_t* all = nullptr) {
   Fiber* f = g_grid.cur;
   f->st = St::AtWarpBarrier;
-  f->op = WarpOp::Exchange;
+  f->op = op;
   f->mask = mask;
   f->put = bits;
   f->src = src;
+  f->all = all;
   yield_to_scheduler();
   return f->got;
 }
+}  // namespace
 
-void syncwarp(unsigned mask) {
-  Fiber* f = g_grid.cur;
-  f->st = St::AtWarpBarrier;
-  f->op = WarpOp::Sync;
-  f->mask = mask;
-  yield_to_scheduler();
-}
+uint64_t exchange(unsigned mask, uint64_t bits, int src) { return warp_collective(WarpOp::Exchange, mask, bits, src); }
 
-void gather(unsigned mask, uint64_t bits, uint64_t (&all)[32]) {
-  Fiber* f = g_grid.cur;
-  f->st = St::AtWarpBarrier;
-  f->op = WarpOp::Gather;
-  f->mask = mask;
-  f->put = bits;
-  f->all = all;
-  yield_to_scheduler();
-}
+void syncwarp(unsigned mask) { warp_collective(WarpOp::Sync, mask, 0); }
+
+void gather(unsigned mask, uint64_t bits, uint64_t (&all)[32]) { warp_collective(WarpOp::Gather, mask, bits, -1, all); }
 
 // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 with the fragment layout of native/cuda/mma.cuh: every
 // lane publishes where its fragments are, reads all 32, waits until every lane has read (so none changes its
@@ -411,13 +404,7 @@ void ldmatrix_x4(uint32_t (&r)[4], const void* row, bool trans) {
 }
 
 unsigned ballot(unsigned mask, bool pred) {
-  Fiber* f = g_grid.cur;
-  f->st = St::AtWarpBarrier;
-  f->op = WarpOp::Ballot;
-  f->mask = mask;
-  f->put = pred ? 1 : 0;
-  yield_to_scheduler();
-  return static_cast<unsigned>(f->got);
+  return static_cast<unsigned>(warp_collective(WarpOp::Ballot, mask, pred ? 1 : 0));
 }
 
 void run_grid(const char* name, dim3 grid, dim3 block, size_t smem, cudaStream_t, Thunk thunk, void* closure) {
