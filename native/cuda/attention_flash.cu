@@ -238,6 +238,19 @@ __device__ __forceinline__ Place place(const FDims& s) {
   return {bh / s.NH, bh % s.NH, lane, lane >> 2, lane & 3, static_cast<int>(threadIdx.x >> 5) * 16};
 }
 
+// A query block (the forward and dQ kernels): its first query i0, blocks running the longest first (causal rows
+// near the end see the most keys), and this (b, h)'s keys and values
+struct QBlock {
+  int i0;
+  const bf16* kb;
+  const bf16* vb;
+};
+template <int HD>
+__device__ __forceinline__ QBlock query_block(const FDims& s, const Place& pl, const bf16* k, const bf16* v) {
+  return {(static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x)) * kRows, k + pl.b * s.ksb + pl.h * HD,
+          v + pl.b * s.vsb + pl.h * HD};
+}
+
 // The key tile j0 .. j0+63 of K and V into shared memory, after every warp is done with the previous one (and
 // with what passed through the tiles before the loop). Keys past hi are zeros, not loaded: a KV cache may hold
 // anything there, and 0·NaN would reach P·V.
@@ -257,9 +270,9 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
   __shared__ Tile<HD> sV;
   const Place pl = place(s);
   const int b = pl.b, h = pl.h, lane = pl.lane, g = pl.g, t = pl.t, r0 = pl.r0;
-  const int i0 = (static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x)) * kRows;  // longest first
-  const bf16* kb = k + b * s.ksb + h * HD;
-  const bf16* vb = v + b * s.vsb + h * HD;
+  const QBlock qb = query_block<HD>(s, pl, k, v);
+  const int i0 = qb.i0;
+  const bf16 *kb = qb.kb, *vb = qb.vb;
 
   uint32_t qa[HD / 16][4];
   load_tile<HD>(sK, q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);  // Q passes through sK
@@ -356,9 +369,9 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
   __shared__ Tile<HD> sV;
   const Place pl = place(s);
   const int b = pl.b, h = pl.h, lane = pl.lane, g = pl.g, t = pl.t, r0 = pl.r0;
-  const int i0 = (static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x)) * kRows;  // longest first
-  const bf16* kb = k + b * s.ksb + h * HD;
-  const bf16* vb = v + b * s.vsb + h * HD;
+  const QBlock qb = query_block<HD>(s, pl, k, v);
+  const int i0 = qb.i0;
+  const bf16 *kb = qb.kb, *vb = qb.vb;
 
   uint32_t qa[HD / 16][4], da[HD / 16][4];
   load_tile<HD>(sK, q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);  // Q and dout pass through sK and sV
