@@ -529,11 +529,15 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv,
 //   out[3]: p·v by mul_pb (A from accumulator registers packed to bf16, B by ldmatrix.x4.trans)
 // So a disagreement with the plain products names the building block: the mma layout, ldmatrix, its .trans form,
 // or the accumulator-to-A packing that P·V relies on.
+// where accumulator element acc[nt][e] of the warp with rows r0 .. r0+15 sits in a row-major 64×64 matrix
+__device__ __forceinline__ int acc_at(int r0, int g, int t, int nt, int e) {
+  return (r0 + g + 8 * (e >> 1)) * 64 + nt * 8 + 2 * t + (e & 1);
+}
 __device__ __forceinline__ void store_acc(float* o, const float (&acc)[8][4], int r0, int g, int t) {
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) o[(r0 + g + 8 * (e >> 1)) * 64 + nt * 8 + 2 * t + (e & 1)] = acc[nt][e];
+    for (int e = 0; e < 4; ++e) o[acc_at(r0, g, t, nt, e)] = acc[nt][e];
 }
 
 __global__ void __launch_bounds__(kThreads) flash_probe_kernel(float* out, const bf16* x, const bf16* y, const bf16* p,
@@ -563,7 +567,7 @@ __global__ void __launch_bounds__(kThreads) flash_probe_kernel(float* out, const
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) s[nt][e] = to_f(p[(r0 + g + 8 * (e >> 1)) * 64 + nt * 8 + 2 * t + (e & 1)]);
+    for (int e = 0; e < 4; ++e) s[nt][e] = to_f(p[acc_at(r0, g, t, nt, e)]);
   __syncthreads();  // every warp is done with sY before v replaces it
   load_tile<64>(sY, v, 64, 0, 64, false);
   __syncthreads();
