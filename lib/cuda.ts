@@ -56,9 +56,9 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
   /** Returns the mode it replaces. */
   setMathMode(mode: 'fp32' | 'bf16'): 'fp32' | 'bf16';
   /**
-   * How attention runs: cuBLAS GEMMs with row kernels ('gemm', the default), the simple fused kernels ('fused'),
-   * or tensor-core flash kernels ('flash': bf16 activations, head size 64 or 32, compute capability 8+;
-   * other calls run as 'gemm'). Returns the old setting.
+   * How attention runs: cuBLAS GEMMs with row kernels ('gemm'), the simple fused kernels ('fused'), or
+   * tensor-core flash kernels ('flash', the default: bf16 activations, head size 64 or 32, compute capability 8+;
+   * other calls run as 'gemm'; GPT_NATIVE_CUDA_ATTENTION sets it at load). Returns the old setting.
    */
   setAttention(kind: AttentionKind): AttentionKind;
   /** Attention calls (forward and backward one each) that ran the flash kernels, and those that could not. */
@@ -70,21 +70,30 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
   setAttentionTuning(t: AttentionTuning): Required<AttentionTuning>;
   /**
    * How linear layers add their bias: in cuBLASLt's GEMM epilogue ('cublaslt', where cuBLASLt has an algorithm
-   * for the shape) or in a pass after the GEMM ('kernel', the default; GPT_NATIVE_CUDA_LT=1 flips it). Returns the
+   * for the shape; the default) or in a pass after the GEMM ('kernel'; GPT_NATIVE_CUDA_LT=0 at load). Returns the
    * old setting.
    */
   setBiasEpilogue(kind: 'cublaslt' | 'kernel'): 'cublaslt' | 'kernel';
   /**
    * How an MLP's GELU runs (linearForward with geluOut, linearBackward with geluPre): in cuBLASLt's GELU epilogues
-   * ('cublaslt', where cuBLASLt has an algorithm for the shape) or as a pass after the GEMM ('kernel', the
-   * default; GPT_NATIVE_CUDA_LT_GELU=1 flips it). Returns the old setting.
+   * ('cublaslt', where cuBLASLt has an algorithm for the shape; the default) or as a pass after the GEMM ('kernel';
+   * GPT_NATIVE_CUDA_LT_GELU=0 at load). Returns the old setting.
    */
   setGeluEpilogue(kind: 'cublaslt' | 'kernel'): 'cublaslt' | 'kernel';
   /**
    * GEMMs whose bias cuBLASLt added, and those that fell back to the bias pass (no algorithm for the shape); the
-   * same for the GELU epilogues.
+   * same for the GELU epilogues; GEMMs without an epilogue that cublasLtMatmul ran, and those that took
+   * cublasGemmEx under setGemm('cublaslt').
    */
-  biasEpilogueStats(): { cublaslt: number; fallbacks: number; gelu: number; geluFallbacks: number };
+  biasEpilogueStats(): {
+    cublaslt: number; fallbacks: number; gelu: number; geluFallbacks: number; matmul: number; matmulFallbacks: number;
+  };
+  /**
+   * Which cuBLAS entry point runs the GEMMs without an epilogue: cublasLtMatmul with its heuristic's algorithm
+   * ('cublaslt', the default; cublasGemmEx where it has none) or cublasGemmEx ('cublas'; GPT_NATIVE_CUDA_GEMM=cublas
+   * at load). Returns the old setting.
+   */
+  setGemm(kind: 'cublaslt' | 'cublas'): 'cublaslt' | 'cublas';
   memoryInfo(): { free: number; total: number };
   /**
    * Diagnostic (tests, gpu-check): the flash kernels' tensor-core products one at a time on 64×64 bf16 tiles x, y,

@@ -123,7 +123,7 @@ node -e "
   const assert = require('assert');
   const cuda = require('$ROOT/build/cuda/gpt_native_cuda.node');
   const ops = ['deviceCount','init','alloc','free','bufferLength','upload','download','copy','copyRows','fill','synchronize',
-    'setMathMode','setAttention','setAttentionTuning','setBiasEpilogue','biasEpilogueStats','memoryInfo','gemm','linearForward','linearBackward','layernormForward','layernormBackward',
+    'setMathMode','setAttention','setAttentionTuning','setBiasEpilogue','setGeluEpilogue','setGemm','biasEpilogueStats','memoryInfo','gemm','linearForward','linearBackward','layernormForward','layernormBackward',
     'geluForward','geluBackward','add','scale','dropout','sumsq','embeddingForward','embeddingBackward',
     'softmaxXentForward','softmaxXentBackward','attentionForward','attentionBackward','adamwStep','flashProbe'];
   for (const f of ops) assert.strictEqual(typeof cuda[f], 'function', 'missing export ' + f);
@@ -135,11 +135,15 @@ node -e "
   assert.throws(() => cuda.alloc(4), (e) => e instanceof Error && /init\(\) first/.test(e.message));
   cuda.setMathMode('bf16'); cuda.setMathMode('fp32');
   assert.throws(() => cuda.setMathMode('fp16'), TypeError);
-  assert.strictEqual(cuda.setAttention('fused'), 'gemm'); assert.strictEqual(cuda.setAttention('gemm'), 'fused');
+  // the defaults: flash attention, cuBLASLt for the GEMMs, the biases and the MLP's GELU
+  assert.strictEqual(cuda.setAttention('fused'), 'flash'); assert.strictEqual(cuda.setAttention('gemm'), 'fused');
   assert.strictEqual(cuda.setAttention('flash'), 'gemm'); assert.strictEqual(cuda.setAttention('gemm'), 'flash');
   assert.throws(() => cuda.setAttention('tensor'), TypeError);
-  assert.strictEqual(cuda.setGeluEpilogue('cublaslt'), 'kernel'); assert.strictEqual(cuda.setGeluEpilogue('kernel'), 'cublaslt');
+  assert.strictEqual(cuda.setGeluEpilogue('kernel'), 'cublaslt'); assert.strictEqual(cuda.setGeluEpilogue('cublaslt'), 'kernel');
   assert.throws(() => cuda.setGeluEpilogue('fused'), TypeError);
+  assert.strictEqual(cuda.setBiasEpilogue('kernel'), 'cublaslt'); assert.strictEqual(cuda.setBiasEpilogue('cublaslt'), 'kernel');
+  assert.strictEqual(cuda.setGemm('cublas'), 'cublaslt'); assert.strictEqual(cuda.setGemm('cublaslt'), 'cublas');
+  assert.throws(() => cuda.setGemm('cutlass'), TypeError);
   assert.deepStrictEqual(cuda.attentionStats(), { flash: 0, fallbacks: 0 });
   const t0 = cuda.setAttentionTuning({ queryChunk: 64 });
   assert.deepStrictEqual(cuda.setAttentionTuning(t0), { queryChunk: 64, scratchBytes: t0.scratchBytes });

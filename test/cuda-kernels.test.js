@@ -53,18 +53,42 @@ function cross(t, op, args, { outputs, tol, ret = false, mode = 'fp32', bf16 = [
 
 const seedOf = (t) => { const s = freshSeed(); t.log(`seed ${s}`); return s; };
 
-for (const [M, N, K] of [[1, 50257 % 997, 768 % 129], [13, 37, 29], [64, 96, 80], [129, 65, 257]]) {
+// GEMMs without an epilogue run in cublasLtMatmul ('cublaslt', the default) or cublasGemmEx ('cublas'): both are
+// checked. On the emulator (an algorithm for every shape) every such GEMM must have gone through cuBLASLt under
+// 'cublaslt' and none under 'cublas': a mistake in the descriptors would make its heuristic refuse, and the
+// cublasGemmEx fallback would hide it. On a GPU cuBLASLt may decline a shape, so this logs.
+const withGemm = (kind, fn) => {
+  const prev = dev.setGemm(kind);
+  try { fn(); } finally { dev.setGemm(prev); }
+};
+function matmulRan(t, kind, before, calls) {
+  const after = dev.biasEpilogueStats();
+  const lt = after.matmul - before.matmul, fb = after.matmulFallbacks - before.matmulFallbacks;
+  if (process.env.GPT_NATIVE_CUDA_TEST === 'emu') t.deepEqual([lt, fb], kind === 'cublaslt' ? [calls, 0] : [0, 0], 'GEMMs cublasLtMatmul ran, and fallbacks');
+  else t.log(`cublasLtMatmul ran ${lt} of ${calls} GEMMs (${fb} took cublasGemmEx)`);
+}
+for (const kind of ['cublaslt', 'cublas']) for (const [M, N, K] of [[1, 50257 % 997, 768 % 129], [13, 37, 29], [64, 96, 80], [129, 65, 257]]) {
   for (const [ta, tb] of [[false, false], [false, true], [true, false], [true, true]]) {
-    test(`gemm ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'} M=${M} N=${N} K=${K}, accumulate, bias, leading dims`, (t) => {
+    test(`gemm (${kind}) ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'} M=${M} N=${N} K=${K}, accumulate, bias, leading dims`, (t) => withGemm(kind, () => {
       const s = seedOf(t);
+      const before = dev.biasEpilogueStats();
       const lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 2, ldc = N + 1;
       const A = randF32((ta ? K : M) * lda, s), B = randF32((tb ? N : K) * ldb, s + 1), C = randF32(M * ldc, s + 2), bias = randF32(N, s + 3);
+      // (accumulating with a bias: the product, then the bias pass)
       cross(t, 'gemm', [ta, tb, M, N, K, 0.7, A, lda, B, ldb, C, ldc, true, bias], { outputs: [10] });
       cross(t, 'gemm', [ta, tb, M, N, K, 1, A, lda, B, ldb, C, ldc, false, null], { outputs: [10] });
       cross(t, 'gemm', [ta, tb, M, N, K, 1, A, lda, B, ldb, C, ldc, false, null], { outputs: [10], tol: REAL ? 1e-2 : TOL, mode: 'bf16' });
-    });
+      matmulRan(t, kind, before, 3);
+    }));
   }
 }
+test('setGemm takes cublaslt or cublas and says what it was', (t) => {
+  const prev = dev.setGemm('cublas');
+  if (!process.env.GPT_NATIVE_CUDA_GEMM) t.is(prev, 'cublaslt', 'cublaslt is the default');
+  t.is(dev.setGemm('cublaslt'), 'cublas');
+  t.throws(() => dev.setGemm('cutlass'), { instanceOf: TypeError });
+  t.is(dev.setGemm(prev), 'cublaslt', 'a refused setting changes nothing');
+});
 
 for (const [N, C, OC] of [[1, 768, 2304], [13, 37, 111], [64, 96, 384], [333, 45, 70]]) {
   test(`linear forward/backward N=${N} C=${C} OC=${OC}`, (t) => {
@@ -140,7 +164,7 @@ const attnCases = [
   { B: 2, T: 33, NH: 2, HS: 9, window: 0, dropout: 0.3 },
   { B: 1, T: 70, NH: 2, HS: 8, window: 9, dropout: 0.25 },
 ];
-// attention runs two ways on the device: cuBLAS GEMMs with row kernels ('gemm', the default) and fused kernels
+// attention runs two ways on the device (besides the flash kernels, below): cuBLAS GEMMs with row kernels ('gemm') and fused kernels
 const withAttention = (kind, fn) => {
   const prev = dev.setAttention(kind);
   try { fn(); } finally { dev.setAttention(prev); }
@@ -325,6 +349,7 @@ test('linear with GELU: geluOut may not share memory with out, nor dinp with gel
 });
 test('setGeluEpilogue takes cublaslt or kernel and says what it was', (t) => {
   const prev = dev.setGeluEpilogue('cublaslt');
+  if (!process.env.GPT_NATIVE_CUDA_LT_GELU) t.is(prev, 'cublaslt', 'cublaslt is the default');
   t.is(dev.setGeluEpilogue('kernel'), 'cublaslt');
   t.is(dev.setGeluEpilogue(prev), 'kernel');
   t.throws(() => dev.setGeluEpilogue('fused'), { instanceOf: TypeError });
@@ -332,6 +357,7 @@ test('setGeluEpilogue takes cublaslt or kernel and says what it was', (t) => {
 
 test('setBiasEpilogue takes cublaslt or kernel and says what it was', (t) => {
   const prev = dev.setBiasEpilogue('cublaslt');
+  if (!process.env.GPT_NATIVE_CUDA_LT) t.is(prev, 'cublaslt', 'cublaslt is the default');
   t.is(dev.setBiasEpilogue('kernel'), 'cublaslt');
   t.is(dev.setBiasEpilogue(prev), 'kernel');
   t.throws(() => dev.setBiasEpilogue('fused'), { instanceOf: TypeError });
@@ -347,13 +373,15 @@ test('setMathMode takes fp32 or bf16 and says what it was', (t) => {
 
 // ---- bf16 activations: every kernel that takes activations, with them in bf16 device buffers ----------------
 // (parameters, gradients and statistics stay fp32; the GEMMs take bf16 operands with fp32 accumulation)
-for (const [M, N, K] of [[13, 37, 29], [64, 96, 80]]) {
-  test(`bf16: gemm M=${M} N=${N} K=${K} into fp32 (accumulate) and into bf16 (bias)`, (t) => {
+for (const kind of ['cublaslt', 'cublas']) for (const [M, N, K] of [[13, 37, 29], [64, 96, 80]]) {
+  test(`bf16: gemm (${kind}) M=${M} N=${N} K=${K} into fp32 (accumulate) and into bf16 (bias)`, (t) => withGemm(kind, () => {
     const s = seedOf(t);
+    const before = dev.biasEpilogueStats();
     const A = randF32(M * K, s), B = randF32(K * N, s + 1), C = randF32(M * N, s + 2), bias = randF32(N, s + 3);
     cross(t, 'gemm', [false, false, M, N, K, 0.5, A, K, B, N, C, N, true, null], { outputs: [10], bf16: [6, 8] });
+    matmulRan(t, kind, before, 1);
     cross(t, 'gemm', [true, true, M, N, K, 1, randF32(K * M, s + 4), M, randF32(N * K, s + 5), K, C, N, false, bias], { outputs: [10], bf16: [6, 8, 10] });
-  });
+  }));
 }
 
 for (const [N, C, OC] of [[13, 37, 111], [333, 45, 70]]) {

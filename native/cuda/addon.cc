@@ -352,7 +352,8 @@ bool parse_attn(const std::string& m, CudaAddon::Attn* k) {
 // setAttention('gemm' | 'fused' | 'flash'): how attentionForward/attentionBackward run (cuBLAS GEMMs with row
 // kernels; the fused kernels of attention.cu; the tensor-core kernels of attention_flash.cu where they apply:
 // bf16, head size 32 or 64, compute capability 8+, else as 'gemm'); returns what it was. The default is
-// 'gemm', or $GPT_NATIVE_CUDA_ATTENTION.
+// 'flash' (the fastest on the H200, BENCHMARKS.md; fp32 and other head sizes run as 'gemm'), or
+// $GPT_NATIVE_CUDA_ATTENTION.
 Napi::Value SetAttention(const Napi::CallbackInfo& info) {
   CudaAddon& a = addon(info);
   const char* prev = attn_name(a.attn_kind);
@@ -373,22 +374,30 @@ Napi::Value AttentionStats(const Napi::CallbackInfo& info) {
 }
 
 // setBiasEpilogue('cublaslt' | 'kernel'): how a linear layer adds its bias (cuBLASLt's GEMM epilogue, when cuBLASLt
-// has an algorithm for the shape, or a pass after the GEMM); returns what it was. The default is 'kernel', or
-// 'cublaslt' with GPT_NATIVE_CUDA_LT=1.
+// has an algorithm for the shape, or a pass after the GEMM); returns what it was. The default is 'cublaslt', or
+// 'kernel' with GPT_NATIVE_CUDA_LT=0.
 Napi::Value SetBiasEpilogue(const Napi::CallbackInfo& info) {
   return switch_setting(info, "setBiasEpilogue", addon(info).lt_bias, "cublaslt", "kernel");
 }
 
 // setGeluEpilogue('cublaslt' | 'kernel'): how the MLP's GELU runs (linearForward with geluOut, linearBackward with
 // geluPre): in cuBLASLt's GELU_AUX_BIAS / DGELU epilogues, where cuBLASLt has an algorithm for the shape, or as
-// a pass after the GEMM; returns what it was. The default is 'kernel', or 'cublaslt' with GPT_NATIVE_CUDA_LT_GELU=1.
+// a pass after the GEMM; returns what it was. The default is 'cublaslt', or 'kernel' with GPT_NATIVE_CUDA_LT_GELU=0.
 Napi::Value SetGeluEpilogue(const Napi::CallbackInfo& info) {
   return switch_setting(info, "setGeluEpilogue", addon(info).lt_gelu, "cublaslt", "kernel");
 }
 
+// setGemm('cublaslt' | 'cublas'): which cuBLAS entry point runs the GEMMs that have no epilogue (cublasLtMatmul with
+// its heuristic's algorithm, where it has one, else cublasGemmEx; or cublasGemmEx always); returns what it was. The
+// default is 'cublaslt', or $GPT_NATIVE_CUDA_GEMM.
+Napi::Value SetGemm(const Napi::CallbackInfo& info) {
+  return switch_setting(info, "setGemm", addon(info).lt_matmul, "cublaslt", "cublas");
+}
+
 // biasEpilogueStats(): { cublaslt, fallbacks, gelu, geluFallbacks }: GEMMs whose bias cuBLASLt's epilogue added,
 // and GEMMs that asked for it but took the bias pass because cuBLASLt had no algorithm for the shape; the same
-// for the GELU epilogues (counts since the addon loaded)
+// for the GELU epilogues; matmul/matmulFallbacks: GEMMs without an epilogue that cuBLASLt ran / that took
+// cublasGemmEx under setGemm('cublaslt') (counts since the addon loaded)
 Napi::Value BiasEpilogueStats(const Napi::CallbackInfo& info) {
   CudaAddon& a = addon(info);
   Napi::Object o = Napi::Object::New(info.Env());
@@ -396,6 +405,8 @@ Napi::Value BiasEpilogueStats(const Napi::CallbackInfo& info) {
   o.Set("fallbacks", Napi::Number::New(info.Env(), static_cast<double>(a.lt_fallbacks)));
   o.Set("gelu", Napi::Number::New(info.Env(), static_cast<double>(a.lt_gelu_calls)));
   o.Set("geluFallbacks", Napi::Number::New(info.Env(), static_cast<double>(a.lt_gelu_fallbacks)));
+  o.Set("matmul", Napi::Number::New(info.Env(), static_cast<double>(a.lt_plain_calls)));
+  o.Set("matmulFallbacks", Napi::Number::New(info.Env(), static_cast<double>(a.lt_plain_fallbacks)));
   return o;
 }
 
@@ -613,6 +624,7 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   def("attentionStats", AttentionStats);
   def("setGeluEpilogue", SetGeluEpilogue);
   def("setBiasEpilogue", SetBiasEpilogue);
+  def("setGemm", SetGemm);
   def("biasEpilogueStats", BiasEpilogueStats);
   def("memoryInfo", MemoryInfo);
   def("synchronize", Synchronize);
@@ -634,13 +646,23 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   auto* a = new gn::cuda::CudaAddon();
   const char* attn = std::getenv("GPT_NATIVE_CUDA_ATTENTION");
   if (attn && !gn::cuda::parse_attn(attn, &a->attn_kind))
-    std::fprintf(stderr, "gpt-native: GPT_NATIVE_CUDA_ATTENTION=%s is not gemm, fused or flash; using gemm\n", attn);
+    std::fprintf(stderr, "gpt-native: GPT_NATIVE_CUDA_ATTENTION=%s is not gemm, fused or flash; using flash\n", attn);
   const char* scratch = std::getenv("GPT_NATIVE_CUDA_ATTN_SCRATCH");  // tests use a small one to force chunking
   if (scratch && std::atoll(scratch) > 0) a->attn_scratch = std::atoll(scratch);
-  const char* lt = std::getenv("GPT_NATIVE_CUDA_LT");
-  if (lt && std::string(lt) == "1") a->lt_bias = true;
-  const char* lt_gelu = std::getenv("GPT_NATIVE_CUDA_LT_GELU");
-  if (lt_gelu && std::string(lt_gelu) == "1") a->lt_gelu = true;
+  // GPT_NATIVE_CUDA_LT / GPT_NATIVE_CUDA_LT_GELU: 1 (the default) or 0 (the pass after the GEMM)
+  auto on_off = [](const char* name, bool* flag) {
+    const char* v = std::getenv(name);
+    if (!v) return;
+    if (std::string(v) == "1") *flag = true;
+    else if (std::string(v) == "0") *flag = false;
+    else std::fprintf(stderr, "gpt-native: %s=%s is not 0 or 1; ignored\n", name, v);
+  };
+  on_off("GPT_NATIVE_CUDA_LT", &a->lt_bias);
+  on_off("GPT_NATIVE_CUDA_LT_GELU", &a->lt_gelu);
+  const char* gemm = std::getenv("GPT_NATIVE_CUDA_GEMM");
+  if (gemm && std::string(gemm) == "cublas") a->lt_matmul = false;
+  else if (gemm && std::string(gemm) != "cublaslt")
+    std::fprintf(stderr, "gpt-native: GPT_NATIVE_CUDA_GEMM=%s is not cublaslt or cublas; using cublaslt\n", gemm);
   const char* qchunk = std::getenv("GPT_NATIVE_CUDA_ATTN_QCHUNK");  // tests use a small one to force query chunks
   if (qchunk && std::atoll(qchunk) > 0) a->attn_qchunk = std::atoll(qchunk);
   env.SetInstanceData(a);

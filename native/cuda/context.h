@@ -39,15 +39,19 @@ struct CudaAddon {
   // how attention runs (setAttention, $GPT_NATIVE_CUDA_ATTENTION): cuBLAS + row kernels, the fused kernels of
   // attention.cu, or the tensor-core kernels of attention_flash.cu where they apply (else as with kGemm)
   enum class Attn { kGemm, kFused, kFlash };
-  Attn attn_kind = Attn::kGemm;
+  Attn attn_kind = Attn::kFlash;  // measured fastest for bf16 on the H200 (BENCHMARKS.md); else as kGemm
   int64_t flash_calls = 0, flash_fallbacks = 0;  // attention calls that ran flash / that asked for it and could not
   int64_t attn_scratch = int64_t(256) << 20;  // score scratch bytes a chunk of heads may use ($GPT_NATIVE_CUDA_ATTN_SCRATCH)
   int64_t attn_qchunk = 0;  // query rows per chunk of cuBLAS attention, 0: chosen by shape ($GPT_NATIVE_CUDA_ATTN_QCHUNK)
-  bool lt_bias = false;  // linear biases through cuBLASLt's epilogue (setBiasEpilogue, $GPT_NATIVE_CUDA_LT)
+  bool lt_bias = true;  // linear biases through cuBLASLt's epilogue (setBiasEpilogue, $GPT_NATIVE_CUDA_LT)
   LtState* lt = nullptr;  // cuBLASLt handle, workspace and plans, made on first use
   int64_t lt_calls = 0, lt_fallbacks = 0;  // biases added by cuBLASLt / by the pass after a shape it had nothing for
-  bool lt_gelu = false;  // MLP activations through cuBLASLt's GELU epilogues (setGeluEpilogue, $GPT_NATIVE_CUDA_LT_GELU)
+  bool lt_gelu = true;  // MLP activations through cuBLASLt's GELU epilogues (setGeluEpilogue, $GPT_NATIVE_CUDA_LT_GELU)
   int64_t lt_gelu_calls = 0, lt_gelu_fallbacks = 0;  // GEMMs with a GELU epilogue / that took the separate pass
+  // GEMMs without an epilogue through cublasLtMatmul and its heuristic, else cublasGemmEx (setGemm,
+  // $GPT_NATIVE_CUDA_GEMM); BENCHMARKS.md has the two side by side
+  int64_t lt_plain_calls = 0, lt_plain_fallbacks = 0;  // GEMMs cuBLASLt ran / that took cublasGemmEx instead
+  bool lt_matmul = true;
   Scratch ints, floats, doubles, attn;
   ~CudaAddon();
 };
@@ -128,6 +132,12 @@ bool gemm_gelu_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int
 bool gemm_dgelu_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                    const void* A, DType in_dt, int64_t lda, const void* B, int64_t ldb, void* C, DType cdt,
                    int64_t ldc, const void* pre, int compute);
+// C (M, N) = alpha·op(A)·op(B) (+ C when acc) through cublasLtMatmul with the algorithm its heuristic picks, row-major
+// as gemm_dev; C may be fp32 for bf16 operands. false (nothing done) when setGemm('cublas') is on, cuBLASLt is
+// missing, or it has no algorithm for the shape: the caller runs cublasGemmEx.
+bool gemm_plain_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const void* A, DType in_dt, int64_t lda, const void* B, int64_t ldb, void* C, DType cdt,
+                   int64_t ldc, bool acc, int compute);
 // frees the cuBLASLt state (handle, workspace, plans); a.lt becomes null
 void lt_release(CudaAddon& a);
 

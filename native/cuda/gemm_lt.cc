@@ -1,6 +1,9 @@
+// GEMMs through cuBLASLt. Plain ones (gemm_plain_lt; on unless setGemm('cublas') or GPT_NATIVE_CUDA_GEMM=cublas) run
+// cublasLtMatmul with the algorithm its heuristic picks for the shape and the operands' alignment, where
+// cublasGemmEx would otherwise run. The
 // GEMM with the bias added by cuBLASLt's epilogue (CUBLASLT_EPILOGUE_BIAS) instead of a separate pass over the
-// output (bias_rows): the linear layers' C = A·B + bias in one kernel. Off by default; setBiasEpilogue('cublaslt')
-// or GPT_NATIVE_CUDA_LT=1 turns it on, and scripts/gpu-check.sh times both (keep the faster as the default).
+// output (bias_rows): the linear layers' C = A·B + bias in one kernel. On by default (faster on the H200,
+// BENCHMARKS.md); setBiasEpilogue('kernel') or GPT_NATIVE_CUDA_LT=0 turns it off; scripts/gpu-check.sh times both.
 //
 // Same row-major → column-major mapping as gemm_dev (ops.cc): the row-major C (M, N) = op(A)·op(B) is the
 // column-major Cᵀ (N×M) = op(B)ᵀ·op(A)ᵀ, so cuBLASLt's first operand is our B (stored N×K, or K×N when
@@ -9,8 +12,8 @@
 // columns. cuBLASLt takes the bias in D's dtype, so the fp32 bias is first converted into a scratch vector
 // (256-byte aligned; N values: a negligible launch next to the N·M pass it replaces).
 //
-// The GELU epilogues (setGeluEpilogue('cublaslt'), GPT_NATIVE_CUDA_LT_GELU=1) fuse an MLP's activation the same
-// way: GELU_AUX_BIAS writes D = GELU(A·B + bias) and the GELU input A·B + bias to the auxiliary matrix (what the
+// The GELU epilogues (on by default; setGeluEpilogue('kernel') or GPT_NATIVE_CUDA_LT_GELU=0 turns them off) fuse
+// an MLP's activation the same way: GELU_AUX_BIAS writes D = GELU(A·B + bias) and the GELU input A·B + bias to the auxiliary matrix (what the
 // backward needs), and DGELU multiplies a product by GELU'(aux) (the input gradient of the MLP's second layer,
 // taken to the GELU input in the same kernel). cuBLASLt's GELU is the tanh form, as ours (gelu.cu); the auxiliary
 // matrix has D's layout and type, its leading dimension a multiple of 8 (cuBLASLt's rule: otherwise the unfused
@@ -180,11 +183,12 @@ LtPlan make_plan(CudaAddon& a, const LtKey& k, const void* aux) {
 
 namespace {
 
-// D = C (M, N, row-major as gemm_dev) = epilogue(alpha·op(A)·op(B)) through cuBLASLt; false when it cannot
+// D = C (M, N, row-major as gemm_dev) = epilogue(alpha·op(A)·op(B)) + beta·C through cuBLASLt (C read in place when
+// beta != 0); false when it cannot
 bool lt_gemm(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
              const void* A, DType in_dt, int64_t lda, const void* B, int64_t ldb, void* C, DType cdt, int64_t ldc,
              const float* bias, uint32_t epi, void* aux, int compute, int64_t* calls, int64_t* fallbacks,
-             const char* off) {
+             const char* off, float beta = 0.0f) {
   if (!a.blas.lt_usable() || M == 0 || N == 0 || K == 0) return false;
   if (has_aux(epi) && ldc % 8 != 0) {  // cuBLASLt wants the auxiliary matrix's leading dimension divisible by 8
     ++*fallbacks;
@@ -213,7 +217,6 @@ bool lt_gemm(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t 
   }
   if (st == CUBLAS_STATUS_SUCCESS && has_aux(epi))
     st = a.blas.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux);
-  const float beta = 0.0f;
   if (st == CUBLAS_STATUS_SUCCESS)
     st = a.blas.lt_matmul(s->handle, p.desc, &alpha, B, p.la, A, p.lb, &beta, C, p.ld, C, p.ld, &p.algo, s->workspace,
                           kWorkspace, a.stream.s);
@@ -252,6 +255,15 @@ bool gemm_dgelu_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, in
   return lt_gemm(a, op, ta, tb, M, N, K, alpha, A, in_dt, lda, B, ldb, C, cdt, ldc, nullptr, CUBLASLT_EPILOGUE_DGELU,
                  const_cast<void*>(pre), compute, &a.lt_gelu_calls, &a.lt_gelu_fallbacks,
                  "setGeluEpilogue('kernel') (or GPT_NATIVE_CUDA_LT_GELU=0)");
+}
+
+bool gemm_plain_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const void* A, DType in_dt, int64_t lda, const void* B, int64_t ldb, void* C, DType cdt,
+                   int64_t ldc, bool acc, int compute) {
+  if (!a.lt_matmul) return false;
+  return lt_gemm(a, op, ta, tb, M, N, K, alpha, A, in_dt, lda, B, ldb, C, cdt, ldc, nullptr, CUBLASLT_EPILOGUE_DEFAULT,
+                 nullptr, compute, &a.lt_plain_calls, &a.lt_plain_fallbacks,
+                 "setGemm('cublas') (or GPT_NATIVE_CUDA_GEMM=cublas)", acc ? 1.0f : 0.0f);
 }
 
 }  // namespace cuda

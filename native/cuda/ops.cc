@@ -32,7 +32,9 @@ int64_t extent(int64_t rows, int64_t cols, int64_t ld) { return rows == 0 || col
 //   Cᵀ (N×M) = op(B)ᵀ (N×K) · op(A)ᵀ (K×M):  first operand B (op T when transB), second A (op T when transA).
 // A and B share a dtype; C may differ (bf16 operands into an fp32 weight gradient). bf16 operands run with
 // fp32 accumulation (CUBLAS_COMPUTE_32F); fp32 ones in the math mode (setMathMode). With setBiasEpilogue
-// ('cublaslt') a bias without accumulation goes to cuBLASLt's epilogue (gemm_lt.cc) when it has an algorithm.
+// ('cublaslt') a bias without accumulation goes to cuBLASLt's epilogue (gemm_lt.cc) when it has an algorithm; other
+// products run in cublasLtMatmul too (setGemm('cublaslt'), the default), or in cublasGemmEx (setGemm('cublas'), and
+// wherever cuBLASLt has no algorithm).
 // The MLP's GELU (C contiguous: ldc == N, no accumulation): gelu_out (M, N) = GELU(C), C keeping the GELU input;
 // or, with dgelu_pre, C = alpha·op(A)·op(B) ∘ GELU'(dgelu_pre). cuBLASLt's GELU epilogues do either in the
 // GEMM with setGeluEpilogue('cublaslt'); else the gelu.cu kernels run after it.
@@ -67,6 +69,8 @@ void gemm_dev(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t
     bias = nullptr;
   } else if (K == 0) {
     if (!acc) zero_rows(a.stream, cdt, C, M, N, ldc);
+  } else if (gemm_plain_lt(a, op, ta, tb, M, N, K, alpha, A.p, A.dt, lda, B.p, ldb, C, cdt, ldc, acc, compute)) {
+    // done by cuBLASLt (setGemm('cublaslt'), the default)
   } else {
     const float beta = acc ? 1.0f : 0.0f;
     const int in_type = cuda_data_type(A.dt), out_type = cuda_data_type(cdt);

@@ -10,10 +10,11 @@ const { probeProducts } = require('./util');
 
 let live = 0;
 const tuning = { queryChunk: 0, scratchBytes: 256 * 2 ** 20 };
-let biasEpilogue = 'kernel';
-let geluEpilogue = 'kernel';
+let biasEpilogue = 'cublaslt';
+let geluEpilogue = 'cublaslt';
 let mathMode = 'fp32';
-let attention = 'gemm';
+let attention = 'flash';
+let gemmPath = 'cublaslt';
 const stats = { allocs: 0, frees: 0 };
 
 function buffer(v, what) {
@@ -95,7 +96,13 @@ const addon = {
     geluEpilogue = k;
     return prev;
   },
-  biasEpilogueStats: () => ({ cublaslt: 0, fallbacks: 0, gelu: 0, geluFallbacks: 0 }),
+  setGemm(k) {
+    if (k !== 'cublaslt' && k !== 'cublas') throw new TypeError(`fake cuda: gemm ${k}`);
+    const prev = gemmPath;
+    gemmPath = k;
+    return prev;
+  },
+  biasEpilogueStats: () => ({ cublaslt: 0, fallbacks: 0, gelu: 0, geluFallbacks: 0, matmul: 0, matmulFallbacks: 0 }),
   attentionStats: () => ({ flash: 0, fallbacks: 0 }),
   setAttentionTuning(t) {
     const prev = { ...tuning };
