@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Run ON THE GPU MACHINE (see scripts/gpu-prepare.sh, which packs what this needs): builds the CUDA addon,
 # runs the cross-backend tests (every CUDA kernel and the whole model, training, decoding and fine-tuning
-# against the CPU backend; the fixtures; the flash kernels' tensor-core building blocks alone (flashProbe), then the
-# flash kernels, each in a process apart from the defaults' tests; the flash benchmarks run only where these
-# pass), then the benchmarks: first the acceptance figures (GPT-2 124M
-# training at B=16, T=1024 in bf16 (cuBLAS attention, then the flash attention kernels) and fp32, tokens/s and
-# MFU; batch-1 decoding; bf16 with every opt-in), then the kernels and the alternatives side by side (flash and
-# the fused attention kernels, the cuBLAS attention at other chunk and scratch settings, the biases and the MLP's
-# GELU in cuBLASLt's epilogues), and prints a short table last. Each stage has its own time
+# against the CPU backend; the fixtures; first the flash kernels' tensor-core building blocks alone (flashProbe),
+# then the flash kernels, each in a process apart from the rest; where these fail, the rest runs with the cuBLAS
+# attention), then the benchmarks: first the acceptance figures (GPT-2 124M training at B=16, T=1024 in bf16 with
+# the defaults, tokens/s and MFU; batch-1 decoding), then each default against what it replaced (the lm head over V
+# rather than Vp rows, cublasGemmEx for cuBLASLt, the cuBLAS attention for flash, all the earlier defaults at once;
+# fp32 too), then the kernels, each
+# GEMM row with its cublasGemmEx twin, and the attention paths side by side (flash, cuBLAS at other chunk and
+# scratch settings, fused), and prints a short table last. Each stage has its own time
 # limit, and the whole run a deadline (GN_BUDGET_S seconds, default 510, under the device tool's timeout_s):
 # a stage that would pass it is cut short or skipped, so the table always prints. Logs go to $OUT (the device
 # tool brings them back: at most 8 files, so this writes 7: gpu-check.log, table.txt, cuda-kernels.tap, cuda.tap,
@@ -89,14 +90,15 @@ tests() {
 }
 : > "$OUT/cuda-kernels.tap"
 : > "$OUT/cuda.tap"
-tests cuda-kernels "" 200 --match '!*flash*'
-# the flash benchmarks below run only where the flash tests passed (a failing or hanging kernel would spend the
-# time of the rows after it)
+# the flash kernels (the bf16 default) first, their building blocks before them; where they fail, the other tests
+# and every benchmark take the cuBLAS attention (a failing or hanging kernel would spoil the rest's results and time)
 FLASH_OK=1
 tests cuda-kernels " (flashProbe)" 45 --match '*flashProbe*' || FLASH_OK=0
 tests cuda-kernels " (flash)" 90 --match '*flash*' --match '!*flashProbe*' || FLASH_OK=0
-tests cuda "" 200 --match '!*flash*'
 tests cuda " (flash)" 90 --match '*flash*' || FLASH_OK=0
+(( FLASH_OK )) || { export GPT_NATIVE_CUDA_ATTENTION=gemm; row "flash attention" "FAILED: the rest runs with GPT_NATIVE_CUDA_ATTENTION=gemm"; }
+tests cuda-kernels "" 200 --match '!*flash*'
+tests cuda "" 200 --match '!*flash*'
 
 bench() { # name, command…
   local name=$1; shift
@@ -108,60 +110,61 @@ bench() { # name, command…
   row "$name" "$(node -e '
     const r = JSON.parse(process.argv[1] || "{}");
     if (r.tokensPerSec === undefined) { console.log("FAILED"); process.exit(); }
+    const s = r.settings || {};
     const mfu = (r.mfu !== undefined ? `, MFU ${(100 * r.mfu).toFixed(1)}%` : "") +
-      (r.settings && r.settings.attention === "flash" ? `, ${r.settings.flashCalls} flash / ${r.settings.attentionFallbacks} other attention calls` : "") +
-      (r.settings && r.settings.geluEpilogue === "cublaslt" ? `, ${r.settings.geluEpilogueCalls} GEMMs with GELU epilogue` : "");
+      (s.attention === "flash" && s.flashCalls > 0 ? `, ${s.flashCalls} flash / ${s.attentionFallbacks} other attention calls` : "") +
+      (s.ltCalls !== undefined ? `, ${s.ltCalls} cuBLASLt / ${s.gemmExCalls} fallback GEMMs` : "");
     const extra = r.msPerStep !== undefined ? `${r.msPerStep.toFixed(1)} ms/step` : `${r.msPerToken.toFixed(2)} ms/token`;
     console.log(`${Math.round(r.tokensPerSec).toLocaleString("en-US")} tokens/s (${extra}${mfu})`);' "$line" 2>/dev/null || echo FAILED)"
 }
-# the acceptance figures first (GPT-2 124M training, batch-1 decoding), then the side-by-side alternatives,
+TRAIN=(node dist/cli.js bench train --device cuda --preset gpt2-small --batch 16 --seq 1024)
+# the acceptance figures first (GPT-2 124M training with the defaults: flash attention, every GEMM in cuBLASLt,
+# biases and GELU in its epilogues; batch-1 decoding), then each default against what it replaced, side by side,
 # so a run cut short by the deadline still has them
-bench "train gpt2-small B16 T1024 bf16" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 5 --warmup 2
-# the same with the tensor-core flash attention kernels (the candidate default for bf16)
-if (( FLASH_OK )); then
-  GPT_NATIVE_CUDA_ATTENTION=flash bench "train B16 T1024 bf16, flash attn" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 5 --warmup 2
-else
-  row "train B16 T1024 bf16, flash attn" "skipped (the flash tests failed)"
-fi
-# and with every opt-in at once (flash attention where its tests passed, the biases and the GELU in cuBLASLt's
-# epilogues)
-ALL=(flash "all opt-ins"); (( FLASH_OK )) || ALL=(gemm "all opt-ins but flash")
-GPT_NATIVE_CUDA_ATTENTION=${ALL[0]} GPT_NATIVE_CUDA_LT=1 GPT_NATIVE_CUDA_LT_GELU=1 bench "train B16 T1024 bf16, ${ALL[1]}" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 5 --warmup 2
-bench "train gpt2-small B16 T1024 fp32" node dist/cli.js bench train --device cuda --precision fp32 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
+bench "train gpt2-small B16 T1024 bf16" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 bench "decode gpt2-small batch 1" node dist/cli.js bench generate --device cuda --preset gpt2-small --prompt-tokens 16 --new-tokens 128 --runs 3 --bandwidth-gbps 4800
 bench "decode gpt2-small batch 1, bf16" node dist/cli.js bench generate --device cuda --precision bf16 --preset gpt2-small --prompt-tokens 16 --new-tokens 128 --runs 3 --bandwidth-gbps 4800
+GPT_NATIVE_CUDA_PAD_VOCAB=0 bench "train bf16, lm head unpadded" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
+GPT_NATIVE_CUDA_GEMM=cublas bench "train bf16, cublasGemmEx" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
+GPT_NATIVE_CUDA_ATTENTION=gemm bench "train bf16, cuBLAS attention" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
+GPT_NATIVE_CUDA_ATTENTION=gemm GPT_NATIVE_CUDA_GEMM=cublas GPT_NATIVE_CUDA_LT=0 GPT_NATIVE_CUDA_LT_GELU=0 GPT_NATIVE_CUDA_PAD_VOCAB=0 \
+  bench "train bf16, the earlier defaults" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
+bench "train gpt2-small B16 T1024 fp32" "${TRAIN[@]}" --precision fp32 --steps 3 --warmup 1
+GPT_NATIVE_CUDA_GEMM=cublas bench "train fp32, cublasGemmEx" "${TRAIN[@]}" --precision fp32 --steps 3 --warmup 1
 # kernels FILE TITLE: appends a finished kernel table to $OUT/kernels.md (and the log) under a heading
 kernels() { { echo; echo "## $2"; echo; cat "$1"; } | tee -a "$OUT/kernels.md" >> "$LOG"; }
+# krow FILE LABEL-SUFFIX NAME…: a table row per kernel name (its ms, GFLOP/s, GB/s)
+krow() {
+  local f=$1 suffix=$2 k line; shift 2
+  for k in "$@"; do
+    line=$(grep -F "| $k" "$f" | head -1)
+    row "kernel $(echo "$k" | sed 's/ [|(]$//; s/ \[$/ [cublasGemmEx]/')$suffix" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
+  done
+}
 : > "$OUT/kernels.md"
-say "bench: kernels at B=16, T=1024 (kernels.md)"
-t 150 node dist/cli.js bench kernels --device cuda --b 16 --t 1024 --runs 5 > "$WORK/kernels.md" 2>>"$LOG"
-kernels "$WORK/kernels.md" "fp32, cuBLAS attention (the default)"
-for k in 'lm_head forward' 'linear_forward qkv' 'attention_forward' 'attention_backward' 'softmax_xent_forward'; do
-  line=$(grep -F "| $k" "$WORK/kernels.md" | head -1)
-  row "kernel $k" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
-done
-GPT_NATIVE_CUDA_ATTENTION=fused t 100 node dist/cli.js bench kernels --device cuda --b 16 --t 1024 --runs 3 \
-  > "$WORK/kernels-fused.md" 2>>"$LOG"
-kernels "$WORK/kernels-fused.md" "fp32, fused attention kernels"
-for k in 'attention_forward' 'attention_backward'; do
-  line=$(grep -F "| $k" "$WORK/kernels-fused.md" | head -1)
-  row "kernel $k (fused)" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
-done
 EXCLUDE=(); (( FLASH_OK )) || EXCLUDE=(--exclude '[flash]')
+say "bench: kernels at B=16, T=1024, bf16 (kernels.md)"
 t 100 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
   ${EXCLUDE[@]+"${EXCLUDE[@]}"} > "$WORK/kernels-bf16.md" 2>>"$LOG"
-kernels "$WORK/kernels-bf16.md" "bf16, cuBLAS attention"
-for k in 'lm_head forward' 'linear_forward qkv' 'linear_forward qkv [cuBLASLt' 'mlp fc+gelu forward (' 'mlp fc+gelu forward [' 'mlp proj backward + dgelu |' 'mlp proj backward + dgelu [' 'attention_forward' 'attention_backward' 'attention_forward [flash]' 'attention_backward [flash]' 'softmax_xent_forward'; do
-  line=$(grep -F "| $k" "$WORK/kernels-bf16.md" | head -1)
-  row "kernel $(echo "$k" | sed 's/ [|(]$//; s/ \[$/ [Lt]/') (bf16)" "$([ -n "$line" ] && echo "$line" | awk -F'|' '{ printf "%s ms, %s GFLOP/s %s GB/s", $3, $4, $5 }' || echo FAILED)"
-done
+kernels "$WORK/kernels-bf16.md" "bf16 (the cuBLAS attention rows unmarked, the flash ones [flash])"
+krow "$WORK/kernels-bf16.md" " (bf16)" 'lm_head forward (' 'lm_head forward [unpadded]' 'lm_head forward [cublasGemmEx]' \
+  'lm_head backward (' 'lm_head backward [unpadded]' 'lm_head backward [cublasGemmEx]' \
+  'linear_forward qkv (' 'linear_forward qkv [' 'linear_backward qkv |' 'linear_backward qkv [' 'mlp fc+gelu forward (' \
+  'mlp fc+gelu forward [' 'mlp proj backward + dgelu |' 'mlp proj backward + dgelu [' 'attention_forward |' \
+  'attention_backward |' 'attention_forward [flash]' 'attention_backward [flash]' 'softmax_xent_forward' 'softmax_xent_backward'
 # the cuBLAS attention path at other settings than its defaults (bench kernels times them side by side)
 grep -F '| attention_' "$WORK/kernels-bf16.md" | grep -F '[' | grep -vF '[flash]' | while IFS='|' read -r _ name ms _; do
   echo "$(echo "$name" | sed 's/^ *//; s/ *$//') (bf16): $(echo "$ms" | tr -d ' ') ms"
 done > "$WORK/attention-tuning.txt"
 while read -r l; do row "${l%%:*}" "${l#*: }"; done < "$WORK/attention-tuning.txt"
-GPT_NATIVE_CUDA_LT=1 bench "train B16 T1024 bf16, cuBLASLt bias" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
-GPT_NATIVE_CUDA_LT_GELU=1 bench "train B16 T1024 bf16, cuBLASLt GELU" node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 --steps 3 --warmup 1
+say "bench: kernels at B=16, T=1024, fp32 (kernels.md)"
+t 150 node dist/cli.js bench kernels --device cuda --b 16 --t 1024 --runs 3 > "$WORK/kernels.md" 2>>"$LOG"
+kernels "$WORK/kernels.md" "fp32 (cuBLAS attention)"
+krow "$WORK/kernels.md" "" 'lm_head forward (' 'lm_head forward [' 'lm_head backward (' 'lm_head backward [' 'attention_forward |' 'attention_backward |'
+GPT_NATIVE_CUDA_ATTENTION=fused t 100 node dist/cli.js bench kernels --device cuda --b 16 --t 1024 --runs 3 --filter attention \
+  > "$WORK/kernels-fused.md" 2>>"$LOG"
+kernels "$WORK/kernels-fused.md" "fp32, fused attention kernels"
+krow "$WORK/kernels-fused.md" " (fused)" 'attention_forward |' 'attention_backward |'
 bench "train gpt2-small B4 T64 (cf. CPU)" node dist/cli.js bench train --device cuda --preset gpt2-small --batch 4 --seq 64 --steps 5
 say "profile: one bf16 training step by kernel family (profile-bf16.txt)"
 t 120 node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 \

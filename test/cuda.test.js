@@ -294,14 +294,22 @@ for (const variant of ['gpt1', 'gpt3']) {
   });
 }
 
-// every opt-in at once inside the model: flash attention (bf16, head size 32 here), the biases and the MLP's GELU in
-// cuBLASLt's epilogues (the MLP is 256 wide: cuBLASLt takes it); training steps with dropout and the KV decoder
-test('bf16 with flash attention and cuBLASLt epilogues: three AdamW steps follow the fp32 CPU run; decoding matches the full forward', (t) => {
+// bf16 training and decoding inside the model two ways: with the defaults (flash attention, here at head size 32;
+// every GEMM in cublasLtMatmul, the biases and the MLP's GELU in its epilogues: the MLP is 256 wide, so cuBLASLt
+// takes it; the lm head over wte padded from 97 to 128 rows) and as before those were the defaults (cuBLAS
+// attention, cublasGemmEx, bias and GELU passes, no padding): three AdamW steps with dropout follow the fp32 CPU
+// run, and the KV decoder matches the full forward
+for (const path of ['defaults: flash attention, cuBLASLt', 'cuBLAS attention, cublasGemmEx and passes']) test(`bf16 (${path}): three AdamW steps follow the fp32 CPU run; decoding matches the full forward`, (t) => {
   const { cuda } = require('../dist/cuda');
   const seed = freshSeed();
   t.log(`seed ${seed}`);
   const c = { variant: 'gpt2', n_layer: 2, n_head: 2, n_embd: 64, vocab_size: 97, n_positions: 80, resid_pdrop: 0.1, attn_pdrop: 0.1, embd_pdrop: 0 };
-  const prev = cuda().setAttention('flash'), prevBias = cuda().setBiasEpilogue('cublaslt'), prevGelu = cuda().setGeluEpilogue('cublaslt');
+  const old = !path.startsWith('defaults');
+  const prev = cuda().setAttention(old ? 'gemm' : 'flash'), prevBias = cuda().setBiasEpilogue(old ? 'kernel' : 'cublaslt'),
+    prevGelu = cuda().setGeluEpilogue(old ? 'kernel' : 'cublaslt'), prevGemm = cuda().setGemm(old ? 'cublas' : 'cublaslt');
+  const prevPad = process.env.GPT_NATIVE_CUDA_PAD_VOCAB;
+  if (old) process.env.GPT_NATIVE_CUDA_PAD_VOCAB = '0';
+  else delete process.env.GPT_NATIVE_CUDA_PAD_VOCAB;
   try {
     const ran = cuda().attentionStats().flash, fused = cuda().biasEpilogueStats();
     const cpu = GPT.create(c, { seed }).train();
@@ -321,15 +329,20 @@ test('bf16 with flash attention and cuBLASLt epilogues: three AdamW steps follow
     kv.dispose();
     dev.dispose();
     if (REAL) {
-      t.true(cuda().attentionStats().flash - ran >= 3 * 2 * 2, 'the layers ran the flash kernels');
-      const st = cuda().biasEpilogueStats();
-      if (process.env.GPT_NATIVE_CUDA_TEST === 'emu') t.true(st.gelu - fused.gelu >= 3 * 2 * 2 && st.cublaslt > fused.cublaslt, 'and cuBLASLt epilogues');
-      else t.log(`cuBLASLt: ${st.gelu - fused.gelu} GELU and ${st.cublaslt - fused.cublaslt} bias epilogues`);
+      const st = cuda().biasEpilogueStats(), flash = cuda().attentionStats().flash - ran;
+      const lt = { gelu: st.gelu - fused.gelu, bias: st.cublaslt - fused.cublaslt, matmul: st.matmul - fused.matmul };
+      if (old) t.deepEqual([flash, lt.gelu, lt.bias, lt.matmul], [0, 0, 0, 0], 'no flash kernel and no cuBLASLt call');
+      else t.true(flash >= 3 * 2 * 2, 'the layers ran the flash kernels');
+      if (!old && process.env.GPT_NATIVE_CUDA_TEST === 'emu') t.true(lt.gelu >= 3 * 2 * 2 && lt.bias > 0 && lt.matmul > 0, `and cuBLASLt for the GEMMs: ${JSON.stringify(lt)}`);
+      else if (!old) t.log(`cuBLASLt: ${lt.gelu} GELU and ${lt.bias} bias epilogues, ${lt.matmul} plain GEMMs`);
     }
   } finally {
     cuda().setAttention(prev);
     cuda().setBiasEpilogue(prevBias);
     cuda().setGeluEpilogue(prevGelu);
+    cuda().setGemm(prevGemm);
+    if (prevPad === undefined) delete process.env.GPT_NATIVE_CUDA_PAD_VOCAB;
+    else process.env.GPT_NATIVE_CUDA_PAD_VOCAB = prevPad;
   }
 });
 
@@ -360,6 +373,9 @@ test('bench kernels on cuda times attention at several chunk and scratch setting
   const { cuda } = require('../dist/cuda');
   const dev = cuda();
   const before = dev.setAttentionTuning({});
+  const kind0 = dev.setAttention('gemm'), gemm0 = dev.setGemm('cublaslt');
+  dev.setAttention(kind0);
+  dev.setGemm(gemm0);
   const lines = [];
   const log = console.log;
   console.log = (s) => lines.push(String(s));
@@ -395,7 +411,19 @@ test('bench kernels on cuda times attention at several chunk and scratch setting
   const kept = lines.map((l) => JSON.parse(l)).filter((r) => r.kernel).map((r) => r.kernel);
   t.true(kept.includes('attention_forward') && kept.includes('attention_backward [one query chunk]'), `${kept}`);
   t.false(kept.some((n) => n.includes('[flash]')), `no flash rows with --exclude: ${kept}`);
-  t.is(dev.setAttention('gemm'), 'gemm', 'the attention setting is as it was');
+  t.is(dev.setAttention(kind0), kind0, 'the attention setting is as it was');
+  // the GEMM rows twice on cuda: with the defaults and with cublasGemmEx and the passes after it
+  lines.length = 0;
+  console.log = (s) => lines.push(String(s));
+  try {
+    benchKernels(['--device', 'cuda', '--precision', 'bf16', '--b', '1', '--t', '9', '--c', '64', '--nh', '2', '--v', '31', '--runs', '1', '--filter', 'lm_head', '--json']);
+  } finally {
+    console.log = log;
+  }
+  t.deepEqual(lines.map((l) => JSON.parse(l)).filter((r) => r.kernel).map((r) => r.kernel),
+    ['lm_head forward (N,768)·(50257,768)ᵀ', 'lm_head forward [unpadded]', 'lm_head forward [cublasGemmEx]',
+      'lm_head backward (dh and dwte)', 'lm_head backward [unpadded]', 'lm_head backward [cublasGemmEx]']);
+  t.is(dev.setGemm(gemm0), gemm0, 'the GEMM setting is as it was');
   t.deepEqual(dev.setAttentionTuning({}), before);
   t.throws(() => dev.setAttentionTuning({ queryChunk: -1 }), { instanceOf: TypeError });
 });

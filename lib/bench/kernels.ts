@@ -3,7 +3,7 @@
  * V=50257): warm-up, median of several runs, ms and GFLOP/s (compute-bound kernels) or GB/s (memory-bound).
  */
 import { helpText, parseArgs, OptionSpecs, UsageError } from '../cli/args';
-import { backendOf, Backend, checkPrecision, DType } from '../backend';
+import { backendOf, Backend, Buf, checkPrecision, DType } from '../backend';
 import { AttentionKind, AttentionTuning, cuda, cudaInfo } from '../cuda';
 import { native } from '../native';
 import { machineLine, randomFill, timeIt } from './timing';
@@ -71,26 +71,45 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
   be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape);
   be.softmaxXentForward(losses, lseV, logits, targets, N, V, -1, Vp);
   be.layernormForward(y, mean, rstd, x, w, bias, N, C, 1e-5);
+  const cu = be.device === 'cuda';
+  // the cuBLAS attention rows: the addon's attention setting, except that flash (the bf16 default) has rows of its own
+  const attnF = () => be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape);
+  const attnB = () => be.attentionBackward(dqkv, be.view(dqkv, C), be.view(dqkv, 2 * C), dy, qkv, be.view(qkv, C), be.view(qkv, 2 * C), atty, lse, shape);
+  const base = cu ? withBaseAttention : (run: () => void) => run;
+  // the lm head as the model runs it: for bf16 on cuda over wte padded with zero rows to Vp (N = Vp forward, K = Vp
+  // for dh), else over its V rows
+  const pad = cu && act === 'bf16' && Vp !== V;
+  const wteP = pad ? za(Vp * C) : wteM;
+  if (pad) be.copy(be.view(wteP, 0, V * C), wteM);
+  const lmF = (rows: number, w: Buf) => () => be.gemm(false, true, N, rows, C, 1, x, C, w, C, logits, Vp, false, null);
+  const lmB = (rows: number, w: Buf) => () => { // dh (N,C) = dlogits·wte, dwte += dlogitsᵀ·h
+    be.gemm(false, false, N, C, rows, 1, dlogits, Vp, w, C, dx, C, false, null);
+    be.gemm(true, false, V, C, N, 1, dlogits, Vp, x, C, dwte, C, true, null);
+  };
+  const lmRows = pad ? Vp : V;
+  // each row with the addon's defaults, and on cuda the same call again as it ran before cuBLASLt took the GEMMs
+  // (cublasGemmEx, bias and GELU in passes after it), side by side
+  const twin = (c: Case, label: string): Case[] => [c, ...(cu ? [{ ...c, name: `${c.name.replace(/ \(.*$/, '')} [${label}]`, run: withGemmEx(c.run) }] : [])];
   return [
-    { name: 'linear_forward qkv (N,768)·(768,2304)', run: () => be.linearForward(qkv, x, wqkv, bqkv, N, C, 3 * C), flops: 2 * N * C * 3 * C },
-    ...(be.device === 'cuda' ? [{ name: 'linear_forward qkv [cuBLASLt bias epilogue]', run: withLtBias(() => be.linearForward(qkv, x, wqkv, bqkv, N, C, 3 * C)), flops: 2 * N * C * 3 * C }] : []),
-    { name: 'linear_backward qkv', run: () => be.linearBackward(dx, dwqkv, dbqkv, dqkv, x, wqkv, N, C, 3 * C), flops: 4 * N * C * 3 * C },
-    { name: 'mlp fc+gelu forward (N,768)·(768,3072)', run: () => be.linearForward(h4, x, wfc, bfc, N, C, 4 * C, o4), flops: 2 * N * C * 4 * C },
-    { name: 'mlp proj backward + dgelu', run: () => be.linearBackward(g4, dwpr, dbpr, dy, o4, wpr, N, 4 * C, C, h4), flops: 4 * N * C * 4 * C },
-    ...(be.device === 'cuda' ? [
-      { name: 'mlp fc+gelu forward [cuBLASLt GELU epilogue]', run: withLtGelu(() => be.linearForward(h4, x, wfc, bfc, N, C, 4 * C, o4)), flops: 2 * N * C * 4 * C },
-      { name: 'mlp proj backward + dgelu [cuBLASLt DGELU epilogue]', run: withLtGelu(() => be.linearBackward(g4, dwpr, dbpr, dy, o4, wpr, N, 4 * C, C, h4)), flops: 4 * N * C * 4 * C },
-    ] : []),
-    { name: 'lm_head forward (N,768)·(50257,768)ᵀ', run: () => be.gemm(false, true, N, V, C, 1, x, C, wteM, C, logits, Vp, false, null), flops: 2 * N * C * V },
-    { name: 'attention_forward', run: () => be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape), flops: attnFlops },
-    { name: 'attention_backward', run: () => be.attentionBackward(dqkv, be.view(dqkv, C), be.view(dqkv, 2 * C), dy, qkv, be.view(qkv, C), be.view(qkv, 2 * C), atty, lse, shape), flops: 2.5 * attnFlops },
+    ...twin({ name: 'linear_forward qkv (N,768)·(768,2304)', run: () => be.linearForward(qkv, x, wqkv, bqkv, N, C, 3 * C), flops: 2 * N * C * 3 * C }, 'cublasGemmEx, bias pass'),
+    ...twin({ name: 'linear_backward qkv', run: () => be.linearBackward(dx, dwqkv, dbqkv, dqkv, x, wqkv, N, C, 3 * C), flops: 4 * N * C * 3 * C }, 'cublasGemmEx'),
+    ...twin({ name: 'mlp fc+gelu forward (N,768)·(768,3072)', run: () => be.linearForward(h4, x, wfc, bfc, N, C, 4 * C, o4), flops: 2 * N * C * 4 * C }, 'cublasGemmEx, GELU pass'),
+    ...twin({ name: 'mlp proj backward + dgelu', run: () => be.linearBackward(g4, dwpr, dbpr, dy, o4, wpr, N, 4 * C, C, h4), flops: 4 * N * C * 4 * C }, 'cublasGemmEx, dGELU pass'),
+    { name: 'lm_head forward (N,768)·(50257,768)ᵀ', run: lmF(lmRows, wteP), flops: 2 * N * C * V },
+    ...(pad ? [{ name: 'lm_head forward [unpadded]', run: lmF(V, wteM), flops: 2 * N * C * V }] : []),
+    ...(cu ? [{ name: 'lm_head forward [cublasGemmEx]', run: withGemmEx(lmF(V, wteM)), flops: 2 * N * C * V }] : []),
+    { name: 'lm_head backward (dh and dwte)', run: lmB(lmRows, wteP), flops: 4 * N * C * V },
+    ...(pad ? [{ name: 'lm_head backward [unpadded]', run: lmB(V, wteM), flops: 4 * N * C * V }] : []),
+    ...(cu ? [{ name: 'lm_head backward [cublasGemmEx]', run: withGemmEx(lmB(V, wteM)), flops: 4 * N * C * V }] : []),
+    { name: 'attention_forward', run: base(attnF), flops: attnFlops },
+    { name: 'attention_backward', run: base(attnB), flops: 2.5 * attnFlops },
     ...(flashApplies(be, act, HS) ? [
-      { name: 'attention_forward [flash]', run: withFlash(() => be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape)), flops: attnFlops },
-      { name: 'attention_backward [flash]', run: withFlash(() => be.attentionBackward(dqkv, be.view(dqkv, C), be.view(dqkv, 2 * C), dy, qkv, be.view(qkv, C), be.view(qkv, 2 * C), atty, lse, shape)), flops: 2.5 * attnFlops },
+      { name: 'attention_forward [flash]', run: withFlash(attnF), flops: attnFlops },
+      { name: 'attention_backward [flash]', run: withFlash(attnB), flops: 2.5 * attnFlops },
     ] : []),
     ...attentionTunings(be, T).flatMap(([label, tuning]) => [
-      { name: `attention_forward [${label}]`, run: tuned(tuning, () => be.attentionForward(atty, lse, qkv, be.view(qkv, C), be.view(qkv, 2 * C), shape)), flops: attnFlops },
-      { name: `attention_backward [${label}]`, run: tuned(tuning, () => be.attentionBackward(dqkv, be.view(dqkv, C), be.view(dqkv, 2 * C), dy, qkv, be.view(qkv, C), be.view(qkv, 2 * C), atty, lse, shape)), flops: 2.5 * attnFlops },
+      { name: `attention_forward [${label}]`, run: base(tuned(tuning, attnF)), flops: attnFlops },
+      { name: `attention_backward [${label}]`, run: base(tuned(tuning, attnB)), flops: 2.5 * attnFlops },
     ]),
     { name: 'layernorm_forward', run: () => be.layernormForward(y, mean, rstd, x, w, bias, N, C, 1e-5), bytes: 2 * eb * N * C },
     { name: 'layernorm_backward', run: () => be.layernormBackward(dx, dw, db, dy, x, w, mean, rstd, N, C), bytes: 3 * eb * N * C },
@@ -116,7 +135,7 @@ function attentionTunings(be: Backend, T: number): [string, AttentionTuning][] {
   const dev = cuda();
   const kind = dev.setAttention('gemm');
   dev.setAttention(kind);
-  if (kind !== 'gemm') return [];
+  if (kind === 'fused') return [];
   return [
     ['one query chunk', { queryChunk: T }],
     ['64-query chunks', { queryChunk: 64 }],
@@ -132,7 +151,7 @@ function flashApplies(be: Backend, act: DType, HS: number): boolean {
 
 /**
  * run() with one addon setting changed for the call: `set(value)` returns the old value, which is put back after.
- * The wrappers below are its uses: flash attention, the cuBLAS attention's tuning, cuBLASLt's bias and GELU epilogues.
+ * The wrappers below are its uses: flash attention, the cuBLAS attention and its tuning, the cublasGemmEx path.
  */
 function withSetting<T>(set: (v: T) => T, value: T, run: () => void): () => void {
   return () => {
@@ -155,12 +174,25 @@ function withFlash(run: () => void): () => void {
   };
 }
 
-type Epilogue = 'cublaslt' | 'kernel';
 const tuned = (tuning: AttentionTuning, run: () => void) => withSetting((t: AttentionTuning) => cuda().setAttentionTuning(t), tuning, run);
-/** The linear layer with its bias added by cuBLASLt's epilogue instead of a pass after the GEMM. */
-const withLtBias = (run: () => void) => withSetting<Epilogue>((k) => cuda().setBiasEpilogue(k), 'cublaslt', run);
-/** The MLP's GELU in cuBLASLt's GELU_AUX_BIAS / DGELU epilogues instead of a pass after the GEMM. */
-const withLtGelu = (run: () => void) => withSetting<Epilogue>((k) => cuda().setGeluEpilogue(k), 'cublaslt', run);
+/** The addon's attention setting, but the cuBLAS path where that is 'flash' (whose rows are named [flash]). */
+function withBaseAttention(run: () => void): () => void {
+  return () => {
+    const dev = cuda();
+    const kind = dev.setAttention('gemm');
+    dev.setAttention(kind);
+    withSetting<AttentionKind>((k) => dev.setAttention(k), kind === 'flash' ? 'gemm' : kind, run)();
+  };
+}
+/** The call as before cuBLASLt ran the GEMMs: cublasGemmEx, with the bias and the GELU in passes after it. */
+function withGemmEx(run: () => void): () => void {
+  return () => {
+    const dev = cuda();
+    withSetting((k: 'cublaslt' | 'cublas') => dev.setGemm(k), 'cublas',
+      withSetting((k: 'cublaslt' | 'kernel') => dev.setBiasEpilogue(k), 'kernel',
+        withSetting((k: 'cublaslt' | 'kernel') => dev.setGeluEpilogue(k), 'kernel', run)))();
+  };
+}
 
 export function benchKernels(argv: string[]): void {
   const a = parseArgs(argv, specs);
