@@ -26,14 +26,17 @@ const TOL_BF16 = 1e-2;
  * `bf16` lists the arguments held in bf16 device buffers (activations): their inputs are rounded to bf16 for
  * both backends first, so the two differ only by what the device computes and stores in bf16.
  */
-function cross(t, op, args, { outputs, tol, ret = false, mode = 'fp32', bf16 = [] } = {}) {
+function cross(t, op, args, { outputs, tol, ret = false, mode = 'fp32', bf16 = [], aligned = false } = {}) {
   tol ??= bf16.length && REAL ? TOL_BF16 : TOL;
   args = args.map((a, i) => (bf16.includes(i) && a instanceof Float32Array ? roundBf16(a) : a));
   const host = args.map((a) => (a instanceof Float32Array ? a.slice() : a));
   const views = args.map((a, i) => {
     if (!(a instanceof Float32Array)) return a;
-    // an offset view, as the model uses
-    const v = { buf: dev.alloc(a.length + 3, bf16.includes(i) ? 'bf16' : 'fp32'), off: 3, len: a.length };
+    // an offset view, as the model uses: 3 elements in (so the kernels' 16-byte forms cannot apply), or with
+    // `aligned` 8 elements into a buffer of a multiple of 8 elements (16-byte aligned on a GPU and on the emulator,
+    // whose buffers end at a guard page)
+    const len = aligned ? Math.ceil(a.length / 8) * 8 + 8 : a.length + 3;
+    const v = { buf: dev.alloc(len, bf16.includes(i) ? 'bf16' : 'fp32'), off: aligned ? 8 : 3, len: a.length };
     dev.upload(v, a);
     return v;
   });
@@ -151,6 +154,54 @@ for (const [N, V] of [[1, 50257], [13, 97], [64, 1000]]) {
     cross(t, 'softmaxXentForward', [losses, lse, padded, targets, N, V, -1, ld], { outputs: [0, 1], ret: true });
     native.softmaxXentForward(losses, lse, padded, targets, N, V, -1, ld);
     cross(t, 'softmaxXentBackward', [padded, padded, lse, targets, N, V, -1, 0.25, ld], { outputs: [0] });
+  });
+}
+
+// The kernels' 16-byte forms (add, sumsq, layernorm, softmax cross-entropy take 8 bf16 or 4 floats at a time where
+// their rows start 16-byte aligned, as the model's buffers do): sizes with a tail after the last whole vector, rows
+// whose width is a multiple of 8 (vectors in fp32 and bf16) and of 4 only (vectors in fp32, one at a time in bf16),
+// and a padded logits stride whose padding must stay as it was
+const alignedCases = {
+  add: (t, s, o) => {
+    const n = 1003;
+    cross(t, 'add', [randF32(n, s + 2), randF32(n, s, 4), randF32(n, s + 1)], o([0], [0, 1, 2]));
+  },
+  sumsq: (t, s, o) => cross(t, 'sumsq', [randF32(1003, s, 4)], o([], [0], { ret: true })),
+  'layernorm forward': (t, s, o) => {
+    for (const C of [96, 100]) {
+      const N = 13;
+      const mean = randF32(N, s + 7), rstd = randF32(N, s + 8);
+      cross(t, 'layernormForward', [randF32(N * C, s + 6), mean, rstd, randF32(N * C, s + 3, 3), randF32(C, s + 4), randF32(C, s + 5), N, C, 1e-5], o([0, 1, 2], [0, 3]));
+    }
+  },
+  'layernorm backward': (t, s, o, bf) => {
+    for (const C of [96, 100]) {
+      const N = 13;
+      const inp = randF32(N * C, s + 3, 3), w = randF32(C, s + 4), mean = new Float32Array(N), rstd = new Float32Array(N);
+      native.layernormForward(randF32(N * C, s + 6), mean, rstd, bf ? roundBf16(inp) : inp, w, randF32(C, s + 5), N, C, 1e-5);
+      cross(t, 'layernormBackward', [randF32(N * C, s + 10), randF32(C, s + 11), randF32(C, s + 12), randF32(N * C, s + 9), inp, w, mean, rstd, N, C], o([0, 1, 2], [0, 3, 4]));
+    }
+  },
+  'softmax cross-entropy forward': (t, s, o) => {
+    const N = 7, V = 1001, ld = 1024;
+    const targets = randInts(N, V, s + 14);
+    targets[1] = -1;
+    targets[2] = V - 1; // the last entry, in the tail after the vectors
+    cross(t, 'softmaxXentForward', [randF32(N, s + 15), randF32(N, s + 16), randF32(N * ld, s + 13, 5), targets, N, V, -1, ld], o([0, 1], [2], { ret: true }));
+  },
+  'softmax cross-entropy backward': (t, s, o, bf) => {
+    const N = 7, V = 1001, ld = 1024;
+    const logits = randF32(N * ld, s + 13, 5), targets = randInts(N, V, s + 14), lse = new Float32Array(N);
+    targets[1] = -1;
+    targets[2] = V - 1;
+    native.softmaxXentForward(new Float32Array(N), lse, bf ? roundBf16(logits) : logits, targets, N, V, -1, ld);
+    cross(t, 'softmaxXentBackward', [logits, logits, lse, targets, N, V, -1, 0.25, ld], o([0], [0, 1]));
+  },
+};
+for (const bf of [false, true]) for (const [name, run] of Object.entries(alignedCases)) {
+  test(`16-byte aligned views${bf ? ', bf16' : ''}: ${name}`, (t) => {
+    const o = (outputs, bfArgs, more = {}) => ({ outputs, aligned: true, ...(bf ? { bf16: bfArgs } : {}), ...more });
+    run(t, seedOf(t), o, bf);
   });
 }
 

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "cuda/dtype.h"
 
@@ -23,6 +24,55 @@ template <>
 __device__ __forceinline__ float from_f<float>(float x) { return x; }
 template <>
 __device__ __forceinline__ bf16 from_f<bf16>(float x) { return __float2bfloat16(x); }
+
+// 16-byte vectors of activations: kVec<T> elements (8 bf16 or 4 float) loaded or stored in one access, where the
+// pointer is 16-byte aligned (aligned16 on the host decides). Arithmetic stays in float. The bytes go through
+// memcpy (register moves on a GPU; on the emulator it keeps the host compiler's aliasing rules).
+template <typename T>
+constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+struct alignas(16) Bytes16 {
+  uint32_t w[4];
+};
+template <typename T>
+__device__ __forceinline__ void load16(float* f, const T* p) {
+  Bytes16 b;
+#ifdef __CUDA_EMU__
+  std::memcpy(&b, p, sizeof b);
+#else
+  b = *reinterpret_cast<const Bytes16*>(p);
+#endif
+  T e[kVec<T>];
+  memcpy(e, &b, sizeof b);
+#pragma unroll
+  for (int i = 0; i < kVec<T>; ++i) f[i] = to_f(e[i]);
+}
+template <typename T>
+__device__ __forceinline__ void store16(T* p, const float* f) {
+  T e[kVec<T>];
+#pragma unroll
+  for (int i = 0; i < kVec<T>; ++i) e[i] = from_f<T>(f[i]);
+  Bytes16 b;
+  memcpy(&b, e, sizeof b);
+#ifdef __CUDA_EMU__
+  std::memcpy(p, &b, sizeof b);
+#else
+  *reinterpret_cast<Bytes16*>(p) = b;
+#endif
+}
+// W consecutive elements as floats: W = 1 (any alignment) or W = kVec<T> (16-byte aligned), so that one loop body
+// serves both the vector and the element-at-a-time form of a kernel
+template <int W, typename T>
+__device__ __forceinline__ void load_w(float* f, const T* p) {
+  if constexpr (W == 1) f[0] = to_f(*p);
+  else load16(f, p);
+}
+template <int W, typename T>
+__device__ __forceinline__ void store_w(T* p, const float* f) {
+  if constexpr (W == 1) *p = from_f<T>(f[0]);
+  else store16(p, f);
+}
+// host: p is 16-byte aligned (cudaMalloc gives 256; views into a buffer may not be)
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // Sum over the 32 lanes of a warp; every lane receives the total (butterfly).
 __device__ __forceinline__ float warp_sum(float x) {

@@ -7,7 +7,8 @@
 //   sumsq:   Σ a², per-block partials in double (the host adds them in block order: deterministic)
 // Activations are float or bf16 (T); arithmetic is in float.
 // Launch: one thread per element, grid-stride, 256 threads per block; sumsq a fixed grid of
-// sumsq_blocks(n) blocks of 256 threads, each reducing its grid-stride share.
+// sumsq_blocks(n) blocks of 256 threads, each reducing its grid-stride share. add and sumsq take 16 bytes at a
+// time where their pointers are 16-byte aligned (a thread then has 8 bf16 or 4 floats in flight, not one).
 #include "cuda/device.cuh"
 #include "cuda/kernels.h"
 #include "cuda/rng.h"
@@ -24,6 +25,23 @@ namespace {
 template <typename T>
 __global__ void add_kernel(T* out, const T* a, const T* b, int64_t n) {
   GN_GRID_STRIDE(i, n) out[i] = from_f<T>(to_f(a[i]) + to_f(b[i]));
+}
+
+// the same with 16-byte accesses (out, a and b 16-byte aligned): vector i covers elements i·kVec … i·kVec + kVec-1,
+// then the last n mod kVec elements one at a time
+template <typename T>
+__global__ void add_vec_kernel(T* out, const T* a, const T* b, int64_t n) {
+  constexpr int k = kVec<T>;
+  const int64_t nv = n / k;
+  GN_GRID_STRIDE(i, nv) {
+    float x[k], y[k];
+    load16(x, a + i * k);
+    load16(y, b + i * k);
+#pragma unroll
+    for (int j = 0; j < k; ++j) x[j] += y[j];
+    store16(out + i * k, x);
+  }
+  GN_GRID_STRIDE(i, n - nv * k) out[nv * k + i] = from_f<T>(to_f(a[nv * k + i]) + to_f(b[nv * k + i]));
 }
 
 template <typename T>
@@ -63,6 +81,27 @@ __global__ void sumsq_kernel(double* partials, const T* a, int64_t n) {
   if (threadIdx.x == 0) partials[blockIdx.x] = s;
 }
 
+// the same with 16-byte loads (a 16-byte aligned); each thread sums its vectors' squares in order, then the tail
+template <typename T>
+__global__ void sumsq_vec_kernel(double* partials, const T* a, int64_t n) {
+  __shared__ double shared[32];
+  constexpr int k = kVec<T>;
+  const int64_t nv = n / k;
+  double s = 0.0;
+  GN_GRID_STRIDE(i, nv) {
+    float x[k];
+    load16(x, a + i * k);
+#pragma unroll
+    for (int j = 0; j < k; ++j) s += static_cast<double>(x[j]) * x[j];
+  }
+  GN_GRID_STRIDE(i, n - nv * k) {
+    const double x = to_f(a[nv * k + i]);
+    s += x * x;
+  }
+  s = block_sum(s, shared);
+  if (threadIdx.x == 0) partials[blockIdx.x] = s;
+}
+
 #undef GN_GRID_STRIDE
 
 // T = float or bf16: fn<T>()
@@ -78,8 +117,12 @@ void add(const Stream& st, DType dt, void* out, const void* a, const void* b, in
   if (n == 0) return;
   by_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
-    add_kernel<T><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<T*>(out), static_cast<const T*>(a),
-                                                      static_cast<const T*>(b), n);
+    if (aligned16(out) && aligned16(a) && aligned16(b))
+      add_vec_kernel<T><<<grid_for(n / kVec<T> + 1, 256), 256, 0, st.s>>>(
+          static_cast<T*>(out), static_cast<const T*>(a), static_cast<const T*>(b), n);
+    else
+      add_kernel<T><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<T*>(out), static_cast<const T*>(a),
+                                                        static_cast<const T*>(b), n);
   });
   GN_LAUNCHED(st, "add_kernel");
 }
@@ -137,8 +180,12 @@ int64_t sumsq_blocks(int64_t n) {
 void sumsq_partials(const Stream& st, DType dt, double* partials, const void* a, int64_t n) {
   by_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
-    sumsq_kernel<T><<<static_cast<unsigned>(sumsq_blocks(n)), kSumsqThreads, 0, st.s>>>(partials,
-                                                                                       static_cast<const T*>(a), n);
+    if (aligned16(a))
+      sumsq_vec_kernel<T><<<static_cast<unsigned>(sumsq_blocks(n)), kSumsqThreads, 0, st.s>>>(
+          partials, static_cast<const T*>(a), n);
+    else
+      sumsq_kernel<T><<<static_cast<unsigned>(sumsq_blocks(n)), kSumsqThreads, 0, st.s>>>(
+          partials, static_cast<const T*>(a), n);
   });
   GN_LAUNCHED(st, "sumsq_kernel");
 }

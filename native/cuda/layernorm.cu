@@ -3,9 +3,12 @@
 // Backward, xhat = (x-mean)·rstd, g = dout·w:
 //   dinp = rstd · (g - mean_c(g) - xhat · mean_c(g·xhat))   (=, may be skipped)
 //   dweight += Σ_n dout·xhat, dbias += Σ_n dout            (+=)
-// Launch shapes: forward and dinp use one warp per row (8 rows per 256-thread block); the parameter
+// Launch shapes: forward and dinp use one warp per row (8 rows per 256-thread block), 16 bytes at a time where
+// the rows are 16-byte aligned (8 bf16 or 4 floats per access, not one); the parameter
 // gradients use a column kernel over row chunks (block (32, 8), one column per threadIdx.x) and a second pass
 // that adds the chunks in order: deterministic, no atomics.
+#include <initializer_list>
+
 #include "cuda/device.cuh"
 #include "cuda/kernels.h"
 
@@ -16,32 +19,45 @@ namespace {
 
 constexpr int kRowsPerBlock = 8;  // warps per block
 
-template <typename T>
+// W: elements per access, 1 or kVec<T> (rows 16-byte aligned and C a multiple of W; lane l takes elements
+// l·W … l·W + W-1 of every 32·W)
+template <typename T, int W>
 __global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp, const float* weight,
                                          const float* bias, int64_t N, int64_t C, float eps) {
   const int64_t n = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (n >= N) return;
   const T* x = inp + n * C;
+  float f[W];
   float s = 0.0f;
-  for (int64_t c = lane; c < C; c += 32) s += to_f(x[c]);
+  for (int64_t c = lane * W; c < C; c += 32 * W) {
+    load_w<W>(f, x + c);
+#pragma unroll
+    for (int j = 0; j < W; ++j) s += f[j];
+  }
   const float m = warp_sum(s) / static_cast<float>(C);
   float v = 0.0f;
-  for (int64_t c = lane; c < C; c += 32) {
-    const float d = to_f(x[c]) - m;
-    v += d * d;
+  for (int64_t c = lane * W; c < C; c += 32 * W) {
+    load_w<W>(f, x + c);
+#pragma unroll
+    for (int j = 0; j < W; ++j) v += (f[j] - m) * (f[j] - m);
   }
   const float r = 1.0f / sqrtf(warp_sum(v) / static_cast<float>(C) + eps);
   T* y = out + n * C;
-  for (int64_t c = lane; c < C; c += 32) y[c] = from_f<T>((to_f(x[c]) - m) * r * weight[c] + bias[c]);
+  for (int64_t c = lane * W; c < C; c += 32 * W) {
+    load_w<W>(f, x + c);
+#pragma unroll
+    for (int j = 0; j < W; ++j) f[j] = (f[j] - m) * r * weight[c + j] + bias[c + j];
+    store_w<W>(y + c, f);
+  }
   if (lane == 0) {
     if (mean) mean[n] = m;
     if (rstd) rstd[n] = r;
   }
 }
 
-// dinp only (one warp per row)
-template <typename T>
+// dinp only (one warp per row; W as above)
+template <typename T, int W>
 __global__ void layernorm_dinp_kernel(T* dinp, const T* dout, const T* inp, const float* weight, const float* mean,
                                       const float* rstd, int64_t N, int64_t C) {
   const int64_t n = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
@@ -50,18 +66,27 @@ __global__ void layernorm_dinp_kernel(T* dinp, const T* dout, const T* inp, cons
   const T* x = inp + n * C;
   const T* dy = dout + n * C;
   const float m = mean[n], r = rstd[n];
+  float xf[W], gf[W];
   float sg = 0.0f, sgx = 0.0f;
-  for (int64_t c = lane; c < C; c += 32) {
-    const float g = to_f(dy[c]) * weight[c];
-    sg += g;
-    sgx += g * ((to_f(x[c]) - m) * r);
+  for (int64_t c = lane * W; c < C; c += 32 * W) {
+    load_w<W>(xf, x + c);
+    load_w<W>(gf, dy + c);
+#pragma unroll
+    for (int j = 0; j < W; ++j) {
+      const float g = gf[j] * weight[c + j];
+      sg += g;
+      sgx += g * ((xf[j] - m) * r);
+    }
   }
   sg = warp_sum(sg) / static_cast<float>(C);
   sgx = warp_sum(sgx) / static_cast<float>(C);
   T* dx = dinp + n * C;
-  for (int64_t c = lane; c < C; c += 32) {
-    const float xh = (to_f(x[c]) - m) * r;
-    dx[c] = from_f<T>(r * (to_f(dy[c]) * weight[c] - sg - xh * sgx));
+  for (int64_t c = lane * W; c < C; c += 32 * W) {
+    load_w<W>(xf, x + c);
+    load_w<W>(gf, dy + c);
+#pragma unroll
+    for (int j = 0; j < W; ++j) xf[j] = r * (gf[j] * weight[c + j] - sg - (xf[j] - m) * r * sgx);
+    store_w<W>(dx + c, xf);
   }
 }
 
@@ -101,12 +126,26 @@ __global__ void layernorm_params_kernel(float* part, const T* dout, const T* inp
 
 namespace {
 
+// rows of C elements at each of ps start 16-byte aligned: the kernels can take kVec<T> elements at a time
+template <typename T>
+bool vec_rows(int64_t C, std::initializer_list<const void*> ps) {
+  if (C % kVec<T> != 0) return false;
+  for (const void* p : ps)
+    if (!aligned16(p)) return false;
+  return true;
+}
+
 template <typename T>
 void ln_forward(const Stream& st, void* out, float* mean, float* rstd, const void* inp, const float* weight,
                 const float* bias, int64_t N, int64_t C, float eps) {
   const unsigned blocks = static_cast<unsigned>((N + kRowsPerBlock - 1) / kRowsPerBlock);
-  layernorm_forward_kernel<T><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(
-      static_cast<T*>(out), mean, rstd, static_cast<const T*>(inp), weight, bias, N, C, eps);
+  T* y = static_cast<T*>(out);
+  const T* x = static_cast<const T*>(inp);
+  constexpr int kW = kVec<T>;
+  if (vec_rows<T>(C, {out, inp}))
+    layernorm_forward_kernel<T, kW><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(y, mean, rstd, x, weight, bias, N, C, eps);
+  else
+    layernorm_forward_kernel<T, 1><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(y, mean, rstd, x, weight, bias, N, C, eps);
   GN_LAUNCHED(st, "layernorm_forward_kernel");
 }
 
@@ -115,8 +154,13 @@ void ln_backward(const Stream& st, void* dinp, float* dweight, float* dbias, con
                  const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C, float* scratch) {
   if (dinp && N > 0) {
     const unsigned blocks = static_cast<unsigned>((N + kRowsPerBlock - 1) / kRowsPerBlock);
-    layernorm_dinp_kernel<T><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(
-        static_cast<T*>(dinp), static_cast<const T*>(dout), static_cast<const T*>(inp), weight, mean, rstd, N, C);
+    T* dx = static_cast<T*>(dinp);
+    const T *dy = static_cast<const T*>(dout), *x = static_cast<const T*>(inp);
+    constexpr int kW = kVec<T>;
+    if (vec_rows<T>(C, {dinp, dout, inp}))
+      layernorm_dinp_kernel<T, kW><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(dx, dy, x, weight, mean, rstd, N, C);
+    else
+      layernorm_dinp_kernel<T, 1><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(dx, dy, x, weight, mean, rstd, N, C);
     GN_LAUNCHED(st, "layernorm_dinp_kernel");
   }
   const int64_t R = col_chunks(N, C), rows = N > 0 ? (N + R - 1) / R : 0;
