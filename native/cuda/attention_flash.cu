@@ -21,9 +21,6 @@
 // No atomics: dQ and dK/dV come from separate kernels (P is recomputed in both), so results are deterministic.
 // Scores that no row may see are -inf before the softmax; tiles that lie wholly inside every row's range skip
 // the mask. Query blocks run the longest first (causal rows near the end see the most keys).
-// The forward and dQ kernels double-buffer their K/V tiles: the next tile streams in with cp.async (sm_80+; no
-// registers) during the current tile's products (next_kv); the dK/dV kernel, whose four tiles fill the 48 KiB of
-// static shared memory, loads its Q and dout tiles at once.
 // Operands come from shared memory through ldmatrix (mma.cuh: .x4, and .x4.trans for the B operand of P·V-like
 // products, whose tile is row-major in k). Shared rows are padded by 8 bf16: 16-byte aligned rows for the tile
 // loads and ldmatrix, and the 8 rows an ldmatrix phase reads fall in distinct banks.
@@ -254,76 +251,45 @@ __device__ __forceinline__ QBlock query_block(const FDims& s, const Place& pl, c
           v + pl.b * s.vsb + pl.h * HD};
 }
 
-// Starts the key tile j0 .. j0+63 of K and V into shared tiles: with cp.async where the rows are 16-byte aligned
-// (it lands by the next cp_async_wait), else loaded at once. Keys past hi are zeros, not loaded: a KV cache may hold
+// The key tile j0 .. j0+63 of K and V into shared memory, after every warp is done with the previous one (and
+// with what passed through the tiles before the loop). Keys past hi are zeros, not loaded: a KV cache may hold
 // anything there, and 0·NaN would reach P·V.
 template <int HD>
-__device__ __forceinline__ void fetch_kv(Tile<HD>& sK, Tile<HD>& sV, const bf16* kb, const bf16* vb, const FDims& s,
-                                         int j0, int hi) {
-  if (!s.vec) {
-    load_tile<HD>(sK, kb, s.kst, j0, hi + 1, false);
-    load_tile<HD>(sV, vb, s.vst, j0, hi + 1, false);
-    return;
-  }
-  constexpr int C8 = HD / 8;
-  for (int c = threadIdx.x; c < kTile * C8; c += kThreads) {
-    const int r = c / C8, d = (c % C8) * 8, row = j0 + r;
-    const bool ok = row <= hi;
-    cp_async16(&sK.x[r][d], ok ? kb + row * s.kst + d : kb, ok);
-    cp_async16(&sV.x[r][d], ok ? vb + row * s.vst + d : vb, ok);
-  }
-}
-
-template <int HD>
-__device__ __forceinline__ void swap_tiles(Tile<HD>*& a, Tile<HD>*& b) {
-  Tile<HD>* t = a;
-  a = b;
-  b = t;
-}
-
-// The top of a key loop over double-buffered tiles (the forward and dQ kernels): once every warp is done with the
-// other buffer nK, nV (the previous tile, or what passed through it before the loop), starts the next tile into it,
-// then waits for tile j0 in the current buffer. The copy of tile j0 + 64 runs during tile j0's products.
-template <int HD>
-__device__ __forceinline__ void next_kv(Tile<HD>& nK, Tile<HD>& nV, const bf16* kb, const bf16* vb, const FDims& s,
+__device__ __forceinline__ void load_kv(Tile<HD>& sK, Tile<HD>& sV, const bf16* kb, const bf16* vb, const FDims& s,
                                         int j0, int hi) {
   __syncthreads();
-  if (j0 + kTile <= hi) fetch_kv<HD>(nK, nV, kb, vb, s, j0 + kTile, hi);
-  cp_async_commit();
-  cp_async_wait<1>();  // all but the group just committed: tile j0 has landed
+  load_tile<HD>(sK, kb, s.kst, j0, hi + 1, s.vec);
+  load_tile<HD>(sV, vb, s.vst, j0, hi + 1, s.vec);
   __syncthreads();
 }
 
 template <int HD, bool DROP>
 __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
                                                                  const bf16* v, FDims s) {
-  __shared__ Tile<HD> sK[2];  // double-buffered key and value tiles (next_kv)
-  __shared__ Tile<HD> sV[2];
+  __shared__ Tile<HD> sK;
+  __shared__ Tile<HD> sV;
   const Place pl = place(s);
   const int b = pl.b, h = pl.h, lane = pl.lane, g = pl.g, t = pl.t, r0 = pl.r0;
   const QBlock qb = query_block<HD>(s, pl, k, v);
   const int i0 = qb.i0;
   const bf16 *kb = qb.kb, *vb = qb.vb;
-  int lo, hi;
-  block_keys(s, i0, &lo, &hi);
-  fetch_kv<HD>(sK[0], sV[0], kb, vb, s, lo, hi);  // the first tile's copy runs while Q is read
-  cp_async_commit();  // a group of its own: the loop's first wait leaves only the next tile in flight
 
   uint32_t qa[HD / 16][4];
-  load_tile<HD>(sK[1], q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);  // Q passes through sK[1]
+  load_tile<HD>(sK, q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);  // Q passes through sK
   __syncthreads();
-  load_a<HD>(qa, sK[1], r0, g, t);
+  load_a<HD>(qa, sK, r0, g, t);
 
   float o[HD / 8][4];
 #pragma unroll
   for (int nt = 0; nt < HD / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  Tile<HD>*kc = &sK[0], *vc = &sV[0], *kn = &sK[1], *vn = &sV[1];  // this tile's buffers and the next one's
+  int lo, hi;
+  block_keys(s, i0, &lo, &hi);
   for (int j0 = lo; j0 <= hi; j0 += kTile) {
     const uint32_t keep = DROP ? keep_mask<false>(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
-    next_kv<HD>(*kn, *vn, kb, vb, s, j0, hi);
+    load_kv<HD>(sK, sV, kb, vb, s, j0, hi);
     float sc[8][4];
-    mul_abt<HD>(sc, qa, *kc, lane);
+    mul_abt<HD>(sc, qa, sK, lane);
     const bool full = tile_full(s, i0, j0);
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
@@ -360,11 +326,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
           sc[nt][2 * rr + c] = pe;
         }
     }
-    mul_pb<HD>(o, sc, *vc, lane);
-    swap_tiles(kc, kn);
-    swap_tiles(vc, vn);
+    mul_pb<HD>(o, sc, sV, lane);
   }
-  cp_async_wait<0>();  // (nothing may be in flight when the block ends)
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
     l[rr] += __shfl_xor_sync(kFullMask, l[rr], 1);
@@ -402,24 +365,20 @@ template <int HD, bool DROP>
 __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const float* Dbuf, const bf16* dout,
                                                             const bf16* q, const bf16* k, const bf16* v,
                                                             const float* lse, FDims s) {
-  __shared__ Tile<HD> sK[2];  // double-buffered key and value tiles (next_kv)
-  __shared__ Tile<HD> sV[2];
+  __shared__ Tile<HD> sK;
+  __shared__ Tile<HD> sV;
   const Place pl = place(s);
   const int b = pl.b, h = pl.h, lane = pl.lane, g = pl.g, t = pl.t, r0 = pl.r0;
   const QBlock qb = query_block<HD>(s, pl, k, v);
   const int i0 = qb.i0;
   const bf16 *kb = qb.kb, *vb = qb.vb;
-  int lo, hi;
-  block_keys(s, i0, &lo, &hi);
-  fetch_kv<HD>(sK[0], sV[0], kb, vb, s, lo, hi);  // the first tile's copy runs while Q and dout are read
-  cp_async_commit();  // a group of its own: the loop's first wait leaves only the next tile in flight
 
   uint32_t qa[HD / 16][4], da[HD / 16][4];
-  load_tile<HD>(sK[1], q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);  // Q and dout pass through sK[1], sV[1]
-  load_tile<HD>(sV[1], dout + b * s.osb + h * HD, s.ost, i0, s.Tq, s.vec);
+  load_tile<HD>(sK, q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);  // Q and dout pass through sK and sV
+  load_tile<HD>(sV, dout + b * s.osb + h * HD, s.ost, i0, s.Tq, s.vec);
   __syncthreads();
-  load_a<HD>(qa, sK[1], r0, g, t);
-  load_a<HD>(da, sV[1], r0, g, t);
+  load_a<HD>(qa, sK, r0, g, t);
+  load_a<HD>(da, sV, r0, g, t);
   float L[2], Dv[2];
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
@@ -431,13 +390,14 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
   float acc[HD / 8][4];
 #pragma unroll
   for (int nt = 0; nt < HD / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
-  Tile<HD>*kc = &sK[0], *vc = &sV[0], *kn = &sK[1], *vn = &sV[1];  // this tile's buffers and the next one's
+  int lo, hi;
+  block_keys(s, i0, &lo, &hi);
   for (int j0 = lo; j0 <= hi; j0 += kTile) {
     const uint32_t keep = DROP ? keep_mask<false>(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
-    next_kv<HD>(*kn, *vn, kb, vb, s, j0, hi);
+    load_kv<HD>(sK, sV, kb, vb, s, j0, hi);
     float sc[8][4], dp[8][4];
-    mul_abt<HD>(sc, qa, *kc, lane);
-    mul_abt<HD>(dp, da, *vc, lane);
+    mul_abt<HD>(sc, qa, sK, lane);
+    mul_abt<HD>(dp, da, sV, lane);
     const bool full = tile_full(s, i0, j0);
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
@@ -457,11 +417,8 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
           sc[nt][e] = dS;
         }
     }
-    mul_pb<HD>(acc, sc, *kc, lane);
-    swap_tiles(kc, kn);
-    swap_tiles(vc, vn);
+    mul_pb<HD>(acc, sc, sK, lane);
   }
-  cp_async_wait<0>();  // (nothing may be in flight when the block ends)
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
     const int i = i0 + r0 + g + 8 * rr;
