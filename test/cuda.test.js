@@ -376,51 +376,35 @@ test('bench kernels on cuda times attention at several chunk and scratch setting
   const kind0 = dev.setAttention('gemm'), gemm0 = dev.setGemm('cublaslt');
   dev.setAttention(kind0);
   dev.setGemm(gemm0);
-  const lines = [];
-  const log = console.log;
-  console.log = (s) => lines.push(String(s));
-  try {
-    benchKernels(['--device', 'cuda', '--b', '1', '--t', '9', '--c', '12', '--nh', '2', '--v', '31', '--runs', '1', '--filter', 'attention', '--json']);
-  } finally {
-    console.log = log;
-  }
-  const rows = lines.map((l) => JSON.parse(l)).filter((r) => r.kernel);
+  // the JSON rows of one `bench kernels --device cuda` run at a tiny shape (B=1, T=9, V=31)
+  const benchRows = (...args) => {
+    const lines = [];
+    const log = console.log;
+    console.log = (s) => lines.push(String(s));
+    try {
+      benchKernels(['--device', 'cuda', '--b', '1', '--t', '9', '--v', '31', '--runs', '1', '--json', ...args]);
+    } finally {
+      console.log = log;
+    }
+    return lines.map((l) => JSON.parse(l)).filter((r) => r.kernel);
+  };
+  const rows = benchRows('--c', '12', '--nh', '2', '--filter', 'attention');
   const names = rows.map((r) => r.kernel);
   for (const label of ['one query chunk', '64-query chunks', '256-query chunks', '32 MiB scratch'])
     for (const k of ['attention_forward', 'attention_backward']) t.true(names.includes(`${k} [${label}]`), `${k} [${label}] in ${names}`);
   t.true(rows.every((r) => Number.isFinite(r.ms) && r.ms >= 0));
   t.false(names.some((n) => n.includes('[flash]')), 'no flash rows in fp32');
   // bf16 with a head size of 32: the flash kernels too
-  lines.length = 0;
-  console.log = (s) => lines.push(String(s));
-  try {
-    benchKernels(['--device', 'cuda', '--precision', 'bf16', '--b', '1', '--t', '9', '--c', '64', '--nh', '2', '--v', '31', '--runs', '1', '--filter', 'attention', '--json']);
-  } finally {
-    console.log = log;
-  }
-  const flashRows = lines.map((l) => JSON.parse(l)).filter((r) => r.kernel && r.kernel.includes('[flash]'));
+  const bf16 = ['--precision', 'bf16', '--c', '64', '--nh', '2'];
+  const flashRows = benchRows(...bf16, '--filter', 'attention').filter((r) => r.kernel.includes('[flash]'));
   t.deepEqual(flashRows.map((r) => r.kernel), ['attention_forward [flash]', 'attention_backward [flash]']);
   // --exclude drops rows by name (gpu-check drops the flash rows when the flash tests failed)
-  lines.length = 0;
-  console.log = (s) => lines.push(String(s));
-  try {
-    benchKernels(['--device', 'cuda', '--precision', 'bf16', '--b', '1', '--t', '9', '--c', '64', '--nh', '2', '--v', '31', '--runs', '1', '--filter', 'attention', '--exclude', '[flash]', '--json']);
-  } finally {
-    console.log = log;
-  }
-  const kept = lines.map((l) => JSON.parse(l)).filter((r) => r.kernel).map((r) => r.kernel);
+  const kept = benchRows(...bf16, '--filter', 'attention', '--exclude', '[flash]').map((r) => r.kernel);
   t.true(kept.includes('attention_forward') && kept.includes('attention_backward [one query chunk]'), `${kept}`);
   t.false(kept.some((n) => n.includes('[flash]')), `no flash rows with --exclude: ${kept}`);
   t.is(dev.setAttention(kind0), kind0, 'the attention setting is as it was');
   // the GEMM rows twice on cuda: with the defaults and with cublasGemmEx and the passes after it
-  lines.length = 0;
-  console.log = (s) => lines.push(String(s));
-  try {
-    benchKernels(['--device', 'cuda', '--precision', 'bf16', '--b', '1', '--t', '9', '--c', '64', '--nh', '2', '--v', '31', '--runs', '1', '--filter', 'lm_head', '--json']);
-  } finally {
-    console.log = log;
-  }
-  t.deepEqual(lines.map((l) => JSON.parse(l)).filter((r) => r.kernel).map((r) => r.kernel),
+  t.deepEqual(benchRows(...bf16, '--filter', 'lm_head').map((r) => r.kernel),
     ['lm_head forward (N,768)·(50257,768)ᵀ', 'lm_head forward [unpadded]', 'lm_head forward [cublasGemmEx]',
       'lm_head backward (dh and dwte)', 'lm_head backward [unpadded]', 'lm_head backward [cublasGemmEx]']);
   t.is(dev.setGemm(gemm0), gemm0, 'the GEMM setting is as it was');
