@@ -85,13 +85,6 @@ for (const kind of ['cublaslt', 'cublas']) for (const [M, N, K] of [[1, 50257 % 
     }));
   }
 }
-test('setGemm takes cublaslt or cublas and says what it was', (t) => {
-  const prev = dev.setGemm('cublas');
-  if (!process.env.GPT_NATIVE_CUDA_GEMM) t.is(prev, 'cublaslt', 'cublaslt is the default');
-  t.is(dev.setGemm('cublaslt'), 'cublas');
-  t.throws(() => dev.setGemm('cutlass'), { instanceOf: TypeError });
-  t.is(dev.setGemm(prev), 'cublaslt', 'a refused setting changes nothing');
-});
 
 for (const [N, C, OC] of [[1, 768, 2304], [13, 37, 111], [64, 96, 384], [333, 45, 70]]) {
   test(`linear forward/backward N=${N} C=${C} OC=${OC}`, (t) => {
@@ -398,21 +391,17 @@ test('linear with GELU: geluOut may not share memory with out, nor dinp with gel
   t.throws(() => dev.linearBackward(v(0, N * C), null, null, v(20, N * OC), v(40, N * C), wv, N, C, OC, v(11, N * C)), { instanceOf: RangeError, message: /dinp shares memory with geluPre/ });
   dev.free(buf); dev.free(w);
 });
-test('setGeluEpilogue takes cublaslt or kernel and says what it was', (t) => {
-  const prev = dev.setGeluEpilogue('cublaslt');
-  if (!process.env.GPT_NATIVE_CUDA_LT_GELU) t.is(prev, 'cublaslt', 'cublaslt is the default');
-  t.is(dev.setGeluEpilogue('kernel'), 'cublaslt');
-  t.is(dev.setGeluEpilogue(prev), 'kernel');
-  t.throws(() => dev.setGeluEpilogue('fused'), { instanceOf: TypeError });
-});
-
-test('setBiasEpilogue takes cublaslt or kernel and says what it was', (t) => {
-  const prev = dev.setBiasEpilogue('cublaslt');
-  if (!process.env.GPT_NATIVE_CUDA_LT) t.is(prev, 'cublaslt', 'cublaslt is the default');
-  t.is(dev.setBiasEpilogue('kernel'), 'cublaslt');
-  t.is(dev.setBiasEpilogue(prev), 'kernel');
-  t.throws(() => dev.setBiasEpilogue('fused'), { instanceOf: TypeError });
-});
+// the two-way settings: [setter, the default, the other value, the variable that sets it at load]
+for (const [fn, on, off, env] of [['setGeluEpilogue', 'cublaslt', 'kernel', 'GPT_NATIVE_CUDA_LT_GELU'],
+  ['setBiasEpilogue', 'cublaslt', 'kernel', 'GPT_NATIVE_CUDA_LT'], ['setGemm', 'cublaslt', 'cublas', 'GPT_NATIVE_CUDA_GEMM']]) {
+  test(`${fn} takes ${on} or ${off} and says what it was`, (t) => {
+    const prev = dev[fn](on);
+    if (!process.env[env]) t.is(prev, on, `${on} is the default`);
+    t.is(dev[fn](off), on);
+    t.throws(() => dev[fn]('fused'), { instanceOf: TypeError });
+    t.is(dev[fn](prev), off, 'a refused setting changes nothing');
+  });
+}
 
 test('setMathMode takes fp32 or bf16 and says what it was', (t) => {
   t.is(dev.setMathMode('bf16'), 'fp32', 'the addon starts (and the tests leave it) in fp32');
