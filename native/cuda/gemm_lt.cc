@@ -1,9 +1,9 @@
-// GEMMs through cuBLASLt. Plain ones (gemm_plain_lt; on unless setGemm('cublas') or GPT_NATIVE_CUDA_GEMM=cublas) run
-// cublasLtMatmul with the algorithm its heuristic picks for the shape and the operands' alignment, where
-// cublasGemmEx would otherwise run. The
-// GEMM with the bias added by cuBLASLt's epilogue (CUBLASLT_EPILOGUE_BIAS) instead of a separate pass over the
-// output (bias_rows): the linear layers' C = A·B + bias in one kernel. On by default (faster on the H200,
-// BENCHMARKS.md); setBiasEpilogue('kernel') or GPT_NATIVE_CUDA_LT=0 turns it off; scripts/gpu-check.sh times both.
+// GEMMs through cuBLASLt. Plain ones (gemm_plain_lt; on unless setGemm('cublas') or GPT_NATIVE_CUDA_GEMM=cublas)
+// run cublasLtMatmul with the algorithm its heuristic picks for the shape and the operands' alignment, where
+// cublasGemmEx would otherwise run. The linear layers' C = A·B + bias runs in one kernel, the bias added by
+// cuBLASLt's epilogue (CUBLASLT_EPILOGUE_BIAS) instead of a separate pass over the output (bias_rows). On by
+// default (faster on the H200, BENCHMARKS.md); setBiasEpilogue('kernel') or GPT_NATIVE_CUDA_LT=0 turns it off;
+// scripts/gpu-check.sh times both.
 //
 // Same row-major → column-major mapping as gemm_dev (ops.cc): the row-major C (M, N) = op(A)·op(B) is the
 // column-major Cᵀ (N×M) = op(B)ᵀ·op(A)ᵀ, so cuBLASLt's first operand is our B (stored N×K, or K×N when
@@ -13,11 +13,11 @@
 // (256-byte aligned; N values: a negligible launch next to the N·M pass it replaces).
 //
 // The GELU epilogues (on by default; setGeluEpilogue('kernel') or GPT_NATIVE_CUDA_LT_GELU=0 turns them off) fuse
-// an MLP's activation the same way: GELU_AUX_BIAS writes D = GELU(A·B + bias) and the GELU input A·B + bias to the auxiliary matrix (what the
-// backward needs), and DGELU multiplies a product by GELU'(aux) (the input gradient of the MLP's second layer,
-// taken to the GELU input in the same kernel). cuBLASLt's GELU is the tanh form, as ours (gelu.cu); the auxiliary
-// matrix has D's layout and type, its leading dimension a multiple of 8 (cuBLASLt's rule: otherwise the unfused
-// path runs).
+// an MLP's activation the same way: GELU_AUX_BIAS writes D = GELU(A·B + bias) and the GELU input A·B + bias to
+// the auxiliary matrix (what the backward needs), and DGELU multiplies a product by GELU'(aux) (the input
+// gradient of the MLP's second layer, taken to the GELU input in the same kernel). cuBLASLt's GELU is the tanh
+// form, as ours (gelu.cu); the auxiliary matrix has D's layout and type, its leading dimension a multiple of 8
+// (cuBLASLt's rule: otherwise the unfused path runs).
 //
 // Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape, dtype, epilogue and operand
 // alignment. When cuBLASLt is missing or its heuristic has nothing for a shape, these functions return false and
