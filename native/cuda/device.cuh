@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 
 #include "cuda/dtype.h"
 
@@ -73,6 +74,15 @@ __device__ __forceinline__ void store_w(T* p, const float* f) {
 }
 // host: p is 16-byte aligned (cudaMalloc gives 256; views into a buffer may not be)
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+// host: every row (stride elements of T) of the matrices at ps starts 16-byte aligned, so a kernel may take
+// kVec<T> elements at a time
+template <typename T>
+bool rows_aligned16(int64_t stride, std::initializer_list<const void*> ps) {
+  if (stride % kVec<T> != 0) return false;
+  for (const void* p : ps)
+    if (!aligned16(p)) return false;
+  return true;
+}
 
 // Sum over the 32 lanes of a warp; every lane receives the total (butterfly).
 __device__ __forceinline__ float warp_sum(float x) {

@@ -22,26 +22,20 @@ namespace {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n);          \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
-template <typename T>
+// W elements per access: 1, or kVec<T> (out, a and b 16-byte aligned); vector i covers elements i·W … i·W + W-1,
+// then the last n mod W one at a time
+template <typename T, int W>
 __global__ void add_kernel(T* out, const T* a, const T* b, int64_t n) {
-  GN_GRID_STRIDE(i, n) out[i] = from_f<T>(to_f(a[i]) + to_f(b[i]));
-}
-
-// the same with 16-byte accesses (out, a and b 16-byte aligned): vector i covers elements i·kVec … i·kVec + kVec-1,
-// then the last n mod kVec elements one at a time
-template <typename T>
-__global__ void add_vec_kernel(T* out, const T* a, const T* b, int64_t n) {
-  constexpr int k = kVec<T>;
-  const int64_t nv = n / k;
+  const int64_t nv = n / W;
   GN_GRID_STRIDE(i, nv) {
-    float x[k], y[k];
-    load16(x, a + i * k);
-    load16(y, b + i * k);
+    float x[W], y[W];
+    load_w<W>(x, a + i * W);
+    load_w<W>(y, b + i * W);
 #pragma unroll
-    for (int j = 0; j < k; ++j) x[j] += y[j];
-    store16(out + i * k, x);
+    for (int j = 0; j < W; ++j) x[j] += y[j];
+    store_w<W>(out + i * W, x);
   }
-  GN_GRID_STRIDE(i, n - nv * k) out[nv * k + i] = from_f<T>(to_f(a[nv * k + i]) + to_f(b[nv * k + i]));
+  GN_GRID_STRIDE(i, n - nv * W) out[nv * W + i] = from_f<T>(to_f(a[nv * W + i]) + to_f(b[nv * W + i]));
 }
 
 template <typename T>
@@ -69,33 +63,20 @@ __global__ void dropout_kernel(T* out, const T* inp, int64_t n, float p, uint64_
 }
 
 constexpr int kSumsqThreads = 256;
-template <typename T>
+// W as add_kernel's; each thread sums its vectors' squares in order, then its share of the tail
+template <typename T, int W>
 __global__ void sumsq_kernel(double* partials, const T* a, int64_t n) {
   __shared__ double shared[32];
-  double s = 0.0;
-  GN_GRID_STRIDE(i, n) {
-    const double x = to_f(a[i]);
-    s += x * x;
-  }
-  s = block_sum(s, shared);
-  if (threadIdx.x == 0) partials[blockIdx.x] = s;
-}
-
-// the same with 16-byte loads (a 16-byte aligned); each thread sums its vectors' squares in order, then the tail
-template <typename T>
-__global__ void sumsq_vec_kernel(double* partials, const T* a, int64_t n) {
-  __shared__ double shared[32];
-  constexpr int k = kVec<T>;
-  const int64_t nv = n / k;
+  const int64_t nv = n / W;
   double s = 0.0;
   GN_GRID_STRIDE(i, nv) {
-    float x[k];
-    load16(x, a + i * k);
+    float x[W];
+    load_w<W>(x, a + i * W);
 #pragma unroll
-    for (int j = 0; j < k; ++j) s += static_cast<double>(x[j]) * x[j];
+    for (int j = 0; j < W; ++j) s += static_cast<double>(x[j]) * x[j];
   }
-  GN_GRID_STRIDE(i, n - nv * k) {
-    const double x = to_f(a[nv * k + i]);
+  GN_GRID_STRIDE(i, n - nv * W) {
+    const double x = to_f(a[nv * W + i]);
     s += x * x;
   }
   s = block_sum(s, shared);
@@ -117,12 +98,13 @@ void add(const Stream& st, DType dt, void* out, const void* a, const void* b, in
   if (n == 0) return;
   by_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
+    constexpr int kW = kVec<T>;
+    T* o = static_cast<T*>(out);
+    const T *x = static_cast<const T*>(a), *y = static_cast<const T*>(b);
     if (aligned16(out) && aligned16(a) && aligned16(b))
-      add_vec_kernel<T><<<grid_for(n / kVec<T> + 1, 256), 256, 0, st.s>>>(
-          static_cast<T*>(out), static_cast<const T*>(a), static_cast<const T*>(b), n);
+      add_kernel<T, kW><<<grid_for(n / kW + 1, 256), 256, 0, st.s>>>(o, x, y, n);
     else
-      add_kernel<T><<<grid_for(n, 256), 256, 0, st.s>>>(static_cast<T*>(out), static_cast<const T*>(a),
-                                                        static_cast<const T*>(b), n);
+      add_kernel<T, 1><<<grid_for(n, 256), 256, 0, st.s>>>(o, x, y, n);
   });
   GN_LAUNCHED(st, "add_kernel");
 }
@@ -180,12 +162,13 @@ int64_t sumsq_blocks(int64_t n) {
 void sumsq_partials(const Stream& st, DType dt, double* partials, const void* a, int64_t n) {
   by_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
+    constexpr int kW = kVec<T>;
+    const unsigned blocks = static_cast<unsigned>(sumsq_blocks(n));
+    const T* x = static_cast<const T*>(a);
     if (aligned16(a))
-      sumsq_vec_kernel<T><<<static_cast<unsigned>(sumsq_blocks(n)), kSumsqThreads, 0, st.s>>>(
-          partials, static_cast<const T*>(a), n);
+      sumsq_kernel<T, kW><<<blocks, kSumsqThreads, 0, st.s>>>(partials, x, n);
     else
-      sumsq_kernel<T><<<static_cast<unsigned>(sumsq_blocks(n)), kSumsqThreads, 0, st.s>>>(
-          partials, static_cast<const T*>(a), n);
+      sumsq_kernel<T, 1><<<blocks, kSumsqThreads, 0, st.s>>>(partials, x, n);
   });
   GN_LAUNCHED(st, "sumsq_kernel");
 }

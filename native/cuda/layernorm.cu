@@ -7,8 +7,6 @@
 // the rows are 16-byte aligned (8 bf16 or 4 floats per access, not one); the parameter
 // gradients use a column kernel over row chunks (block (32, 8), one column per threadIdx.x) and a second pass
 // that adds the chunks in order: deterministic, no atomics.
-#include <initializer_list>
-
 #include "cuda/device.cuh"
 #include "cuda/kernels.h"
 
@@ -126,15 +124,6 @@ __global__ void layernorm_params_kernel(float* part, const T* dout, const T* inp
 
 namespace {
 
-// rows of C elements at each of ps start 16-byte aligned: the kernels can take kVec<T> elements at a time
-template <typename T>
-bool vec_rows(int64_t C, std::initializer_list<const void*> ps) {
-  if (C % kVec<T> != 0) return false;
-  for (const void* p : ps)
-    if (!aligned16(p)) return false;
-  return true;
-}
-
 template <typename T>
 void ln_forward(const Stream& st, void* out, float* mean, float* rstd, const void* inp, const float* weight,
                 const float* bias, int64_t N, int64_t C, float eps) {
@@ -142,7 +131,7 @@ void ln_forward(const Stream& st, void* out, float* mean, float* rstd, const voi
   T* y = static_cast<T*>(out);
   const T* x = static_cast<const T*>(inp);
   constexpr int kW = kVec<T>;
-  if (vec_rows<T>(C, {out, inp}))
+  if (rows_aligned16<T>(C, {out, inp}))
     layernorm_forward_kernel<T, kW><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(y, mean, rstd, x, weight, bias, N, C, eps);
   else
     layernorm_forward_kernel<T, 1><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(y, mean, rstd, x, weight, bias, N, C, eps);
@@ -157,7 +146,7 @@ void ln_backward(const Stream& st, void* dinp, float* dweight, float* dbias, con
     T* dx = static_cast<T*>(dinp);
     const T *dy = static_cast<const T*>(dout), *x = static_cast<const T*>(inp);
     constexpr int kW = kVec<T>;
-    if (vec_rows<T>(C, {dinp, dout, inp}))
+    if (rows_aligned16<T>(C, {dinp, dout, inp}))
       layernorm_dinp_kernel<T, kW><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(dx, dy, x, weight, mean, rstd, N, C);
     else
       layernorm_dinp_kernel<T, 1><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(dx, dy, x, weight, mean, rstd, N, C);

@@ -19,41 +19,37 @@ namespace {
 
 constexpr int kFwdThreads = 512;
 
-// Vec: the rows are 16-byte aligned; each thread first takes whole vectors of kVec<T> entries (their max, then
-// one rescale of its sum), then the last V mod kVec entries one at a time
-template <typename T, bool Vec>
+// Adds W entries f to a thread's online (max m, Σ exp(x - m) s) pair: their max first, then one rescale of the sum
+template <int W>
+__device__ __forceinline__ void online_add(float& m, float& s, const float* f) {
+  float M = m;
+#pragma unroll
+  for (int j = 0; j < W; ++j) M = fmaxf(M, f[j]);
+  float t = 0.0f;
+#pragma unroll
+  for (int j = 0; j < W; ++j) t += expf(f[j] - M);
+  s = s * expf(m - M) + t;
+  m = M;
+}
+
+// W entries per access: 1, or kVec<T> (rows 16-byte aligned): each thread takes whole vectors of W entries, then
+// the last V mod W entries one at a time
+template <typename T, int W>
 __global__ void softmax_xent_forward_kernel(float* losses, float* lse, const T* logits, const int32_t* targets,
                                             int64_t V, int32_t ignore_index, int64_t ld) {
   __shared__ float sm[kFwdThreads], ss[kFwdThreads];
   const int64_t n = blockIdx.x;
   const T* x = logits + n * ld;
   float m = -FLT_MAX, s = 0.0f;
-  int64_t v0 = 0;
-  if constexpr (Vec) {
-    constexpr int k = kVec<T>;
-    const int64_t nv = V / k;
-    for (int64_t c = threadIdx.x; c < nv; c += kFwdThreads) {
-      float f[k];
-      load16(f, x + c * k);
-      float M = m;
-#pragma unroll
-      for (int j = 0; j < k; ++j) M = fmaxf(M, f[j]);
-      float t = 0.0f;
-#pragma unroll
-      for (int j = 0; j < k; ++j) t += expf(f[j] - M);
-      s = s * expf(m - M) + t;
-      m = M;
-    }
-    v0 = nv * k;
+  const int64_t nv = V / W;
+  for (int64_t c = threadIdx.x; c < nv; c += kFwdThreads) {
+    float f[W];
+    load_w<W>(f, x + c * W);
+    online_add<W>(m, s, f);
   }
-  for (int64_t v = v0 + threadIdx.x; v < V; v += kFwdThreads) {
-    const float xv = to_f(x[v]);
-    if (xv > m) {
-      s = s * expf(m - xv) + 1.0f;
-      m = xv;
-    } else {
-      s += expf(xv - m);
-    }
+  for (int64_t v = nv * W + threadIdx.x; v < V; v += kFwdThreads) {
+    const float f = to_f(x[v]);
+    online_add<1>(m, s, &f);
   }
   sm[threadIdx.x] = m;
   ss[threadIdx.x] = s;
@@ -76,55 +72,48 @@ __global__ void softmax_xent_forward_kernel(float* losses, float* lse, const T* 
   }
 }
 
-// grid_rows grid: thread x of block (bx, by) takes item u = bx·256 + x of rows by, by + gridDim.y, … An item is
-// vocabulary entry u; with Vec (rows 16-byte aligned), items below nv = V / kVec are the vectors of entries
-// u·kVec … u·kVec + kVec-1, and the nv + (V mod kVec) items after them single entries. Entries from V to ld are
-// never written (the model's padding columns keep their zeros).
-template <typename T, bool Vec>
-__global__ void softmax_xent_backward_kernel(T* dlogits, const T* logits, const float* lse,
-                                             const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index,
-                                             float scale, int64_t ld) {
-  constexpr int k = Vec ? kVec<T> : 1;
-  const int64_t nv = Vec ? V / k : 0;
-  const int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (u >= nv + (V - nv * k)) return;
-  const bool vec = u < nv;
-  const int64_t v = vec ? u * k : nv * k + (u - nv);
-  for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
-    const int64_t at = n * ld + v;
-    const int32_t t = targets[n];
-    if constexpr (Vec) {
-      if (vec) {
-        float f[k];
-        load16(f, logits + at);
-        const float l = lse[n];
+// dlogits of W entries v … v + W-1 of a row with target t and logsumexp l: f holds their logits, then their gradients
+template <int W>
+__device__ __forceinline__ void xent_grad(float* f, int64_t v, int32_t t, int32_t ignore_index, float l, float scale) {
 #pragma unroll
-        for (int j = 0; j < k; ++j) {
-          float g = 0.0f;
-          if (t != ignore_index) {
-            g = scale * expf(f[j] - l);
-            if (v + j == t) g -= scale;
-          }
-          f[j] = g;
-        }
-        store16(dlogits + at, f);
-        continue;
-      }
-    }
+  for (int j = 0; j < W; ++j) {
     float g = 0.0f;
     if (t != ignore_index) {
-      g = scale * expf(to_f(logits[at]) - lse[n]);
-      if (v == t) g -= scale;
+      g = scale * expf(f[j] - l);
+      if (v + j == t) g -= scale;
     }
-    dlogits[at] = from_f<T>(g);
+    f[j] = g;
   }
 }
 
-// rows of ld entries starting at p are 16-byte aligned
-template <typename T>
-bool rows_aligned(const void* p, int64_t ld) {
-  return aligned16(p) && (ld * static_cast<int64_t>(sizeof(T))) % 16 == 0;
+// grid_rows grid: thread x of block (bx, by) takes item u = bx·256 + x of rows by, by + gridDim.y, … Items below
+// nv = V / W are the vectors of entries u·W … u·W + W-1 (W = 1, or kVec<T> where the rows are 16-byte aligned), and
+// the V mod W items after them single entries. Entries from V to ld are never written (the model's padding
+// columns keep their zeros).
+template <typename T, int W>
+__global__ void softmax_xent_backward_kernel(T* dlogits, const T* logits, const float* lse,
+                                             const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index,
+                                             float scale, int64_t ld) {
+  const int64_t nv = V / W;
+  const int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (u >= nv + (V - nv * W)) return;
+  const bool vec = u < nv;
+  const int64_t v = vec ? u * W : nv * W + (u - nv);
+  for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
+    const int64_t at = n * ld + v;
+    if (vec) {
+      float f[W];
+      load_w<W>(f, logits + at);
+      xent_grad<W>(f, v, targets[n], ignore_index, lse[n], scale);
+      store_w<W>(dlogits + at, f);
+    } else {
+      float f = to_f(logits[at]);
+      xent_grad<1>(&f, v, targets[n], ignore_index, lse[n], scale);
+      dlogits[at] = from_f<T>(f);
+    }
+  }
 }
+
 
 }  // namespace
 
@@ -134,13 +123,13 @@ void softmax_xent_forward(const Stream& st, DType dt, float* losses, float* lse,
   const unsigned blocks = static_cast<unsigned>(N);
   auto run = [&](auto tag) {
     using T = decltype(tag);
+    constexpr int kW = kVec<T>;
     const T* x = static_cast<const T*>(logits);
-    if (rows_aligned<T>(logits, ld))
-      softmax_xent_forward_kernel<T, true><<<blocks, kFwdThreads, 0, st.s>>>(losses, lse, x, targets, V,
-                                                                             ignore_index, ld);
+    if (rows_aligned16<T>(ld, {logits}))
+      softmax_xent_forward_kernel<T, kW><<<blocks, kFwdThreads, 0, st.s>>>(losses, lse, x, targets, V, ignore_index,
+                                                                           ld);
     else
-      softmax_xent_forward_kernel<T, false><<<blocks, kFwdThreads, 0, st.s>>>(losses, lse, x, targets, V,
-                                                                              ignore_index, ld);
+      softmax_xent_forward_kernel<T, 1><<<blocks, kFwdThreads, 0, st.s>>>(losses, lse, x, targets, V, ignore_index, ld);
   };
   if (dt == kBF16) run(bf16{});
   else run(float{});
@@ -153,16 +142,15 @@ void softmax_xent_backward(const Stream& st, DType dt, void* dlogits, const void
   if (N * V == 0) return;
   auto run = [&](auto tag) {
     using T = decltype(tag);
+    constexpr int kW = kVec<T>;
     T* d = static_cast<T*>(dlogits);
     const T* x = static_cast<const T*>(logits);
-    if (rows_aligned<T>(logits, ld) && rows_aligned<T>(dlogits, ld)) {
-      const int64_t items = V / kVec<T> + V % kVec<T>;
-      softmax_xent_backward_kernel<T, true><<<grid_rows(N, items, 256), 256, 0, st.s>>>(d, x, lse, targets, N, V,
-                                                                                         ignore_index, scale, ld);
-    } else {
-      softmax_xent_backward_kernel<T, false><<<grid_rows(N, V, 256), 256, 0, st.s>>>(d, x, lse, targets, N, V,
-                                                                                      ignore_index, scale, ld);
-    }
+    if (rows_aligned16<T>(ld, {logits, dlogits}))
+      softmax_xent_backward_kernel<T, kW><<<grid_rows(N, V / kW + V % kW, 256), 256, 0, st.s>>>(
+          d, x, lse, targets, N, V, ignore_index, scale, ld);
+    else
+      softmax_xent_backward_kernel<T, 1><<<grid_rows(N, V, 256), 256, 0, st.s>>>(d, x, lse, targets, N, V,
+                                                                                 ignore_index, scale, ld);
   };
   if (dt == kBF16) run(bf16{});
   else run(float{});
