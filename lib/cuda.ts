@@ -147,6 +147,28 @@ export function cuda(): CudaAddon {
   return addon;
 }
 
+/** The addon's settings (setAttention, setBiasEpilogue, setGeluEpilogue, setGemm) as they are now. */
+export interface CudaSettings {
+  attention: AttentionKind;
+  biasEpilogue: 'cublaslt' | 'kernel';
+  geluEpilogue: 'cublaslt' | 'kernel';
+  gemm: 'cublaslt' | 'cublas';
+}
+/** Reads the addon's settings (each setter returns the old value, which is put straight back). */
+export function cudaSettings(dev: CudaAddon = cuda()): CudaSettings {
+  const peek = <T>(set: (v: T) => T, any: T): T => {
+    const v = set(any);
+    set(v);
+    return v;
+  };
+  return {
+    attention: peek<AttentionKind>((k) => dev.setAttention(k), 'gemm'),
+    biasEpilogue: peek<'cublaslt' | 'kernel'>((k) => dev.setBiasEpilogue(k), 'kernel'),
+    geluEpilogue: peek<'cublaslt' | 'kernel'>((k) => dev.setGeluEpilogue(k), 'kernel'),
+    gemm: peek<'cublaslt' | 'cublas'>((k) => dev.setGemm(k), 'cublas'),
+  };
+}
+
 /** The GPU's name, memory and compute capability, and the cuBLAS library in use (loads the addon). */
 export function cudaInfo(): ReturnType<CudaAddon['init']> {
   cuda();

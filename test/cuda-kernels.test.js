@@ -403,6 +403,26 @@ for (const [fn, on, off, env] of [['setGeluEpilogue', 'cublaslt', 'kernel', 'GPT
   });
 }
 
+test('cudaSettings reads the four settings without changing them', (t) => {
+  const { cudaSettings } = require('../dist/cuda');
+  const prev = cudaSettings(dev);
+  const other = { attention: 'fused', biasEpilogue: 'kernel', geluEpilogue: 'kernel', gemm: 'cublas' };
+  try {
+    dev.setAttention(other.attention);
+    dev.setBiasEpilogue(other.biasEpilogue);
+    dev.setGeluEpilogue(other.geluEpilogue);
+    dev.setGemm(other.gemm);
+    t.deepEqual(cudaSettings(dev), other);
+    t.deepEqual(cudaSettings(dev), other, 'a second read sees the same');
+  } finally {
+    dev.setAttention(prev.attention);
+    dev.setBiasEpilogue(prev.biasEpilogue);
+    dev.setGeluEpilogue(prev.geluEpilogue);
+    dev.setGemm(prev.gemm);
+  }
+  t.deepEqual(cudaSettings(dev), prev);
+});
+
 test('setMathMode takes fp32 or bf16 and says what it was', (t) => {
   t.is(dev.setMathMode('bf16'), 'fp32', 'the addon starts (and the tests leave it) in fp32');
   t.is(dev.setMathMode('bf16'), 'bf16');

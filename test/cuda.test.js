@@ -370,12 +370,10 @@ test('dispose and moving free the device memory', (t) => {
 // row named by its setting, and in bf16 the flash kernels; it leaves the addon's settings as it found them
 test('bench kernels on cuda times attention at several chunk and scratch settings, and flash in bf16', (t) => {
   const { benchKernels } = require('../dist/bench/kernels');
-  const { cuda } = require('../dist/cuda');
+  const { cuda, cudaSettings } = require('../dist/cuda');
   const dev = cuda();
   const before = dev.setAttentionTuning({});
-  const kind0 = dev.setAttention('gemm'), gemm0 = dev.setGemm('cublaslt');
-  dev.setAttention(kind0);
-  dev.setGemm(gemm0);
+  const settings0 = cudaSettings(dev);
   // the JSON rows of one `bench kernels --device cuda` run at a tiny shape (B=1, T=9, V=31)
   const benchRows = (...args) => {
     const lines = [];
@@ -402,12 +400,12 @@ test('bench kernels on cuda times attention at several chunk and scratch setting
   const kept = benchRows(...bf16, '--filter', 'attention', '--exclude', '[flash]').map((r) => r.kernel);
   t.true(kept.includes('attention_forward') && kept.includes('attention_backward [one query chunk]'), `${kept}`);
   t.false(kept.some((n) => n.includes('[flash]')), `no flash rows with --exclude: ${kept}`);
-  t.is(dev.setAttention(kind0), kind0, 'the attention setting is as it was');
+  t.deepEqual(cudaSettings(dev), settings0, 'the settings are as they were');
   // the GEMM rows twice on cuda: with the defaults and with cublasGemmEx and the passes after it
   t.deepEqual(benchRows(...bf16, '--filter', 'lm_head').map((r) => r.kernel),
     ['lm_head forward (N,768)·(50257,768)ᵀ', 'lm_head forward [unpadded]', 'lm_head forward [cublasGemmEx]',
       'lm_head backward (dh and dwte)', 'lm_head backward [unpadded]', 'lm_head backward [cublasGemmEx]']);
-  t.is(dev.setGemm(gemm0), gemm0, 'the GEMM setting is as it was');
+  t.deepEqual(cudaSettings(dev), settings0, 'and after the GEMM rows too');
   t.deepEqual(dev.setAttentionTuning({}), before);
   t.throws(() => dev.setAttentionTuning({ queryChunk: -1 }), { instanceOf: TypeError });
 });

@@ -4,7 +4,7 @@
  */
 import { helpText, parseArgs, OptionSpecs, UsageError } from '../cli/args';
 import { backendOf, Backend, Buf, checkPrecision, DType } from '../backend';
-import { AttentionKind, AttentionTuning, cuda, cudaInfo } from '../cuda';
+import { AttentionKind, AttentionTuning, cuda, cudaInfo, cudaSettings } from '../cuda';
 import { native } from '../native';
 import { machineLine, randomFill, timeIt } from './timing';
 import { logitsStride } from '../nn/gpt';
@@ -132,10 +132,7 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
  */
 function attentionTunings(be: Backend, T: number): [string, AttentionTuning][] {
   if (be.device !== 'cuda') return [];
-  const dev = cuda();
-  const kind = dev.setAttention('gemm');
-  dev.setAttention(kind);
-  if (kind === 'fused') return [];
+  if (cudaSettings().attention === 'fused') return [];
   return [
     ['one query chunk', { queryChunk: T }],
     ['64-query chunks', { queryChunk: 64 }],
@@ -178,10 +175,8 @@ const tuned = (tuning: AttentionTuning, run: () => void) => withSetting((t: Atte
 /** The addon's attention setting, but the cuBLAS path where that is 'flash' (whose rows are named [flash]). */
 function withBaseAttention(run: () => void): () => void {
   return () => {
-    const dev = cuda();
-    const kind = dev.setAttention('gemm');
-    dev.setAttention(kind);
-    withSetting<AttentionKind>((k) => dev.setAttention(k), kind === 'flash' ? 'gemm' : kind, run)();
+    const kind = cudaSettings().attention;
+    withSetting<AttentionKind>((k) => cuda().setAttention(k), kind === 'flash' ? 'gemm' : kind, run)();
   };
 }
 /** The call as before cuBLASLt ran the GEMMs: cublasGemmEx, with the bias and the GELU in passes after it. */

@@ -12,7 +12,7 @@ import { machineLine } from './timing';
 import { Rng } from '../random';
 import { backendOf, withPrecision } from '../backend';
 import type { Device, Precision } from '../backend';
-import { cuda, cudaInfo } from '../cuda';
+import { cuda, cudaInfo, cudaSettings } from '../cuda';
 
 const specs: OptionSpecs = {
   preset: { kind: 'string', default: 'gpt2-small', help: 'model preset (or small6 = 6 layers × 384)' },
@@ -163,14 +163,8 @@ export function benchTrain(argv: string[]): void {
     r.gpu = info.name;
     r.mfu = flops / (ms / 1000) / (peak * 1e12);
     r.peakTflops = peak;
-    const dev = cuda(), attention = dev.setAttention('gemm');
-    dev.setAttention(attention);
-    const biasEpilogue = dev.setBiasEpilogue('kernel');
-    dev.setBiasEpilogue(biasEpilogue);
-    const geluEpilogue = dev.setGeluEpilogue('kernel');
-    dev.setGeluEpilogue(geluEpilogue);
-    const gemm = dev.setGemm('cublas');
-    dev.setGemm(gemm);
+    const dev = cuda();
+    const { attention, biasEpilogue, geluEpilogue, gemm } = cudaSettings(dev);
     const st = dev.attentionStats(), epi = dev.biasEpilogueStats();
     r.settings = { attention, flashCalls: st.flash - attn0!.flash, attentionFallbacks: st.fallbacks - attn0!.fallbacks,
       biasEpilogue, geluEpilogue, geluEpilogueCalls: epi.gelu - epi0!.gelu, gemm,
