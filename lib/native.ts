@@ -69,8 +69,9 @@ export interface NativeAddon {
     N: number, C: number, OC: number, geluPre?: F32 | null): void;
   layernormForward(out: F32, mean: F32 | null, rstd: F32 | null, inp: F32, weight: F32, bias: F32, N: number,
     C: number, eps: number): void;
+  /** dinp = the input gradient (or, with accumulate, dinp += it: a residual stream's gradient); dweight, dbias += theirs. */
   layernormBackward(dinp: F32 | null, dweight: F32, dbias: F32, dout: F32, inp: F32, weight: F32, mean: F32,
-    rstd: F32, N: number, C: number): void;
+    rstd: F32, N: number, C: number, accumulate?: boolean): void;
   geluForward(out: F32, inp: F32): void;
   geluBackward(dinp: F32, inp: F32, dout: F32): void;
   add(out: F32, a: F32, b: F32): void;

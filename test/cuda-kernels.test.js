@@ -106,6 +106,7 @@ for (const [N, C] of [[1, 768], [13, 37], [300, 96]]) {
     native.layernormForward(out, mean, rstd, inp, w, b, N, C, 1e-5);
     const dout = randF32(N * C, s + 6), dinp = randF32(N * C, s + 7), dw = randF32(C, s + 8), db = randF32(C, s + 9);
     cross(t, 'layernormBackward', [dinp, dw, db, dout, inp, w, mean, rstd, N, C], { outputs: [0, 1, 2] });
+    cross(t, 'layernormBackward', [dinp, dw, db, dout, inp, w, mean, rstd, N, C, true], { outputs: [0, 1, 2] }); // dinp +=
   });
 }
 
@@ -172,7 +173,8 @@ const alignedCases = {
       const N = 13;
       const inp = randF32(N * C, s + 3, 3), w = randF32(C, s + 4), mean = new Float32Array(N), rstd = new Float32Array(N);
       native.layernormForward(randF32(N * C, s + 6), mean, rstd, bf ? roundBf16(inp) : inp, w, randF32(C, s + 5), N, C, 1e-5);
-      cross(t, 'layernormBackward', [randF32(N * C, s + 10), randF32(C, s + 11), randF32(C, s + 12), randF32(N * C, s + 9), inp, w, mean, rstd, N, C], o([0, 1, 2], [0, 3, 4]));
+      for (const acc of [false, true]) // dinp = and dinp += (the residual stream's gradient)
+        cross(t, 'layernormBackward', [randF32(N * C, s + 10), randF32(C, s + 11), randF32(C, s + 12), randF32(N * C, s + 9), inp, w, mean, rstd, N, C, acc], o([0, 1, 2], [0, 3, 4]));
     }
   },
   'softmax cross-entropy forward': (t, s, o) => {
@@ -463,6 +465,7 @@ test('bf16: layernorm, gelu, add, scale, dropout, sumsq', (t) => {
   native.layernormForward(out, mean, rstd, roundBf16(inp), w, b, N, C, 1e-5);
   const dout = randF32(n, s + 6), dinp = randF32(n, s + 7), dw = randF32(C, s + 8), db = randF32(C, s + 9);
   cross(t, 'layernormBackward', [dinp, dw, db, dout, inp, w, mean, rstd, N, C], { outputs: [0, 1, 2], bf16: [0, 3, 4] });
+  cross(t, 'layernormBackward', [dinp, dw, db, dout, inp, w, mean, rstd, N, C, true], { outputs: [0, 1, 2], bf16: [0, 3, 4] });
   const x = randF32(n, s + 10, 4), y = randF32(n, s + 11), d = randF32(n, s + 12);
   cross(t, 'geluForward', [out, x], { outputs: [0], bf16: [0, 1] });
   cross(t, 'geluBackward', [out, x, d], { outputs: [0], bf16: [0, 1, 2] });

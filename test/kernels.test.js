@@ -28,6 +28,13 @@ for (const [N, C] of [[1, 5], [7, 33], [64, 768], [13, 100]]) {
     t.true(normErr(dx, dxr) < TOL, `dinp err ${normErr(dx, dxr)}`);
     t.true(normErr(dw, dwr) < TOL, `dweight err ${normErr(dw, dwr)}`);
     t.true(normErr(db, dbr) < TOL, `dbias err ${normErr(db, dbr)}`);
+    // accumulate: dinp += the same gradient (a residual stream's), the parameter gradients += as always
+    const dx0 = randF32(N * C, seed + 6), dxa = dx0.slice(), dwa = dw0.slice(), dba = db0.slice();
+    native.layernormBackward(dxa, dwa, dba, dy, x, w, mean, rstd, N, C, true);
+    const dxar = f64(dx0).map((v, i) => v + dxr[i]);
+    t.true(normErr(dxa, dxar) < TOL, `dinp += err ${normErr(dxa, dxar)}`);
+    t.deepEqual(dwa, dw, 'dweight does not depend on accumulate');
+    t.deepEqual(dba, db, 'dbias does not depend on accumulate');
   });
 }
 

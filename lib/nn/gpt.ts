@@ -758,9 +758,11 @@ export class GPT {
     const N = B * T;
     const { n_embd: C, vocab_size: V, n_positions: P } = cfg;
     const seeds = pass.seeds;
-    const undrop = (x: Buf, out: Buf, p: number, site: number) => {
-      if (seeds && p > 0) be.dropout(out, x, p, seeds[site], 0);
-      else if (out !== x) be.copy(out, x);
+    // the gradient through a dropout site: into `out` where the site dropped anything, else x itself (no copy)
+    const undrop = (x: Buf, out: Buf, p: number, site: number): Buf => {
+      if (!seeds || p <= 0) return x;
+      be.dropout(out, x, p, seeds[site], 0);
+      return out;
     };
     const head = this.lmHead(a.Vp); // (the padded rows: dlogits keeps the forward's zeros in its padding columns)
     // dlogits (in place) = (softmax - onehot) · scale / count
@@ -795,36 +797,34 @@ export class GPT {
         // out = LN2(m): dm
         be.layernormBackward(a.dtmp, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), a.dres, L.out, this.p(h + 'ln_2.weight'), L.ln2Mean, L.ln2Rstd, N, C);
         // m = n + drop(mlp(n)): dn = dm + mlp'(drop'(dm))
-        undrop(a.dtmp, a.dC, cfg.resid_pdrop, 3 + 3 * l);
-        be.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), N, 4 * C, C, L.fch);
+        const dm = undrop(a.dtmp, a.dC, cfg.resid_pdrop, 3 + 3 * l);
+        be.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), dm, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), N, 4 * C, C, L.fch);
         be.linearBackward(a.dln, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), a.dfc, L.ln1, this.w(h + 'mlp.c_fc.weight'), N, C, 4 * C);
         be.add(a.dtmp, a.dtmp, a.dln); // dn
         // n = LN1(a): da
         be.layernormBackward(a.dres, this.g(h + 'ln_1.weight'), this.g(h + 'ln_1.bias'), a.dtmp, L.mid, this.p(h + 'ln_1.weight'), L.ln1Mean, L.ln1Rstd, N, C);
         // a = x + drop(attn(x)): dx = da + attn'(drop'(da))
-        undrop(a.dres, a.dC, cfg.resid_pdrop, 2 + 3 * l);
-        be.linearBackward(a.datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), a.dC, L.atty, this.w(h + 'attn.c_proj.weight'), N, C, C);
+        const da = undrop(a.dres, a.dC, cfg.resid_pdrop, 2 + 3 * l);
+        be.linearBackward(a.datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), da, L.atty, this.w(h + 'attn.c_proj.weight'), N, C, C);
         be.attentionBackward(a.dqkv, be.view(a.dqkv, C), be.view(a.dqkv, 2 * C), a.datty, L.qkv, be.view(L.qkv, C), be.view(L.qkv, 2 * C), L.atty, L.lse, shape);
         be.linearBackward(a.dln, this.g(h + 'attn.c_attn.weight'), this.g(h + 'attn.c_attn.bias'), a.dqkv, x, this.w(h + 'attn.c_attn.weight'), N, C, 3 * C);
         be.add(a.dres, a.dres, a.dln);
       } else {
         // out = r + drop(mlp(LN2(r))): dr = dout + LN2'(mlp'(drop'(dout)))
-        undrop(a.dres, a.dC, cfg.resid_pdrop, 3 + 3 * l);
-        be.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), a.dC, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), N, 4 * C, C, L.fch);
+        const dm = undrop(a.dres, a.dC, cfg.resid_pdrop, 3 + 3 * l);
+        be.linearBackward(a.dfc, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), dm, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), N, 4 * C, C, L.fch);
         be.linearBackward(a.dln, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), a.dfc, L.ln2, this.w(h + 'mlp.c_fc.weight'), N, C, 4 * C);
-        be.layernormBackward(a.dtmp, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), a.dln, L.mid, this.p(h + 'ln_2.weight'), L.ln2Mean, L.ln2Rstd, N, C);
-        be.add(a.dres, a.dres, a.dtmp);
+        be.layernormBackward(a.dres, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), a.dln, L.mid, this.p(h + 'ln_2.weight'), L.ln2Mean, L.ln2Rstd, N, C, true); // dres +=
         // r = x + drop(attn(LN1(x))): dx = dr + LN1'(attn'(drop'(dr)))
-        undrop(a.dres, a.dC, cfg.resid_pdrop, 2 + 3 * l);
-        be.linearBackward(a.datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), a.dC, L.atty, this.w(h + 'attn.c_proj.weight'), N, C, C);
+        const da = undrop(a.dres, a.dC, cfg.resid_pdrop, 2 + 3 * l);
+        be.linearBackward(a.datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), da, L.atty, this.w(h + 'attn.c_proj.weight'), N, C, C);
         be.attentionBackward(a.dqkv, be.view(a.dqkv, C), be.view(a.dqkv, 2 * C), a.datty, L.qkv, be.view(L.qkv, C), be.view(L.qkv, 2 * C), L.atty, L.lse, shape);
         be.linearBackward(a.dln, this.g(h + 'attn.c_attn.weight'), this.g(h + 'attn.c_attn.bias'), a.dqkv, L.ln1, this.w(h + 'attn.c_attn.weight'), N, C, 3 * C);
-        be.layernormBackward(a.dtmp, this.g(h + 'ln_1.weight'), this.g(h + 'ln_1.bias'), a.dln, x, this.p(h + 'ln_1.weight'), L.ln1Mean, L.ln1Rstd, N, C);
-        be.add(a.dres, a.dres, a.dtmp);
+        be.layernormBackward(a.dres, this.g(h + 'ln_1.weight'), this.g(h + 'ln_1.bias'), a.dln, x, this.p(h + 'ln_1.weight'), L.ln1Mean, L.ln1Rstd, N, C, true); // dres +=
       }
     }
-    undrop(a.dres, a.dres, cfg.embd_pdrop, 0);
-    be.embeddingBackward(this.g('wte.weight'), this.g('wpe.weight'), a.dres, pass.ids, B, T, C, V, P, 0);
+    const dx0 = undrop(a.dres, a.dres, cfg.embd_pdrop, 0);
+    be.embeddingBackward(this.g('wte.weight'), this.g('wpe.weight'), dx0, pass.ids, B, T, C, V, P, 0);
     this.markUpdated({ grads: true });
   }
 

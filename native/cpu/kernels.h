@@ -14,9 +14,10 @@ class ThreadPool;
 // out = (inp - mean) * rstd * weight + bias, rstd = 1/sqrt(var + eps), var biased.  inp/out (N,C)
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int64_t N, int64_t C, float eps, ThreadPool* pool);
+// dinp = (or, with accumulate, +=) the input gradient; dweight, dbias += the parameter gradients
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
-                        ThreadPool* pool);
+                        ThreadPool* pool, bool accumulate = false);
 
 // ---- gelu.cpp (tanh form) -----------------------------------------------------------------------------
 void gelu_forward(float* out, const float* inp, int64_t n, ThreadPool* pool);

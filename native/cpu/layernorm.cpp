@@ -3,7 +3,8 @@
 //   mean = Σx/C, var = Σ(x-mean)²/C (biased), rstd = 1/sqrt(var+eps), out = (x-mean)·rstd·w + b
 // Backward, with xhat = (x-mean)·rstd and g = dout·w:
 //   dbias += Σ_n dout, dweight += Σ_n dout·xhat            (parameter gradients: +=)
-//   dinp = rstd · (g - mean_c(g) - xhat · mean_c(g·xhat))   (activation gradient: =)
+//   dinp = rstd · (g - mean_c(g) - xhat · mean_c(g·xhat))   (activation gradient: =, or += with accumulate:
+//                                                             a residual stream's gradient, no separate add)
 // Statistics use double accumulators per row; the per-row loops vectorise.
 #include <cmath>
 #include <vector>
@@ -40,7 +41,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 GN_MULTIVERSION
 static void layernorm_backward_rows(float* dinp, float* dw, float* db, const float* dout, const float* inp,
                                     const float* weight, const float* mean, const float* rstd, int64_t n0,
-                                    int64_t n1, int64_t C) {
+                                    int64_t n1, int64_t C, bool accumulate) {
   for (int64_t n = n0; n < n1; ++n) {
     const float* x = inp + n * C;
     const float* dy = dout + n * C;
@@ -57,7 +58,8 @@ static void layernorm_backward_rows(float* dinp, float* dw, float* db, const flo
       float* dx = dinp + n * C;
       for (int64_t c = 0; c < C; ++c) {
         float xh = (x[c] - m) * r;
-        dx[c] = r * (dy[c] * weight[c] - sg - xh * sgx);
+        const float g = r * (dy[c] * weight[c] - sg - xh * sgx);
+        dx[c] = accumulate ? dx[c] + g : g;
       }
     }
   }
@@ -65,7 +67,7 @@ static void layernorm_backward_rows(float* dinp, float* dw, float* db, const flo
 
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
-                        ThreadPool* pool) {
+                        ThreadPool* pool, bool accumulate) {
   // Each thread sums its rows' parameter gradients privately, then they are added in thread order
   // (deterministic for a given thread count).
   int threads = pool ? pool->available_threads() : 1;
@@ -75,7 +77,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
   auto body = [&](int64_t c, int) {
     int64_t b = N * c / chunks, e = N * (c + 1) / chunks;
     float* pw = partial.data() + c * 2 * C;
-    layernorm_backward_rows(dinp, pw, pw + C, dout, inp, weight, mean, rstd, b, e, C);
+    layernorm_backward_rows(dinp, pw, pw + C, dout, inp, weight, mean, rstd, b, e, C, accumulate);
   };
   run_tasks(pool, chunks, body);
   for (int64_t c = 0; c < chunks; ++c) {

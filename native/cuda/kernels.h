@@ -40,10 +40,10 @@ void convert(const Stream& st, DType dst_dt, void* dst, DType src_dt, const void
 // ---- layernorm.cu -------------------------------------------------------------------------------
 void layernorm_forward(const Stream& st, DType dt, void* out, float* mean, float* rstd, const void* inp,
                        const float* weight, const float* bias, int64_t N, int64_t C, float eps);
-// scratch: 2·col_chunks(N, C)·C floats of device memory
+// scratch: 2·col_chunks(N, C)·C floats of device memory; dinp = the input gradient, or += with accumulate
 void layernorm_backward(const Stream& st, DType dt, void* dinp, float* dweight, float* dbias, const void* dout,
                         const void* inp, const float* weight, const float* mean, const float* rstd, int64_t N,
-                        int64_t C, float* scratch);
+                        int64_t C, float* scratch, bool accumulate = false);
 
 // ---- gelu.cu ------------------------------------------------------------------------------------
 void gelu_forward(const Stream& st, DType dt, void* out, const void* inp, int64_t n);

@@ -1,12 +1,14 @@
 // LayerNorm over the last dimension, as native/cpu/layernorm.cpp:
 //   mean = Σx/C, var = Σ(x-mean)²/C (biased), rstd = 1/sqrt(var+eps), out = (x-mean)·rstd·w + b
 // Backward, xhat = (x-mean)·rstd, g = dout·w:
-//   dinp = rstd · (g - mean_c(g) - xhat · mean_c(g·xhat))   (=, may be skipped)
+//   dinp = rstd · (g - mean_c(g) - xhat · mean_c(g·xhat))   (=, or += with accumulate; may be skipped)
 //   dweight += Σ_n dout·xhat, dbias += Σ_n dout            (+=)
 // Launch shapes: forward and dinp use one warp per row (8 rows per 256-thread block), 16 bytes at a time where
 // the rows are 16-byte aligned (8 bf16 or 4 floats per access, not one); the parameter
 // gradients use a column kernel over row chunks (block (32, 8), one column per threadIdx.x) and a second pass
 // that adds the chunks in order: deterministic, no atomics.
+#include <type_traits>
+
 #include "cuda/device.cuh"
 #include "cuda/kernels.h"
 
@@ -54,8 +56,8 @@ __global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const
   }
 }
 
-// dinp only (one warp per row; W as above)
-template <typename T, int W>
+// dinp only (one warp per row; W as above); ACC: dinp += (a residual stream's gradient: no separate add pass)
+template <typename T, int W, bool ACC>
 __global__ void layernorm_dinp_kernel(T* dinp, const T* dout, const T* inp, const float* weight, const float* mean,
                                       const float* rstd, int64_t N, int64_t C) {
   const int64_t n = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
@@ -84,6 +86,11 @@ __global__ void layernorm_dinp_kernel(T* dinp, const T* dout, const T* inp, cons
     load_w<W>(gf, dy + c);
 #pragma unroll
     for (int j = 0; j < W; ++j) xf[j] = r * (gf[j] * weight[c + j] - sg - (xf[j] - m) * r * sgx);
+    if (ACC) {
+      load_w<W>(gf, dx + c);
+#pragma unroll
+      for (int j = 0; j < W; ++j) xf[j] += gf[j];
+    }
     store_w<W>(dx + c, xf);
   }
 }
@@ -140,16 +147,23 @@ void ln_forward(const Stream& st, void* out, float* mean, float* rstd, const voi
 
 template <typename T>
 void ln_backward(const Stream& st, void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
-                 const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C, float* scratch) {
+                 const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C, float* scratch,
+                 bool accumulate) {
   if (dinp && N > 0) {
     const unsigned blocks = static_cast<unsigned>((N + kRowsPerBlock - 1) / kRowsPerBlock);
     T* dx = static_cast<T*>(dinp);
     const T *dy = static_cast<const T*>(dout), *x = static_cast<const T*>(inp);
-    constexpr int kW = kVec<T>;
-    if (rows_aligned16<T>(C, {dinp, dout, inp}))
-      layernorm_dinp_kernel<T, kW><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(dx, dy, x, weight, mean, rstd, N, C);
-    else
-      layernorm_dinp_kernel<T, 1><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(dx, dy, x, weight, mean, rstd, N, C);
+    const bool vec = rows_aligned16<T>(C, {dinp, dout, inp});
+    auto run = [&](auto acc) {
+      constexpr bool kAcc = decltype(acc)::value;
+      constexpr int kW = kVec<T>;
+      if (vec)
+        layernorm_dinp_kernel<T, kW, kAcc><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(dx, dy, x, weight, mean, rstd, N, C);
+      else
+        layernorm_dinp_kernel<T, 1, kAcc><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(dx, dy, x, weight, mean, rstd, N, C);
+    };
+    if (accumulate) run(std::true_type{});
+    else run(std::false_type{});
     GN_LAUNCHED(st, "layernorm_dinp_kernel");
   }
   const int64_t R = col_chunks(N, C), rows = N > 0 ? (N + R - 1) / R : 0;
@@ -172,10 +186,10 @@ void layernorm_forward(const Stream& st, DType dt, void* out, float* mean, float
 
 void layernorm_backward(const Stream& st, DType dt, void* dinp, float* dweight, float* dbias, const void* dout,
                         const void* inp, const float* weight, const float* mean, const float* rstd, int64_t N,
-                        int64_t C, float* scratch) {
+                        int64_t C, float* scratch, bool accumulate) {
   if (C == 0) return;
-  if (dt == kBF16) ln_backward<bf16>(st, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, scratch);
-  else ln_backward<float>(st, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, scratch);
+  if (dt == kBF16) ln_backward<bf16>(st, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, scratch, accumulate);
+  else ln_backward<float>(st, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, scratch, accumulate);
 }
 
 }  // namespace cuda

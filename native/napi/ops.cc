@@ -137,7 +137,8 @@ Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
   need_exact(w, C, op, "weight", shp({C}));
   need(mean, N, op, "mean", shp({N}));
   need(rstd, N, op, "rstd", shp({N}));
-  layernorm_backward(dinp.p, dw.p, db.p, dout.p, inp.p, w.p, mean.p, rstd.p, N, C, pool_of(info));
+  const bool accumulate = flag(info, 10);  // optional: dinp += instead of =
+  layernorm_backward(dinp.p, dw.p, db.p, dout.p, inp.p, w.p, mean.p, rstd.p, N, C, pool_of(info), accumulate);
   return info.Env().Undefined();
 }
 
