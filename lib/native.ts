@@ -82,9 +82,13 @@ export interface NativeAddon {
     pos0: number): void;
   embeddingBackward(dwte: F32 | null, dwpe: F32 | null, dout: F32, ids: I32, B: number, T: number, C: number,
     V: number, P: number, pos0: number): void;
-  /** ld: row stride of logits (default V; larger for a padded vocabulary). */
+  /**
+   * ld: row stride of logits (default V; larger for a padded vocabulary). With dlogits (which may be logits
+   * itself), the same pass also writes softmaxXentBackward's dlogits with `scale` (a training step's loss and
+   * gradient in one pass over the logits).
+   */
   softmaxXentForward(losses: F32, lse: F32 | null, logits: F32, targets: I32, N: number, V: number,
-    ignoreIndex: number, ld?: number): number;
+    ignoreIndex: number, ld?: number, dlogits?: F32 | null, scale?: number): number;
   softmaxXentBackward(dlogits: F32, logits: F32, lse: F32, targets: I32, N: number, V: number, ignoreIndex: number,
     scale: number, ld?: number): void;
   attentionForward(out: F32, lse: F32 | null, q: F32, k: F32, v: F32, shape: AttentionShape): void;

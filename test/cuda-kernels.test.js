@@ -26,7 +26,19 @@ const TOL_BF16 = 1e-2;
  * `bf16` lists the arguments held in bf16 device buffers (activations): their inputs are rounded to bf16 for
  * both backends first, so the two differ only by what the device computes and stores in bf16.
  */
-function cross(t, op, args, { outputs, tol, ret = false, mode = 'fp32', bf16 = [], aligned = false } = {}) {
+/** The first `width` of every `ld` elements of a (the entries of padded rows), and the rest (their padding). */
+function splitRows(a, ld, width) {
+  const rows = a.length / ld, body = new Float32Array(rows * width), pad = new Float32Array(rows * (ld - width));
+  for (let r = 0; r < rows; r++) {
+    body.set(a.subarray(r * ld, r * ld + width), r * width);
+    pad.set(a.subarray(r * ld + width, (r + 1) * ld), r * (ld - width));
+  }
+  return { body, pad };
+}
+
+// `padded: [ld, width]`: outputs of rows·ld elements are rows padded to ld: their entries are compared within the
+// tolerance on their own (padding values would swamp a normalised error), and their padding must be unchanged
+function cross(t, op, args, { outputs, tol, ret = false, mode = 'fp32', bf16 = [], aligned = false, padded = null } = {}) {
   tol ??= bf16.length && REAL ? TOL_BF16 : TOL;
   args = args.map((a, i) => (bf16.includes(i) && a instanceof Float32Array ? roundBf16(a) : a));
   const host = args.map((a) => (a instanceof Float32Array ? a.slice() : a));
@@ -48,6 +60,13 @@ function cross(t, op, args, { outputs, tol, ret = false, mode = 'fp32', bf16 = [
   for (const i of outputs) {
     const got = new Float32Array(args[i].length);
     dev.download(views[i], got);
+    if (padded && got.length % padded[0] === 0) {
+      const g = splitRows(got, ...padded), h = splitRows(host[i], ...padded), a = splitRows(args[i], ...padded);
+      const e = normErr(g.body, h.body);
+      t.true(e <= tol, `${op} argument ${i}: normalised error ${e} in the rows' first ${padded[1]}`);
+      t.deepEqual(g.pad, a.pad, `${op} argument ${i}: the padding changed`);
+      continue;
+    }
     const e = normErr(got, host[i]);
     t.true(e <= tol, `${op} argument ${i}: normalised error ${e}`);
   }
@@ -143,11 +162,13 @@ for (const [N, V] of [[1, 50257], [13, 97], [64, 1000]]) {
     native.softmaxXentForward(losses, lse, logits, targets, N, V, -1);
     const dl = randF32(N * V, s + 4);
     cross(t, 'softmaxXentBackward', [dl, logits, lse, targets, N, V, -1, 0.25], { outputs: [0] });
+    // loss and gradient in one pass
+    cross(t, 'softmaxXentForward', [losses, lse, logits, targets, N, V, -1, V, dl, 0.25], { outputs: [0, 1, 8], ret: true });
     // padded rows (the model's logits on the GPU): row stride ld > V, padding untouched
     const ld = V + 11, padded = randF32(N * ld, s + 5, 5);
     cross(t, 'softmaxXentForward', [losses, lse, padded, targets, N, V, -1, ld], { outputs: [0, 1], ret: true });
     native.softmaxXentForward(losses, lse, padded, targets, N, V, -1, ld);
-    cross(t, 'softmaxXentBackward', [padded, padded, lse, targets, N, V, -1, 0.25, ld], { outputs: [0] });
+    cross(t, 'softmaxXentBackward', [padded, padded, lse, targets, N, V, -1, 0.25, ld], { outputs: [0], padded: [ld, V] });
   });
 }
 
@@ -183,6 +204,32 @@ const alignedCases = {
     targets[1] = -1;
     targets[2] = V - 1; // the last entry, in the tail after the vectors
     cross(t, 'softmaxXentForward', [randF32(N, s + 15), randF32(N, s + 16), randF32(N * ld, s + 13, 5), targets, N, V, -1, ld], o([0, 1], [2], { ret: true }));
+    cross(t, 'softmaxXentForward', [randF32(N, s + 15), randF32(N, s + 16), randF32(N * ld, s + 13, 5), targets, N, V, -1, ld, randF32(N * ld, s + 17), 0.25], o([0, 1, 8], [2, 8], { ret: true, padded: [ld, V] }));
+  },
+  // as a training step runs it: the loss and the gradient in one pass, dlogits written over the logits themselves
+  // (one device view for both); the padding columns must keep their values
+  'softmax cross-entropy, loss and gradient in one pass, in place': (t, s, o, bf) => {
+    const N = 7, V = 1001, ld = 1024;
+    const targets = randInts(N, V, s + 14);
+    targets[1] = -1;
+    targets[2] = V - 1;
+    let x = randF32(N * ld, s + 13, 5);
+    if (bf) x = roundBf16(x);
+    const lossC = new Float32Array(N), lseC = new Float32Array(N), dC = x.slice();
+    const count = native.softmaxXentForward(lossC, lseC, dC, targets, N, V, -1, ld, dC, 0.25);
+    const v = { buf: dev.alloc(N * ld + 8, bf ? 'bf16' : 'fp32'), off: 8, len: N * ld };
+    const lossV = { buf: dev.alloc(N), off: 0, len: N }, lseV = { buf: dev.alloc(N), off: 0, len: N };
+    dev.upload(v, x);
+    t.is(dev.softmaxXentForward(lossV, lseV, v, targets, N, V, -1, ld, v, 0.25), count);
+    const got = new Float32Array(N * ld), loss = new Float32Array(N);
+    dev.download(v, got);
+    dev.download(lossV, loss);
+    const tol = REAL && bf ? TOL_BF16 : TOL;
+    t.true(normErr(loss, lossC) <= tol, `loss: normalised error ${normErr(loss, lossC)}`);
+    const g = splitRows(got, ld, V), h = splitRows(dC, ld, V);
+    t.true(normErr(g.body, h.body) <= tol, `dlogits: normalised error ${normErr(g.body, h.body)}`);
+    t.deepEqual(g.pad, splitRows(x, ld, V).pad, 'the padding changed');
+    for (const b of [v.buf, lossV.buf, lseV.buf]) dev.free(b);
   },
   'softmax cross-entropy backward': (t, s, o, bf) => {
     const N = 7, V = 1001, ld = 1024;
@@ -190,7 +237,7 @@ const alignedCases = {
     targets[1] = -1;
     targets[2] = V - 1;
     native.softmaxXentForward(new Float32Array(N), lse, bf ? roundBf16(logits) : logits, targets, N, V, -1, ld);
-    cross(t, 'softmaxXentBackward', [logits, logits, lse, targets, N, V, -1, 0.25, ld], o([0], [0, 1]));
+    cross(t, 'softmaxXentBackward', [logits, logits, lse, targets, N, V, -1, 0.25, ld], o([0], [0, 1], { padded: [ld, V] }));
   },
 };
 for (const bf of [false, true]) for (const [name, run] of Object.entries(alignedCases)) {

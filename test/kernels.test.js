@@ -139,6 +139,15 @@ for (const [N, V] of [[1, 7], [9, 1001], [4, 50257]]) {
     const inplace = logits.slice();
     native.softmaxXentBackward(inplace, inplace, lse, targets, N, V, -1, scale);
     t.true(normErr(inplace, dr) < TOL);
+    // loss and gradient in one pass (the forward with dlogits): the same values as the two calls, in place too
+    const copy = logits.slice();
+    for (const [x, dl] of [[logits, new Float32Array(N * V)], [copy, copy]]) {
+      const l2 = new Float32Array(N), s2 = new Float32Array(N);
+      t.is(native.softmaxXentForward(l2, s2, x, targets, N, V, -1, V, dl, scale), count);
+      t.deepEqual(l2, losses);
+      t.deepEqual(s2, lse);
+      t.deepEqual(dl, d);
+    }
   });
 }
 
@@ -160,6 +169,12 @@ test('softmax cross-entropy over padded rows (row stride ld > V): same values, p
     t.deepEqual(d2.subarray(n * ld, n * ld + V), d1.subarray(n * V, (n + 1) * V), `row ${n}`);
     t.deepEqual(d2.subarray(n * ld + V, (n + 1) * ld), padded.subarray(n * ld + V, (n + 1) * ld), `padding of row ${n}`);
   }
+  // the one-pass form in place over padded rows: the same gradient, padding untouched
+  const d3 = padded.slice();
+  native.softmaxXentForward(l2, s2, d3, targets, N, V, -1, ld, d3, 0.5);
+  t.deepEqual(l2, l1);
+  t.deepEqual(d3, d2);
+  t.throws(() => native.softmaxXentForward(l1, s1, padded, targets, N, V, -1, ld, padded.subarray(0, (N - 1) * ld + V - 1), 0.5), { message: /dlogits has/ });
   t.throws(() => native.softmaxXentForward(l1, s1, padded, targets, N, V, -1, V - 1), { message: /row stride ld = 96 is less than V = 97/ });
   t.throws(() => native.softmaxXentForward(l1, s1, padded.subarray(0, (N - 1) * ld + V - 1), targets, N, V, -1, ld), { instanceOf: RangeError });
 });

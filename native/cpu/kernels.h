@@ -49,9 +49,11 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
 // ---- softmax_xent.cpp ---------------------------------------------------------------------------------
 // losses[n] = logsumexp(logits[n,:]) - logits[n, targets[n]]; rows whose target == ignore_index get 0.
 // lse[n] keeps logsumexp for the backward pass. Returns the number of rows counted. Row n of logits starts at
-// n·ld (ld >= V: a padded vocabulary; elements V..ld-1 of a row are not read).
+// n·ld (ld >= V: a padded vocabulary; elements V..ld-1 of a row are not read). With dlogits (may alias logits),
+// the same pass also writes softmax_xent_backward's dlogits with `scale`, while the row is in cache.
 int64_t softmax_xent_forward(float* losses, float* lse, const float* logits, const int32_t* targets,
-                             int64_t N, int64_t V, int32_t ignore_index, ThreadPool* pool, int64_t ld);
+                             int64_t N, int64_t V, int32_t ignore_index, ThreadPool* pool, int64_t ld,
+                             float* dlogits = nullptr, float scale = 1.0f);
 // dlogits[n,:] = scale * (softmax(logits[n,:]) - onehot(targets[n])); 0 for ignored rows.
 // dlogits may alias logits; both have row stride ld, and elements V..ld-1 of a row are not touched.
 void softmax_xent_backward(float* dlogits, const float* logits, const float* lse, const int32_t* targets,

@@ -73,8 +73,10 @@ void embedding_backward_wpe(const Stream& st, DType dt, float* dwpe, const void*
 
 // ---- softmax_xent.cu ----------------------------------------------------------------------------
 // logits/dlogits rows start every ld >= V elements (a padded vocabulary); elements V..ld-1 are not touched
+// with dlogits (may alias logits), the forward also writes softmax_xent_backward's dlogits with `scale`
 void softmax_xent_forward(const Stream& st, DType dt, float* losses, float* lse, const void* logits,
-                          const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index, int64_t ld);
+                          const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index, int64_t ld,
+                          void* dlogits = nullptr, float scale = 1.0f);
 void softmax_xent_backward(const Stream& st, DType dt, void* dlogits, const void* logits, const float* lse,
                            const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index, float scale,
                            int64_t ld);

@@ -415,11 +415,16 @@ Napi::Value SoftmaxXentForward(const Napi::CallbackInfo& info) {
   need(lse, N, op, "lse", shp({N}));
   need(logits, N > 0 ? (N - 1) * ld + V : 0, op, "logits", shp({N, V}));
   need(targets, N, op, "targets", shp({N}));
+  // optional: dlogits (may be logits itself) and its scale, the backward's gradient written in the same pass
+  auto dlogits = view(info, 8, op, "dlogits", true);
+  need(dlogits, N > 0 ? (N - 1) * ld + V : 0, op, "dlogits", shp({N, V}));
+  const float scale = dlogits.present ? static_cast<float>(num(info, 9, op, "scale")) : 1.0f;
+  const DType dtype = act_dtype(op, {{&logits, "logits"}, {&dlogits, "dlogits"}});
   check_targets(targets.p, N, V, ignore, op);
   auto* dt = static_cast<int32_t*>(a.ints.get(a.stream, N * sizeof(int32_t)));
   to_device(a, dt, targets.p, N * sizeof(int32_t));
-  softmax_xent_forward(a.stream, logits.dt, f32v(losses, op, "losses"), f32v(lse, op, "lse"), logits.p, dt, N, V,
-                       ignore, ld);
+  softmax_xent_forward(a.stream, dtype, f32v(losses, op, "losses"), f32v(lse, op, "lse"), logits.p, dt, N, V,
+                       ignore, ld, opt(dlogits), scale);
   int64_t count = 0;  // rows counted: from the host copy of the targets (no device round trip)
   for (int64_t n = 0; n < N; ++n) count += targets.p[n] != ignore;
   return Napi::Number::New(info.Env(), static_cast<double>(count));

@@ -253,7 +253,12 @@ Napi::Value SoftmaxXentForward(const Napi::CallbackInfo& info) {
   need(lse, N, op, "lse", shp({N}));
   need(logits, N > 0 ? (N - 1) * ld + V : 0, op, "logits", shp({N, V}));
   need(targets, N, op, "targets", shp({N}));
-  int64_t count = softmax_xent_forward(losses.p, lse.p, logits.p, targets.p, N, V, ignore, pool_of(info), ld);
+  // optional: dlogits (may be logits itself) and its scale, the backward's gradient written in the same pass
+  auto dlogits = arr<float>(info, 8, op, "dlogits", true);
+  need(dlogits, N > 0 ? (N - 1) * ld + V : 0, op, "dlogits", shp({N, V}));
+  const float scale = dlogits.present ? static_cast<float>(num(info, 9, op, "scale")) : 1.0f;
+  int64_t count = softmax_xent_forward(losses.p, lse.p, logits.p, targets.p, N, V, ignore, pool_of(info), ld,
+                                       dlogits.present ? dlogits.p : nullptr, scale);
   return Napi::Number::New(info.Env(), static_cast<double>(count));
 }
 
