@@ -2,7 +2,7 @@
  * gpt-native: GPT-1, GPT-2 and GPT-3 for Node.js over a native core. The public API, and nothing else.
  */
 export { GPT } from './nn/gpt';
-export type { Parameter, CreateOptions } from './nn/gpt';
+export type { Parameter, CreateOptions, LossOptions } from './nn/gpt';
 export type { TokenIds, IdsOptions } from './nn/ids';
 export { presets, countParameters, getPreset, resolveConfig } from './config';
 export type { GPTConfig, Variant, ResolvedConfig } from './config';

@@ -282,7 +282,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     for (let done = 0; done < seqs;) {
       const b = Math.min(B, seqs - done);
       const batch = loader.next(b);
-      loss += model.loss(batch.x, batch.y, { shape: [b, T] }) * (b / seqs);
+      loss += model.loss(batch.x, batch.y, { shape: [b, T], gradient: true }) * (b / seqs);
       model.backward(b / seqs);
       done += b;
     }

@@ -56,13 +56,16 @@ for (const variant of ['gpt1', 'gpt2', 'gpt3']) {
     close(t, dev.forward(ids, opts), cpu.forward(ids, opts), 'logits');
     const oc = new AdamW(cpu, { lr: 1e-2, weightDecay: 0.1 }), od = new AdamW(dev, { lr: 1e-2, weightDecay: 0.1 });
     for (let step = 0; step < 3; step++) {
-      const lc = cpu.loss(ids, targets, opts), ld = dev.loss(ids, targets, opts);
+      // steps 1 and 2: the logits' gradient written by the loss pass (gradient: true); step 1 scales the backward
+      const lo = { ...opts, gradient: step > 0 };
+      const lc = cpu.loss(ids, targets, lo), ld = dev.loss(ids, targets, lo);
       t.true(Math.abs(lc - ld) <= Math.sqrt(TOL) * lc, `step ${step} loss ${ld} vs ${lc}`);
       cpu.zeroGrad(); dev.zeroGrad();
-      cpu.backward(); dev.backward();
-      if (step === 0) {
+      const scale = step === 1 ? 0.75 : 1;
+      cpu.backward(scale); dev.backward(scale);
+      if (step < 2) {
         const pc = cpu.parameters(), pd = dev.parameters();
-        for (const [name, p] of pc) close(t, pd.get(name).grad, p.grad, `grad ${name}`);
+        for (const [name, p] of pc) close(t, pd.get(name).grad, p.grad, `step ${step} grad ${name}`);
       }
       const nc = cpu.clipGradNorm(0.5), nd = dev.clipGradNorm(0.5);
       t.true(Math.abs(nc - nd) <= Math.sqrt(TOL) * nc, `norm ${nd} vs ${nc}`);
@@ -246,6 +249,12 @@ test('bf16 precision on cuda: activations in bf16, weights, gradients and moment
   cpu.loss(ids, targets, opts); dev.loss(ids, targets, opts);
   cpu.backward(); dev.backward();
   close(t, dev.flatGradients, cpu.flatGradients, 'bf16 gradients', TOL_BF16);
+  // the logits' gradient written by the loss pass (gradient: true), in bf16, scaled by backward(0.5)
+  const half = cpu.flatGradients.map((g) => 0.5 * g);
+  dev.zeroGrad();
+  dev.loss(ids, targets, { ...opts, gradient: true });
+  dev.backward(0.5);
+  close(t, dev.flatGradients, half, 'bf16 gradients, loss and logits gradient in one pass', TOL_BF16);
   // back to fp32 on the same device: the activations follow, and a decoder made before says to make a new one
   const { KVDecoder } = require('../dist');
   const kv = new KVDecoder(dev, 1, 8);

@@ -286,6 +286,30 @@ test('targets of -1 are ignored in the mean loss', async (t) => {
   t.not(full, masked);
 });
 
+test('loss(…, { gradient: true }): the logits gradient from the loss pass gives the same gradients as backward() alone', async (t) => {
+  for (const v of ['gpt1', 'gpt2', 'gpt3']) {
+    const seed = freshSeed();
+    const cfg = { variant: v, n_layer: 2, n_head: 3, n_embd: 24, vocab_size: 101, n_positions: 17, window_size: 3 };
+    const a = GPT.create(cfg, { seed }), b = GPT.create(cfg, { seed });
+    const ids = Int32Array.from({ length: 2 * 11 }, (_, i) => (i * 37 + seed) % 101);
+    const tg = Int32Array.from({ length: 2 * 11 }, (_, i) => (i * 53 + 7 + seed) % 101);
+    tg[4] = -1; tg[15] = -1; // ignored positions
+    const opts = { shape: [2, 11] };
+    const la = a.loss(ids, tg, opts);
+    a.backward(0.3);
+    const lb = b.loss(ids, tg, { ...opts, gradient: true });
+    t.is(lb, la, `${v}: the same loss`);
+    b.backward(0.3);
+    const e = relErr(b.flatGradients, a.flatGradients);
+    t.true(e < 1e-6, `${v} (seed ${seed}): gradients ${e}`);
+    t.true(a.gradNorm() > 0);
+    // the logits are gone: only one backward may follow
+    t.throws(() => b.backward(), { message: /needs a loss\(\) first/ });
+  }
+  const m = GPT.create({ variant: 'gpt2', n_layer: 1, n_head: 2, n_embd: 8, vocab_size: 11, n_positions: 8 });
+  t.throws(() => m.loss([[1, 2]], [[2, 3]], { gradient: 1 }), { instanceOf: TypeError, message: /Expected true or false for gradient but received 1/ });
+});
+
 // ------------------------------------------------------------------ dropout
 test('dropout: on only in training mode; backward matches finite differences of the same masks', (t) => {
   const seed = freshSeed(); t.log(`seed ${seed}`);

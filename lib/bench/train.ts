@@ -117,7 +117,7 @@ export function benchTrain(argv: string[]): void {
   const phases = { forward: 0, backward: 0, optimizer: 0 };
   const step = () => {
     const t0 = performance.now();
-    model.loss(ids, tg, { shape: [B, T] });
+    model.loss(ids, tg, { shape: [B, T], gradient: true });
     const t1 = performance.now();
     model.backward();
     const t2 = performance.now();

@@ -96,7 +96,7 @@ export class Classifier {
   step(bt: Batch, lambda: number, grad: { dW: Float32Array; db: Float32Array } | null, rng: Rng | null): { loss: number; taskLoss: number; lmLoss: number; probs: number[][] } {
     const m = this.model;
     const C = m.config.n_embd, K = this.K;
-    const lmLoss = m.loss(bt.ids, bt.targets, { shape: [bt.B, bt.T] });
+    const lmLoss = m.loss(bt.ids, bt.targets, { shape: [bt.B, bt.T], gradient: grad !== null });
     const H = m.lastHidden();
     const n = bt.rows.length;
     const keep = this.training && this.clfDropout > 0 && rng ? 1 - this.clfDropout : 1;

@@ -63,6 +63,17 @@ interface PassState {
   count: number;
   seeds: number[] | null; // dropout seeds of this forward pass (null: no dropout)
   logitsValid: boolean;
+  gradReady: boolean; // logits holds dlogits already (loss with `gradient: true`), scaled 1/count
+}
+
+/** Options of GPT.loss. */
+export interface LossOptions extends IdsOptions {
+  /**
+   * Also compute the gradient of the loss with respect to the logits, in the same pass over them (a training
+   * step's loss() and backward() read the B·T·V logits once instead of twice). The logits are overwritten, so
+   * only backward() may follow. Default false.
+   */
+  gradient?: boolean;
 }
 
 /** Options of GPT.create. */
@@ -693,7 +704,7 @@ export class GPT {
     // logits (N, V) = h (N, C) · wteᵀ (tied output embedding; with the padding, Vp columns, the last Vp - V zeros)
     const head = this.lmHead(a.Vp);
     be.gemm(false, true, N, head.rows, C, 1, hfinal, C, head.w, C, a.logits, a.Vp, false, null);
-    this.pass = { ids, targets: null, count: 0, seeds, logitsValid: true };
+    this.pass = { ids, targets: null, count: 0, seeds, logitsValid: true, gradReady: false };
     return a;
   }
 
@@ -717,15 +728,27 @@ export class GPT {
    * Mean cross-entropy of `targets` given `ids` (same shape; -1 marks positions to ignore). Keeps what
    * backward() needs. Example: `const loss = model.loss(ids, targets); model.backward()`.
    */
-  loss(ids: TokenIds, targets: TokenIds, opts: IdsOptions = {}): number {
+  loss(ids: TokenIds, targets: TokenIds, opts: LossOptions = {}): number {
     const { vocab_size: V, n_positions: P } = this.config;
     const batch = toBatch(ids, 'ids', V, P, opts);
     const tb = toBatch(targets, 'targets', V, P, opts, true);
     if (tb.B !== batch.B || tb.T !== batch.T)
       throw new RangeError(`Expected targets of shape [${batch.B}, ${batch.T}] (like ids) for targets but received [${tb.B}, ${tb.T}]`);
+    const gradient = opts.gradient ?? false;
+    if (typeof gradient !== 'boolean') throw new TypeError(`Expected true or false for gradient but received ${String(gradient)}`);
     const a = this.run(batch);
     const N = batch.B * batch.T;
-    const count = this.be.softmaxXentForward(a.losses, a.lse, a.logits, tb.data, N, V, -1, a.Vp);
+    let count: number;
+    if (gradient) {
+      let rows = 0; // the scale 1/count is needed before the pass that counts
+      for (let i = 0; i < N; i++) rows += tb.data[i] !== -1 ? 1 : 0;
+      // dlogits (in place) = (softmax - onehot) / count; backward() applies its scale in the lm-head GEMMs
+      count = this.be.softmaxXentForward(a.losses, a.lse, a.logits, tb.data, N, V, -1, a.Vp, a.logits, rows > 0 ? 1 / rows : 0);
+      this.pass!.logitsValid = false;
+      this.pass!.gradReady = true;
+    } else {
+      count = this.be.softmaxXentForward(a.losses, a.lse, a.logits, tb.data, N, V, -1, a.Vp);
+    }
     const losses = this.be.download(this.be.view(a.losses, 0, N), false);
     let sum = 0;
     for (let i = 0; i < N; i++) sum += losses[i];
@@ -746,7 +769,7 @@ export class GPT {
 
   private backwardPass(scale: number, opts: { hiddenGrad?: Float32Array }): void {
     const pass = this.pass;
-    if (!pass || !pass.targets || !pass.logitsValid || !this.acts)
+    if (!pass || !pass.targets || !(pass.logitsValid || pass.gradReady) || !this.acts)
       throw new Error('backward() needs a loss() first: call model.loss(ids, targets) before model.backward()');
     checkNumber(scale, 'scale');
     this.syncDevice();
@@ -765,13 +788,16 @@ export class GPT {
       return out;
     };
     const head = this.lmHead(a.Vp); // (the padded rows: dlogits keeps the forward's zeros in its padding columns)
-    // dlogits (in place) = (softmax - onehot) · scale / count
-    be.softmaxXentBackward(a.logits, a.logits, a.lse, pass.targets, N, V, -1, pass.count > 0 ? scale / pass.count : 0, a.Vp);
-    pass.logitsValid = false;
+    // dlogits (in place) = (softmax - onehot) · scale / count; after loss(…, { gradient: true }) logits holds
+    // (softmax - onehot) / count already, and the GEMMs below apply the scale
+    let alpha = 1;
+    if (pass.gradReady) alpha = scale;
+    else be.softmaxXentBackward(a.logits, a.logits, a.lse, pass.targets, N, V, -1, pass.count > 0 ? scale / pass.count : 0, a.Vp);
+    pass.logitsValid = pass.gradReady = false;
     const hfinal = cfg.variant === 'gpt1' ? this.layerOut(a, cfg.n_layer - 1) : a.lnf;
     const dh = cfg.variant === 'gpt1' ? a.dres : a.dln;
-    be.gemm(false, false, N, C, head.rows, 1, a.logits, a.Vp, head.w, C, dh, C, false, null); // dh (N,C) = dlogits · wte
-    be.gemm(true, false, V, C, N, 1, a.logits, a.Vp, hfinal, C, this.g('wte.weight'), C, true, null); // dwte += dlogitsᵀ · h
+    be.gemm(false, false, N, C, head.rows, alpha, a.logits, a.Vp, head.w, C, dh, C, false, null); // dh (N,C) = dlogits · wte
+    be.gemm(true, false, V, C, N, alpha, a.logits, a.Vp, hfinal, C, this.g('wte.weight'), C, true, null); // dwte += dlogitsᵀ · h
     if (opts.hiddenGrad) {
       if (!(opts.hiddenGrad instanceof Float32Array) || opts.hiddenGrad.length !== N * C)
         throw new RangeError(`Expected a Float32Array of ${N}·${C} values for hiddenGrad but received ${opts.hiddenGrad?.length}`);
