@@ -151,7 +151,13 @@ krow "$WORK/kernels-bf16.md" " (bf16)" 'lm_head forward (' 'lm_head forward [unp
   'lm_head backward (' 'lm_head backward [unpadded]' 'lm_head backward [cublasGemmEx]' \
   'linear_forward qkv (' 'linear_forward qkv [' 'linear_backward qkv |' 'linear_backward qkv [' 'mlp fc+gelu forward (' \
   'mlp fc+gelu forward [' 'mlp proj backward + dgelu |' 'mlp proj backward + dgelu [' 'attention_forward |' \
-  'attention_backward |' 'attention_forward [flash]' 'attention_backward [flash]' 'softmax_xent_forward' 'softmax_xent_backward'
+  'attention_backward |' 'attention_forward [flash]' 'attention_backward [flash]' 'softmax_xent_forward' 'softmax_xent_backward' \
+  'softmax_xent loss+grad' 'layernorm_forward' 'layernorm_backward |' 'layernorm_backward (dinp'
+# layernorm's backward in two passes (what the one-pass kernel replaced), beside the rows above
+GPT_NATIVE_CUDA_LN_FUSED=0 t 60 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
+  --filter layernorm_backward > "$WORK/kernels-ln2.md" 2>>"$LOG"
+kernels "$WORK/kernels-ln2.md" "bf16, layernorm backward in two passes (GPT_NATIVE_CUDA_LN_FUSED=0)"
+krow "$WORK/kernels-ln2.md" " (bf16, two passes)" 'layernorm_backward |' 'layernorm_backward (dinp'
 # the cuBLAS attention path at other settings than its defaults (bench kernels times them side by side)
 grep -F '| attention_' "$WORK/kernels-bf16.md" | grep -F '[' | grep -vF '[flash]' | while IFS='|' read -r _ name ms _; do
   echo "$(echo "$name" | sed 's/^ *//; s/ *$//') (bf16): $(echo "$ms" | tr -d ' ') ms"

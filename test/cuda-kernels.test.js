@@ -126,6 +126,7 @@ for (const [N, C] of [[1, 768], [13, 37], [300, 96]]) {
     const dout = randF32(N * C, s + 6), dinp = randF32(N * C, s + 7), dw = randF32(C, s + 8), db = randF32(C, s + 9);
     cross(t, 'layernormBackward', [dinp, dw, db, dout, inp, w, mean, rstd, N, C], { outputs: [0, 1, 2] });
     cross(t, 'layernormBackward', [dinp, dw, db, dout, inp, w, mean, rstd, N, C, true], { outputs: [0, 1, 2] }); // dinp +=
+    cross(t, 'layernormBackward', [null, dw, db, dout, inp, w, mean, rstd, N, C], { outputs: [1, 2] }); // parameters only
   });
 }
 
@@ -189,9 +190,10 @@ const alignedCases = {
       cross(t, 'layernormForward', [randF32(N * C, s + 6), mean, rstd, randF32(N * C, s + 3, 3), randF32(C, s + 4), randF32(C, s + 5), N, C, 1e-5], o([0, 1, 2], [0, 3]));
     }
   },
+  // (C <= 1024 with aligned rows: the one-pass kernel, over several blocks at N = 333 and with a last partial
+  // chunk of columns at C = 100 and 200; C = 1064: the two passes, 16 bytes at a time)
   'layernorm backward': (t, s, o, bf) => {
-    for (const C of [96, 100]) {
-      const N = 13;
+    for (const [N, C] of [[13, 96], [13, 100], [333, 200], [40, 1024], [13, 1064]]) {
       const inp = randF32(N * C, s + 3, 3), w = randF32(C, s + 4), mean = new Float32Array(N), rstd = new Float32Array(N);
       native.layernormForward(randF32(N * C, s + 6), mean, rstd, bf ? roundBf16(inp) : inp, w, randF32(C, s + 5), N, C, 1e-5);
       for (const acc of [false, true]) // dinp = and dinp += (the residual stream's gradient)

@@ -113,6 +113,8 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
     ]),
     { name: 'layernorm_forward', run: () => be.layernormForward(y, mean, rstd, x, w, bias, N, C, 1e-5), bytes: 2 * eb * N * C },
     { name: 'layernorm_backward', run: () => be.layernormBackward(dx, dw, db, dy, x, w, mean, rstd, N, C), bytes: 3 * eb * N * C },
+    // as GPT-2's backward calls it: LN's input gradient added into the residual stream's
+    { name: 'layernorm_backward (dinp +=)', run: () => be.layernormBackward(dx, dw, db, dy, x, w, mean, rstd, N, C, true), bytes: 4 * eb * N * C },
     { name: 'gelu_forward (N,3072)', run: () => be.geluForward(o4, h4), bytes: 2 * eb * N * 4 * C },
     { name: 'gelu_backward (N,3072)', run: () => be.geluBackward(o4, h4, g4), bytes: 3 * eb * N * 4 * C },
     { name: 'residual add', run: () => be.add(y, x, dy), bytes: 3 * eb * N * C },
@@ -120,6 +122,8 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
     { name: 'embedding_backward', run: () => be.embeddingBackward(dwte, dwpe, dy, ids, B, T, C, V, 1024, 0), bytes: (12 + eb) * N * C },
     { name: 'softmax_xent_forward (N,50257)', run: () => be.softmaxXentForward(losses, lseV, logits, targets, N, V, -1, Vp), bytes: eb * N * V },
     { name: 'softmax_xent_backward (N,50257)', run: () => be.softmaxXentBackward(dlogits, logits, lseV, targets, N, V, -1, 1 / N, Vp), bytes: 2 * eb * N * V },
+    // as a training step calls it (loss(…, { gradient: true })): the loss and dlogits in one pass
+    { name: 'softmax_xent loss+grad (N,50257)', run: () => be.softmaxXentForward(losses, lseV, logits, targets, N, V, -1, Vp, dlogits, 1 / N), bytes: 2 * eb * N * V },
     { name: `adamw_step (${nAdam} params)`, run: () => be.adamwStep(p, g, m, v, 1e-4, 0.9, 0.95, 1e-8, 0.1, 1, 1), bytes: 28 * nAdam },
     { name: `sumsq (${nAdam})`, run: () => be.sumsq(g), bytes: 4 * nAdam },
   ];

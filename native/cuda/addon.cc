@@ -649,7 +649,8 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
     std::fprintf(stderr, "gpt-native: GPT_NATIVE_CUDA_ATTENTION=%s is not gemm, fused or flash; using flash\n", attn);
   const char* scratch = std::getenv("GPT_NATIVE_CUDA_ATTN_SCRATCH");  // tests use a small one to force chunking
   if (scratch && std::atoll(scratch) > 0) a->attn_scratch = std::atoll(scratch);
-  // GPT_NATIVE_CUDA_LT / GPT_NATIVE_CUDA_LT_GELU: 1 (the default) or 0 (the pass after the GEMM)
+  // GPT_NATIVE_CUDA_LT / GPT_NATIVE_CUDA_LT_GELU: 1 (the default) or 0 (the pass after the GEMM);
+  // GPT_NATIVE_CUDA_LN_FUSED: 1 (the default) or 0 (layernorm's backward in two passes)
   auto on_off = [](const char* name, bool* flag) {
     const char* v = std::getenv(name);
     if (!v) return;
@@ -659,6 +660,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   };
   on_off("GPT_NATIVE_CUDA_LT", &a->lt_bias);
   on_off("GPT_NATIVE_CUDA_LT_GELU", &a->lt_gelu);
+  on_off("GPT_NATIVE_CUDA_LN_FUSED", &a->ln_fused);
   const char* gemm = std::getenv("GPT_NATIVE_CUDA_GEMM");
   if (gemm && std::string(gemm) == "cublas") a->lt_matmul = false;
   else if (gemm && std::string(gemm) != "cublaslt")

@@ -52,6 +52,9 @@ struct CudaAddon {
   // $GPT_NATIVE_CUDA_GEMM); BENCHMARKS.md has the two side by side
   int64_t lt_plain_calls = 0, lt_plain_fallbacks = 0;  // GEMMs cuBLASLt ran / that took cublasGemmEx instead
   bool lt_matmul = true;
+  // layernorm's backward in one pass where the rows allow it, else dinp and the parameter sums apart
+  // ($GPT_NATIVE_CUDA_LN_FUSED: 1, the default, or 0; bench kernels times both)
+  bool ln_fused = true;
   Scratch ints, floats, doubles, attn;
   ~CudaAddon();
 };

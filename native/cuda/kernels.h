@@ -40,10 +40,21 @@ void convert(const Stream& st, DType dst_dt, void* dst, DType src_dt, const void
 // ---- layernorm.cu -------------------------------------------------------------------------------
 void layernorm_forward(const Stream& st, DType dt, void* out, float* mean, float* rstd, const void* inp,
                        const float* weight, const float* bias, int64_t N, int64_t C, float eps);
-// scratch: 2·col_chunks(N, C)·C floats of device memory; dinp = the input gradient, or += with accumulate
+// Row chunks (blocks) of the one-pass layernorm backward: at least 32 rows each, at most 512
+inline int64_t layernorm_fused_chunks(int64_t N) {
+  const int64_t r = (N + 31) / 32;
+  return r < 1 ? 1 : (r > 512 ? 512 : r);
+}
+// Partial-sum rows layernorm_backward may use: scratch holds 2·layernorm_chunks(N, C)·C floats
+inline int64_t layernorm_chunks(int64_t N, int64_t C) {
+  const int64_t a = col_chunks(N, C), b = layernorm_fused_chunks(N);
+  return a > b ? a : b;
+}
+// scratch: 2·layernorm_chunks(N, C)·C floats of device memory; dinp = the input gradient, or += with accumulate.
+// fused: one pass over dout and inp where the rows allow it (layernorm.cu), else dinp and the parameters apart
 void layernorm_backward(const Stream& st, DType dt, void* dinp, float* dweight, float* dbias, const void* dout,
                         const void* inp, const float* weight, const float* mean, const float* rstd, int64_t N,
-                        int64_t C, float* scratch, bool accumulate = false);
+                        int64_t C, float* scratch, bool accumulate = false, bool fused = true);
 
 // ---- gelu.cu ------------------------------------------------------------------------------------
 void gelu_forward(const Stream& st, DType dt, void* out, const void* inp, int64_t n);

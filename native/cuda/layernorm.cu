@@ -7,6 +7,10 @@
 // the rows are 16-byte aligned (8 bf16 or 4 floats per access, not one); the parameter
 // gradients use a column kernel over row chunks (block (32, 8), one column per threadIdx.x) and a second pass
 // that adds the chunks in order: deterministic, no atomics.
+// Where the rows are aligned and C <= 1024 (every lane holds at most 32 columns of a row), the backward runs in
+// one pass instead (layernorm_backward_fused_kernel): each warp computes dinp row by row and keeps its lanes'
+// dweight and dbias sums in registers; a block's 8 warps add theirs in warp order, and colsum_finish adds the
+// blocks in order. dout and inp are read once, not twice (GPT_NATIVE_CUDA_LN_FUSED=0: the two passes).
 #include <type_traits>
 
 #include "cuda/device.cuh"
@@ -127,6 +131,98 @@ __global__ void layernorm_params_kernel(float* part, const T* dout, const T* inp
   }
 }
 
+// The one-pass backward (file comment): block b takes rows b·rows … b·rows + rows-1, warp w of them rows w, w + 8, …;
+// lane l holds columns (k·32 + l)·W … +W-1 for k < CH (C <= CH·32·W). Writes dinp (=, or += with ACC) and the
+// block's partial sums part[b, c] (dweight) and part[gridDim.x + b, c] (dbias).
+template <typename T, int W, int CH, bool ACC>
+__global__ void __launch_bounds__(32 * kRowsPerBlock) layernorm_backward_fused_kernel(
+    T* dinp, float* part, const T* dout, const T* inp, const float* weight, const float* mean, const float* rstd,
+    int64_t N, int64_t C, int64_t rows) {
+  __shared__ float red[kRowsPerBlock][CH * 32 * W];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows;
+  const int64_t r1 = r0 + rows < N ? r0 + rows : N;
+  float aw[CH][W], ab[CH][W];
+#pragma unroll
+  for (int k = 0; k < CH; ++k)
+#pragma unroll
+    for (int j = 0; j < W; ++j) aw[k][j] = ab[k][j] = 0.0f;
+  for (int64_t n = r0 + warp; n < r1; n += kRowsPerBlock) {
+    const T* x = inp + n * C;
+    const T* dy = dout + n * C;
+    const float m = mean[n], r = rstd[n];
+    float xh[CH][W];  // xhat of the lane's columns (dout is read again below, from the cache: fewer registers)
+    float sg = 0.0f, sgx = 0.0f;
+#pragma unroll
+    for (int k = 0; k < CH; ++k) {
+      const int64_t c = static_cast<int64_t>(k * 32 + lane) * W;
+      if (c >= C) continue;
+      float d[W];
+      load_w<W>(xh[k], x + c);
+      load_w<W>(d, dy + c);
+#pragma unroll
+      for (int j = 0; j < W; ++j) {
+        xh[k][j] = (xh[k][j] - m) * r;
+        ab[k][j] += d[j];
+        aw[k][j] += d[j] * xh[k][j];
+        const float g = d[j] * weight[c + j];
+        sg += g;
+        sgx += g * xh[k][j];
+      }
+    }
+    sg = warp_sum(sg) / static_cast<float>(C);
+    sgx = warp_sum(sgx) / static_cast<float>(C);
+    T* dx = dinp + n * C;
+#pragma unroll
+    for (int k = 0; k < CH; ++k) {
+      const int64_t c = static_cast<int64_t>(k * 32 + lane) * W;
+      if (c >= C) continue;
+      float o[W];
+      load_w<W>(o, dy + c);
+#pragma unroll
+      for (int j = 0; j < W; ++j) o[j] = r * (o[j] * weight[c + j] - sg - xh[k][j] * sgx);
+      if (ACC) {
+        float p[W];
+        load_w<W>(p, dx + c);
+#pragma unroll
+        for (int j = 0; j < W; ++j) o[j] += p[j];
+      }
+      store_w<W>(dx + c, o);
+    }
+  }
+  // the warps' sums, added in warp order: dweight, then dbias
+#pragma unroll
+  for (int pass = 0; pass < 2; ++pass) {
+#pragma unroll
+    for (int k = 0; k < CH; ++k) {
+      const int c = (k * 32 + lane) * W;
+#pragma unroll
+      for (int j = 0; j < W; ++j) red[warp][c + j] = pass == 0 ? aw[k][j] : ab[k][j];
+    }
+    __syncthreads();
+    for (int64_t c = threadIdx.x; c < C; c += 32 * kRowsPerBlock) {
+      float sum = 0.0f;
+      for (int w = 0; w < kRowsPerBlock; ++w) sum += red[w][c];
+      part[(static_cast<int64_t>(pass) * gridDim.x + blockIdx.x) * C + c] = sum;
+    }
+    __syncthreads();
+  }
+}
+
+// the fused kernel for CH = ⌈C / (32·W)⌉ (1 … kMaxCh), as a template argument
+template <typename T, int W, bool ACC, int CH = 1>
+void ln_backward_fused(const Stream& st, int64_t ch, unsigned blocks, T* dx, float* part, const T* dy, const T* x,
+                       const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C, int64_t rows) {
+  if constexpr (CH < 32 / W) {
+    if (ch > CH) {
+      ln_backward_fused<T, W, ACC, CH + 1>(st, ch, blocks, dx, part, dy, x, weight, mean, rstd, N, C, rows);
+      return;
+    }
+  }
+  layernorm_backward_fused_kernel<T, W, CH, ACC><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(dx, part, dy, x, weight, mean,
+                                                                                         rstd, N, C, rows);
+}
+
 }  // namespace
 
 namespace {
@@ -148,7 +244,23 @@ void ln_forward(const Stream& st, void* out, float* mean, float* rstd, const voi
 template <typename T>
 void ln_backward(const Stream& st, void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
                  const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C, float* scratch,
-                 bool accumulate) {
+                 bool accumulate, bool fused) {
+  constexpr int kW = kVec<T>;
+  if (fused && dinp && N > 0 && C <= 32 * 32 && rows_aligned16<T>(C, {dinp, dout, inp})) {
+    const int64_t R = layernorm_fused_chunks(N), rows = (N + R - 1) / R;
+    const int64_t ch = (C + 32 * kW - 1) / (32 * kW);
+    T* dx = static_cast<T*>(dinp);
+    const T *dy = static_cast<const T*>(dout), *x = static_cast<const T*>(inp);
+    const unsigned blocks = static_cast<unsigned>(R);
+    if (accumulate)
+      ln_backward_fused<T, kW, true>(st, ch, blocks, dx, scratch, dy, x, weight, mean, rstd, N, C, rows);
+    else
+      ln_backward_fused<T, kW, false>(st, ch, blocks, dx, scratch, dy, x, weight, mean, rstd, N, C, rows);
+    GN_LAUNCHED(st, "layernorm_backward_fused_kernel");
+    colsum_finish(st, dweight, scratch, R, C);
+    colsum_finish(st, dbias, scratch + R * C, R, C);
+    return;
+  }
   if (dinp && N > 0) {
     const unsigned blocks = static_cast<unsigned>((N + kRowsPerBlock - 1) / kRowsPerBlock);
     T* dx = static_cast<T*>(dinp);
@@ -156,7 +268,6 @@ void ln_backward(const Stream& st, void* dinp, float* dweight, float* dbias, con
     const bool vec = rows_aligned16<T>(C, {dinp, dout, inp});
     auto run = [&](auto acc) {
       constexpr bool kAcc = decltype(acc)::value;
-      constexpr int kW = kVec<T>;
       if (vec)
         layernorm_dinp_kernel<T, kW, kAcc><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(dx, dy, x, weight, mean, rstd, N, C);
       else
@@ -186,10 +297,11 @@ void layernorm_forward(const Stream& st, DType dt, void* out, float* mean, float
 
 void layernorm_backward(const Stream& st, DType dt, void* dinp, float* dweight, float* dbias, const void* dout,
                         const void* inp, const float* weight, const float* mean, const float* rstd, int64_t N,
-                        int64_t C, float* scratch, bool accumulate) {
+                        int64_t C, float* scratch, bool accumulate, bool fused) {
   if (C == 0) return;
-  if (dt == kBF16) ln_backward<bf16>(st, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, scratch, accumulate);
-  else ln_backward<float>(st, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, scratch, accumulate);
+  if (dt == kBF16)
+    ln_backward<bf16>(st, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, scratch, accumulate, fused);
+  else ln_backward<float>(st, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, scratch, accumulate, fused);
 }
 
 }  // namespace cuda

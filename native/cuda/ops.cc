@@ -229,11 +229,12 @@ Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
   need_exact(w, C, op, "weight", shp({C}));
   need(mean, N, op, "mean", shp({N}));
   need(rstd, N, op, "rstd", shp({N}));
-  float* part = static_cast<float*>(a.floats.get(a.stream, 2 * col_chunks(N, C) * C * sizeof(float)));
+  float* part = static_cast<float*>(a.floats.get(a.stream, 2 * layernorm_chunks(N, C) * C * sizeof(float)));
   const DType dt = act_dtype(op, {{&dinp, "dinp"}, {&dout, "dout"}, {&inp, "inp"}});
   const bool accumulate = flag(info, 10);  // optional: dinp += instead of =
   layernorm_backward(a.stream, dt, opt(dinp), f32v(dw, op, "dweight"), f32v(db, op, "dbias"), dout.p, inp.p,
-                     f32v(w, op, "weight"), f32v(mean, op, "mean"), f32v(rstd, op, "rstd"), N, C, part, accumulate);
+                     f32v(w, op, "weight"), f32v(mean, op, "mean"), f32v(rstd, op, "rstd"), N, C, part, accumulate,
+                     a.ln_fused);
   return info.Env().Undefined();
 }
 
