@@ -94,9 +94,14 @@ tests() {
 # and every benchmark take the cuBLAS attention (a failing or hanging kernel would spoil the rest's results and time)
 FLASH_OK=1
 tests cuda-kernels " (flashProbe)" 45 --match '*flashProbe*' || FLASH_OK=0
-tests cuda-kernels " (flash)" 90 --match '*flash*' --match '!*flashProbe*' || FLASH_OK=0
-tests cuda " (flash)" 90 --match '*flash*' || FLASH_OK=0
+tests cuda-kernels " (flash)" 90 --match '*flash*' --match '!*flashProbe*' --match '!*flash2*' || FLASH_OK=0
+tests cuda " (flash)" 90 --match '*flash*' --match '!*flash2*' || FLASH_OK=0
 (( FLASH_OK )) || { export GPT_NATIVE_CUDA_ATTENTION=gemm; row "flash attention" "FAILED: the rest runs with GPT_NATIVE_CUDA_ATTENTION=gemm"; }
+# flash2 (an opt-in: 32 query rows a warp in the forward, cp.async double-buffered tiles): its own process too;
+# where it fails, its benchmark rows are skipped
+FLASH2_OK=$FLASH_OK
+(( FLASH_OK )) && { tests cuda-kernels " (flash2)" 90 --match '*flash2*' || FLASH2_OK=0; }
+(( FLASH2_OK )) && { tests cuda " (flash2)" 60 --match '*flash2*' || FLASH2_OK=0; }
 tests cuda-kernels "" 200 --match '!*flash*'
 tests cuda "" 200 --match '!*flash*'
 
@@ -126,6 +131,7 @@ bench "decode gpt2-small batch 1" node dist/cli.js bench generate --device cuda 
 bench "decode gpt2-small batch 1, bf16" node dist/cli.js bench generate --device cuda --precision bf16 --preset gpt2-small --prompt-tokens 16 --new-tokens 128 --runs 3 --bandwidth-gbps 4800
 GPT_NATIVE_CUDA_PAD_VOCAB=0 bench "train bf16, lm head unpadded" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 GPT_NATIVE_CUDA_GEMM=cublas bench "train bf16, cublasGemmEx" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
+(( FLASH2_OK )) && GPT_NATIVE_CUDA_ATTENTION=flash2 bench "train bf16, flash2 attention" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 GPT_NATIVE_CUDA_ATTENTION=gemm bench "train bf16, cuBLAS attention" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 GPT_NATIVE_CUDA_ATTENTION=gemm GPT_NATIVE_CUDA_GEMM=cublas GPT_NATIVE_CUDA_LT=0 GPT_NATIVE_CUDA_LT_GELU=0 GPT_NATIVE_CUDA_PAD_VOCAB=0 \
   bench "train bf16, the earlier defaults" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
@@ -142,7 +148,7 @@ krow() {
   done
 }
 : > "$OUT/kernels.md"
-EXCLUDE=(); (( FLASH_OK )) || EXCLUDE=(--exclude '[flash]')
+EXCLUDE=(); (( FLASH2_OK )) || EXCLUDE=(--exclude '[flash2]'); (( FLASH_OK )) || EXCLUDE=(--exclude '[flash')
 say "bench: kernels at B=16, T=1024, bf16 (kernels.md)"
 t 100 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
   ${EXCLUDE[@]+"${EXCLUDE[@]}"} > "$WORK/kernels-bf16.md" 2>>"$LOG"
@@ -151,7 +157,8 @@ krow "$WORK/kernels-bf16.md" " (bf16)" 'lm_head forward (' 'lm_head forward [unp
   'lm_head backward (' 'lm_head backward [unpadded]' 'lm_head backward [cublasGemmEx]' \
   'linear_forward qkv (' 'linear_forward qkv [' 'linear_backward qkv |' 'linear_backward qkv [' 'mlp fc+gelu forward (' \
   'mlp fc+gelu forward [' 'mlp proj backward + dgelu |' 'mlp proj backward + dgelu [' 'attention_forward |' \
-  'attention_backward |' 'attention_forward [flash]' 'attention_backward [flash]' 'softmax_xent_forward' 'softmax_xent_backward' \
+  'attention_backward |' 'attention_forward [flash]' 'attention_backward [flash]' 'attention_forward [flash2]' \
+  'attention_backward [flash2]' 'softmax_xent_forward' 'softmax_xent_backward' \
   'softmax_xent loss+grad' 'layernorm_forward' 'layernorm_backward |' 'layernorm_backward (dinp'
 # layernorm's backward in two passes (what the one-pass kernel replaced), beside the rows above
 GPT_NATIVE_CUDA_LN_FUSED=0 t 60 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
@@ -159,7 +166,7 @@ GPT_NATIVE_CUDA_LN_FUSED=0 t 60 node dist/cli.js bench kernels --device cuda --p
 kernels "$WORK/kernels-ln2.md" "bf16, layernorm backward in two passes (GPT_NATIVE_CUDA_LN_FUSED=0)"
 krow "$WORK/kernels-ln2.md" " (bf16, two passes)" 'layernorm_backward |' 'layernorm_backward (dinp'
 # the cuBLAS attention path at other settings than its defaults (bench kernels times them side by side)
-grep -F '| attention_' "$WORK/kernels-bf16.md" | grep -F '[' | grep -vF '[flash]' | while IFS='|' read -r _ name ms _; do
+grep -F '| attention_' "$WORK/kernels-bf16.md" | grep -F '[' | grep -vF '[flash' | while IFS='|' read -r _ name ms _; do
   echo "$(echo "$name" | sed 's/^ *//; s/ *$//') (bf16): $(echo "$ms" | tr -d ' ') ms"
 done > "$WORK/attention-tuning.txt"
 while read -r l; do row "${l%%:*}" "${l#*: }"; done < "$WORK/attention-tuning.txt"

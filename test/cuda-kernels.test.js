@@ -563,10 +563,13 @@ const flashCases = [
   { B: 1, T: 65, NH: 2, HS: 64, window: 0, dropout: 0.2 },
   { B: 2, T: 19, NH: 1, HS: 32, window: 5, dropout: 0.1 },
   { B: 1, T: 200, NH: 1, HS: 32, window: 130, dropout: 0 }, // tiles wholly inside the band (no mask) and not
+  // flash2's 128-query blocks: warps whose rows lie wholly after a tile (causal) or past its band skip it
+  { B: 1, T: 300, NH: 1, HS: 64, window: 50, dropout: 0 },
 ];
 const flashRuns = () => { const st = dev.attentionStats(); return st.flash; };
-for (const { B, T, NH, HS, window, dropout } of flashCases) {
-  test(`bf16: attention (flash) B=${B} T=${T} NH=${NH} HS=${HS} window=${window} dropout=${dropout}`, (t) => withAttention('flash', () => {
+// 'flash2' (an opt-in): the forward with 32 query rows a warp, forward and dQ with cp.async double-buffered tiles
+for (const kind of ['flash', 'flash2']) for (const { B, T, NH, HS, window, dropout } of flashCases) {
+  test(`bf16: attention (${kind}) B=${B} T=${T} NH=${NH} HS=${HS} window=${window} dropout=${dropout}`, (t) => withAttention(kind, () => {
     const s = seedOf(t);
     const C = NH * HS, n = B * T * C, qkvLen = 3 * n;
     const ran0 = flashRuns();
@@ -607,7 +610,7 @@ for (const { B, T, NH, HS, window, dropout } of flashCases) {
 
 // queries after a prefix (qPos0 > 0) and more keys than the last query sees (Tk > qPos0 + Tq), as with a KV cache
 // whose tail is not written yet: those keys are NaN here, and no output of any attention path may depend on them
-for (const kind of ['gemm', 'fused', 'flash']) test(`bf16: attention (${kind}) after a prefix (qPos0 > 0, Tk > qPos0 + Tq, unseen keys NaN): forward and backward`, (t) => withAttention(kind, () => {
+for (const kind of ['gemm', 'fused', 'flash', 'flash2']) test(`bf16: attention (${kind}) after a prefix (qPos0 > 0, Tk > qPos0 + Tq, unseen keys NaN): forward and backward`, (t) => withAttention(kind, () => {
   const s = seedOf(t);
   const B = 2, NH = 2, HS = 64, C = NH * HS, Tq = 70, pos0 = 50, Tk = 150;
   for (const window of [0, 40]) {
@@ -626,7 +629,7 @@ for (const kind of ['gemm', 'fused', 'flash']) test(`bf16: attention (${kind}) a
   }
 }));
 
-test('flash attention over a KV cache (Tq = 1 and 5, strided cache, qPos0 > 0), and where it does not apply', (t) => withAttention('flash', () => {
+for (const kind of ['flash', 'flash2']) test(`${kind} attention over a KV cache (Tq = 1 and 5, strided cache, qPos0 > 0), and where it does not apply`, (t) => withAttention(kind, () => {
   const s = seedOf(t);
   const B = 2, NH = 2, HS = 64, C = NH * HS, Tmax = 90;
   for (const window of [0, 20]) for (const [Tq, pos0] of [[1, 70], [5, 66]]) {

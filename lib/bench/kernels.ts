@@ -106,6 +106,8 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
     ...(flashApplies(be, act, HS) ? [
       { name: 'attention_forward [flash]', run: withFlash(attnF), flops: attnFlops },
       { name: 'attention_backward [flash]', run: withFlash(attnB), flops: 2.5 * attnFlops },
+      { name: 'attention_forward [flash2]', run: withFlash(attnF, 'flash2'), flops: attnFlops },
+      { name: 'attention_backward [flash2]', run: withFlash(attnB, 'flash2'), flops: 2.5 * attnFlops },
     ] : []),
     ...attentionTunings(be, T).flatMap(([label, tuning]) => [
       { name: `attention_forward [${label}]`, run: base(tuned(tuning, attnF)), flops: attnFlops },
@@ -165,22 +167,22 @@ function withSetting<T>(set: (v: T) => T, value: T, run: () => void): () => void
   };
 }
 
-/** setAttention('flash'), and says so when a call took another path instead. */
-function withFlash(run: () => void): () => void {
+/** setAttention('flash') (or 'flash2'), and says so when a call took another path instead. */
+function withFlash(run: () => void, kind: 'flash' | 'flash2' = 'flash'): () => void {
   return () => {
     const dev = cuda();
     const before = dev.attentionStats().fallbacks;
-    withSetting<AttentionKind>((k) => dev.setAttention(k), 'flash', run)();
+    withSetting<AttentionKind>((k) => dev.setAttention(k), kind, run)();
     if (dev.attentionStats().fallbacks !== before) throw new Error('bench kernels: the flash attention kernels did not run (compute capability below 8?)');
   };
 }
 
 const tuned = (tuning: AttentionTuning, run: () => void) => withSetting((t: AttentionTuning) => cuda().setAttentionTuning(t), tuning, run);
-/** The addon's attention setting, but the cuBLAS path where that is 'flash' (whose rows are named [flash]). */
+/** The addon's attention setting, but the cuBLAS path where that is 'flash' or 'flash2' (whose rows are named so). */
 function withBaseAttention(run: () => void): () => void {
   return () => {
     const kind = cudaSettings().attention;
-    withSetting<AttentionKind>((k) => cuda().setAttention(k), kind === 'flash' ? 'gemm' : kind, run)();
+    withSetting<AttentionKind>((k) => cuda().setAttention(k), kind === 'flash' || kind === 'flash2' ? 'gemm' : kind, run)();
   };
 }
 /** The call as before cuBLASLt ran the GEMMs: cublasGemmEx, with the bias and the GELU in passes after it. */

@@ -338,10 +338,15 @@ Napi::Value switch_setting(const Napi::CallbackInfo& info, const char* fn, bool&
 }
 
 const char* attn_name(CudaAddon::Attn k) {
-  return k == CudaAddon::Attn::kFused ? "fused" : k == CudaAddon::Attn::kFlash ? "flash" : "gemm";
+  switch (k) {
+    case CudaAddon::Attn::kFused: return "fused";
+    case CudaAddon::Attn::kFlash: return "flash";
+    case CudaAddon::Attn::kFlash2: return "flash2";
+    default: return "gemm";
+  }
 }
 bool parse_attn(const std::string& m, CudaAddon::Attn* k) {
-  for (auto c : {CudaAddon::Attn::kGemm, CudaAddon::Attn::kFused, CudaAddon::Attn::kFlash})
+  for (auto c : {CudaAddon::Attn::kGemm, CudaAddon::Attn::kFused, CudaAddon::Attn::kFlash, CudaAddon::Attn::kFlash2})
     if (m == attn_name(c)) {
       *k = c;
       return true;
@@ -349,17 +354,18 @@ bool parse_attn(const std::string& m, CudaAddon::Attn* k) {
   return false;
 }
 
-// setAttention('gemm' | 'fused' | 'flash'): how attentionForward/attentionBackward run (cuBLAS GEMMs with row
-// kernels; the fused kernels of attention.cu; the tensor-core kernels of attention_flash.cu where they apply:
-// bf16, head size 32 or 64, compute capability 8+, else as 'gemm'); returns what it was. The default is
-// 'flash' (the fastest on the H200, BENCHMARKS.md; fp32 and other head sizes run as 'gemm'), or
-// $GPT_NATIVE_CUDA_ATTENTION.
+// setAttention('gemm' | 'fused' | 'flash' | 'flash2'): how attentionForward/attentionBackward run (cuBLAS GEMMs
+// with row kernels; the fused kernels of attention.cu; the tensor-core kernels of attention_flash.cu where they
+// apply: bf16, head size 32 or 64, compute capability 8+, else as 'gemm'; 'flash2': the same kernels with 32 query
+// rows a warp in the forward and cp.async double-buffered K/V tiles in the forward and dQ, not yet timed on a GPU);
+// returns what it was. The default is 'flash' (the fastest on the H200, BENCHMARKS.md; fp32 and other head sizes
+// run as 'gemm'), or $GPT_NATIVE_CUDA_ATTENTION.
 Napi::Value SetAttention(const Napi::CallbackInfo& info) {
   CudaAddon& a = addon(info);
   const char* prev = attn_name(a.attn_kind);
   const std::string m = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : std::string();
   if (!parse_attn(m, &a.attn_kind))
-    throw KernelError(KernelError::Kind::Type, "setAttention: expected 'gemm', 'fused' or 'flash'");
+    throw KernelError(KernelError::Kind::Type, "setAttention: expected 'gemm', 'fused', 'flash' or 'flash2'");
   return Napi::String::New(info.Env(), prev);
 }
 
@@ -646,7 +652,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   auto* a = new gn::cuda::CudaAddon();
   const char* attn = std::getenv("GPT_NATIVE_CUDA_ATTENTION");
   if (attn && !gn::cuda::parse_attn(attn, &a->attn_kind))
-    std::fprintf(stderr, "gpt-native: GPT_NATIVE_CUDA_ATTENTION=%s is not gemm, fused or flash; using flash\n", attn);
+    std::fprintf(stderr, "gpt-native: GPT_NATIVE_CUDA_ATTENTION=%s is not gemm, fused, flash or flash2; using flash\n", attn);
   const char* scratch = std::getenv("GPT_NATIVE_CUDA_ATTN_SCRATCH");  // tests use a small one to force chunking
   if (scratch && std::atoll(scratch) > 0) a->attn_scratch = std::atoll(scratch);
   // GPT_NATIVE_CUDA_LT / GPT_NATIVE_CUDA_LT_GELU: 1 (the default) or 0 (the pass after the GEMM);

@@ -18,6 +18,12 @@
 //   flash_dkv_kernel      block per (64 keys, b·NH + h): loops over the query tiles that see them, recomputes Pᵀ
 //                         and dPᵀ, dV += (P∘M·keep)ᵀ·dout, dK += dSᵀ·Q (its K and V stay in shared memory and
 //                         are read as A operands there: the registers hold the dK and dV accumulators)
+// setAttention('flash2') (an opt-in until a GPU run times it against 'flash'): the forward kernel with 32 query rows
+// a warp (MT = 2, blocks of 128 queries; each K and V fragment read from shared memory serves both 16-row m-tiles,
+// and a key tile's scores are taken 32 keys at a time so that both m-tiles' fit beside the output accumulators;
+// warps whose rows see none of a key tile skip its products), and the forward and dQ kernels with their K/V tiles
+// double-buffered: the next tile streams in with cp.async (sm_80+, no registers) during the current one's
+// products (next_kv). The emulator runs cp.async as a plain copy; gpu-check's racecheck/synccheck cover the order.
 // No atomics: dQ and dK/dV come from separate kernels (P is recomputed in both), so results are deterministic.
 // Scores that no row may see are -inf before the softmax; tiles that lie wholly inside every row's range skip
 // the mask. Query blocks run the longest first (causal rows near the end see the most keys).
@@ -204,6 +210,13 @@ __device__ __noinline__ uint32_t keep_mask(uint64_t seed, float dropout, int NH,
       }
   return m;
 }
+// The masks of two 16-row m-tiles (rows row and row + 16) in one call, the second in the high word (flash2's
+// forward: one call per tile, whose saved registers stay within the budget)
+__device__ __noinline__ uint64_t keep_mask2(uint64_t seed, float dropout, int NH, int Tq, int Tk, int b, int h, int row,
+                                            int col) {
+  return keep_mask<false>(seed, dropout, NH, Tq, Tk, b, h, row, col) |
+         static_cast<uint64_t>(keep_mask<false>(seed, dropout, NH, Tq, Tk, b, h, row + 16, col)) << 32;
+}
 __device__ __forceinline__ float keep_of(const FDims& s, uint32_t mask, int nt, int e) {
   return (mask >> (nt * 4 + e)) & 1u ? s.keep : 0.0f;
 }
@@ -214,9 +227,9 @@ __device__ __forceinline__ bool sees(const FDims& s, int i, int j) {
   return i < s.Tq && j < s.Tk && j <= p && (s.window <= 0 || j > p - s.window);
 }
 
-// the keys that queries i0 .. i0+63 see: [lo, hi]
-__device__ __forceinline__ void block_keys(const FDims& s, int i0, int* lo, int* hi) {
-  const int last = i0 + kRows < s.Tq ? i0 + kRows - 1 : s.Tq - 1;
+// the keys that queries i0 .. i0 + rows-1 see: [lo, hi]
+__device__ __forceinline__ void block_keys(const FDims& s, int i0, int* lo, int* hi, int rows = kRows) {
+  const int last = i0 + rows < s.Tq ? i0 + rows - 1 : s.Tq - 1;
   const int p_lo = s.q_pos0 + i0, p_hi = s.q_pos0 + last;
   *hi = p_hi < s.Tk - 1 ? p_hi : s.Tk - 1;
   *lo = (s.window > 0 && p_lo - s.window + 1 > 0) ? p_lo - s.window + 1 : 0;
@@ -263,87 +276,238 @@ __device__ __forceinline__ void load_kv(Tile<HD>& sK, Tile<HD>& sV, const bf16* 
   __syncthreads();
 }
 
-template <int HD, bool DROP>
+// Starts the key tile j0 .. j0+63 of K and V into shared tiles: with cp.async where the rows are 16-byte aligned
+// (it lands by the next cp_async_wait), else loaded at once. Keys past hi are zeros, as in load_kv.
+template <int HD>
+__device__ __forceinline__ void fetch_kv(Tile<HD>& sK, Tile<HD>& sV, const bf16* kb, const bf16* vb, const FDims& s,
+                                         int j0, int hi) {
+  if (!s.vec) {
+    load_tile<HD>(sK, kb, s.kst, j0, hi + 1, false);
+    load_tile<HD>(sV, vb, s.vst, j0, hi + 1, false);
+    return;
+  }
+  constexpr int C8 = HD / 8;
+  for (int c = threadIdx.x; c < kTile * C8; c += kThreads) {
+    const int r = c / C8, d = (c % C8) * 8, row = j0 + r;
+    const bool ok = row <= hi;
+    cp_async16(&sK.x[r][d], ok ? kb + static_cast<int64_t>(row) * s.kst + d : kb, ok);
+    cp_async16(&sV.x[r][d], ok ? vb + static_cast<int64_t>(row) * s.vst + d : vb, ok);
+  }
+}
+
+template <int HD>
+__device__ __forceinline__ void swap_tiles(Tile<HD>*& a, Tile<HD>*& b) {
+  Tile<HD>* t = a;
+  a = b;
+  b = t;
+}
+
+// The top of a key loop over double-buffered tiles (PIPE): once every warp is done with the other buffer nK, nV (the
+// previous tile, or what passed through it before the loop), starts the next tile into it, then waits for tile j0
+// in the current buffer. The copy of tile j0 + 64 runs during tile j0's products. Before the loop, the first tile
+// was started into the current buffer and committed as a group of its own, so wait<1> leaves only the next tile
+// in flight.
+template <int HD>
+__device__ __forceinline__ void next_kv(Tile<HD>& nK, Tile<HD>& nV, const bf16* kb, const bf16* vb, const FDims& s,
+                                        int j0, int hi) {
+  __syncthreads();
+  if (j0 + kTile <= hi) fetch_kv<HD>(nK, nV, kb, vb, s, j0 + kTile, hi);
+  cp_async_commit();
+  cp_async_wait<1>();  // all but the group just committed: tile j0 has landed
+  __syncthreads();
+}
+
+// Whether any of the warp's query rows i .. i + n-1 sees a key of the tile j0 .. j0+63 (else the warp skips the
+// tile's products: in a block of 128 queries, the last key tiles lie wholly after the first warps' rows)
+__device__ __forceinline__ bool warp_sees_tile(const FDims& s, int i, int n, int j0) {
+  if (i >= s.Tq || j0 >= s.Tk) return false;
+  const int last = i + n - 1 < s.Tq - 1 ? i + n - 1 : s.Tq - 1;
+  const int p_lo = s.q_pos0 + i, p_hi = s.q_pos0 + last;
+  return j0 <= p_hi && (s.window <= 0 || j0 + kTile - 1 > p_lo - s.window);
+}
+
+// every query of i .. i + n-1 sees every key of j0 .. j0+63 (no mask needed)
+__device__ __forceinline__ bool rows_see_tile(const FDims& s, int i, int n, int j0) {
+  const int p_lo = s.q_pos0 + i, p_hi = s.q_pos0 + i + n - 1;
+  return i + n <= s.Tq && j0 + kTile <= s.Tk && j0 + kTile - 1 <= p_lo && (s.window <= 0 || j0 > p_hi - s.window);
+}
+
+// The forward's products for MT m-tiles of 16 rows a warp against NT n-tiles (8 keys each) of a tile, from key
+// row k0: each B fragment read from shared memory serves all MT m-tiles (with MT = 2, half the shared-memory reads
+// per product of MT = 1)
+template <int HD, int MT, int NT>
+__device__ __forceinline__ void mul_abt_mt(float (&s)[MT][NT][4], const uint32_t (&a)[MT][HD / 16][4],
+                                           const Tile<HD>& tile, int k0, int lane) {
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk += 2) {
+      uint32_t b[4];
+      ldsm_x4<false>(b, &tile.x[k0 + nt * 8 + (lane & 7)][kk * 16 + 8 * (lane >> 3)]);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        mma_bf16(s[mt][nt], a[mt][kk], b[0], b[1]);
+        mma_bf16(s[mt][nt], a[mt][kk + 1], b[2], b[3]);
+      }
+    }
+  }
+}
+// acc (MT m-tiles × HD) += p · tile rows k0 .. k0 + 8·NT-1, p in accumulator layout, rounded to bf16
+template <int HD, int MT, int NT>
+__device__ __forceinline__ void mul_pb_mt(float (&acc)[MT][HD / 8][4], const float (&p)[MT][NT][4],
+                                          const Tile<HD>& tile, int k0, int lane) {
+#pragma unroll
+  for (int kc = 0; kc < NT / 2; ++kc) {
+    uint32_t a[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      a[mt][0] = pack_bf16(p[mt][2 * kc][0], p[mt][2 * kc][1]);
+      a[mt][1] = pack_bf16(p[mt][2 * kc][2], p[mt][2 * kc][3]);
+      a[mt][2] = pack_bf16(p[mt][2 * kc + 1][0], p[mt][2 * kc + 1][1]);
+      a[mt][3] = pack_bf16(p[mt][2 * kc + 1][2], p[mt][2 * kc + 1][3]);
+    }
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; nt += 2) {
+      uint32_t b[4];
+      ldsm_x4<true>(b, &tile.x[k0 + kc * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)][nt * 8 + 8 * (lane >> 4)]);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        mma_bf16(acc[mt][nt], a[mt], b[0], b[1]);
+        mma_bf16(acc[mt][nt + 1], a[mt], b[2], b[3]);
+      }
+    }
+  }
+}
+
+// MT: m-tiles of 16 query rows a warp (a block of 64·MT queries); PIPE: K/V tiles double-buffered through cp.async
+// (next_kv). <MT = 1, PIPE = false> is setAttention('flash'), <2, true> setAttention('flash2').
+template <int HD, bool DROP, int MT, bool PIPE>
 __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
                                                                  const bf16* v, FDims s) {
-  __shared__ Tile<HD> sK;
-  __shared__ Tile<HD> sV;
+  constexpr int kNB = PIPE ? 2 : 1;  // buffers a tile
+  __shared__ Tile<HD> sK[kNB];
+  __shared__ Tile<HD> sV[kNB];
+  constexpr int kQRows = 64 * MT;
+  constexpr int kNT = MT == 1 ? 8 : 4;  // n-tiles of 8 keys a part of a key tile
   const Place pl = place(s);
-  const int b = pl.b, h = pl.h, lane = pl.lane, g = pl.g, t = pl.t, r0 = pl.r0;
-  const QBlock qb = query_block<HD>(s, pl, k, v);
-  const int i0 = qb.i0;
-  const bf16 *kb = qb.kb, *vb = qb.vb;
-
-  uint32_t qa[HD / 16][4];
-  load_tile<HD>(sK, q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);  // Q passes through sK
-  __syncthreads();
-  load_a<HD>(qa, sK, r0, g, t);
-
-  float o[HD / 8][4];
-#pragma unroll
-  for (int nt = 0; nt < HD / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  const int b = pl.b, h = pl.h, lane = pl.lane, g = pl.g, t = pl.t;
+  const int r0 = static_cast<int>(threadIdx.x >> 5) * 16 * MT;  // the warp's first row in the block
+  const int i0 = (static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x)) * kQRows;  // longest first
+  const bf16* kb = k + pl.b * s.ksb + pl.h * HD;
+  const bf16* vb = v + pl.b * s.vsb + pl.h * HD;
   int lo, hi;
-  block_keys(s, i0, &lo, &hi);
+  block_keys(s, i0, &lo, &hi, kQRows);
+  if (PIPE) {
+    fetch_kv<HD>(sK[0], sV[0], kb, vb, s, lo, hi);  // the first tile's copy runs while Q is read
+    cp_async_commit();
+  }
+
+  // Q passes through the tiles the first key tile does not use: 64 rows in the K tile, the next 64 in the V tile
+  uint32_t qa[MT][HD / 16][4];
+  load_tile<HD>(sK[kNB - 1], q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);
+  if (MT > 1) load_tile<HD>(sV[kNB - 1], q + b * s.qsb + h * HD, s.qst, i0 + 64, s.Tq, s.vec);
+  __syncthreads();
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    const int row = r0 + 16 * mt;  // (a warp's rows lie in one of the two tiles)
+    load_a<HD>(qa[mt], row < 64 ? sK[kNB - 1] : sV[kNB - 1], row % 64, g, t);
+  }
+
+  float o[MT][HD / 8][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; ++nt) o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.0f;
+  float m[MT][2], l[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+  Tile<HD>*kc = &sK[0], *vc = &sV[0], *kn = &sK[kNB - 1], *vn = &sV[kNB - 1];  // this tile's buffers, the next one's
   for (int j0 = lo; j0 <= hi; j0 += kTile) {
-    const uint32_t keep = DROP ? keep_mask<false>(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
-    load_kv<HD>(sK, sV, kb, vb, s, j0, hi);
-    float sc[8][4];
-    mul_abt<HD>(sc, qa, sK, lane);
-    const bool full = tile_full(s, i0, j0);
+    uint32_t keep[MT];
+    if (DROP && MT == 2) {
+      const uint64_t k2 = keep_mask2(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, i0 + r0 + g, j0 + 2 * t);
+      keep[0] = static_cast<uint32_t>(k2);
+      keep[MT - 1] = static_cast<uint32_t>(k2 >> 32);
+    } else {
+      keep[0] = DROP ? keep_mask<false>(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
+    }
+    if (PIPE) next_kv<HD>(*kn, *vn, kb, vb, s, j0, hi);
+    else load_kv<HD>(*kc, *vc, kb, vb, s, j0, hi);
+    if (warp_sees_tile(s, i0 + r0, 16 * MT, j0)) {
+      const bool full = rows_see_tile(s, i0 + r0, 16 * MT, j0);
+      // the tile's 64 keys in parts of 8·kNT (MT = 2: two parts of 32, so that the scores of both m-tiles fit in
+      // registers beside the output accumulators), each with its own online-softmax step
+#pragma unroll 1
+      for (int part = 0; part < 8 / kNT; ++part) {
+        const int k0 = part * 8 * kNT;  // the part's first key in the tile
+        float sc[MT][kNT][4];
+        mul_abt_mt<HD, MT, kNT>(sc, qa, *kc, k0, lane);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int rr = 0; rr < 2; ++rr) {
+            const int i = i0 + r0 + 16 * mt + g + 8 * rr;
+            float mx = -INFINITY;
+#pragma unroll
+            for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+              for (int c = 0; c < 2; ++c) {
+                float x = sc[mt][nt][2 * rr + c] * s.scale_log2;
+                if (!full && !sees(s, i, j0 + k0 + nt * 8 + 2 * t + c)) x = -INFINITY;
+                sc[mt][nt][2 * rr + c] = x;
+                mx = fmaxf(mx, x);
+              }
+            mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 2));
+            const float mn = fmaxf(m[mt][rr], mx);
+            const float base = mn == -INFINITY ? 0.0f : mn;  // a row that has seen no key yet keeps zeros
+            const float alpha = exp2f(m[mt][rr] - base);
+            m[mt][rr] = mn;
+            l[mt][rr] *= alpha;
+#pragma unroll
+            for (int nt = 0; nt < HD / 8; ++nt) {
+              o[mt][nt][2 * rr] *= alpha;
+              o[mt][nt][2 * rr + 1] *= alpha;
+            }
+#pragma unroll
+            for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+              for (int c = 0; c < 2; ++c) {
+                float pe = exp2f(sc[mt][nt][2 * rr + c] - base);
+                l[mt][rr] += pe;
+                if (DROP) pe *= keep_of(s, keep[mt], part * kNT + nt, 2 * rr + c);
+                sc[mt][nt][2 * rr + c] = pe;
+              }
+          }
+        mul_pb_mt<HD, MT, kNT>(o, sc, *vc, k0, lane);
+      }
+    }
+    if (PIPE) {
+      swap_tiles(kc, kn);
+      swap_tiles(vc, vn);
+    }
+  }
+  if (PIPE) cp_async_wait<0>();  // (nothing may be in flight when the block ends)
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      const int i = i0 + r0 + g + 8 * rr;
-      float mx = -INFINITY;
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          float x = sc[nt][2 * rr + c] * s.scale_log2;
-          if (!full && !sees(s, i, j0 + nt * 8 + 2 * t + c)) x = -INFINITY;
-          sc[nt][2 * rr + c] = x;
-          mx = fmaxf(mx, x);
-        }
-      mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 2));
-      const float mn = fmaxf(m[rr], mx);
-      const float base = mn == -INFINITY ? 0.0f : mn;  // a row that has seen no key yet keeps zeros
-      const float alpha = exp2f(m[rr] - base);
-      m[rr] = mn;
-      l[rr] *= alpha;
+      l[mt][rr] += __shfl_xor_sync(kFullMask, l[mt][rr], 1);
+      l[mt][rr] += __shfl_xor_sync(kFullMask, l[mt][rr], 2);
+      const int i = i0 + r0 + 16 * mt + g + 8 * rr;
+      if (i >= s.Tq) continue;
+      // every row sees at least key p (the host checks q_pos0 + Tq <= Tk), so l >= 1
+      const float inv = 1.0f / l[mt][rr];
+      bf16* orow = out + b * s.osb + i * s.ost + h * HD;
 #pragma unroll
       for (int nt = 0; nt < HD / 8; ++nt) {
-        o[nt][2 * rr] *= alpha;
-        o[nt][2 * rr + 1] *= alpha;
+        orow[nt * 8 + 2 * t] = from_f<bf16>(o[mt][nt][2 * rr] * inv);
+        orow[nt * 8 + 2 * t + 1] = from_f<bf16>(o[mt][nt][2 * rr + 1] * inv);
       }
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          float pe = exp2f(sc[nt][2 * rr + c] - base);
-          l[rr] += pe;
-          if (DROP) pe *= keep_of(s, keep, nt, 2 * rr + c);
-          sc[nt][2 * rr + c] = pe;
-        }
+      if (lse && t == 0) lse[(static_cast<int64_t>(b) * s.NH + h) * s.Tq + i] = (m[mt][rr] + log2f(l[mt][rr])) * kLn2;
     }
-    mul_pb<HD>(o, sc, sV, lane);
-  }
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    l[rr] += __shfl_xor_sync(kFullMask, l[rr], 1);
-    l[rr] += __shfl_xor_sync(kFullMask, l[rr], 2);
-    const int i = i0 + r0 + g + 8 * rr;
-    if (i >= s.Tq) continue;
-    // every row sees at least key p (the host checks q_pos0 + Tq <= Tk), so l >= 1
-    const float inv = 1.0f / l[rr];
-    bf16* orow = out + b * s.osb + i * s.ost + h * HD;
-#pragma unroll
-    for (int nt = 0; nt < HD / 8; ++nt) {
-      orow[nt * 8 + 2 * t] = from_f<bf16>(o[nt][2 * rr] * inv);
-      orow[nt * 8 + 2 * t + 1] = from_f<bf16>(o[nt][2 * rr + 1] * inv);
-    }
-    if (lse && t == 0) lse[(static_cast<int64_t>(b) * s.NH + h) * s.Tq + i] = (m[rr] + log2f(l[rr])) * kLn2;
-  }
 }
 
 // D_i = dout_i·out_i into Dbuf (B, NH, Tq): warp per row
@@ -361,24 +525,33 @@ __global__ void __launch_bounds__(kThreads) flash_D_kernel(float* Dbuf, const bf
   if (lane == 0) Dbuf[w] = acc;  // w = (b·NH + h)·Tq + i
 }
 
-template <int HD, bool DROP>
+// PIPE: K/V tiles double-buffered through cp.async (next_kv), as the forward's (setAttention('flash2'))
+template <int HD, bool DROP, bool PIPE>
 __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const float* Dbuf, const bf16* dout,
                                                             const bf16* q, const bf16* k, const bf16* v,
                                                             const float* lse, FDims s) {
-  __shared__ Tile<HD> sK;
-  __shared__ Tile<HD> sV;
+  constexpr int kNB = PIPE ? 2 : 1;  // buffers a tile
+  __shared__ Tile<HD> sK[kNB];
+  __shared__ Tile<HD> sV[kNB];
   const Place pl = place(s);
   const int b = pl.b, h = pl.h, lane = pl.lane, g = pl.g, t = pl.t, r0 = pl.r0;
   const QBlock qb = query_block<HD>(s, pl, k, v);
   const int i0 = qb.i0;
   const bf16 *kb = qb.kb, *vb = qb.vb;
+  int lo, hi;
+  block_keys(s, i0, &lo, &hi);
+  if (PIPE) {
+    fetch_kv<HD>(sK[0], sV[0], kb, vb, s, lo, hi);  // the first tile's copy runs while Q and dout are read
+    cp_async_commit();
+  }
 
   uint32_t qa[HD / 16][4], da[HD / 16][4];
-  load_tile<HD>(sK, q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);  // Q and dout pass through sK and sV
-  load_tile<HD>(sV, dout + b * s.osb + h * HD, s.ost, i0, s.Tq, s.vec);
+  // Q and dout pass through the tiles the first key tile does not use
+  load_tile<HD>(sK[kNB - 1], q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);
+  load_tile<HD>(sV[kNB - 1], dout + b * s.osb + h * HD, s.ost, i0, s.Tq, s.vec);
   __syncthreads();
-  load_a<HD>(qa, sK, r0, g, t);
-  load_a<HD>(da, sV, r0, g, t);
+  load_a<HD>(qa, sK[kNB - 1], r0, g, t);
+  load_a<HD>(da, sV[kNB - 1], r0, g, t);
   float L[2], Dv[2];
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
@@ -390,14 +563,14 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
   float acc[HD / 8][4];
 #pragma unroll
   for (int nt = 0; nt < HD / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
-  int lo, hi;
-  block_keys(s, i0, &lo, &hi);
+  Tile<HD>*kc = &sK[0], *vc = &sV[0], *kn = &sK[kNB - 1], *vn = &sV[kNB - 1];  // this tile's buffers, the next one's
   for (int j0 = lo; j0 <= hi; j0 += kTile) {
     const uint32_t keep = DROP ? keep_mask<false>(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
-    load_kv<HD>(sK, sV, kb, vb, s, j0, hi);
+    if (PIPE) next_kv<HD>(*kn, *vn, kb, vb, s, j0, hi);
+    else load_kv<HD>(*kc, *vc, kb, vb, s, j0, hi);
     float sc[8][4], dp[8][4];
-    mul_abt<HD>(sc, qa, sK, lane);
-    mul_abt<HD>(dp, da, sV, lane);
+    mul_abt<HD>(sc, qa, *kc, lane);
+    mul_abt<HD>(dp, da, *vc, lane);
     const bool full = tile_full(s, i0, j0);
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
@@ -417,8 +590,13 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
           sc[nt][e] = dS;
         }
     }
-    mul_pb<HD>(acc, sc, sK, lane);
+    mul_pb<HD>(acc, sc, *kc, lane);
+    if (PIPE) {
+      swap_tiles(kc, kn);
+      swap_tiles(vc, vn);
+    }
   }
+  if (PIPE) cp_async_wait<0>();  // (nothing may be in flight when the block ends)
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
     const int i = i0 + r0 + g + 8 * rr;
@@ -598,15 +776,18 @@ FDims make_fdims(const AttnDims& d, bool vec) {
   return s;
 }
 
-template <int HD, bool DROP>
+// V2: setAttention('flash2'): the forward with 32 query rows a warp (MT = 2), forward and dQ with cp.async
+// double-buffered K/V tiles (PIPE)
+template <int HD, bool DROP, bool V2>
 void fwd(const Stream& st, void* out, float* lse, const void* q, const void* k, const void* v, const FDims& s) {
-  const dim3 grid(static_cast<unsigned>((s.Tq + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.NH));
-  flash_forward_kernel<HD, DROP><<<grid, kThreads, 0, st.s>>>(static_cast<bf16*>(out), lse, static_cast<const bf16*>(q),
+  constexpr int kMT = V2 ? 2 : 1;
+  const dim3 grid(static_cast<unsigned>((s.Tq + 64 * kMT - 1) / (64 * kMT)), static_cast<unsigned>(s.B * s.NH));
+  flash_forward_kernel<HD, DROP, kMT, V2><<<grid, kThreads, 0, st.s>>>(static_cast<bf16*>(out), lse, static_cast<const bf16*>(q),
                                                         static_cast<const bf16*>(k), static_cast<const bf16*>(v), s);
   GN_LAUNCHED(st, "flash_forward_kernel");
 }
 
-template <int HD, bool DROP>
+template <int HD, bool DROP, bool V2>
 void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
          const void* out, const float* lse, float* D, const FDims& s) {
   const int64_t rows = static_cast<int64_t>(s.B) * s.NH * s.Tq;
@@ -614,7 +795,7 @@ void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const
       D, static_cast<const bf16*>(dout), static_cast<const bf16*>(out), s, HD);
   GN_LAUNCHED(st, "flash_D_kernel");
   const dim3 gq(static_cast<unsigned>((s.Tq + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.NH));
-  flash_dq_kernel<HD, DROP><<<gq, kThreads, 0, st.s>>>(static_cast<bf16*>(dq), D, static_cast<const bf16*>(dout),
+  flash_dq_kernel<HD, DROP, V2><<<gq, kThreads, 0, st.s>>>(static_cast<bf16*>(dq), D, static_cast<const bf16*>(dout),
                                                  static_cast<const bf16*>(q), static_cast<const bf16*>(k),
                                                  static_cast<const bf16*>(v), lse, s);
   GN_LAUNCHED(st, "flash_dq_kernel");
@@ -625,11 +806,16 @@ void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const
   GN_LAUNCHED(st, "flash_dkv_kernel");
 }
 
+using FwdFn = void (*)(const Stream&, void*, float*, const void*, const void*, const void*, const FDims&);
 using BwdFn = void (*)(const Stream&, void*, void*, void*, const void*, const void*, const void*, const void*,
                       const void*, const float*, float*, const FDims&);
-template <bool DROP>
+template <bool DROP, bool V2>
+FwdFn fwd_of(int64_t HS) {
+  return HS == 32 ? fwd<32, DROP, V2> : fwd<64, DROP, V2>;
+}
+template <bool DROP, bool V2>
 BwdFn bwd_of(int64_t HS) {
-  return HS == 32 ? bwd<32, DROP> : bwd<64, DROP>;
+  return HS == 32 ? bwd<32, DROP, V2> : bwd<64, DROP, V2>;
 }
 
 }  // namespace
@@ -642,7 +828,7 @@ bool flash_built() {
   static int built = -1;
   if (built < 0) {
     cudaFuncAttributes at;
-    built = cudaFuncGetAttributes(&at, flash_forward_kernel<64, false>) == cudaSuccess && at.ptxVersion >= 80;
+    built = cudaFuncGetAttributes(&at, flash_forward_kernel<64, false, 1, false>) == cudaSuccess && at.ptxVersion >= 80;
     (void)cudaGetLastError();
   }
   return built == 1;
@@ -663,20 +849,23 @@ bool attention_flash_supported(DType dt, const AttnDims& d) {
 }
 
 void attention_forward_flash(const Stream& st, void* out, float* lse, const void* q, const void* k, const void* v,
-                             const AttnDims& d) {
+                             const AttnDims& d, bool v2) {
   const FDims s = make_fdims(d, aligned16(q, d.q[0], d.q[1]) && aligned16(k, d.k[0], d.k[1]) &&
                                     aligned16(v, d.v[0], d.v[1]));
   const bool drop = s.dropout > 0.0f;
-  if (d.HS == 32) drop ? fwd<32, true>(st, out, lse, q, k, v, s) : fwd<32, false>(st, out, lse, q, k, v, s);
-  else drop ? fwd<64, true>(st, out, lse, q, k, v, s) : fwd<64, false>(st, out, lse, q, k, v, s);
+  const auto run = v2 ? (drop ? fwd_of<true, true> : fwd_of<false, true>)
+                      : (drop ? fwd_of<true, false> : fwd_of<false, false>);
+  run(d.HS)(st, out, lse, q, k, v, s);
 }
 
 void attention_backward_flash(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const void* q,
                               const void* k, const void* v, const void* out, const float* lse, float* Dscratch,
-                              const AttnDims& d) {
+                              const AttnDims& d, bool v2) {
   const FDims s = make_fdims(d, aligned16(q, d.q[0], d.q[1]) && aligned16(k, d.k[0], d.k[1]) &&
                                     aligned16(v, d.v[0], d.v[1]) && aligned16(dout, d.o[0], d.o[1]));
-  const auto run = s.dropout > 0.0f ? bwd_of<true> : bwd_of<false>;
+  const bool drop = s.dropout > 0.0f;
+  const auto run = v2 ? (drop ? bwd_of<true, true> : bwd_of<false, true>)
+                      : (drop ? bwd_of<true, false> : bwd_of<false, false>);
   run(d.HS)(st, dq, dk, dv, dout, q, k, v, out, lse, Dscratch, s);
 }
 

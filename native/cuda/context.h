@@ -38,7 +38,7 @@ struct CudaAddon {
   int compute = CUBLAS_COMPUTE_32F;  // setMathMode
   // how attention runs (setAttention, $GPT_NATIVE_CUDA_ATTENTION): cuBLAS + row kernels, the fused kernels of
   // attention.cu, or the tensor-core kernels of attention_flash.cu where they apply (else as with kGemm)
-  enum class Attn { kGemm, kFused, kFlash };
+  enum class Attn { kGemm, kFused, kFlash, kFlash2 };
   Attn attn_kind = Attn::kFlash;  // measured fastest for bf16 on the H200 (BENCHMARKS.md); else as kGemm
   int64_t flash_calls = 0, flash_fallbacks = 0;  // attention calls that ran flash / that asked for it and could not
   int64_t attn_scratch = int64_t(256) << 20;  // score scratch bytes a chunk of heads may use ($GPT_NATIVE_CUDA_ATTN_SCRATCH)

@@ -514,11 +514,11 @@ void need_view(const DView& a, const int64_t* st, int64_t B, int64_t T, int64_t 
   need(a, req, op, name, str_cat("(B=", B, ",T=", T, ",", width, ") with strides [", st[0], ",", st[1], "]"));
 }
 
-// Which attention kernels run this call (setAttention; flash only where attention_flash_supported: bf16, its
-// head sizes, and kernels built for this device at sm_80 or later; else as 'gemm')
+// Which attention kernels run this call (setAttention; flash and flash2 only where attention_flash_supported: bf16,
+// its head sizes, and kernels built for this device at sm_80 or later; else as 'gemm')
 enum class AttnPath { kGemm, kFused, kFlash };
 AttnPath attn_path(CudaAddon& a, DType dt, const AttnDims& s) {
-  if (a.attn_kind == CudaAddon::Attn::kFlash) {
+  if (a.attn_kind == CudaAddon::Attn::kFlash || a.attn_kind == CudaAddon::Attn::kFlash2) {
     if (attention_flash_supported(dt, s)) {
       ++a.flash_calls;
       return AttnPath::kFlash;
@@ -548,7 +548,9 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   const DType dt = act_dtype(op, {{&out, "out"}, {&q, "q"}, {&k, "k"}, {&v, "v"}});
   float* lp = f32v(lse, op, "lse");
   switch (attn_path(a, dt, s)) {
-    case AttnPath::kFlash: attention_forward_flash(a.stream, out.p, lp, q.p, k.p, v.p, s); break;
+    case AttnPath::kFlash:
+      attention_forward_flash(a.stream, out.p, lp, q.p, k.p, v.p, s, a.attn_kind == CudaAddon::Attn::kFlash2);
+      break;
     case AttnPath::kGemm: attention_forward_gemm(a, dt, out.p, lp, q.p, k.p, v.p, s); break;
     case AttnPath::kFused: attention_forward(a.stream, dt, out.p, lp, q.p, k.p, v.p, s); break;
   }
@@ -588,7 +590,8 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   } else {
     auto* D = static_cast<float*>(a.floats.get(a.stream, s.B * s.NH * s.Tq * sizeof(float)));
     if (path == AttnPath::kFlash)
-      attention_backward_flash(a.stream, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, out.p, lp, D, s);
+      attention_backward_flash(a.stream, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, out.p, lp, D, s,
+                               a.attn_kind == CudaAddon::Attn::kFlash2);
     else
       attention_backward(a.stream, dt, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, out.p, lp, D, s);
   }

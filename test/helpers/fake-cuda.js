@@ -79,7 +79,7 @@ const addon = {
   },
   mathMode: () => mathMode,
   setAttention(k) {
-    if (!['gemm', 'fused', 'flash'].includes(k)) throw new TypeError(`fake cuda: attention ${k}`);
+    if (!['gemm', 'fused', 'flash', 'flash2'].includes(k)) throw new TypeError(`fake cuda: attention ${k}`);
     const prev = attention;
     attention = k;
     return prev;
