@@ -18,12 +18,14 @@
 //   flash_dkv_kernel      block per (64 keys, b·NH + h): loops over the query tiles that see them, recomputes Pᵀ
 //                         and dPᵀ, dV += (P∘M·keep)ᵀ·dout, dK += dSᵀ·Q (its K and V stay in shared memory and
 //                         are read as A operands there: the registers hold the dK and dV accumulators)
-// setAttention('flash2') (an opt-in until a GPU run times it against 'flash'): the forward kernel with 32 query rows
-// a warp (MT = 2, blocks of 128 queries; each K and V fragment read from shared memory serves both 16-row m-tiles,
-// and a key tile's scores are taken 32 keys at a time so that both m-tiles' fit beside the output accumulators;
-// warps whose rows see none of a key tile skip its products), and the forward and dQ kernels with their K/V tiles
-// double-buffered: the next tile streams in with cp.async (sm_80+, no registers) during the current one's
-// products (next_kv). The emulator runs cp.async as a plain copy; gpu-check's racecheck/synccheck cover the order.
+// setAttention('flash2') (an opt-in until a GPU run times it against 'flash'; built for sm_90+, elsewhere it runs as
+// 'flash'): the forward kernel with 32 query rows a warp (MT = 2, blocks of 128 queries; each K and V fragment
+// read from shared memory serves both 16-row m-tiles, and a key tile's scores are taken 32 keys at a time so that
+// both m-tiles' fit beside the output accumulators; warps whose rows see none of a key tile skip its products);
+// all three kernels with their streamed tiles double-buffered: the next K/V (forward, dQ) or Q/dout (dK/dV) tile
+// streams in with cp.async (no registers) during the current one's products (next_kv; flash_dkv_pipe_kernel, in
+// dynamic shared memory). The emulator runs cp.async as a plain copy; gpu-check's racecheck/synccheck cover the
+// order.
 // No atomics: dQ and dK/dV come from separate kernels (P is recomputed in both), so results are deterministic.
 // Scores that no row may see are -inf before the softmax; tiles that lie wholly inside every row's range skip
 // the mask. Query blocks run the longest first (causal rows near the end see the most keys).
@@ -32,8 +34,8 @@
 // loads and ldmatrix, and the 8 rows an ldmatrix phase reads fall in distinct banks.
 // Head sizes: HS = 64 (every GPT-2 size, GPT-3 Small and Medium) and 32, a template each; the host takes the
 // cuBLAS path for the rest (ops.cc). HS = 96 would need more than the 48 KiB of static shared memory in the
-// dK/dV kernel (four tiles of 64 × 104 bf16: dynamic shared memory, which the emulator does not model yet), and
-// HS = 80 an odd number of 16-column chunks (the products take them two at a time).
+// dK/dV kernel (four tiles of 64 × 104 bf16: dynamic shared memory, as flash_dkv_pipe_kernel takes), and HS = 80
+// an odd number of 16-column chunks (the products take them two at a time).
 // Dropout is a template flag: without it, the kernels carry no hash code (fewer registers).
 #include <cfloat>
 #include <cmath>
@@ -47,6 +49,18 @@ namespace gn {
 namespace cuda {
 
 namespace {
+
+// flash2's kernels (the PIPE forms) are built for sm_90 and later (at sm_80 ptxas spilled some of them): compiled
+// for an older architecture, their bodies are a trap, and the host runs the flash kernels there (flash2_built)
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_EMU__) && __CUDA_ARCH__ < 900
+#define GN_FLASH2_TRAP()  \
+  do {                    \
+    __trap();             \
+    return;               \
+  } while (0)
+#else
+#define GN_FLASH2_TRAP() (void)0
+#endif
 
 constexpr int kRows = 64;  // rows of a block: queries (forward, dq) or keys (dkv); 16 per warp
 constexpr int kTile = 64;  // rows of a streamed tile: keys (forward, dq) or queries (dkv)
@@ -276,23 +290,28 @@ __device__ __forceinline__ void load_kv(Tile<HD>& sK, Tile<HD>& sV, const bf16* 
   __syncthreads();
 }
 
-// Starts the key tile j0 .. j0+63 of K and V into shared tiles: with cp.async where the rows are 16-byte aligned
-// (it lands by the next cp_async_wait), else loaded at once. Keys past hi are zeros, as in load_kv.
+// Starts rows r0 .. r0+63 of a (T, HD) slice (row stride st) into a shared tile: with cp.async where the rows are
+// 16-byte aligned (it lands by the next cp_async_wait), else loaded at once; rows >= T are zeros, not read.
 template <int HD>
-__device__ __forceinline__ void fetch_kv(Tile<HD>& sK, Tile<HD>& sV, const bf16* kb, const bf16* vb, const FDims& s,
-                                         int j0, int hi) {
-  if (!s.vec) {
-    load_tile<HD>(sK, kb, s.kst, j0, hi + 1, false);
-    load_tile<HD>(sV, vb, s.vst, j0, hi + 1, false);
+__device__ __forceinline__ void fetch_rows(Tile<HD>& tile, const bf16* base, int64_t st, int r0, int T, bool vec) {
+  if (!vec) {
+    load_tile<HD>(tile, base, st, r0, T, false);
     return;
   }
   constexpr int C8 = HD / 8;
   for (int c = threadIdx.x; c < kTile * C8; c += kThreads) {
-    const int r = c / C8, d = (c % C8) * 8, row = j0 + r;
-    const bool ok = row <= hi;
-    cp_async16(&sK.x[r][d], ok ? kb + static_cast<int64_t>(row) * s.kst + d : kb, ok);
-    cp_async16(&sV.x[r][d], ok ? vb + static_cast<int64_t>(row) * s.vst + d : vb, ok);
+    const int r = c / C8, d = (c % C8) * 8, row = r0 + r;
+    const bool ok = row < T;
+    cp_async16(&tile.x[r][d], ok ? base + static_cast<int64_t>(row) * st + d : base, ok);
   }
+}
+
+// The key tile j0 .. j0+63 of K and V, started as fetch_rows does. Keys past hi are zeros, as in load_kv.
+template <int HD>
+__device__ __forceinline__ void fetch_kv(Tile<HD>& sK, Tile<HD>& sV, const bf16* kb, const bf16* vb, const FDims& s,
+                                         int j0, int hi) {
+  fetch_rows<HD>(sK, kb, s.kst, j0, hi + 1, s.vec);
+  fetch_rows<HD>(sV, vb, s.vst, j0, hi + 1, s.vec);
 }
 
 template <int HD>
@@ -386,6 +405,7 @@ __device__ __forceinline__ void mul_pb_mt(float (&acc)[MT][HD / 8][4], const flo
 template <int HD, bool DROP, int MT, bool PIPE>
 __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
                                                                  const bf16* v, FDims s) {
+  if (PIPE) GN_FLASH2_TRAP();
   constexpr int kNB = PIPE ? 2 : 1;  // buffers a tile
   __shared__ Tile<HD> sK[kNB];
   __shared__ Tile<HD> sV[kNB];
@@ -530,6 +550,7 @@ template <int HD, bool DROP, bool PIPE>
 __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const float* Dbuf, const bf16* dout,
                                                             const bf16* q, const bf16* k, const bf16* v,
                                                             const float* lse, FDims s) {
+  if (PIPE) GN_FLASH2_TRAP();
   constexpr int kNB = PIPE ? 2 : 1;  // buffers a tile
   __shared__ Tile<HD> sK[kNB];
   __shared__ Tile<HD> sV[kNB];
@@ -610,6 +631,68 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
   }
 }
 
+// flash_dkv_pipe_kernel's work on one query tile (i0 .. i0+63) once sc holds Sᵀ (keys × queries) and dp holds dPᵀ:
+// sc becomes (P∘M·keep)ᵀ and dp becomes dSᵀ; L and D are the tile's rows' logsumexp (log2 units) and D_i.
+// flash_dkv_kernel keeps the same loop inline over its static sL and sD arrays: through this function ptxas
+// spilled it at sm_80.
+template <bool DROP>
+__device__ __forceinline__ void dkv_tile_grads(float (&sc)[8][4], float (&dp)[8][4], const FDims& s, const float* L,
+                                               const float* D, uint32_t keep, int i0, int j0, int r0, int g, int t) {
+  // every query of i0 .. i0+63 sees every key of j0 .. j0+63
+  const bool full = i0 + kTile <= s.Tq && j0 + kRows <= s.Tk && s.q_pos0 + i0 >= j0 + kRows - 1 &&
+                    (s.window <= 0 || s.q_pos0 + i0 + kTile - 1 < j0 + s.window);
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int j = j0 + r0 + g + 8 * rr;
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int col = nt * 8 + 2 * t + c;
+        const int i = i0 + col;
+        const int e = 2 * rr + c;
+        // exact zeros outside the mask: a key row that no query sees may hold anything (a KV cache's tail)
+        float dS = 0.0f, Pf = 0.0f;
+        if (full || sees(s, i, j)) {
+          const float P = exp2f(sc[nt][e] * s.scale_log2 - L[col]);
+          const float f = DROP ? keep_of(s, keep, nt, e) : 1.0f;
+          dS = P * (dp[nt][e] * f - D[col]);
+          Pf = P * f;
+        }
+        dp[nt][e] = dS;  // dSᵀ
+        sc[nt][e] = Pf;  // (P∘M·keep)ᵀ
+      }
+  }
+}
+
+// the queries that see keys j0 .. j0+63: p >= j0 and, with a window, p <= j_last + window - 1
+__device__ __forceinline__ void key_block_queries(const FDims& s, int j0, int* lo, int* hi) {
+  const int j_last = j0 + kRows < s.Tk ? j0 + kRows - 1 : s.Tk - 1;
+  *lo = j0 - s.q_pos0 > 0 ? j0 - s.q_pos0 : 0;
+  *hi = s.Tq - 1;
+  if (s.window > 0 && j_last + s.window - 1 - s.q_pos0 < *hi) *hi = j_last + s.window - 1 - s.q_pos0;
+}
+
+// dK and dV rows j0 + r0 + g (+8) from the accumulators
+template <int HD>
+__device__ __forceinline__ void store_dkv(bf16* dk, bf16* dv, const float (&dka)[HD / 8][4], const float (&dva)[HD / 8][4],
+                                          const FDims& s, int b, int h, int j0, int r0, int g, int t) {
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int j = j0 + r0 + g + 8 * rr;
+    if (j >= s.Tk) continue;
+    bf16* krow = dk + b * s.ksb + j * s.kst + h * HD;
+    bf16* vrow = dv + b * s.vsb + j * s.vst + h * HD;
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; ++nt)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        krow[nt * 8 + 2 * t + c] = from_f<bf16>(s.scale * dka[nt][2 * rr + c]);
+        vrow[nt * 8 + 2 * t + c] = from_f<bf16>(dva[nt][2 * rr + c]);
+      }
+  }
+}
+
 template <int HD, bool DROP>
 __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv, const float* Dbuf, const bf16* dout,
                                                              const bf16* q, const bf16* k, const bf16* v,
@@ -635,11 +718,8 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv,
   for (int nt = 0; nt < HD / 8; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dka[nt][e] = dva[nt][e] = 0.0f;
-  // the queries that see keys j0 .. j_last: p >= j0 and, with a window, p <= j_last + window - 1
-  const int j_last = j0 + kRows < s.Tk ? j0 + kRows - 1 : s.Tk - 1;
-  const int lo = j0 - s.q_pos0 > 0 ? j0 - s.q_pos0 : 0;
-  int hi = s.Tq - 1;
-  if (s.window > 0 && j_last + s.window - 1 - s.q_pos0 < hi) hi = j_last + s.window - 1 - s.q_pos0;
+  int lo, hi;
+  key_block_queries(s, j0, &lo, &hi);
   for (int i0 = lo; i0 <= hi; i0 += kTile) {
     const uint32_t keep = DROP ? keep_mask<true>(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, j0 + r0 + g, i0 + 2 * t) : 0u;
     __syncthreads();
@@ -682,20 +762,100 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv,
     mul_pb<HD>(dva, sc, sO, lane);
     mul_pb<HD>(dka, dp, sQ, lane);
   }
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    const int j = j0 + r0 + g + 8 * rr;
-    if (j >= s.Tk) continue;
-    bf16* krow = dk + b * s.ksb + j * s.kst + h * HD;
-    bf16* vrow = dv + b * s.vsb + j * s.vst + h * HD;
-#pragma unroll
-    for (int nt = 0; nt < HD / 8; ++nt)
-#pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        krow[nt * 8 + 2 * t + c] = from_f<bf16>(s.scale * dka[nt][2 * rr + c]);
-        vrow[nt * 8 + 2 * t + c] = from_f<bf16>(dva[nt][2 * rr + c]);
-      }
+  store_dkv<HD>(dk, dv, dka, dva, s, b, h, j0, r0, g, t);
+}
+
+// One query tile of flash_dkv_pipe_kernel (below): its Q, dout, L and D in (qc, oc, lc, dc); the next tile started
+// into (qn, on, ln, dn)
+template <int HD, bool DROP>
+__device__ __forceinline__ void dkv_pipe_tile(float (&dka)[HD / 8][4], float (&dva)[HD / 8][4], const Tile<HD>& sK,
+                                              const Tile<HD>& sV, Tile<HD>& qc, Tile<HD>& oc, float* lc, float* dc,
+                                              Tile<HD>& qn, Tile<HD>& on, float* ln, float* dn, const bf16* qb,
+                                              const bf16* ob, const float* lrow, const float* drow, const FDims& s,
+                                              int i0, int hi, int j0, int b, int h, int r0, int lane, int c,
+                                              bool readsL) {
+  const int g = lane >> 2, t = lane & 3;
+  const uint32_t keep = DROP ? keep_mask<true>(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, j0 + r0 + g, i0 + 2 * t) : 0u;
+  __syncthreads();  // every warp is done with the next tile's buffers (the previous tile's)
+  const bool more = i0 + kTile <= hi;
+  if (more) {
+    fetch_rows<HD>(qn, qb, s.qst, i0 + kTile, s.Tq, s.vec);
+    fetch_rows<HD>(on, ob, s.ost, i0 + kTile, s.Tq, s.vec);
+    const int i = i0 + kTile + c;
+    (readsL ? ln : dn)[c] = i < s.Tq ? (readsL ? lrow[i] * kLog2e : drow[i]) : 0.0f;
   }
+  cp_async_commit();
+  cp_async_wait<1>();  // all but the group just committed: tile i0 has landed
+  __syncthreads();
+  float sc[8][4], dp[8][4];
+  mul_abt_shared<HD>(sc, sK, r0, qc, lane);  // Sᵀ: keys × queries
+  mul_abt_shared<HD>(dp, sV, r0, oc, lane);  // dPᵀ
+  dkv_tile_grads<DROP>(sc, dp, s, lc, dc, keep, i0, j0, r0, g, t);
+  mul_pb<HD>(dva, sc, oc, lane);
+  mul_pb<HD>(dka, dp, qc, lane);
+}
+
+// The dK/dV kernel with its Q and dout tiles double-buffered (setAttention('flash2')): tile i0 + 64 streams in with
+// cp.async during tile i0's products (its logsumexp and D rows are plain loads then). K and V stay in shared memory
+// as in flash_dkv_kernel; with two Q and two dout tiles that is six tiles (about 55 KiB at HD = 64), so the kernel
+// takes dynamic shared memory (dkv_pipe_shared_bytes; dkv_pipe_launch raises the limit). The buffers alternate by
+// a parity index (pointers swapped instead, or the loop unrolled by two, made ptxas spill).
+template <int HD>
+constexpr size_t dkv_pipe_shared_bytes() {
+  return 6 * sizeof(Tile<HD>) + 4 * kTile * sizeof(float);
+}
+template <int HD, bool DROP>
+__global__ void __launch_bounds__(kThreads) flash_dkv_pipe_kernel(bf16* dk, bf16* dv, const float* Dbuf,
+                                                                  const bf16* dout, const bf16* q, const bf16* k,
+                                                                  const bf16* v, const float* lse, FDims s) {
+  GN_FLASH2_TRAP();
+  GN_DYNAMIC_SHARED(smem);
+  Tile<HD>* tiles = reinterpret_cast<Tile<HD>*>(smem);  // K, V, Q[2], dout[2]
+  Tile<HD>& sK = tiles[0];
+  Tile<HD>& sV = tiles[1];
+  float* sLD = reinterpret_cast<float*>(tiles + 6);  // L[2][64], D[2][64]
+  const Place pl = place(s);
+  const int b = pl.b, h = pl.h, lane = pl.lane, g = pl.g, t = pl.t, r0 = pl.r0;
+  const int j0 = static_cast<int>(blockIdx.x) * kRows;
+  const bf16* qb = q + b * s.qsb + h * HD;
+  const bf16* ob = dout + b * s.osb + h * HD;
+  const float* lrow = lse + (static_cast<int64_t>(b) * s.NH + h) * s.Tq;
+  const float* drow = Dbuf + (static_cast<int64_t>(b) * s.NH + h) * s.Tq;
+  int lo, hi;
+  key_block_queries(s, j0, &lo, &hi);
+  fetch_rows<HD>(tiles[2], qb, s.qst, lo, s.Tq, s.vec);  // the first query tile's copy runs while K and V are read
+  fetch_rows<HD>(tiles[4], ob, s.ost, lo, s.Tq, s.vec);
+  cp_async_commit();
+  load_tile<HD>(sK, k + b * s.ksb + h * HD, s.kst, j0, s.Tk, s.vec);
+  load_tile<HD>(sV, v + b * s.vsb + h * HD, s.vst, j0, s.Tk, s.vec);
+  const int c = threadIdx.x & (kTile - 1);  // the row whose L (threads 0..63) or D (64..127) this thread reads
+  const bool readsL = threadIdx.x < kTile;
+  (readsL ? sLD : sLD + 2 * kTile)[c] = lo + c < s.Tq ? (readsL ? lrow[lo + c] * kLog2e : drow[lo + c]) : 0.0f;
+
+  float dka[HD / 8][4], dva[HD / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < HD / 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dka[nt][e] = dva[nt][e] = 0.0f;
+  for (int i0 = lo, cur = 0; i0 <= hi; i0 += kTile, cur ^= 1)
+    dkv_pipe_tile<HD, DROP>(dka, dva, sK, sV, tiles[2 + cur], tiles[4 + cur], sLD + cur * kTile, sLD + (2 + cur) * kTile,
+                            tiles[3 - cur], tiles[5 - cur], sLD + (1 - cur) * kTile, sLD + (3 - cur) * kTile, qb, ob,
+                            lrow, drow, s, i0, hi, j0, b, h, r0, lane, c, readsL);
+  cp_async_wait<0>();  // (nothing may be in flight when the block ends)
+  store_dkv<HD>(dk, dv, dka, dva, s, b, h, j0, r0, g, t);
+}
+
+// launches flash_dkv_pipe_kernel, raising its dynamic shared memory limit on first use
+template <int HD, bool DROP>
+void dkv_pipe_launch(const Stream& st, dim3 grid, bf16* dk, bf16* dv, const float* D, const bf16* dout, const bf16* q,
+                     const bf16* k, const bf16* v, const float* lse, const FDims& s) {
+  constexpr size_t kBytes = dkv_pipe_shared_bytes<HD>();
+  static const cudaError_t set = cudaFuncSetAttribute(flash_dkv_pipe_kernel<HD, DROP>,
+                                                      cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kBytes));
+  if (set != cudaSuccess)
+    throw_cuda(set, "cudaFuncSetAttribute(flash_dkv_pipe_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize)",
+               __FILE__, __LINE__);
+  flash_dkv_pipe_kernel<HD, DROP><<<grid, kThreads, kBytes, st.s>>>(dk, dv, D, dout, q, k, v, lse, s);
 }
 
 // ---- flash_probe: the products above, one at a time, on given 64×64 bf16 tiles (a diagnostic) ----------------
@@ -800,9 +960,14 @@ void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const
                                                  static_cast<const bf16*>(v), lse, s);
   GN_LAUNCHED(st, "flash_dq_kernel");
   const dim3 gk(static_cast<unsigned>((s.Tk + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.NH));
-  flash_dkv_kernel<HD, DROP><<<gk, kThreads, 0, st.s>>>(static_cast<bf16*>(dk), static_cast<bf16*>(dv), D,
-                                                  static_cast<const bf16*>(dout), static_cast<const bf16*>(q),
-                                                  static_cast<const bf16*>(k), static_cast<const bf16*>(v), lse, s);
+  if (V2)
+    dkv_pipe_launch<HD, DROP>(st, gk, static_cast<bf16*>(dk), static_cast<bf16*>(dv), D, static_cast<const bf16*>(dout),
+                              static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
+                              lse, s);
+  else
+    flash_dkv_kernel<HD, DROP><<<gk, kThreads, 0, st.s>>>(static_cast<bf16*>(dk), static_cast<bf16*>(dv), D,
+                                                    static_cast<const bf16*>(dout), static_cast<const bf16*>(q),
+                                                    static_cast<const bf16*>(k), static_cast<const bf16*>(v), lse, s);
   GN_LAUNCHED(st, "flash_dkv_kernel");
 }
 
@@ -835,6 +1000,21 @@ bool flash_built() {
 }
 }  // namespace
 
+namespace {
+// flash2's kernels run their real bodies on this device (an sm_90+ image; GN_FLASH2_TRAP), else 'flash2' runs as
+// 'flash'
+bool flash2_built() {
+  static int built = -1;
+  if (built < 0) {
+    cudaFuncAttributes at;
+    built = flash_built() && cudaFuncGetAttributes(&at, flash_forward_kernel<64, false, 2, true>) == cudaSuccess &&
+            at.binaryVersion >= 90;
+    (void)cudaGetLastError();
+  }
+  return built == 1;
+}
+}  // namespace
+
 bool flash_probe(const Stream& st, float* out, const void* x, const void* y, const void* p, const void* v) {
   if (!flash_built()) return false;
   flash_probe_kernel<<<1, kThreads, 0, st.s>>>(out, static_cast<const bf16*>(x), static_cast<const bf16*>(y),
@@ -853,6 +1033,7 @@ void attention_forward_flash(const Stream& st, void* out, float* lse, const void
   const FDims s = make_fdims(d, aligned16(q, d.q[0], d.q[1]) && aligned16(k, d.k[0], d.k[1]) &&
                                     aligned16(v, d.v[0], d.v[1]));
   const bool drop = s.dropout > 0.0f;
+  v2 = v2 && flash2_built();
   const auto run = v2 ? (drop ? fwd_of<true, true> : fwd_of<false, true>)
                       : (drop ? fwd_of<true, false> : fwd_of<false, false>);
   run(d.HS)(st, out, lse, q, k, v, s);
@@ -864,6 +1045,7 @@ void attention_backward_flash(const Stream& st, void* dq, void* dk, void* dv, co
   const FDims s = make_fdims(d, aligned16(q, d.q[0], d.q[1]) && aligned16(k, d.k[0], d.k[1]) &&
                                     aligned16(v, d.v[0], d.v[1]) && aligned16(dout, d.o[0], d.o[1]));
   const bool drop = s.dropout > 0.0f;
+  v2 = v2 && flash2_built();
   const auto run = v2 ? (drop ? bwd_of<true, true> : bwd_of<false, true>)
                       : (drop ? bwd_of<true, false> : bwd_of<false, false>);
   run(d.HS)(st, dq, dk, dv, dout, q, k, v, out, lse, Dscratch, s);

@@ -9,6 +9,14 @@
 
 #include "cuda/dtype.h"
 
+// A kernel's dynamic shared memory (the launch's third argument; above 48 KiB only after cudaFuncSetAttribute with
+// cudaFuncAttributeMaxDynamicSharedMemorySize): `GN_DYNAMIC_SHARED(name);` declares `name`, 16-byte aligned bytes
+#ifdef __CUDA_EMU__
+#define GN_DYNAMIC_SHARED(name) unsigned char* name = ::gn_emu::dynamic_shared()
+#else
+#define GN_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
+
 namespace gn {
 namespace cuda {
 

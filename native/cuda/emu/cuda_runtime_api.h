@@ -15,7 +15,9 @@
 //     that can never release (deadlock, a lane of the mask that has exited, a partial warp with a full mask) is
 //     a launch failure whose text names the kernel, block and thread;
 //   - __shared__ variables are function statics (one block runs at a time), so they keep what the previous
-//     block left there, like uninitialised shared memory;
+//     block left there, like uninitialised shared memory; dynamic shared memory (GN_DYNAMIC_SHARED) is one
+//     227 KiB buffer per OS thread, and a launch asking for more than 48 KiB of it needs the kernel's
+//     cudaFuncAttributeMaxDynamicSharedMemorySize, as on a GPU;
 //   - device memory is host memory from mmap: the end of every allocation (rounded up to 8 bytes) touches a
 //     PROT_NONE page, so reading or writing past the end of a buffer crashes the test instead of passing silently; fresh allocations are
 //     filled with 0xFF bytes (NaN as floats), so reading memory nobody wrote shows up as NaN; freed memory is
@@ -129,8 +131,24 @@ inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, T* entry) {
   return cudaSuccess;
 }
 
+// cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes): a kernel may be launched with
+// more than 48 KiB of dynamic shared memory only after this, up to 227 KiB (sm_90's limit), as on a GPU
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+namespace gn_emu {
+cudaError_t set_func_attribute(const void* fn, cudaFuncAttribute attr, int value);
+}
+template <typename T>
+inline cudaError_t cudaFuncSetAttribute(T* entry, cudaFuncAttribute attr, int value) {
+  return ::gn_emu::set_func_attribute(reinterpret_cast<const void*>(entry), attr, value);
+}
+
 // ---- the emulator ---------------------------------------------------------------------------------------
 namespace gn_emu {
+
+// A block's dynamic shared memory (extern __shared__ on a GPU; GN_DYNAMIC_SHARED in device.cuh): one buffer per OS
+// thread, like the __shared__ statics, holding what the previous block left
+constexpr size_t kMaxDynamicShared = 227 * 1024;
+unsigned char* dynamic_shared();
 
 // The CUDA thread a fiber is running (what threadIdx & co. read).
 struct ThreadState {
@@ -153,7 +171,8 @@ void ldmatrix_x4(uint32_t (&r)[4], const void* row, bool trans);
 
 using Thunk = void (*)(void*);
 // Runs a whole grid: thunk(closure) once per CUDA thread. Records a launch error for cudaGetLastError.
-void run_grid(const char* name, dim3 grid, dim3 block, size_t smem, cudaStream_t s, Thunk thunk, void* closure);
+void run_grid(const void* fn, const char* name, dim3 grid, dim3 block, size_t smem, cudaStream_t s, Thunk thunk,
+              void* closure);
 
 template <typename... P>
 struct Launch {
@@ -170,7 +189,7 @@ struct Launch {
       void (*fn)(P...);
       std::tuple<std::decay_t<P>...> args;
     } c{fn, std::tuple<std::decay_t<P>...>(static_cast<P>(std::forward<A>(a))...)};
-    run_grid(name, grid, block, smem, stream, [](void* p) {
+    run_grid(reinterpret_cast<const void*>(fn), name, grid, block, smem, stream, [](void* p) {
       auto* cl = static_cast<Closure*>(p);
       std::apply(cl->fn, cl->args);  // each thread gets its own copies of the parameters
     }, &c);

@@ -407,7 +407,27 @@ unsigned ballot(unsigned mask, bool pred) {
   return static_cast<unsigned>(warp_collective(WarpOp::Ballot, mask, pred ? 1 : 0));
 }
 
-void run_grid(const char* name, dim3 grid, dim3 block, size_t smem, cudaStream_t, Thunk thunk, void* closure) {
+namespace {
+std::mutex g_attr_mu;
+std::map<const void*, size_t> g_max_dynamic_shared;  // cudaFuncAttributeMaxDynamicSharedMemorySize per kernel
+}  // namespace
+
+cudaError_t set_func_attribute(const void* fn, cudaFuncAttribute attr, int value) {
+  if (!fn || attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute: attribute");
+  if (value < 0 || static_cast<size_t>(value) > kMaxDynamicShared)
+    return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute: more dynamic shared memory than a block may have (227 KiB)");
+  std::lock_guard<std::mutex> lock(g_attr_mu);
+  g_max_dynamic_shared[fn] = static_cast<size_t>(value);
+  return cudaSuccess;
+}
+
+unsigned char* dynamic_shared() {
+  alignas(16) static thread_local unsigned char buf[kMaxDynamicShared];
+  return buf;
+}
+
+void run_grid(const void* fn, const char* name, dim3 grid, dim3 block, size_t smem, cudaStream_t, Thunk thunk,
+              void* closure) {
   const uint64_t nthreads = uint64_t(block.x) * block.y * block.z;
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || nthreads == 0 || nthreads > 1024 || block.z > 64 ||
       grid.y > 65535 || grid.z > 65535 || grid.x > 0x7fffffffu) {
@@ -417,9 +437,19 @@ void run_grid(const char* name, dim3 grid, dim3 block, size_t smem, cudaStream_t
     fail(cudaErrorInvalidConfiguration, b);
     return;
   }
-  if (smem > 48 * 1024) {
-    fail(cudaErrorInvalidValue, std::string("launch of ") + name + " asks for more than 48 KiB of dynamic shared memory");
-    return;
+  if (smem > 48 * 1024) {  // allowed up to the kernel's cudaFuncAttributeMaxDynamicSharedMemorySize
+    size_t max = 48 * 1024;
+    {
+      std::lock_guard<std::mutex> lock(g_attr_mu);
+      auto it = g_max_dynamic_shared.find(fn);
+      if (it != g_max_dynamic_shared.end() && it->second > max) max = it->second;
+    }
+    if (smem > max) {
+      fail(cudaErrorInvalidValue, std::string("launch of ") + name + " asks for " + std::to_string(smem) +
+                                      " bytes of dynamic shared memory, more than 48 KiB and its "
+                                      "cudaFuncAttributeMaxDynamicSharedMemorySize (" + std::to_string(max) + ")");
+      return;
+    }
   }
   if (g_grid.cur) {
     std::fprintf(stderr, "gpt-native CUDA emulator: kernel launch from inside a kernel\n");

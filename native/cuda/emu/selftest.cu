@@ -4,6 +4,8 @@
 // over the limits, copies outside an allocation, memory nobody wrote). Written as CUDA, so nvcc compiles it too.
 #include <cuda_runtime.h>
 
+#include "cuda/device.cuh"  // GN_DYNAMIC_SHARED
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -37,6 +39,19 @@ __global__ void shuffles(int* out) {
   out[t * 6 + 3] = bcast;
   out[t * 6 + 4] = sub;
   out[t * 6 + 5] = static_cast<int>(even);
+}
+
+// n ints through dynamic shared memory (GN_DYNAMIC_SHARED): written by every thread, summed by thread 0
+__global__ void dynamic_shared_sum(long long* out, int n) {
+  GN_DYNAMIC_SHARED(smem);
+  int* v = reinterpret_cast<int*>(smem);
+  for (int i = threadIdx.x; i < n; i += blockDim.x) v[i] = i % 1000 + static_cast<int>(blockIdx.x);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    long long s = 0;
+    for (int i = 0; i < n; ++i) s += v[i];
+    out[blockIdx.x] = s;
+  }
 }
 
 // block sum of 1..n over a 2-D block, through shared memory
@@ -157,6 +172,29 @@ int main() {
   copy_kernel<<<1, 2048>>>(d_f, d_f, 1);
   check(last_error_is(cudaErrorInvalidConfiguration, "copy_kernel"), "2048 threads per block");
   check(cudaGetLastError() == cudaSuccess, "errors are cleared once read");
+
+  // dynamic shared memory: above 48 KiB only after cudaFuncSetAttribute, as on a GPU, and up to 227 KiB
+  {
+    const int n = 20000;  // 80,000 bytes
+    const size_t bytes = n * sizeof(int);
+    long long* d_s;
+    cudaMalloc(&d_s, 2 * sizeof(long long));
+    dynamic_shared_sum<<<2, 128, bytes>>>(d_s, n);
+    check(last_error_is(cudaErrorInvalidValue, "dynamic shared memory"), "80,000 bytes of dynamic shared memory need the attribute");
+    check(cudaFuncSetAttribute(dynamic_shared_sum, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024) ==
+              cudaErrorInvalidValue, "a limit over 227 KiB is refused");
+    (void)cudaGetLastError();
+    check(cudaFuncSetAttribute(dynamic_shared_sum, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(bytes)) == cudaSuccess, "cudaFuncSetAttribute");
+    dynamic_shared_sum<<<2, 128, bytes>>>(d_s, n);
+    check(cudaGetLastError() == cudaSuccess, "launch with 80,000 bytes of dynamic shared memory");
+    long long got[2] = {0, 0}, want[2] = {0, 0};
+    cudaMemcpy(got, d_s, sizeof got, cudaMemcpyDeviceToHost);
+    for (int b = 0; b < 2; ++b)
+      for (int i = 0; i < n; ++i) want[b] += i % 1000 + b;
+    check(got[0] == want[0] && got[1] == want[1], "sums through dynamic shared memory");
+    cudaFree(d_s);
+  }
 
   // device memory
   std::vector<float> host(65, 1.0f);
