@@ -67,8 +67,9 @@ export interface NativeAddon {
    */
   linearBackward(dinp: F32 | null, dweight: F32 | null, dbias: F32 | null, dout: F32, inp: F32, weight: F32 | U16,
     N: number, C: number, OC: number, geluPre?: F32 | null): void;
+  /** With addA and addB, inp = addA + addB is written first and then normalised (the residual stream's add, in the same pass). */
   layernormForward(out: F32, mean: F32 | null, rstd: F32 | null, inp: F32, weight: F32, bias: F32, N: number,
-    C: number, eps: number): void;
+    C: number, eps: number, addA?: F32 | null, addB?: F32 | null): void;
   /** dinp = the input gradient (or, with accumulate, dinp += it: a residual stream's gradient); dweight, dbias += theirs. */
   layernormBackward(dinp: F32 | null, dweight: F32, dbias: F32, dout: F32, inp: F32, weight: F32, mean: F32,
     rstd: F32, N: number, C: number, accumulate?: boolean): void;

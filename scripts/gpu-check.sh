@@ -159,7 +159,8 @@ krow "$WORK/kernels-bf16.md" " (bf16)" 'lm_head forward (' 'lm_head forward [unp
   'mlp fc+gelu forward [' 'mlp proj backward + dgelu |' 'mlp proj backward + dgelu [' 'attention_forward |' \
   'attention_backward |' 'attention_forward [flash]' 'attention_backward [flash]' 'attention_forward [flash2]' \
   'attention_backward [flash2]' 'softmax_xent_forward' 'softmax_xent_backward' \
-  'softmax_xent loss+grad' 'layernorm_forward' 'layernorm_backward |' 'layernorm_backward (dinp'
+  'softmax_xent loss+grad' 'layernorm_forward' 'residual add + layernorm' 'residual add |' 'layernorm_backward |' \
+  'layernorm_backward (dinp'
 # layernorm's backward in two passes (what the one-pass kernel replaced), beside the rows above
 GPT_NATIVE_CUDA_LN_FUSED=0 t 60 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
   --filter layernorm_backward > "$WORK/kernels-ln2.md" 2>>"$LOG"

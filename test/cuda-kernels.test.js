@@ -122,6 +122,8 @@ for (const [N, C] of [[1, 768], [13, 37], [300, 96]]) {
     const inp = randF32(N * C, s, 3), w = randF32(C, s + 1), b = randF32(C, s + 2), out = randF32(N * C, s + 3);
     const mean = randF32(N, s + 4), rstd = randF32(N, s + 5);
     cross(t, 'layernormForward', [out, mean, rstd, inp, w, b, N, C, 1e-5], { outputs: [0, 1, 2] });
+    // with the residual add: inp = addA + addB written first
+    cross(t, 'layernormForward', [out, mean, rstd, randF32(N * C, s + 10), w, b, N, C, 1e-5, randF32(N * C, s + 11, 2), randF32(N * C, s + 12)], { outputs: [0, 1, 2, 3] });
     native.layernormForward(out, mean, rstd, inp, w, b, N, C, 1e-5);
     const dout = randF32(N * C, s + 6), dinp = randF32(N * C, s + 7), dw = randF32(C, s + 8), db = randF32(C, s + 9);
     cross(t, 'layernormBackward', [dinp, dw, db, dout, inp, w, mean, rstd, N, C], { outputs: [0, 1, 2] });
@@ -188,6 +190,8 @@ const alignedCases = {
       const N = 13;
       const mean = randF32(N, s + 7), rstd = randF32(N, s + 8);
       cross(t, 'layernormForward', [randF32(N * C, s + 6), mean, rstd, randF32(N * C, s + 3, 3), randF32(C, s + 4), randF32(C, s + 5), N, C, 1e-5], o([0, 1, 2], [0, 3]));
+      // with the residual add (inp = addA + addB, written, then normalised)
+      cross(t, 'layernormForward', [randF32(N * C, s + 6), mean, rstd, randF32(N * C, s + 9), randF32(C, s + 4), randF32(C, s + 5), N, C, 1e-5, randF32(N * C, s + 3, 3), randF32(N * C, s + 10)], o([0, 1, 2, 3], [0, 3, 9, 10]));
     }
   },
   // (C <= 1024 with aligned rows: the one-pass kernel, over several blocks at N = 333 and with a last partial
@@ -511,6 +515,7 @@ test('bf16: layernorm, gelu, add, scale, dropout, sumsq', (t) => {
   const inp = randF32(n, s, 3), w = randF32(C, s + 1), b = randF32(C, s + 2), out = randF32(n, s + 3);
   const mean = randF32(N, s + 4), rstd = randF32(N, s + 5);
   cross(t, 'layernormForward', [out, mean, rstd, inp, w, b, N, C, 1e-5], { outputs: [0, 1, 2], bf16: [0, 3] });
+  cross(t, 'layernormForward', [out, mean, rstd, randF32(n, s + 13), w, b, N, C, 1e-5, randF32(n, s + 14, 3), randF32(n, s + 15)], { outputs: [0, 1, 2, 3], bf16: [0, 3, 9, 10] });
   native.layernormForward(out, mean, rstd, roundBf16(inp), w, b, N, C, 1e-5);
   const dout = randF32(n, s + 6), dinp = randF32(n, s + 7), dw = randF32(C, s + 8), db = randF32(C, s + 9);
   cross(t, 'layernormBackward', [dinp, dw, db, dout, inp, w, mean, rstd, N, C], { outputs: [0, 1, 2], bf16: [0, 3, 4] });

@@ -35,8 +35,23 @@ for (const [N, C] of [[1, 5], [7, 33], [64, 768], [13, 100]]) {
     t.true(normErr(dxa, dxar) < TOL, `dinp += err ${normErr(dxa, dxar)}`);
     t.deepEqual(dwa, dw, 'dweight does not depend on accumulate');
     t.deepEqual(dba, db, 'dbias does not depend on accumulate');
+    // the residual add in the same pass: inp = a + b written, then normalised: equal to an add and a LayerNorm
+    const ra = randF32(N * C, seed + 7, 2), rb = randF32(N * C, seed + 8), sum = randF32(N * C, seed + 9);
+    const ys = new Float32Array(N * C), ms = new Float32Array(N), rs = new Float32Array(N);
+    native.layernormForward(ys, ms, rs, sum, w, b, N, C, 1e-5, ra, rb);
+    const sumRef = new Float32Array(N * C), y2 = new Float32Array(N * C), m2 = new Float32Array(N), r2 = new Float32Array(N);
+    native.add(sumRef, ra, rb);
+    native.layernormForward(y2, m2, r2, sumRef, w, b, N, C, 1e-5);
+    t.deepEqual(sum, sumRef, 'inp = addA + addB');
+    t.deepEqual([ys, ms, rs], [y2, m2, r2], 'out, mean, rstd as after a separate add');
   });
 }
+
+test('layernormForward with addA but no addB (or a short one) is a clear error', (t) => {
+  const N = 3, C = 8, f = (n) => new Float32Array(n).fill(0.5);
+  t.throws(() => native.layernormForward(f(N * C), f(N), f(N), f(N * C), f(C), f(C), N, C, 1e-5, f(N * C)), { instanceOf: TypeError, message: /layernorm_forward: expected a Float32Array for addB \(argument 10\)/ });
+  t.throws(() => native.layernormForward(f(N * C), f(N), f(N), f(N * C), f(C), f(C), N, C, 1e-5, f(N * C), f(N * C - 1)), { instanceOf: RangeError, message: /addB/ });
+});
 
 test('layernorm reference backward matches finite differences (float64)', (t) => {
   const seed = freshSeed(); t.log(`seed ${seed}`);

@@ -114,6 +114,8 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
       { name: `attention_backward [${label}]`, run: base(tuned(tuning, attnB)), flops: 2.5 * attnFlops },
     ]),
     { name: 'layernorm_forward', run: () => be.layernormForward(y, mean, rstd, x, w, bias, N, C, 1e-5), bytes: 2 * eb * N * C },
+    // as GPT-2's forward calls it: the residual add (the sum written to dx) and the LayerNorm of the sum in one pass
+    { name: 'residual add + layernorm_forward', run: () => be.layernormForward(y, mean, rstd, dx, w, bias, N, C, 1e-5, x, dy), bytes: 4 * eb * N * C },
     { name: 'layernorm_backward', run: () => be.layernormBackward(dx, dw, db, dy, x, w, mean, rstd, N, C), bytes: 3 * eb * N * C },
     // as GPT-2's backward calls it: LN's input gradient added into the residual stream's
     { name: 'layernorm_backward (dinp +=)', run: () => be.layernormBackward(dx, dw, db, dy, x, w, mean, rstd, N, C, true), bytes: 4 * eb * N * C },

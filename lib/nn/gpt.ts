@@ -661,6 +661,14 @@ export class GPT {
     be.embeddingForward(a.x0, ids, this.p('wte.weight'), this.p('wpe.weight'), B, T, C, V, P, 0);
     dropout(a.x0, cfg.embd_pdrop, 0);
     let x = a.x0;
+    // GPT-2: a residual add whose sum x is written by the LayerNorm that reads it next (layernormForward's addA,
+    // addB: one pass over the rows instead of an add and a LayerNorm)
+    let pending: [Buf, Buf] | null = null;
+    const lnOf = (out: Buf, mean: Buf, rstd: Buf, inp: Buf, w: Buf, b: Buf) => {
+      if (pending) be.layernormForward(out, mean, rstd, inp, w, b, N, C, eps, pending[0], pending[1]);
+      else be.layernormForward(out, mean, rstd, inp, w, b, N, C, eps);
+      pending = null;
+    };
     for (let l = 0; l < cfg.n_layer; l++) {
       const L = a.layers[l];
       const h = `h.${l}.`;
@@ -682,23 +690,23 @@ export class GPT {
         x = L.ln2;
       } else {
         // r = x + drop(attn(LN1(x))); out = r + drop(mlp(LN2(r)))
-        be.layernormForward(L.ln1, L.ln1Mean, L.ln1Rstd, x, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C, eps);
+        lnOf(L.ln1, L.ln1Mean, L.ln1Rstd, x, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias')); // (x = the last layer's out)
         be.linearForward(L.qkv, L.ln1, this.w(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
         be.attentionForward(L.atty, L.lse, L.qkv, be.view(L.qkv, C), be.view(L.qkv, 2 * C), shape);
         be.linearForward(L.attproj, L.atty, this.w(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
         dropout(L.attproj, cfg.resid_pdrop, 2 + 3 * l);
-        be.add(L.mid, x, L.attproj);
-        be.layernormForward(L.ln2, L.ln2Mean, L.ln2Rstd, L.mid, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C, eps);
+        pending = [x, L.attproj];
+        lnOf(L.ln2, L.ln2Mean, L.ln2Rstd, L.mid, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias')); // mid = x + attproj
         be.linearForward(L.fch, L.ln2, this.w(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C, L.fchGelu);
         be.linearForward(L.fcproj, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, 4 * C, C);
         dropout(L.fcproj, cfg.resid_pdrop, 3 + 3 * l);
-        be.add(L.out, L.mid, L.fcproj);
+        pending = [L.mid, L.fcproj]; // out = mid + fcproj, written by the next LayerNorm (ln_1 or ln_f)
         x = L.out;
       }
     }
     let hfinal = x;
     if (cfg.variant !== 'gpt1') {
-      be.layernormForward(a.lnf, a.lnfMean, a.lnfRstd, x, this.p('ln_f.weight'), this.p('ln_f.bias'), N, C, eps);
+      lnOf(a.lnf, a.lnfMean, a.lnfRstd, x, this.p('ln_f.weight'), this.p('ln_f.bias'));
       hfinal = a.lnf;
     }
     // logits (N, V) = h (N, C) · wteᵀ (tied output embedding; with the padding, Vp columns, the last Vp - V zeros)

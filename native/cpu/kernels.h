@@ -14,6 +14,9 @@ class ThreadPool;
 // out = (inp - mean) * rstd * weight + bias, rstd = 1/sqrt(var + eps), var biased.  inp/out (N,C)
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int64_t N, int64_t C, float eps, ThreadPool* pool);
+// sum = a + b (the residual stream's add, written), then out = LayerNorm(sum) as layernorm_forward, in one pass
+void add_layernorm_forward(float* out, float* mean, float* rstd, float* sum, const float* a, const float* b,
+                           const float* weight, const float* bias, int64_t N, int64_t C, float eps, ThreadPool* pool);
 // dinp = (or, with accumulate, +=) the input gradient; dweight, dbias += the parameter gradients
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C,

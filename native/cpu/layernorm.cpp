@@ -15,10 +15,17 @@
 
 namespace gn {
 
+// sum (when add_a is given): sum = add_a + add_b is written first, and normalised (the residual stream's add)
 GN_MULTIVERSION
 static void layernorm_rows(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                           const float* bias, int64_t n0, int64_t n1, int64_t C, float eps) {
+                           const float* bias, int64_t n0, int64_t n1, int64_t C, float eps, float* sum,
+                           const float* add_a, const float* add_b) {
   for (int64_t n = n0; n < n1; ++n) {
+    if (add_a) {
+      float* s = sum + n * C;
+      const float *a = add_a + n * C, *b = add_b + n * C;
+      for (int64_t c = 0; c < C; ++c) s[c] = a[c] + b[c];
+    }
     const float* x = inp + n * C;
     float* y = out + n * C;
     const float m = lane_sum(C, [&](int64_t c) { return x[c]; }) / static_cast<float>(C);
@@ -32,9 +39,17 @@ static void layernorm_rows(float* out, float* mean, float* rstd, const float* in
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int64_t N, int64_t C, float eps, ThreadPool* pool) {
-  if (!pool) { layernorm_rows(out, mean, rstd, inp, weight, bias, 0, N, C, eps); return; }
+  if (!pool) { layernorm_rows(out, mean, rstd, inp, weight, bias, 0, N, C, eps, nullptr, nullptr, nullptr); return; }
   pool->parallel_for(N, [&](int64_t b, int64_t e, int) {
-    layernorm_rows(out, mean, rstd, inp, weight, bias, b, e, C, eps);
+    layernorm_rows(out, mean, rstd, inp, weight, bias, b, e, C, eps, nullptr, nullptr, nullptr);
+  }, 8);
+}
+
+void add_layernorm_forward(float* out, float* mean, float* rstd, float* sum, const float* a, const float* b,
+                           const float* weight, const float* bias, int64_t N, int64_t C, float eps, ThreadPool* pool) {
+  if (!pool) { layernorm_rows(out, mean, rstd, sum, weight, bias, 0, N, C, eps, sum, a, b); return; }
+  pool->parallel_for(N, [&](int64_t s, int64_t e, int) {
+    layernorm_rows(out, mean, rstd, sum, weight, bias, s, e, C, eps, sum, a, b);
   }, 8);
 }
 

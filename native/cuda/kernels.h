@@ -38,8 +38,10 @@ void colsum_finish(const Stream& st, float* dst, const float* part, int64_t R, i
 void convert(const Stream& st, DType dst_dt, void* dst, DType src_dt, const void* src, int64_t n);
 
 // ---- layernorm.cu -------------------------------------------------------------------------------
-void layernorm_forward(const Stream& st, DType dt, void* out, float* mean, float* rstd, const void* inp,
-                       const float* weight, const float* bias, int64_t N, int64_t C, float eps);
+// with add_a (and add_b): inp = add_a + add_b is written first, then normalised (the residual stream's add)
+void layernorm_forward(const Stream& st, DType dt, void* out, float* mean, float* rstd, void* inp,
+                       const float* weight, const float* bias, int64_t N, int64_t C, float eps,
+                       const void* add_a = nullptr, const void* add_b = nullptr);
 // Row chunks (blocks) of the one-pass layernorm backward: at least 32 rows each, at most 512
 inline int64_t layernorm_fused_chunks(int64_t N) {
   const int64_t r = (N + 31) / 32;

@@ -24,17 +24,27 @@ namespace {
 constexpr int kRowsPerBlock = 8;  // warps per block
 
 // W: elements per access, 1 or kVec<T> (rows 16-byte aligned and C a multiple of W; lane l takes elements
-// l·W … l·W + W-1 of every 32·W)
-template <typename T, int W>
-__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp, const float* weight,
-                                         const float* bias, int64_t N, int64_t C, float eps) {
+// l·W … l·W + W-1 of every 32·W). ADD: inp = add_a + add_b is written first (the residual stream's add; each lane
+// reads back what it wrote, so the statistics see the stored, rounded values, as after a separate add)
+template <typename T, int W, bool ADD>
+__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, T* inp, const float* weight,
+                                         const float* bias, int64_t N, int64_t C, float eps, const T* add_a,
+                                         const T* add_b) {
   const int64_t n = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (n >= N) return;
-  const T* x = inp + n * C;
+  T* x = inp + n * C;
   float f[W];
   float s = 0.0f;
   for (int64_t c = lane * W; c < C; c += 32 * W) {
+    if (ADD) {
+      float g[W];
+      load_w<W>(f, add_a + n * C + c);
+      load_w<W>(g, add_b + n * C + c);
+#pragma unroll
+      for (int j = 0; j < W; ++j) f[j] += g[j];
+      store_w<W>(x + c, f);
+    }
     load_w<W>(f, x + c);
 #pragma unroll
     for (int j = 0; j < W; ++j) s += f[j];
@@ -228,16 +238,25 @@ void ln_backward_fused(const Stream& st, int64_t ch, unsigned blocks, T* dx, flo
 namespace {
 
 template <typename T>
-void ln_forward(const Stream& st, void* out, float* mean, float* rstd, const void* inp, const float* weight,
-                const float* bias, int64_t N, int64_t C, float eps) {
+void ln_forward(const Stream& st, void* out, float* mean, float* rstd, void* inp, const float* weight,
+                const float* bias, int64_t N, int64_t C, float eps, const void* add_a, const void* add_b) {
   const unsigned blocks = static_cast<unsigned>((N + kRowsPerBlock - 1) / kRowsPerBlock);
   T* y = static_cast<T*>(out);
-  const T* x = static_cast<const T*>(inp);
+  T* x = static_cast<T*>(inp);
+  const T *a = static_cast<const T*>(add_a), *b = static_cast<const T*>(add_b);
   constexpr int kW = kVec<T>;
-  if (rows_aligned16<T>(C, {out, inp}))
-    layernorm_forward_kernel<T, kW><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(y, mean, rstd, x, weight, bias, N, C, eps);
-  else
-    layernorm_forward_kernel<T, 1><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(y, mean, rstd, x, weight, bias, N, C, eps);
+  const bool vec = rows_aligned16<T>(C, {out, inp, add_a, add_b});
+  auto run = [&](auto add) {
+    constexpr bool kAdd = decltype(add)::value;
+    if (vec)
+      layernorm_forward_kernel<T, kW, kAdd><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(y, mean, rstd, x, weight, bias, N,
+                                                                                    C, eps, a, b);
+    else
+      layernorm_forward_kernel<T, 1, kAdd><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(y, mean, rstd, x, weight, bias, N,
+                                                                                   C, eps, a, b);
+  };
+  if (add_a) run(std::true_type{});
+  else run(std::false_type{});
   GN_LAUNCHED(st, "layernorm_forward_kernel");
 }
 
@@ -288,11 +307,12 @@ void ln_backward(const Stream& st, void* dinp, float* dweight, float* dbias, con
 
 }  // namespace
 
-void layernorm_forward(const Stream& st, DType dt, void* out, float* mean, float* rstd, const void* inp,
-                       const float* weight, const float* bias, int64_t N, int64_t C, float eps) {
+void layernorm_forward(const Stream& st, DType dt, void* out, float* mean, float* rstd, void* inp,
+                       const float* weight, const float* bias, int64_t N, int64_t C, float eps, const void* add_a,
+                       const void* add_b) {
   if (N == 0) return;
-  if (dt == kBF16) ln_forward<bf16>(st, out, mean, rstd, inp, weight, bias, N, C, eps);
-  else ln_forward<float>(st, out, mean, rstd, inp, weight, bias, N, C, eps);
+  if (dt == kBF16) ln_forward<bf16>(st, out, mean, rstd, inp, weight, bias, N, C, eps, add_a, add_b);
+  else ln_forward<float>(st, out, mean, rstd, inp, weight, bias, N, C, eps, add_a, add_b);
 }
 
 void layernorm_backward(const Stream& st, DType dt, void* dinp, float* dweight, float* dbias, const void* dout,

@@ -203,9 +203,14 @@ Napi::Value LayernormForward(const Napi::CallbackInfo& info) {
   need(rstd, N, op, "rstd", shp({N}));
   need_exact(w, C, op, "weight", shp({C}));
   need_exact(b, C, op, "bias", shp({C}));
-  const DType dt = act_dtype(op, {{&out, "out"}, {&inp, "inp"}});
+  // optional: addA, addB: inp = addA + addB is written first (the residual stream's add in the same pass)
+  auto addA = view(info, 9, op, "addA", true);
+  auto addB = view(info, 10, op, "addB", !addA.present);
+  need(addA, N * C, op, "addA", shp({N, C}));
+  need(addB, N * C, op, "addB", shp({N, C}));
+  const DType dt = act_dtype(op, {{&out, "out"}, {&inp, "inp"}, {&addA, "addA"}, {&addB, "addB"}});
   layernorm_forward(a.stream, dt, out.p, f32v(mean, op, "mean"), f32v(rstd, op, "rstd"), inp.p, f32v(w, op, "weight"),
-                    f32v(b, op, "bias"), N, C, eps);
+                    f32v(b, op, "bias"), N, C, eps, opt(addA), opt(addB));
   return info.Env().Undefined();
 }
 

@@ -114,7 +114,15 @@ Napi::Value LayernormForward(const Napi::CallbackInfo& info) {
   need(rstd, N, op, "rstd", shp({N}));
   need_exact(w, C, op, "weight", shp({C}));
   need_exact(b, C, op, "bias", shp({C}));
-  layernorm_forward(out.p, mean.p, rstd.p, inp.p, w.p, b.p, N, C, eps, pool_of(info));
+  // optional: addA, addB: inp = addA + addB is written first (the residual stream's add in the same pass)
+  auto addA = arr<float>(info, 9, op, "addA", true);
+  auto addB = arr<float>(info, 10, op, "addB", !addA.present);
+  need(addA, N * C, op, "addA", shp({N, C}));
+  need(addB, N * C, op, "addB", shp({N, C}));
+  if (addA.present)
+    add_layernorm_forward(out.p, mean.p, rstd.p, inp.p, addA.p, addB.p, w.p, b.p, N, C, eps, pool_of(info));
+  else
+    layernorm_forward(out.p, mean.p, rstd.p, inp.p, w.p, b.p, N, C, eps, pool_of(info));
   return info.Env().Undefined();
 }
 
