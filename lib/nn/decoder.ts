@@ -98,6 +98,14 @@ export class KVDecoder {
     const mw = (name: string) => m.matrixBuffer(name); // matrix-product operands (the bf16 copy of a bf16 model)
     be.embeddingForward(x0, ids, w('wte.weight'), w('wpe.weight'), B, Tq, C, V, P, pos0);
     let x = x0;
+    // a residual add (sum x) that the next LayerNorm writes and normalises in the same pass (layernormForward's
+    // addA, addB), as in GPT.forward: fewer launches a token
+    let pending: [Buf, Buf] | null = null;
+    const lnOf = (out: Buf, inp: Buf, wName: string, bName: string, add: [Buf, Buf] | null = pending) => {
+      if (add) be.layernormForward(out, null, null, inp, w(wName), w(bName), N, C, eps, add[0], add[1]);
+      else be.layernormForward(out, null, null, inp, w(wName), w(bName), N, C, eps);
+      pending = null;
+    };
     for (let l = 0; l < cfg.n_layer; l++) {
       const h = `h.${l}.`;
       const qkv = sub(s.qkv, 3), att = sub(s.att), proj = sub(s.proj), mid = sub(s.mid), fc = sub(s.fc, 4), fcg = sub(s.fcg, 4);
@@ -124,25 +132,22 @@ export class KVDecoder {
       const ln = sub(s.ln), ln2 = sub(s.ln2), out = l % 2 === 0 ? sub(s.out) : x0;
       if (cfg.variant === 'gpt1') {
         attend(x);
-        be.add(mid, x, proj);
-        be.layernormForward(ln, null, null, mid, w(h + 'ln_1.weight'), w(h + 'ln_1.bias'), N, C, eps);
+        lnOf(ln, mid, h + 'ln_1.weight', h + 'ln_1.bias', [x, proj]); // mid = x + proj
         mlp(ln, proj);
-        be.add(mid, ln, proj);
-        be.layernormForward(out, null, null, mid, w(h + 'ln_2.weight'), w(h + 'ln_2.bias'), N, C, eps);
+        lnOf(out, mid, h + 'ln_2.weight', h + 'ln_2.bias', [ln, proj]); // mid = ln + proj
       } else {
-        be.layernormForward(ln, null, null, x, w(h + 'ln_1.weight'), w(h + 'ln_1.bias'), N, C, eps);
+        lnOf(ln, x, h + 'ln_1.weight', h + 'ln_1.bias'); // (x = the last layer's out, written here)
         attend(ln);
-        be.add(mid, x, proj);
-        be.layernormForward(ln2, null, null, mid, w(h + 'ln_2.weight'), w(h + 'ln_2.bias'), N, C, eps);
+        lnOf(ln2, mid, h + 'ln_2.weight', h + 'ln_2.bias', [x, proj]); // mid = x + proj
         mlp(ln2, proj);
-        be.add(out, mid, proj);
+        pending = [mid, proj]; // out = mid + proj, written by the next LayerNorm (ln_1 or ln_f)
       }
       x = out;
     }
     let hf = x;
     if (cfg.variant !== 'gpt1') {
       hf = sub(s.ln);
-      be.layernormForward(hf, null, null, x, w('ln_f.weight'), w('ln_f.bias'), N, C, eps);
+      lnOf(hf, x, 'ln_f.weight', 'ln_f.bias');
     }
     const rows = all ? N : B;
     if (!this.logitsBuf || be.length(this.logitsBuf) < rows * V) {

@@ -661,8 +661,8 @@ export class GPT {
     be.embeddingForward(a.x0, ids, this.p('wte.weight'), this.p('wpe.weight'), B, T, C, V, P, 0);
     dropout(a.x0, cfg.embd_pdrop, 0);
     let x = a.x0;
-    // GPT-2: a residual add whose sum x is written by the LayerNorm that reads it next (layernormForward's addA,
-    // addB: one pass over the rows instead of an add and a LayerNorm)
+    // a residual add whose sum is written by the LayerNorm that reads it next (layernormForward's addA, addB: one
+    // pass over the rows instead of an add and a LayerNorm)
     let pending: [Buf, Buf] | null = null;
     const lnOf = (out: Buf, mean: Buf, rstd: Buf, inp: Buf, w: Buf, b: Buf) => {
       if (pending) be.layernormForward(out, mean, rstd, inp, w, b, N, C, eps, pending[0], pending[1]);
@@ -680,13 +680,13 @@ export class GPT {
         be.attentionForward(L.atty, L.lse, L.qkv, be.view(L.qkv, C), be.view(L.qkv, 2 * C), shape);
         be.linearForward(L.attproj, L.atty, this.w(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
         dropout(L.attproj, cfg.resid_pdrop, 2 + 3 * l);
-        be.add(L.mid, x, L.attproj);
-        be.layernormForward(L.ln1, L.ln1Mean, L.ln1Rstd, L.mid, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C, eps);
+        pending = [x, L.attproj];
+        lnOf(L.ln1, L.ln1Mean, L.ln1Rstd, L.mid, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias')); // mid = x + attproj
         be.linearForward(L.fch, L.ln1, this.w(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, 4 * C, L.fchGelu);
         be.linearForward(L.fcproj, L.fchGelu, this.w(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, 4 * C, C);
         dropout(L.fcproj, cfg.resid_pdrop, 3 + 3 * l);
-        be.add(L.out, L.ln1, L.fcproj);
-        be.layernormForward(L.ln2, L.ln2Mean, L.ln2Rstd, L.out, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C, eps);
+        pending = [L.ln1, L.fcproj];
+        lnOf(L.ln2, L.ln2Mean, L.ln2Rstd, L.out, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias')); // out = ln1 + fcproj
         x = L.ln2;
       } else {
         // r = x + drop(attn(LN1(x))); out = r + drop(mlp(LN2(r)))
