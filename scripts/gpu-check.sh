@@ -119,7 +119,7 @@ bench() { # name, command…
     if (r.tokensPerSec === undefined) { console.log("FAILED"); process.exit(); }
     const s = r.settings || {};
     const mfu = (r.mfu !== undefined ? `, MFU ${(100 * r.mfu).toFixed(1)}%` : "") +
-      (s.attention === "flash" && s.flashCalls > 0 ? `, ${s.flashCalls} flash / ${s.attentionFallbacks} other attention calls` : "") +
+      ((s.attention === "flash" || s.attention === "flash2") && s.flashCalls > 0 ? `, ${s.flashCalls} ${s.attention} / ${s.attentionFallbacks} other attention calls` : "") +
       (s.ltCalls !== undefined ? `, ${s.ltCalls} cuBLASLt / ${s.gemmExCalls} fallback GEMMs` : "");
     const extra = r.msPerStep !== undefined ? `${r.msPerStep.toFixed(1)} ms/step` : `${r.msPerToken.toFixed(2)} ms/token`;
     console.log(`${Math.round(r.tokensPerSec).toLocaleString("en-US")} tokens/s (${extra}${mfu})`);' "$line" 2>/dev/null || echo FAILED)"
