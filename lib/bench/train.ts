@@ -121,8 +121,9 @@ export function benchTrain(argv: string[]): void {
     const t1 = performance.now();
     model.backward();
     const t2 = performance.now();
-    model.clipGradNorm(1);
-    opt.step();
+    // clipping as train() does it: the coefficient folded into the AdamW pass (no pass that rescales the gradients)
+    const norm = model.gradNorm();
+    opt.step(Math.min(1, 1 / (norm + 1e-6)));
     model.zeroGrad();
     sync();
     const t3 = performance.now();
