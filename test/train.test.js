@@ -253,3 +253,18 @@ test('gpt-native data prepare writes train and validation shards with GPT-2 toke
   t.deepEqual(Array.from(toks.subarray(0, 50)), tok.encode(first).slice(0, 50), 'GPT-2 ids of the first document');
   t.is(toks.filter((x) => x === 50256).length, 4, 'one end-of-text after each of the four training documents');
 });
+
+// `bench train` times what train() runs (the loss with its logits' gradient in one pass, the clip folded into AdamW)
+test('bench train prints a step time, tokens/s and the phases, and rejects a bad device', (t) => {
+  const cli = path.join(__dirname, '..', 'dist', 'cli.js');
+  const out = execFileSync(process.execPath, [cli, 'bench', 'train', '--preset', 'small6', '--batch', '1', '--seq', '16',
+    '--steps', '2', '--warmup', '0', '--threads', '1', '--json'], { encoding: 'utf8' });
+  const r = JSON.parse(out.trim().split('\n').pop());
+  t.is(r.preset, 'small6');
+  t.true(r.msPerStep > 0 && Number.isFinite(r.msPerStep), `${r.msPerStep}`);
+  t.true(Math.abs(r.tokensPerSec - 16 / (r.msPerStep / 1000)) < 1e-6 * r.tokensPerSec, `${r.tokensPerSec} tokens/s at ${r.msPerStep} ms`);
+  for (const k of ['forward', 'backward', 'optimizer']) t.true(r.phasesMs[k] > 0, `phase ${k}: ${r.phasesMs[k]}`);
+  const bad = spawnSync(process.execPath, [cli, 'bench', 'train', '--device', 'tpu'], { encoding: 'utf8' });
+  t.not(bad.status, 0);
+  t.regex(bad.stderr + bad.stdout, /Expected cpu or cuda for --device but received "tpu"/);
+});
