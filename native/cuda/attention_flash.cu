@@ -24,8 +24,8 @@
 // both m-tiles' fit beside the output accumulators; warps whose rows see none of a key tile skip its products);
 // all three kernels with their streamed tiles double-buffered: the next K/V (forward, dQ) or Q/dout (dK/dV) tile
 // streams in with cp.async (no registers) during the current one's products (next_kv; flash_dkv_pipe_kernel, in
-// dynamic shared memory). The emulator runs cp.async as a plain copy; gpu-check's racecheck/synccheck cover the
-// order.
+// dynamic shared memory); and the dQ kernel computes D itself (no flash_D_kernel launch). The emulator runs
+// cp.async as a plain copy; gpu-check's racecheck/synccheck cover the order.
 // No atomics: dQ and dK/dV come from separate kernels (P is recomputed in both), so results are deterministic.
 // Scores that no row may see are -inf before the softmax; tiles that lie wholly inside every row's range skip
 // the mask. Query blocks run the longest first (causal rows near the end see the most keys).
@@ -545,11 +545,12 @@ __global__ void __launch_bounds__(kThreads) flash_D_kernel(float* Dbuf, const bf
   if (lane == 0) Dbuf[w] = acc;  // w = (b·NH + h)·Tq + i
 }
 
-// PIPE: K/V tiles double-buffered through cp.async (next_kv), as the forward's (setAttention('flash2'))
+// PIPE (setAttention('flash2')): K/V tiles double-buffered through cp.async (next_kv), as the forward's, and D_i
+// computed here from dout (in shared memory) and out, and written to Dbuf for the dK/dV kernel (no flash_D_kernel)
 template <int HD, bool DROP, bool PIPE>
-__global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const float* Dbuf, const bf16* dout,
+__global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, float* Dbuf, const bf16* dout,
                                                             const bf16* q, const bf16* k, const bf16* v,
-                                                            const float* lse, FDims s) {
+                                                            const float* lse, const bf16* out, FDims s) {
   if (PIPE) GN_FLASH2_TRAP();
   constexpr int kNB = PIPE ? 2 : 1;  // buffers a tile
   __shared__ Tile<HD> sK[kNB];
@@ -577,8 +578,27 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
     const int i = i0 + r0 + g + 8 * rr;
-    L[rr] = i < s.Tq ? lse[(static_cast<int64_t>(b) * s.NH + h) * s.Tq + i] * kLog2e : 0.0f;
-    Dv[rr] = i < s.Tq ? Dbuf[(static_cast<int64_t>(b) * s.NH + h) * s.Tq + i] : 0.0f;
+    const int64_t at = (static_cast<int64_t>(b) * s.NH + h) * s.Tq + i;
+    L[rr] = i < s.Tq ? lse[at] * kLog2e : 0.0f;
+    if (PIPE) {
+      // D_i = dout_i·out_i: the row's 4 threads take columns 8m + 2t, +1 (dout from its shared tile), then add up
+      float d = 0.0f;
+      if (i < s.Tq) {
+        const bf16* orow = out + b * s.osb + static_cast<int64_t>(i) * s.ost + h * HD;
+        const bf16* drow = sV[kNB - 1].x[r0 + g + 8 * rr];
+#pragma unroll
+        for (int m = 0; m < HD / 8; ++m) {
+          const int c = 8 * m + 2 * t;
+          d += to_f(drow[c]) * to_f(orow[c]) + to_f(drow[c + 1]) * to_f(orow[c + 1]);
+        }
+      }
+      d += __shfl_xor_sync(kFullMask, d, 1);
+      d += __shfl_xor_sync(kFullMask, d, 2);
+      if (t == 0 && i < s.Tq) Dbuf[at] = d;  // for the dK/dV kernel, which runs after this one
+      Dv[rr] = d;
+    } else {
+      Dv[rr] = i < s.Tq ? Dbuf[at] : 0.0f;
+    }
   }
 
   float acc[HD / 8][4];
@@ -951,13 +971,15 @@ template <int HD, bool DROP, bool V2>
 void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
          const void* out, const float* lse, float* D, const FDims& s) {
   const int64_t rows = static_cast<int64_t>(s.B) * s.NH * s.Tq;
-  flash_D_kernel<<<static_cast<unsigned>((rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0, st.s>>>(
-      D, static_cast<const bf16*>(dout), static_cast<const bf16*>(out), s, HD);
-  GN_LAUNCHED(st, "flash_D_kernel");
+  if (!V2) {  // (flash2's dQ kernel computes D itself)
+    flash_D_kernel<<<static_cast<unsigned>((rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0, st.s>>>(
+        D, static_cast<const bf16*>(dout), static_cast<const bf16*>(out), s, HD);
+    GN_LAUNCHED(st, "flash_D_kernel");
+  }
   const dim3 gq(static_cast<unsigned>((s.Tq + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.NH));
   flash_dq_kernel<HD, DROP, V2><<<gq, kThreads, 0, st.s>>>(static_cast<bf16*>(dq), D, static_cast<const bf16*>(dout),
                                                  static_cast<const bf16*>(q), static_cast<const bf16*>(k),
-                                                 static_cast<const bf16*>(v), lse, s);
+                                                 static_cast<const bf16*>(v), lse, static_cast<const bf16*>(out), s);
   GN_LAUNCHED(st, "flash_dq_kernel");
   const dim3 gk(static_cast<unsigned>((s.Tk + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.NH));
   if (V2)
