@@ -180,6 +180,15 @@ for (const [N, V] of [[1, 50257], [13, 97], [64, 1000]]) {
 // whose width is a multiple of 8 (vectors in fp32 and bf16) and of 4 only (vectors in fp32, one at a time in bf16),
 // and a padded logits stride whose padding must stay as it was
 const alignedCases = {
+  // the bias gradient's column sums (8 bf16 or 4 floats a thread): OC = 200 (vectors in both), 100 (fp32 only),
+  // over several row chunks; the weight gradient and dinp ride along
+  'linear backward': (t, s, o) => {
+    for (const [N, C, OC] of [[333, 24, 200], [70, 16, 100]]) {
+      cross(t, 'linearBackward', [randF32(N * C, s + 5), randF32(C * OC, s + 6), randF32(OC, s + 7), randF32(N * OC, s + 4),
+        randF32(N * C, s), randF32(C * OC, s + 1, 0.1), N, C, OC], o([0, 1, 2], [0, 3, 4, 5]));
+      cross(t, 'linearBackward', [null, null, randF32(OC, s + 8), randF32(N * OC, s + 9), randF32(N * C, s + 10), randF32(C * OC, s + 11, 0.1), N, C, OC], o([2], [3, 4, 5]));
+    }
+  },
   add: (t, s, o) => {
     const n = 1003;
     cross(t, 'add', [randF32(n, s + 2), randF32(n, s, 4), randF32(n, s + 1)], o([0], [0, 1, 2]));

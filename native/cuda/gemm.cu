@@ -52,6 +52,40 @@ __global__ void colsum_partial_kernel(float* part, const T* dout, int64_t N, int
   }
 }
 
+// The same, W columns a thread where the rows are 16-byte aligned (W = kVec<T>: 8 bf16 or 4 floats, OC a multiple
+// of W): grid (⌈OC/(32·W)⌉, R) with R = col_chunks(N, ⌈OC/W⌉), block (32, 8); a warp reads 32·W consecutive
+// columns of a row at once (512 bytes in bf16, not 64). Each column's sum runs in the order of the scalar kernel.
+template <typename T, int W>
+__global__ void colsum_partial_vec_kernel(float* part, const T* dout, int64_t N, int64_t OC, int64_t rows) {
+  __shared__ float sh[kColY][kColX * W];
+  const int64_t o = (static_cast<int64_t>(blockIdx.x) * kColX + threadIdx.x) * W;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * rows;
+  const int64_t r1 = r0 + rows < N ? r0 + rows : N;
+  float s[W];
+#pragma unroll
+  for (int j = 0; j < W; ++j) s[j] = 0.0f;
+  if (o < OC) {
+#pragma unroll 4
+    for (int64_t n = r0 + threadIdx.y; n < r1; n += kColY) {
+      float f[W];
+      load_w<W>(f, dout + n * OC + o);
+#pragma unroll
+      for (int j = 0; j < W; ++j) s[j] += f[j];
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < W; ++j) sh[threadIdx.y][threadIdx.x * W + j] = s[j];
+  __syncthreads();
+  const int tid = threadIdx.y * kColX + threadIdx.x;
+  for (int c = tid; c < kColX * W; c += kColX * kColY) {
+    const int64_t col = static_cast<int64_t>(blockIdx.x) * kColX * W + c;
+    if (col >= OC) continue;
+    float t = 0.0f;
+    for (int y = 0; y < kColY; ++y) t += sh[y][c];
+    part[static_cast<int64_t>(blockIdx.y) * OC + col] = t;
+  }
+}
+
 __global__ void colsum_finish_kernel(float* dst, const float* part, int64_t R, int64_t OC) {
   for (int64_t o = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; o < OC;
        o += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -83,14 +117,25 @@ void zero_rows(const Stream& st, DType dt, void* C, int64_t M, int64_t N, int64_
 
 void colsum_acc(const Stream& st, DType dt, float* dbias, const void* dout, int64_t N, int64_t OC, float* scratch) {
   if (OC == 0) return;
-  const int64_t R = col_chunks(N, OC), rows = N > 0 ? (N + R - 1) / R : 0;
-  const dim3 grid(static_cast<unsigned>((OC + kColX - 1) / kColX), static_cast<unsigned>(R));
-  if (dt == kBF16)
-    colsum_partial_kernel<bf16><<<grid, dim3(kColX, kColY), 0, st.s>>>(scratch, static_cast<const bf16*>(dout), N,
-                                                                       OC, rows);
-  else
-    colsum_partial_kernel<float><<<grid, dim3(kColX, kColY), 0, st.s>>>(scratch, static_cast<const float*>(dout), N,
-                                                                        OC, rows);
+  int64_t R = 0;
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    constexpr int kW = kVec<T>;
+    const T* d = static_cast<const T*>(dout);
+    if (rows_aligned16<T>(OC, {dout})) {
+      R = col_chunks(N, (OC + kW - 1) / kW);
+      const int64_t rows = N > 0 ? (N + R - 1) / R : 0;
+      const dim3 grid(static_cast<unsigned>((OC + kColX * kW - 1) / (kColX * kW)), static_cast<unsigned>(R));
+      colsum_partial_vec_kernel<T, kW><<<grid, dim3(kColX, kColY), 0, st.s>>>(scratch, d, N, OC, rows);
+    } else {
+      R = col_chunks(N, OC);
+      const int64_t rows = N > 0 ? (N + R - 1) / R : 0;
+      const dim3 grid(static_cast<unsigned>((OC + kColX - 1) / kColX), static_cast<unsigned>(R));
+      colsum_partial_kernel<T><<<grid, dim3(kColX, kColY), 0, st.s>>>(scratch, d, N, OC, rows);
+    }
+  };
+  if (dt == kBF16) run(bf16{});
+  else run(float{});
   GN_LAUNCHED(st, "colsum_partial_kernel");
   colsum_finish_kernel<<<grid_for(OC, 256), 256, 0, st.s>>>(dbias, scratch, R, OC);
   GN_LAUNCHED(st, "colsum_finish_kernel");

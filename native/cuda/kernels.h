@@ -30,7 +30,9 @@ inline int64_t col_chunks(int64_t N, int64_t cols) {
   if (r > max_r) r = max_r;
   return r < 1 ? 1 : r;
 }
-// dbias[o] += Σ_n dout[n, o]   dout (N, OC); scratch: col_chunks(N, OC)·OC floats of device memory
+// Partial-sum rows colsum_acc may use (its 16-byte form takes 4 or 8 columns a thread, so more row chunks)
+inline int64_t colsum_chunks(int64_t N, int64_t cols) { return col_chunks(N, (cols + 3) / 4); }
+// dbias[o] += Σ_n dout[n, o]   dout (N, OC); scratch: colsum_chunks(N, OC)·OC floats of device memory
 void colsum_acc(const Stream& st, DType dt, float* dbias, const void* dout, int64_t N, int64_t OC, float* scratch);
 // dst[c] += Σ_r part[r, c] for r < R (the second pass, also used by layernorm_backward)
 void colsum_finish(const Stream& st, float* dst, const float* part, int64_t R, int64_t cols);

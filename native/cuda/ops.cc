@@ -180,7 +180,7 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
                            nullptr);
   if (db.present)
     colsum_acc(a.stream, dt, dbp, dout.p, N, OC,
-               static_cast<float*>(a.floats.get(a.stream, col_chunks(N, OC) * OC * sizeof(float))));
+               static_cast<float*>(a.floats.get(a.stream, colsum_chunks(N, OC) * OC * sizeof(float))));
   return info.Env().Undefined();
 }
 
