@@ -59,8 +59,8 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
    * How attention runs: cuBLAS GEMMs with row kernels ('gemm'), the simple fused kernels ('fused'), or
    * tensor-core flash kernels ('flash', the default: bf16 activations, head size 64 or 32, compute capability 8+;
    * other calls run as 'gemm'; GPT_NATIVE_CUDA_ATTENTION sets it at load). 'flash2': the flash kernels with 32
-   * query rows a warp in the forward and cp.async double-buffered key/value tiles (forward and dQ), an opt-in
-   * until a GPU run times it against 'flash'. Returns the old setting.
+   * query rows a warp in the forward and dQ, and cp.async double-buffered tiles (built for sm_90+; elsewhere it
+   * runs as 'flash'), an opt-in until a GPU run times it against 'flash'. Returns the old setting.
    */
   setAttention(kind: AttentionKind): AttentionKind;
   /** Attention calls (forward and backward one each) that ran the flash kernels, and those that could not. */

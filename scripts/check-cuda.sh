@@ -55,7 +55,7 @@ for f in native/cuda/*.cu native/cuda/emu/selftest.cu; do
   awk -v file="$f" '
     /Compiling entry function/ { fn = $0; sub(/.*function ./, "", fn); sub(/. for .*/, "", fn) }
     /bytes spill stores/ { if ($5 + 0 > 0 || $9 + 0 > 0) { print "check-cuda: " file ": " fn " spills registers: " $0; bad = 1 } }
-    /Used [0-9]+ registers/ { lim = fn ~ /flash_(forward|dq|dkv|dkv_pipe)_kernel/ ? 255 : 128
+    /Used [0-9]+ registers/ { lim = fn ~ /flash_(forward|dq|dq2|dkv|dkv_pipe)_kernel/ ? 255 : 128
       for (i = 1; i <= NF; ++i) if ($i == "Used" && $(i + 1) + 0 > lim) { print "check-cuda: " file ": " fn " uses " $(i + 1) " registers (at most " lim ")"; bad = 1 } }
     END { exit bad }' "$TMP/ptxas.txt" || exit 1
 done

@@ -22,9 +22,10 @@
 // 'flash'): the forward kernel with 32 query rows a warp (MT = 2, blocks of 128 queries; each K and V fragment
 // read from shared memory serves both 16-row m-tiles, and a key tile's scores are taken 32 keys at a time so that
 // both m-tiles' fit beside the output accumulators; warps whose rows see none of a key tile skip its products);
-// all three kernels with their streamed tiles double-buffered: the next K/V (forward, dQ) or Q/dout (dK/dV) tile
-// streams in with cp.async (no registers) during the current one's products (next_kv; flash_dkv_pipe_kernel, in
-// dynamic shared memory); and the dQ kernel computes D itself (no flash_D_kernel launch). The emulator runs
+// the dQ kernel likewise (flash_dq2_kernel: 32 rows a warp, keys 16 at a time), computing D itself (no
+// flash_D_kernel launch); all three kernels with their streamed tiles double-buffered: the next K/V (forward, dQ)
+// or Q/dout (dK/dV) tile streams in with cp.async (no registers) during the current one's products (next_kv;
+// flash_dkv_pipe_kernel, in dynamic shared memory). The emulator runs
 // cp.async as a plain copy; gpu-check's racecheck/synccheck cover the order.
 // No atomics: dQ and dK/dV come from separate kernels (P is recomputed in both), so results are deterministic.
 // Scores that no row may see are -inf before the softmax; tiles that lie wholly inside every row's range skip
@@ -545,73 +546,43 @@ __global__ void __launch_bounds__(kThreads) flash_D_kernel(float* Dbuf, const bf
   if (lane == 0) Dbuf[w] = acc;  // w = (b·NH + h)·Tq + i
 }
 
-// PIPE (setAttention('flash2')): K/V tiles double-buffered through cp.async (next_kv), as the forward's, and D_i
-// computed here from dout (in shared memory) and out, and written to Dbuf for the dK/dV kernel (no flash_D_kernel)
-template <int HD, bool DROP, bool PIPE>
-__global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, float* Dbuf, const bf16* dout,
+template <int HD, bool DROP>
+__global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const float* Dbuf, const bf16* dout,
                                                             const bf16* q, const bf16* k, const bf16* v,
-                                                            const float* lse, const bf16* out, FDims s) {
-  if (PIPE) GN_FLASH2_TRAP();
-  constexpr int kNB = PIPE ? 2 : 1;  // buffers a tile
-  __shared__ Tile<HD> sK[kNB];
-  __shared__ Tile<HD> sV[kNB];
+                                                            const float* lse, FDims s) {
+  __shared__ Tile<HD> sK;
+  __shared__ Tile<HD> sV;
   const Place pl = place(s);
   const int b = pl.b, h = pl.h, lane = pl.lane, g = pl.g, t = pl.t, r0 = pl.r0;
   const QBlock qb = query_block<HD>(s, pl, k, v);
   const int i0 = qb.i0;
   const bf16 *kb = qb.kb, *vb = qb.vb;
-  int lo, hi;
-  block_keys(s, i0, &lo, &hi);
-  if (PIPE) {
-    fetch_kv<HD>(sK[0], sV[0], kb, vb, s, lo, hi);  // the first tile's copy runs while Q and dout are read
-    cp_async_commit();
-  }
 
   uint32_t qa[HD / 16][4], da[HD / 16][4];
-  // Q and dout pass through the tiles the first key tile does not use
-  load_tile<HD>(sK[kNB - 1], q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);
-  load_tile<HD>(sV[kNB - 1], dout + b * s.osb + h * HD, s.ost, i0, s.Tq, s.vec);
+  load_tile<HD>(sK, q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);  // Q and dout pass through sK and sV
+  load_tile<HD>(sV, dout + b * s.osb + h * HD, s.ost, i0, s.Tq, s.vec);
   __syncthreads();
-  load_a<HD>(qa, sK[kNB - 1], r0, g, t);
-  load_a<HD>(da, sV[kNB - 1], r0, g, t);
+  load_a<HD>(qa, sK, r0, g, t);
+  load_a<HD>(da, sV, r0, g, t);
   float L[2], Dv[2];
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
     const int i = i0 + r0 + g + 8 * rr;
-    const int64_t at = (static_cast<int64_t>(b) * s.NH + h) * s.Tq + i;
-    L[rr] = i < s.Tq ? lse[at] * kLog2e : 0.0f;
-    if (PIPE) {
-      // D_i = dout_i·out_i: the row's 4 threads take columns 8m + 2t, +1 (dout from its shared tile), then add up
-      float d = 0.0f;
-      if (i < s.Tq) {
-        const bf16* orow = out + b * s.osb + static_cast<int64_t>(i) * s.ost + h * HD;
-        const bf16* drow = sV[kNB - 1].x[r0 + g + 8 * rr];
-#pragma unroll
-        for (int m = 0; m < HD / 8; ++m) {
-          const int c = 8 * m + 2 * t;
-          d += to_f(drow[c]) * to_f(orow[c]) + to_f(drow[c + 1]) * to_f(orow[c + 1]);
-        }
-      }
-      d += __shfl_xor_sync(kFullMask, d, 1);
-      d += __shfl_xor_sync(kFullMask, d, 2);
-      if (t == 0 && i < s.Tq) Dbuf[at] = d;  // for the dK/dV kernel, which runs after this one
-      Dv[rr] = d;
-    } else {
-      Dv[rr] = i < s.Tq ? Dbuf[at] : 0.0f;
-    }
+    L[rr] = i < s.Tq ? lse[(static_cast<int64_t>(b) * s.NH + h) * s.Tq + i] * kLog2e : 0.0f;
+    Dv[rr] = i < s.Tq ? Dbuf[(static_cast<int64_t>(b) * s.NH + h) * s.Tq + i] : 0.0f;
   }
 
   float acc[HD / 8][4];
 #pragma unroll
   for (int nt = 0; nt < HD / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
-  Tile<HD>*kc = &sK[0], *vc = &sV[0], *kn = &sK[kNB - 1], *vn = &sV[kNB - 1];  // this tile's buffers, the next one's
+  int lo, hi;
+  block_keys(s, i0, &lo, &hi);
   for (int j0 = lo; j0 <= hi; j0 += kTile) {
     const uint32_t keep = DROP ? keep_mask<false>(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
-    if (PIPE) next_kv<HD>(*kn, *vn, kb, vb, s, j0, hi);
-    else load_kv<HD>(*kc, *vc, kb, vb, s, j0, hi);
+    load_kv<HD>(sK, sV, kb, vb, s, j0, hi);
     float sc[8][4], dp[8][4];
-    mul_abt<HD>(sc, qa, *kc, lane);
-    mul_abt<HD>(dp, da, *vc, lane);
+    mul_abt<HD>(sc, qa, sK, lane);
+    mul_abt<HD>(dp, da, sV, lane);
     const bool full = tile_full(s, i0, j0);
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
@@ -631,13 +602,8 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, float* Dbu
           sc[nt][e] = dS;
         }
     }
-    mul_pb<HD>(acc, sc, *kc, lane);
-    if (PIPE) {
-      swap_tiles(kc, kn);
-      swap_tiles(vc, vn);
-    }
+    mul_pb<HD>(acc, sc, sK, lane);
   }
-  if (PIPE) cp_async_wait<0>();  // (nothing may be in flight when the block ends)
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
     const int i = i0 + r0 + g + 8 * rr;
@@ -649,6 +615,127 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, float* Dbu
       row[nt * 8 + 2 * t + 1] = from_f<bf16>(s.scale * acc[nt][2 * rr + 1]);
     }
   }
+}
+
+// flash2's dQ kernel: 32 query rows a warp (MT = 2, blocks of 128 queries) as its forward, so each K and V
+// fragment read from shared memory serves both m-tiles; a key tile in four parts of 16 keys (with 32, ptxas
+// spilled: S, dP and dQ of both m-tiles share the registers); K/V tiles
+// double-buffered through cp.async; D_i computed here and written for the dK/dV kernel. Q and dout (128 rows each)
+// pass through all four tiles before the first key tile is started.
+template <int HD, bool DROP>
+__global__ void __launch_bounds__(kThreads) flash_dq2_kernel(bf16* dq, float* Dbuf, const bf16* dout, const bf16* q,
+                                                             const bf16* k, const bf16* v, const float* lse,
+                                                             const bf16* out, FDims s) {
+  GN_FLASH2_TRAP();
+  constexpr int MT = 2, kNT = 2, kQRows = 64 * MT;
+  __shared__ Tile<HD> sK[2];
+  __shared__ Tile<HD> sV[2];
+  const Place pl = place(s);
+  const int b = pl.b, h = pl.h, lane = pl.lane, g = pl.g, t = pl.t;
+  const int r0 = static_cast<int>(threadIdx.x >> 5) * 16 * MT;  // the warp's first row in the block
+  const int i0 = (static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x)) * kQRows;  // longest first
+  const bf16* kb = k + b * s.ksb + h * HD;
+  const bf16* vb = v + b * s.vsb + h * HD;
+  int lo, hi;
+  block_keys(s, i0, &lo, &hi, kQRows);
+  // Q rows 0-63 / 64-127 through sK[0] / sK[1], dout's through sV[0] / sV[1]; a warp's 32 rows lie in one tile
+  const int half = r0 / 64, hr = r0 % 64;
+  load_tile<HD>(sK[0], q + b * s.qsb + h * HD, s.qst, i0, s.Tq, s.vec);
+  load_tile<HD>(sK[1], q + b * s.qsb + h * HD, s.qst, i0 + 64, s.Tq, s.vec);
+  load_tile<HD>(sV[0], dout + b * s.osb + h * HD, s.ost, i0, s.Tq, s.vec);
+  load_tile<HD>(sV[1], dout + b * s.osb + h * HD, s.ost, i0 + 64, s.Tq, s.vec);
+  __syncthreads();
+  uint32_t qa[MT][HD / 16][4], da[MT][HD / 16][4];
+  float L[MT][2], Dv[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    load_a<HD>(qa[mt], sK[half], hr + 16 * mt, g, t);
+    load_a<HD>(da[mt], sV[half], hr + 16 * mt, g, t);
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const int i = i0 + r0 + 16 * mt + g + 8 * rr;
+      const int64_t at = (static_cast<int64_t>(b) * s.NH + h) * s.Tq + i;
+      L[mt][rr] = i < s.Tq ? lse[at] * kLog2e : 0.0f;
+      // D_i = dout_i·out_i: the row's 4 threads take columns 8m + 2t, +1 (dout from its shared tile), then add up
+      float d = 0.0f;
+      if (i < s.Tq) {
+        const bf16* orow = out + b * s.osb + static_cast<int64_t>(i) * s.ost + h * HD;
+        const bf16* drow = sV[half].x[hr + 16 * mt + g + 8 * rr];
+#pragma unroll
+        for (int m = 0; m < HD / 8; ++m) {
+          const int c = 8 * m + 2 * t;
+          d += to_f(drow[c]) * to_f(orow[c]) + to_f(drow[c + 1]) * to_f(orow[c + 1]);
+        }
+      }
+      d += __shfl_xor_sync(kFullMask, d, 1);
+      d += __shfl_xor_sync(kFullMask, d, 2);
+      if (t == 0 && i < s.Tq) Dbuf[at] = d;  // for the dK/dV kernel, which runs after this one
+      Dv[mt][rr] = d;
+    }
+  }
+  __syncthreads();  // every warp has its Q and dout before the first key tile replaces them
+  fetch_kv<HD>(sK[0], sV[0], kb, vb, s, lo, hi);
+  cp_async_commit();
+
+  float acc[MT][HD / 8][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; ++nt) acc[mt][nt][0] = acc[mt][nt][1] = acc[mt][nt][2] = acc[mt][nt][3] = 0.0f;
+  for (int j0 = lo, cur = 0; j0 <= hi; j0 += kTile, cur ^= 1) {
+    uint32_t keep[MT] = {0u, 0u};
+    if (DROP) {
+      const uint64_t k2 = keep_mask2(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, i0 + r0 + g, j0 + 2 * t);
+      keep[0] = static_cast<uint32_t>(k2);
+      keep[1] = static_cast<uint32_t>(k2 >> 32);
+    }
+    next_kv<HD>(sK[cur ^ 1], sV[cur ^ 1], kb, vb, s, j0, hi);
+    if (!warp_sees_tile(s, i0 + r0, 16 * MT, j0)) continue;
+    const Tile<HD>& kt = sK[cur];
+    const Tile<HD>& vt = sV[cur];
+    const bool full = rows_see_tile(s, i0 + r0, 16 * MT, j0);
+#pragma unroll 1
+    for (int part = 0; part < 8 / kNT; ++part) {
+      const int k0 = part * 8 * kNT;
+      float sc[MT][kNT][4], dp[MT][kNT][4];
+      mul_abt_mt<HD, MT, kNT>(sc, qa, kt, k0, lane);
+      mul_abt_mt<HD, MT, kNT>(dp, da, vt, k0, lane);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+          const int i = i0 + r0 + 16 * mt + g + 8 * rr;
+#pragma unroll
+          for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              const int e = 2 * rr + c;
+              float dS = 0.0f;
+              if (full || sees(s, i, j0 + k0 + nt * 8 + 2 * t + c)) {
+                const float P = exp2f(sc[mt][nt][e] * s.scale_log2 - L[mt][rr]);
+                const float f = DROP ? keep_of(s, keep[mt], part * kNT + nt, e) : 1.0f;
+                dS = P * (dp[mt][nt][e] * f - Dv[mt][rr]);
+              }
+              sc[mt][nt][e] = dS;
+            }
+        }
+      mul_pb_mt<HD, MT, kNT>(acc, sc, kt, k0, lane);
+    }
+  }
+  cp_async_wait<0>();  // (nothing may be in flight when the block ends)
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const int i = i0 + r0 + 16 * mt + g + 8 * rr;
+      if (i >= s.Tq) continue;
+      bf16* row = dq + b * s.qsb + static_cast<int64_t>(i) * s.qst + h * HD;
+#pragma unroll
+      for (int nt = 0; nt < HD / 8; ++nt) {
+        row[nt * 8 + 2 * t] = from_f<bf16>(s.scale * acc[mt][nt][2 * rr]);
+        row[nt * 8 + 2 * t + 1] = from_f<bf16>(s.scale * acc[mt][nt][2 * rr + 1]);
+      }
+    }
 }
 
 // flash_dkv_pipe_kernel's work on one query tile (i0 .. i0+63) once sc holds Sᵀ (keys × queries) and dp holds dPᵀ:
@@ -976,10 +1063,17 @@ void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const
         D, static_cast<const bf16*>(dout), static_cast<const bf16*>(out), s, HD);
     GN_LAUNCHED(st, "flash_D_kernel");
   }
-  const dim3 gq(static_cast<unsigned>((s.Tq + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.NH));
-  flash_dq_kernel<HD, DROP, V2><<<gq, kThreads, 0, st.s>>>(static_cast<bf16*>(dq), D, static_cast<const bf16*>(dout),
-                                                 static_cast<const bf16*>(q), static_cast<const bf16*>(k),
-                                                 static_cast<const bf16*>(v), lse, static_cast<const bf16*>(out), s);
+  if (V2) {
+    const dim3 gq(static_cast<unsigned>((s.Tq + 2 * kRows - 1) / (2 * kRows)), static_cast<unsigned>(s.B * s.NH));
+    flash_dq2_kernel<HD, DROP><<<gq, kThreads, 0, st.s>>>(static_cast<bf16*>(dq), D, static_cast<const bf16*>(dout),
+                                                    static_cast<const bf16*>(q), static_cast<const bf16*>(k),
+                                                    static_cast<const bf16*>(v), lse, static_cast<const bf16*>(out), s);
+  } else {
+    const dim3 gq(static_cast<unsigned>((s.Tq + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.NH));
+    flash_dq_kernel<HD, DROP><<<gq, kThreads, 0, st.s>>>(static_cast<bf16*>(dq), D, static_cast<const bf16*>(dout),
+                                                   static_cast<const bf16*>(q), static_cast<const bf16*>(k),
+                                                   static_cast<const bf16*>(v), lse, s);
+  }
   GN_LAUNCHED(st, "flash_dq_kernel");
   const dim3 gk(static_cast<unsigned>((s.Tk + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.NH));
   if (V2)

@@ -115,8 +115,8 @@ void attention_backward(const Stream& st, DType dt, void* dq, void* dk, void* dv
 
 // ---- attention_flash.cu: tensor-core flash attention, bf16 only (sm_80 and later) -----------------------
 // Same contract as attention_forward/attention_backward; usable when attention_flash_supported (bf16, HS in
-// 32 or 64, B·NH <= 65535, Tk < 2^30). Dscratch: B·NH·Tq floats. v2 (setAttention('flash2')): the forward with
-// 32 query rows a warp, the forward and dQ kernels with cp.async double-buffered K/V tiles.
+// 32 or 64, B·NH <= 65535, Tk < 2^30). Dscratch: B·NH·Tq floats. v2 (setAttention('flash2')): the forward and dQ
+// with 32 query rows a warp, every kernel with cp.async double-buffered tiles (sm_90+; elsewhere as v1).
 bool attention_flash_supported(DType dt, const AttnDims& d);
 void attention_forward_flash(const Stream& st, void* out, float* lse, const void* q, const void* k, const void* v,
                              const AttnDims& d, bool v2 = false);
