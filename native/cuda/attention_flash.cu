@@ -25,8 +25,8 @@
 // the dQ kernel likewise (flash_dq2_kernel: 32 rows a warp, keys 16 at a time), computing D itself (no
 // flash_D_kernel launch); all three kernels with their streamed tiles double-buffered: the next K/V (forward, dQ)
 // or Q/dout (dK/dV) tile streams in with cp.async (no registers) during the current one's products (next_kv;
-// flash_dkv_pipe_kernel, in dynamic shared memory). The emulator runs
-// cp.async as a plain copy; gpu-check's racecheck/synccheck cover the order.
+// flash_dkv_pipe_kernel, in dynamic shared memory). The emulator lands each cp.async copy only at the wait that
+// covers it (a missing wait or commit fails the tests there); gpu-check's racecheck/synccheck run on the GPU.
 // No atomics: dQ and dK/dV come from separate kernels (P is recomputed in both), so results are deterministic.
 // Scores that no row may see are -inf before the softmax; tiles that lie wholly inside every row's range skip
 // the mask. Query blocks run the longest first (causal rows near the end see the most keys).

@@ -80,12 +80,11 @@ __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16* row) {
 // 16 bytes from global to shared memory without passing through registers (cp.async, sm_80 and later), or 16 zero
 // bytes where !valid (src-size 0: nothing is read). The copy lands by the cp_async_wait that follows its
 // cp_async_commit; each thread waits for its own copies, so a __syncthreads after the wait makes them everyone's.
-// On the emulator the copy is made at once (it has landed before any wait).
+// On the emulator the copy lands only at the cp_async_wait that covers it, as the hardware allows (a read of the
+// tile before that wait sees its old contents), and a thread that exits with copies in flight fails the launch.
 __device__ __forceinline__ void cp_async16(bf16* dst, const bf16* src, bool valid) {
 #if defined(__CUDA_EMU__)
-  uint32_t w[4] = {0u, 0u, 0u, 0u};
-  if (valid) std::memcpy(w, src, sizeof w);
-  std::memcpy(dst, w, sizeof w);
+  ::gn_emu::cp_async16(dst, src, valid);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
@@ -97,14 +96,18 @@ __device__ __forceinline__ void cp_async16(bf16* dst, const bf16* src, bool vali
 #endif
 }
 __device__ __forceinline__ void cp_async_commit() {
-#if !defined(__CUDA_EMU__) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(__CUDA_EMU__)
+  ::gn_emu::cp_async_commit();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 #endif
 }
 // waits until at most N of this thread's committed groups are still in flight
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
-#if !defined(__CUDA_EMU__) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(__CUDA_EMU__)
+  ::gn_emu::cp_async_wait(N);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 #endif
 }

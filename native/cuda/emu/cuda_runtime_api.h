@@ -17,7 +17,9 @@
 //   - __shared__ variables are function statics (one block runs at a time), so they keep what the previous
 //     block left there, like uninitialised shared memory; dynamic shared memory (GN_DYNAMIC_SHARED) is one
 //     227 KiB buffer per OS thread, and a launch asking for more than 48 KiB of it needs the kernel's
-//     cudaFuncAttributeMaxDynamicSharedMemorySize, as on a GPU;
+//     cudaFuncAttributeMaxDynamicSharedMemorySize, as on a GPU; a cp.async copy (mma.cuh) reads its source when
+//     issued and lands only at the cp.async.wait_group that covers its group, and a thread that exits with
+//     copies in flight fails the launch;
 //   - device memory is host memory from mmap: the end of every allocation (rounded up to 8 bytes) touches a
 //     PROT_NONE page, so reading or writing past the end of a buffer crashes the test instead of passing silently; fresh allocations are
 //     filled with 0xFF bytes (NaN as floats), so reading memory nobody wrote shows up as NaN; freed memory is
@@ -158,6 +160,11 @@ struct ThreadState {
 extern thread_local ThreadState* g_self;  // the running fiber's state (one fiber runs at a time per OS thread)
 
 void syncthreads();
+// cp.async.cg.shared.global (16 bytes, zeros where !valid), commit_group and wait_group n (mma.cuh): a copy lands
+// only at the wait that covers its group, and a thread that exits with copies in flight fails the launch
+void cp_async16(void* dst, const void* src, bool valid);
+void cp_async_commit();
+void cp_async_wait(int n);
 // warp-collective exchange: every lane of mask puts `bits` in, receives the value lane src(lane) put in
 // (src < 0: keep its own). Waits for all lanes of mask.
 uint64_t exchange(unsigned mask, uint64_t bits, int src);

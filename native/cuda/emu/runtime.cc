@@ -53,6 +53,14 @@ struct Fiber {
   uint64_t put = 0, got = 0;
   int src = -1;
   uint64_t* all = nullptr;  // Gather: receives every lane's `put` (lanes outside the mask untouched)
+  // cp.async: copies issued and not landed (group -1: not committed yet), and the groups committed so far
+  struct PendingCopy {
+    void* dst;
+    unsigned char bytes[16];
+    int group;
+  };
+  std::vector<PendingCopy> cp;
+  int cp_groups = 0;
 };
 
 struct Grid {
@@ -292,7 +300,15 @@ bool run_block(const char* name, int nthreads, bool reverse, std::string* err) {
       if (fs[i].st != St::Done) ++live;
       if (fs[i].st == St::AtBlockBarrier) ++at_block;
     }
-    if (live == 0) return true;
+    if (live == 0) {
+      for (int i = 0; i < nthreads; ++i)
+        if (!fs[i].cp.empty()) {
+          *err = "thread " + std::to_string(i) + " of " + std::string(name) + " exited with " +
+                 std::to_string(fs[i].cp.size()) + " cp.async copies in flight (a cp.async.wait_group is missing)";
+          return false;
+        }
+      return true;
+    }
     bool released = false;
     if (!release_warps(name, nthreads, &released, err)) return false;
     if (released) continue;
@@ -316,6 +332,33 @@ bool run_block(const char* name, int nthreads, bool reverse, std::string* err) {
 void syncthreads() {
   g_grid.cur->st = St::AtBlockBarrier;
   yield_to_scheduler();
+}
+
+// cp.async as the hardware may run it: the 16 bytes are read when the copy is issued and land in shared memory
+// only at the cp.async.wait_group that covers their group, so a read before that wait sees what was there before
+void cp_async16(void* dst, const void* src, bool valid) {
+  Fiber::PendingCopy c;
+  c.dst = dst;
+  c.group = -1;
+  if (valid) std::memcpy(c.bytes, src, 16);
+  else std::memset(c.bytes, 0, 16);
+  g_grid.cur->cp.push_back(c);
+}
+void cp_async_commit() {
+  Fiber* f = g_grid.cur;
+  for (auto& c : f->cp)
+    if (c.group < 0) c.group = f->cp_groups;
+  ++f->cp_groups;
+}
+void cp_async_wait(int n) {
+  Fiber* f = g_grid.cur;
+  const int last = f->cp_groups - n;  // groups below this one have landed
+  std::vector<Fiber::PendingCopy> still;
+  for (auto& c : f->cp) {
+    if (c.group >= 0 && c.group < last) std::memcpy(c.dst, c.bytes, 16);
+    else still.push_back(c);
+  }
+  f->cp.swap(still);
 }
 
 // The calling thread joins warp collective `op` over `mask`, offering `bits` (src: Exchange's source lane; all:
@@ -471,6 +514,8 @@ void run_grid(const void* fn, const char* name, dim3 grid, dim3 block, size_t sm
           f.ts.lane = static_cast<int>(t % 32);
           f.ts.warp = static_cast<int>(t / 32);
           f.st = St::Ready;
+          f.cp.clear();
+          f.cp_groups = 0;
           start(&f);
         }
         std::string err;

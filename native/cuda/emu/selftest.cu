@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/device.cuh"  // GN_DYNAMIC_SHARED
+#include "cuda/mma.cuh"     // cp_async16, cp_async_commit, cp_async_wait
 
 #include <cmath>
 #include <cstdio>
@@ -52,6 +53,22 @@ __global__ void dynamic_shared_sum(long long* out, int n) {
     for (int i = 0; i < n; ++i) s += v[i];
     out[blockIdx.x] = s;
   }
+}
+
+// cp.async: a copy lands at the wait that covers its group, not before (what the emulator lets a test see: on a
+// GPU the read before the wait is a race). out[0..1]: a shared value before and after the wait; with `leave`, the
+// thread exits with the copy in flight (a launch failure on the emulator)
+__global__ void cp_async_order(float* out, const __nv_bfloat16* src, bool leave) {
+  alignas(16) __shared__ __nv_bfloat16 sh[8];
+  for (int i = 0; i < 8; ++i) sh[i] = __float2bfloat16(-1.0f);
+  gn::cuda::cp_async16(sh, src, true);
+  gn::cuda::cp_async_commit();
+  gn::cuda::cp_async16(sh, src, false);  // a second group (zeros), committed below and never waited for with `leave`
+  gn::cuda::cp_async_commit();
+  out[0] = __bfloat162float(sh[3]);
+  gn::cuda::cp_async_wait<1>();  // the first group has landed, the second may not have
+  out[1] = __bfloat162float(sh[3]);
+  if (!leave) gn::cuda::cp_async_wait<0>();
 }
 
 // block sum of 1..n over a 2-D block, through shared memory
@@ -194,6 +211,26 @@ int main() {
       for (int i = 0; i < n; ++i) want[b] += i % 1000 + b;
     check(got[0] == want[0] && got[1] == want[1], "sums through dynamic shared memory");
     cudaFree(d_s);
+  }
+
+  // cp.async lands at its wait; exiting with copies in flight is a launch failure
+  {
+    std::vector<__nv_bfloat16> h(8);
+    for (int i = 0; i < 8; ++i) h[i] = __float2bfloat16(static_cast<float>(i + 1));
+    __nv_bfloat16* d_src;
+    float* d_out;
+    cudaMalloc(&d_src, 8 * sizeof(__nv_bfloat16));
+    cudaMalloc(&d_out, 2 * sizeof(float));
+    cudaMemcpy(d_src, h.data(), 8 * sizeof(__nv_bfloat16), cudaMemcpyHostToDevice);
+    cp_async_order<<<1, 1>>>(d_out, d_src, false);
+    float o[2] = {0.0f, 0.0f};
+    cudaMemcpy(o, d_out, sizeof o, cudaMemcpyDeviceToHost);
+    check(cudaGetLastError() == cudaSuccess && o[0] == -1.0f && o[1] == 4.0f,
+          "cp.async: the old value before the wait, the copied one after");
+    cp_async_order<<<1, 1>>>(d_out, d_src, true);
+    check(last_error_is(cudaErrorLaunchFailure, "cp.async copies in flight"), "exiting with a cp.async in flight");
+    cudaFree(d_src);
+    cudaFree(d_out);
   }
 
   // device memory
