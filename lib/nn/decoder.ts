@@ -3,7 +3,8 @@
  * one pass (prefill); each later call runs only the new tokens at their positions, attending to the cached
  * keys and values of everything before (banded for GPT-3's local layers). The same arithmetic as
  * GPT.forward, so greedy decoding matches full recomputation.
- * Shapes: B rows decoded together, Tmax cached positions, C = n_embd; K and V caches (B, Tmax, C) per layer.
+ * Shapes: B rows decoded together, Tmax cached positions, C = n_embd; a cache (B, Tmax, 2C) per layer, each row a
+ * position's key then its value (a step appends both with one copy from the qkv rows).
  */
 import { AttentionShape } from '../native';
 import { withPrecision } from '../backend';
@@ -18,8 +19,7 @@ interface Scratch {
 export class KVDecoder {
   /** Tokens whose keys and values are in the cache (the next token goes at this position). */
   length = 0;
-  private readonly k: Buf[] = [];
-  private readonly v: Buf[] = [];
+  private readonly kv: Buf[] = [];
   private scratch: Scratch | null = null;
   private logitsHost = new Float32Array(0);
   private logitsBuf: Buf | null = null;
@@ -32,10 +32,7 @@ export class KVDecoder {
     if (Tmax > P) throw new RangeError(`Expected at most n_positions = ${P} cached positions for Tmax but received ${Tmax}`);
     this.be = model.backend;
     this.dtype = model.activationDtype; // the cache and the scratch hold activations
-    for (let l = 0; l < L; l++) {
-      this.k.push(this.be.alloc(B * Tmax * C, this.dtype));
-      this.v.push(this.be.alloc(B * Tmax * C, this.dtype));
-    }
+    for (let l = 0; l < L; l++) this.kv.push(this.be.alloc(B * Tmax * 2 * C, this.dtype));
   }
 
   private ensure(Tq: number): Scratch {
@@ -55,10 +52,10 @@ export class KVDecoder {
   /** Frees the cache (device memory at once on cuda); the decoder cannot be used afterwards. */
   dispose(): void {
     this.freeScratch();
-    if (this.be.device !== 'cpu') for (const b of [...this.k, ...this.v]) this.be.free(b);
+    if (this.be.device !== 'cpu') for (const b of this.kv) this.be.free(b);
     if (this.logitsBuf) this.be.free(this.logitsBuf);
     this.logitsBuf = null;
-    this.k.length = this.v.length = 0;
+    this.kv.length = 0;
   }
 
   /** Drops cached positions at and after `length` (speculative decoding rolls back rejected tokens). */
@@ -111,18 +108,15 @@ export class KVDecoder {
       const qkv = sub(s.qkv, 3), att = sub(s.att), proj = sub(s.proj), mid = sub(s.mid), fc = sub(s.fc, 4), fcg = sub(s.fcg, 4);
       const attend = (inp: Buf) => {
         be.linearForward(qkv, inp, mw(h + 'attn.c_attn.weight'), w(h + 'attn.c_attn.bias'), N, C, 3 * C);
-        // append this step's keys and values to the cache
-        const kc = this.k[l], vc = this.v[l];
-        for (let b = 0; b < B; b++) {
-          const src = b * Tq * 3 * C, dst = (b * this.Tmax + pos0) * C;
-          be.copyRows(be.view(kc, dst), C, be.view(qkv, src + C), 3 * C, Tq, C);
-          be.copyRows(be.view(vc, dst), C, be.view(qkv, src + 2 * C), 3 * C, Tq, C);
-        }
+        // append this step's keys and values to the cache: a qkv row's last 2C entries are a cache row
+        const kv = this.kv[l];
+        for (let b = 0; b < B; b++)
+          be.copyRows(be.view(kv, (b * this.Tmax + pos0) * 2 * C), 2 * C, be.view(qkv, b * Tq * 3 * C + C), 3 * C, Tq, 2 * C);
         const shape: AttentionShape = {
           B, Tq, Tk: pos0 + Tq, NH, HS: C / NH, qPos0: pos0, window: cfg.attention_layers[l] === 'local' ? cfg.window_size : 0,
-          dropout: 0, seed: 0, q: [Tq * 3 * C, 3 * C], k: [this.Tmax * C, C], v: [this.Tmax * C, C], o: [Tq * C, C],
+          dropout: 0, seed: 0, q: [Tq * 3 * C, 3 * C], k: [this.Tmax * 2 * C, 2 * C], v: [this.Tmax * 2 * C, 2 * C], o: [Tq * C, C],
         };
-        be.attentionForward(att, null, qkv, kc, vc, shape);
+        be.attentionForward(att, null, qkv, kv, be.view(kv, C), shape);
         be.linearForward(proj, att, mw(h + 'attn.c_proj.weight'), w(h + 'attn.c_proj.bias'), N, C, C);
       };
       const mlp = (inp: Buf, out: Buf) => {
