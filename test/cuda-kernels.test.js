@@ -194,9 +194,10 @@ const alignedCases = {
     cross(t, 'add', [randF32(n, s + 2), randF32(n, s, 4), randF32(n, s + 1)], o([0], [0, 1, 2]));
   },
   sumsq: (t, s, o) => cross(t, 'sumsq', [randF32(1003, s, 4)], o([], [0], { ret: true })),
+  // (C <= 1024 with aligned rows: the row in registers, with a last partial chunk at C = 100 and 200; C = 1064: the
+  // three passes, 16 bytes at a time)
   'layernorm forward': (t, s, o) => {
-    for (const C of [96, 100]) {
-      const N = 13;
+    for (const [N, C] of [[13, 96], [13, 100], [333, 200], [40, 1024], [13, 1064]]) {
       const mean = randF32(N, s + 7), rstd = randF32(N, s + 8);
       cross(t, 'layernormForward', [randF32(N * C, s + 6), mean, rstd, randF32(N * C, s + 3, 3), randF32(C, s + 4), randF32(C, s + 5), N, C, 1e-5], o([0, 1, 2], [0, 3]));
       // with the residual add (inp = addA + addB, written, then normalised)

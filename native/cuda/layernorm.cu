@@ -4,7 +4,8 @@
 //   dinp = rstd · (g - mean_c(g) - xhat · mean_c(g·xhat))   (=, or += with accumulate; may be skipped)
 //   dweight += Σ_n dout·xhat, dbias += Σ_n dout            (+=)
 // Launch shapes: forward and dinp use one warp per row (8 rows per 256-thread block), 16 bytes at a time where
-// the rows are 16-byte aligned (8 bf16 or 4 floats per access, not one); the parameter
+// the rows are 16-byte aligned (8 bf16 or 4 floats per access, not one; the forward then holds a row of up to
+// 1024 in registers and reads it once); the parameter
 // gradients use a column kernel over row chunks (block (32, 8), one column per threadIdx.x) and a second pass
 // that adds the chunks in order: deterministic, no atomics.
 // Where the rows are aligned and C <= 1024 (every lane holds at most 32 columns of a row), the backward runs in
@@ -63,6 +64,62 @@ __global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, T* in
 #pragma unroll
     for (int j = 0; j < W; ++j) f[j] = (f[j] - m) * r * weight[c + j] + bias[c + j];
     store_w<W>(y + c, f);
+  }
+  if (lane == 0) {
+    if (mean) mean[n] = m;
+    if (rstd) rstd[n] = r;
+  }
+}
+
+// The same with the row in registers (rows aligned, C <= CH·32·W <= 1024): lane l holds columns (k·32 + l)·W …
+// +W-1 for k < CH, read once (the kernel above reads the row three times). The sums run in the same order.
+template <typename T, int W, int CH, bool ADD>
+__global__ void layernorm_forward_rows_kernel(T* out, float* mean, float* rstd, T* inp, const float* weight,
+                                              const float* bias, int64_t N, int64_t C, float eps, const T* add_a,
+                                              const T* add_b) {
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (n >= N) return;
+  T* x = inp + n * C;
+  float f[CH][W];
+  float s = 0.0f;
+#pragma unroll
+  for (int k = 0; k < CH; ++k) {
+    const int64_t c = static_cast<int64_t>(k * 32 + lane) * W;
+    if (c >= C) continue;
+    if (ADD) {
+      float g[W];
+      load_w<W>(f[k], add_a + n * C + c);
+      load_w<W>(g, add_b + n * C + c);
+#pragma unroll
+      for (int j = 0; j < W; ++j) f[k][j] += g[j];
+      store_w<W>(x + c, f[k]);
+#pragma unroll
+      for (int j = 0; j < W; ++j) f[k][j] = to_f(from_f<T>(f[k][j]));  // the stored (rounded) sum
+    } else {
+      load_w<W>(f[k], x + c);
+    }
+#pragma unroll
+    for (int j = 0; j < W; ++j) s += f[k][j];
+  }
+  const float m = warp_sum(s) / static_cast<float>(C);
+  float v = 0.0f;
+#pragma unroll
+  for (int k = 0; k < CH; ++k) {
+    const int64_t c = static_cast<int64_t>(k * 32 + lane) * W;
+    if (c >= C) continue;
+#pragma unroll
+    for (int j = 0; j < W; ++j) v += (f[k][j] - m) * (f[k][j] - m);
+  }
+  const float r = 1.0f / sqrtf(warp_sum(v) / static_cast<float>(C) + eps);
+  T* y = out + n * C;
+#pragma unroll
+  for (int k = 0; k < CH; ++k) {
+    const int64_t c = static_cast<int64_t>(k * 32 + lane) * W;
+    if (c >= C) continue;
+#pragma unroll
+    for (int j = 0; j < W; ++j) f[k][j] = (f[k][j] - m) * r * weight[c + j] + bias[c + j];
+    store_w<W>(y + c, f[k]);
   }
   if (lane == 0) {
     if (mean) mean[n] = m;
@@ -237,6 +294,20 @@ void ln_backward_fused(const Stream& st, int64_t ch, unsigned blocks, T* dx, flo
 
 namespace {
 
+// the register form for CH = ⌈C / (32·W)⌉ (1 … 32/W), as a template argument
+template <typename T, int W, bool ADD, int CH = 1>
+void ln_forward_rows(const Stream& st, int64_t ch, unsigned blocks, T* y, float* mean, float* rstd, T* x,
+                     const float* weight, const float* bias, int64_t N, int64_t C, float eps, const T* a, const T* b) {
+  if constexpr (CH < 32 / W) {
+    if (ch > CH) {
+      ln_forward_rows<T, W, ADD, CH + 1>(st, ch, blocks, y, mean, rstd, x, weight, bias, N, C, eps, a, b);
+      return;
+    }
+  }
+  layernorm_forward_rows_kernel<T, W, CH, ADD><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(y, mean, rstd, x, weight, bias,
+                                                                                      N, C, eps, a, b);
+}
+
 template <typename T>
 void ln_forward(const Stream& st, void* out, float* mean, float* rstd, void* inp, const float* weight,
                 const float* bias, int64_t N, int64_t C, float eps, const void* add_a, const void* add_b) {
@@ -248,7 +319,10 @@ void ln_forward(const Stream& st, void* out, float* mean, float* rstd, void* inp
   const bool vec = rows_aligned16<T>(C, {out, inp, add_a, add_b});
   auto run = [&](auto add) {
     constexpr bool kAdd = decltype(add)::value;
-    if (vec)
+    if (vec && C <= 32 * 32)
+      ln_forward_rows<T, kW, kAdd>(st, (C + 32 * kW - 1) / (32 * kW), blocks, y, mean, rstd, x, weight, bias, N, C, eps,
+                                   a, b);
+    else if (vec)
       layernorm_forward_kernel<T, kW, kAdd><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(y, mean, rstd, x, weight, bias, N,
                                                                                     C, eps, a, b);
     else
