@@ -1149,7 +1149,8 @@ void attention_forward_flash(const Stream& st, void* out, float* lse, const void
   const FDims s = make_fdims(d, aligned16(q, d.q[0], d.q[1]) && aligned16(k, d.k[0], d.k[1]) &&
                                     aligned16(v, d.v[0], d.v[1]));
   const bool drop = s.dropout > 0.0f;
-  v2 = v2 && flash2_built();
+  // flash2's forward takes blocks of 128 queries: for 64 or fewer (decoding steps), the 64-query blocks of flash
+  v2 = v2 && flash2_built() && d.Tq > kRows;
   const auto run = v2 ? (drop ? fwd_of<true, true> : fwd_of<false, true>)
                       : (drop ? fwd_of<true, false> : fwd_of<false, false>);
   run(d.HS)(st, out, lse, q, k, v, s);
