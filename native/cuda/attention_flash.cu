@@ -140,22 +140,35 @@ __device__ __forceinline__ void load_a(uint32_t (&f)[HD / 16][4], const Tile<HD>
   }
 }
 
-// s (16 × 64) = A · tileᵀ: the warp's rows against the tile's 64 rows. B[k][n] = tile[n][k]: one ldmatrix.x4 gives
-// rows nt·8 .. +7 at columns kk·16 .. +31, the b0, b1 of two k-chunks (lane l: row l % 8, columns + 8·(l / 8))
-template <int HD>
-__device__ __forceinline__ void mul_abt(float (&s)[8][4], const uint32_t (&a)[HD / 16][4], const Tile<HD>& tile,
-                                        int lane) {
+// s (MT m-tiles of 16 rows × 8·NT) = A · tileᵀ rows k0 .. k0 + 8·NT-1: the warp's rows against the tile's rows.
+// B[k][n] = tile[n][k]: one ldmatrix.x4 gives rows nt·8 .. +7 at columns kk·16 .. +31, the b0, b1 of two k-chunks
+// (lane l: row l % 8, columns + 8·(l / 8)); each B fragment serves all MT m-tiles (flash2's forward and dQ take
+// MT = 2: half the shared-memory reads per product)
+template <int HD, int MT, int NT>
+__device__ __forceinline__ void mul_abt_mt(float (&s)[MT][NT][4], const uint32_t (&a)[MT][HD / 16][4],
+                                           const Tile<HD>& tile, int k0, int lane) {
 #pragma unroll
-  for (int nt = 0; nt < 8; ++nt) {
-    s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+  for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk += 2) {
       uint32_t b[4];
-      ldsm_x4<false>(b, &tile.x[nt * 8 + (lane & 7)][kk * 16 + 8 * (lane >> 3)]);
-      mma_bf16(s[nt], a[kk], b[0], b[1]);
-      mma_bf16(s[nt], a[kk + 1], b[2], b[3]);
+      ldsm_x4<false>(b, &tile.x[k0 + nt * 8 + (lane & 7)][kk * 16 + 8 * (lane >> 3)]);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        mma_bf16(s[mt][nt], a[mt][kk], b[0], b[1]);
+        mma_bf16(s[mt][nt], a[mt][kk + 1], b[2], b[3]);
+      }
     }
   }
+}
+// one m-tile against the whole tile (s: 16 × 64)
+template <int HD>
+__device__ __forceinline__ void mul_abt(float (&s)[8][4], const uint32_t (&a)[HD / 16][4], const Tile<HD>& tile,
+                                        int lane) {
+  mul_abt_mt<HD, 1, 8>(reinterpret_cast<float(&)[1][8][4]>(s), reinterpret_cast<const uint32_t(&)[1][HD / 16][4]>(a),
+                       tile, 0, lane);
 }
 
 // The same with A read from shared memory too (rows r0 .. r0+15 of atile), two k-chunks at a time: for the dK/dV
@@ -183,25 +196,40 @@ __device__ __forceinline__ void mul_abt_shared(float (&s)[8][4], const Tile<HD>&
   }
 }
 
-// acc (16 × HD) += p · tile, p (16 × 64) in accumulator layout, rounded to bf16. B[k][n] = tile[k][n]: one
-// ldmatrix.x4.trans gives rows kc·16 .. +15 at columns nt·8 .. +15, the b0, b1 of two n-tiles (lane l: row
-// l % 8 + 8·((l / 8) & 1), columns + 8·(l / 16))
-template <int HD>
-__device__ __forceinline__ void mul_pb(float (&acc)[HD / 8][4], const float (&p)[8][4], const Tile<HD>& tile,
-                                       int lane) {
+// acc (MT m-tiles × HD) += p · tile rows k0 .. k0 + 8·NT-1, p (MT × 16 × 8·NT) in accumulator layout, rounded to
+// bf16. B[k][n] = tile[k][n]: one ldmatrix.x4.trans gives rows kc·16 .. +15 at columns nt·8 .. +15, the b0, b1 of
+// two n-tiles (lane l: row l % 8 + 8·((l / 8) & 1), columns + 8·(l / 16)); each serves all MT m-tiles
+template <int HD, int MT, int NT>
+__device__ __forceinline__ void mul_pb_mt(float (&acc)[MT][HD / 8][4], const float (&p)[MT][NT][4],
+                                          const Tile<HD>& tile, int k0, int lane) {
 #pragma unroll
-  for (int kc = 0; kc < kTile / 16; ++kc) {
-    const uint32_t a[4] = {pack_bf16(p[2 * kc][0], p[2 * kc][1]), pack_bf16(p[2 * kc][2], p[2 * kc][3]),
-                           pack_bf16(p[2 * kc + 1][0], p[2 * kc + 1][1]),
-                           pack_bf16(p[2 * kc + 1][2], p[2 * kc + 1][3])};
+  for (int kc = 0; kc < NT / 2; ++kc) {
+    uint32_t a[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      a[mt][0] = pack_bf16(p[mt][2 * kc][0], p[mt][2 * kc][1]);
+      a[mt][1] = pack_bf16(p[mt][2 * kc][2], p[mt][2 * kc][3]);
+      a[mt][2] = pack_bf16(p[mt][2 * kc + 1][0], p[mt][2 * kc + 1][1]);
+      a[mt][3] = pack_bf16(p[mt][2 * kc + 1][2], p[mt][2 * kc + 1][3]);
+    }
 #pragma unroll
     for (int nt = 0; nt < HD / 8; nt += 2) {
       uint32_t b[4];
-      ldsm_x4<true>(b, &tile.x[kc * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)][nt * 8 + 8 * (lane >> 4)]);
-      mma_bf16(acc[nt], a, b[0], b[1]);
-      mma_bf16(acc[nt + 1], a, b[2], b[3]);
+      ldsm_x4<true>(b, &tile.x[k0 + kc * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)][nt * 8 + 8 * (lane >> 4)]);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        mma_bf16(acc[mt][nt], a[mt], b[0], b[1]);
+        mma_bf16(acc[mt][nt + 1], a[mt], b[2], b[3]);
+      }
     }
   }
+}
+// one m-tile, the whole tile (p: 16 × 64)
+template <int HD>
+__device__ __forceinline__ void mul_pb(float (&acc)[HD / 8][4], const float (&p)[8][4], const Tile<HD>& tile,
+                                       int lane) {
+  mul_pb_mt<HD, 1, 8>(reinterpret_cast<float(&)[1][HD / 8][4]>(acc), reinterpret_cast<const float(&)[1][8][4]>(p),
+                      tile, 0, lane);
 }
 
 // The dropout mask of this thread's 32 elements of a 16×64 tile: bit nt·4 + 2·rr + c for the element of row
@@ -350,55 +378,6 @@ __device__ __forceinline__ bool warp_sees_tile(const FDims& s, int i, int n, int
 __device__ __forceinline__ bool rows_see_tile(const FDims& s, int i, int n, int j0) {
   const int p_lo = s.q_pos0 + i, p_hi = s.q_pos0 + i + n - 1;
   return i + n <= s.Tq && j0 + kTile <= s.Tk && j0 + kTile - 1 <= p_lo && (s.window <= 0 || j0 > p_hi - s.window);
-}
-
-// The forward's products for MT m-tiles of 16 rows a warp against NT n-tiles (8 keys each) of a tile, from key
-// row k0: each B fragment read from shared memory serves all MT m-tiles (with MT = 2, half the shared-memory reads
-// per product of MT = 1)
-template <int HD, int MT, int NT>
-__device__ __forceinline__ void mul_abt_mt(float (&s)[MT][NT][4], const uint32_t (&a)[MT][HD / 16][4],
-                                           const Tile<HD>& tile, int k0, int lane) {
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt) {
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < HD / 16; kk += 2) {
-      uint32_t b[4];
-      ldsm_x4<false>(b, &tile.x[k0 + nt * 8 + (lane & 7)][kk * 16 + 8 * (lane >> 3)]);
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        mma_bf16(s[mt][nt], a[mt][kk], b[0], b[1]);
-        mma_bf16(s[mt][nt], a[mt][kk + 1], b[2], b[3]);
-      }
-    }
-  }
-}
-// acc (MT m-tiles × HD) += p · tile rows k0 .. k0 + 8·NT-1, p in accumulator layout, rounded to bf16
-template <int HD, int MT, int NT>
-__device__ __forceinline__ void mul_pb_mt(float (&acc)[MT][HD / 8][4], const float (&p)[MT][NT][4],
-                                          const Tile<HD>& tile, int k0, int lane) {
-#pragma unroll
-  for (int kc = 0; kc < NT / 2; ++kc) {
-    uint32_t a[MT][4];
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-      a[mt][0] = pack_bf16(p[mt][2 * kc][0], p[mt][2 * kc][1]);
-      a[mt][1] = pack_bf16(p[mt][2 * kc][2], p[mt][2 * kc][3]);
-      a[mt][2] = pack_bf16(p[mt][2 * kc + 1][0], p[mt][2 * kc + 1][1]);
-      a[mt][3] = pack_bf16(p[mt][2 * kc + 1][2], p[mt][2 * kc + 1][3]);
-    }
-#pragma unroll
-    for (int nt = 0; nt < HD / 8; nt += 2) {
-      uint32_t b[4];
-      ldsm_x4<true>(b, &tile.x[k0 + kc * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)][nt * 8 + 8 * (lane >> 4)]);
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        mma_bf16(acc[mt][nt], a[mt], b[0], b[1]);
-        mma_bf16(acc[mt][nt + 1], a[mt], b[2], b[3]);
-      }
-    }
-  }
 }
 
 // MT: m-tiles of 16 query rows a warp (a block of 64·MT queries); PIPE: K/V tiles double-buffered through cp.async
