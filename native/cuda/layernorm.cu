@@ -24,9 +24,26 @@ namespace {
 
 constexpr int kRowsPerBlock = 8;  // warps per block
 
+// W consecutive elements of a row of inp as floats into f; with ADD, inp = add_a + add_b is written there first and
+// f holds the stored (rounded) sums, so the statistics see what a separate add would have left
+template <int W, bool ADD, typename T>
+__device__ __forceinline__ void ln_input(float* f, T* x, const T* add_a, const T* add_b) {
+  if (ADD) {
+    float g[W];
+    load_w<W>(f, add_a);
+    load_w<W>(g, add_b);
+#pragma unroll
+    for (int j = 0; j < W; ++j) f[j] += g[j];
+    store_w<W>(x, f);
+#pragma unroll
+    for (int j = 0; j < W; ++j) f[j] = to_f(from_f<T>(f[j]));
+  } else {
+    load_w<W>(f, x);
+  }
+}
+
 // W: elements per access, 1 or kVec<T> (rows 16-byte aligned and C a multiple of W; lane l takes elements
-// l·W … l·W + W-1 of every 32·W). ADD: inp = add_a + add_b is written first (the residual stream's add; each lane
-// reads back what it wrote, so the statistics see the stored, rounded values, as after a separate add)
+// l·W … l·W + W-1 of every 32·W). ADD: inp = add_a + add_b is written first (the residual stream's add; ln_input)
 template <typename T, int W, bool ADD>
 __global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, T* inp, const float* weight,
                                          const float* bias, int64_t N, int64_t C, float eps, const T* add_a,
@@ -38,15 +55,7 @@ __global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, T* in
   float f[W];
   float s = 0.0f;
   for (int64_t c = lane * W; c < C; c += 32 * W) {
-    if (ADD) {
-      float g[W];
-      load_w<W>(f, add_a + n * C + c);
-      load_w<W>(g, add_b + n * C + c);
-#pragma unroll
-      for (int j = 0; j < W; ++j) f[j] += g[j];
-      store_w<W>(x + c, f);
-    }
-    load_w<W>(f, x + c);
+    ln_input<W, ADD>(f, x + c, add_a + n * C + c, add_b + n * C + c);
 #pragma unroll
     for (int j = 0; j < W; ++j) s += f[j];
   }
@@ -87,18 +96,7 @@ __global__ void layernorm_forward_rows_kernel(T* out, float* mean, float* rstd, 
   for (int k = 0; k < CH; ++k) {
     const int64_t c = static_cast<int64_t>(k * 32 + lane) * W;
     if (c >= C) continue;
-    if (ADD) {
-      float g[W];
-      load_w<W>(f[k], add_a + n * C + c);
-      load_w<W>(g, add_b + n * C + c);
-#pragma unroll
-      for (int j = 0; j < W; ++j) f[k][j] += g[j];
-      store_w<W>(x + c, f[k]);
-#pragma unroll
-      for (int j = 0; j < W; ++j) f[k][j] = to_f(from_f<T>(f[k][j]));  // the stored (rounded) sum
-    } else {
-      load_w<W>(f[k], x + c);
-    }
+    ln_input<W, ADD>(f[k], x + c, add_a + n * C + c, add_b + n * C + c);
 #pragma unroll
     for (int j = 0; j < W; ++j) s += f[k][j];
   }
@@ -276,37 +274,22 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) layernorm_backward_fused_k
   }
 }
 
-// the fused kernel for CH = ⌈C / (32·W)⌉ (1 … kMaxCh), as a template argument
-template <typename T, int W, bool ACC, int CH = 1>
-void ln_backward_fused(const Stream& st, int64_t ch, unsigned blocks, T* dx, float* part, const T* dy, const T* x,
-                       const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C, int64_t rows) {
-  if constexpr (CH < 32 / W) {
+// f(std::integral_constant<int, CH>{}) for CH = ch (1 … MAX): the chunks a lane holds of a row, as the one-pass
+// kernels' template argument
+template <int MAX, int CH = 1, typename F>
+void with_chunks(int64_t ch, F&& f) {
+  if constexpr (CH < MAX) {
     if (ch > CH) {
-      ln_backward_fused<T, W, ACC, CH + 1>(st, ch, blocks, dx, part, dy, x, weight, mean, rstd, N, C, rows);
+      with_chunks<MAX, CH + 1>(ch, f);
       return;
     }
   }
-  layernorm_backward_fused_kernel<T, W, CH, ACC><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(dx, part, dy, x, weight, mean,
-                                                                                         rstd, N, C, rows);
+  f(std::integral_constant<int, CH>{});
 }
 
 }  // namespace
 
 namespace {
-
-// the register form for CH = ⌈C / (32·W)⌉ (1 … 32/W), as a template argument
-template <typename T, int W, bool ADD, int CH = 1>
-void ln_forward_rows(const Stream& st, int64_t ch, unsigned blocks, T* y, float* mean, float* rstd, T* x,
-                     const float* weight, const float* bias, int64_t N, int64_t C, float eps, const T* a, const T* b) {
-  if constexpr (CH < 32 / W) {
-    if (ch > CH) {
-      ln_forward_rows<T, W, ADD, CH + 1>(st, ch, blocks, y, mean, rstd, x, weight, bias, N, C, eps, a, b);
-      return;
-    }
-  }
-  layernorm_forward_rows_kernel<T, W, CH, ADD><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(y, mean, rstd, x, weight, bias,
-                                                                                      N, C, eps, a, b);
-}
 
 template <typename T>
 void ln_forward(const Stream& st, void* out, float* mean, float* rstd, void* inp, const float* weight,
@@ -320,8 +303,11 @@ void ln_forward(const Stream& st, void* out, float* mean, float* rstd, void* inp
   auto run = [&](auto add) {
     constexpr bool kAdd = decltype(add)::value;
     if (vec && C <= 32 * 32)
-      ln_forward_rows<T, kW, kAdd>(st, (C + 32 * kW - 1) / (32 * kW), blocks, y, mean, rstd, x, weight, bias, N, C, eps,
-                                   a, b);
+      with_chunks<32 / kW>((C + 32 * kW - 1) / (32 * kW), [&](auto chunks) {
+        constexpr int kCh = decltype(chunks)::value;
+        layernorm_forward_rows_kernel<T, kW, kCh, kAdd><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(y, mean, rstd, x, weight,
+                                                                                               bias, N, C, eps, a, b);
+      });
     else if (vec)
       layernorm_forward_kernel<T, kW, kAdd><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(y, mean, rstd, x, weight, bias, N,
                                                                                     C, eps, a, b);
@@ -345,10 +331,15 @@ void ln_backward(const Stream& st, void* dinp, float* dweight, float* dbias, con
     T* dx = static_cast<T*>(dinp);
     const T *dy = static_cast<const T*>(dout), *x = static_cast<const T*>(inp);
     const unsigned blocks = static_cast<unsigned>(R);
-    if (accumulate)
-      ln_backward_fused<T, kW, true>(st, ch, blocks, dx, scratch, dy, x, weight, mean, rstd, N, C, rows);
-    else
-      ln_backward_fused<T, kW, false>(st, ch, blocks, dx, scratch, dy, x, weight, mean, rstd, N, C, rows);
+    with_chunks<32 / kW>(ch, [&](auto chunks) {
+      constexpr int kCh = decltype(chunks)::value;
+      if (accumulate)
+        layernorm_backward_fused_kernel<T, kW, kCh, true><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(
+            dx, scratch, dy, x, weight, mean, rstd, N, C, rows);
+      else
+        layernorm_backward_fused_kernel<T, kW, kCh, false><<<blocks, 32 * kRowsPerBlock, 0, st.s>>>(
+            dx, scratch, dy, x, weight, mean, rstd, N, C, rows);
+    });
     GN_LAUNCHED(st, "layernorm_backward_fused_kernel");
     colsum_finish(st, dweight, scratch, R, C);
     colsum_finish(st, dbias, scratch + R * C, R, C);
