@@ -9,9 +9,12 @@
 //     `::gn_emu::Launch(&kernel, "kernel", grid, block, smem, stream)(args)` and compiles the .cu file as C++
 //     with this folder first on the include path;
 //   - every CUDA thread of a block is a fiber (its own stack); blocks run one after another, in order; the
-//     threads of even blocks start in index order, those of odd blocks in reverse order;
-//   - a fiber runs until it reaches __syncthreads() or a warp-collective (__shfl_*_sync, __syncwarp), then
-//     the next fiber runs: a barrier releases when every thread that must arrive has arrived. Reaching a barrier
+//     warps of a block run one at a time, each until all its lanes are at __syncthreads() or done, in index order
+//     in even blocks and in reverse order in odd ones, so a write to shared memory that another warp reads with no
+//     __syncthreads() between shows up as stale data in one of the two orders;
+//   - a fiber runs until it reaches __syncthreads() or a warp-collective (__shfl_*_sync, __syncwarp, mma,
+//     ldmatrix), then the next lane of its warp runs: a barrier releases when every thread that must arrive has
+//     arrived (a warp-collective as soon as its warp's lanes are there). Reaching a barrier
 //     that can never release (deadlock, a lane of the mask that has exited, a partial warp with a full mask) is
 //     a launch failure whose text names the kernel, block and thread;
 //   - __shared__ variables are function statics (one block runs at a time), so they keep what the previous

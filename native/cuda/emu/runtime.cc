@@ -281,17 +281,31 @@ bool release_warps(const char* name, int nthreads, bool* released, std::string* 
   return true;
 }
 
-// Runs one block. Threads run in index order in even blocks and in reverse order in odd ones, so a read of
-// another thread's shared-memory write that lacks a barrier sees stale data whichever thread comes first.
+// Runs one block, a warp at a time: a warp runs (its warp-collectives released as soon as all its lanes are there)
+// until none of its lanes can go on (all at __syncthreads or done), then the next warp does. Warps (and threads in a
+// warp) run in index order in even blocks and in reverse order in odd ones. So a read of another warp's
+// shared-memory write with no __syncthreads between them sees stale data in one of the two orders: each warp runs
+// ahead to its next block barrier, as a GPU warp may, instead of the warps moving in step from one collective to
+// the next (which hid a missing barrier between a write and a read that each follow a collective).
 bool run_block(const char* name, int nthreads, bool reverse, std::string* err) {
   std::vector<Fiber>& fs = g_grid.fibers;
+  const int nwarps = (nthreads + 31) / 32;
   for (;;) {
     bool ran = false;
-    for (int k = 0; k < nthreads; ++k) {
-      const int i = reverse ? nthreads - 1 - k : k;
-      if (fs[i].st == St::Ready) {
-        resume(&fs[i]);
-        ran = true;
+    for (int kw = 0; kw < nwarps; ++kw) {
+      const int w = reverse ? nwarps - 1 - kw : kw;
+      for (;;) {
+        bool any = false;
+        for (int kl = 0; kl < 32; ++kl) {
+          const int i = w * 32 + (reverse ? 31 - kl : kl);
+          if (i < nthreads && fs[i].st == St::Ready) {
+            resume(&fs[i]);
+            any = ran = true;
+          }
+        }
+        if (!any) break;
+        bool released = false;  // (this warp's collective, if all its lanes reached it)
+        if (!release_warps(name, nthreads, &released, err)) return false;
       }
     }
     if (ran) continue;

@@ -94,6 +94,16 @@ __global__ void neighbour(int* out, bool barrier, bool down) {
   out[blockIdx.x * 64 + t] = sh[down ? (t + 63) % 64 : (t + 1) % 64];
 }
 
+// reads the other warp's shared value after a warp-collective but with no __syncthreads: each warp may run ahead to
+// its next block barrier (as on a GPU), so the read is stale in one of the two orders
+__global__ void other_warp_after_shuffle(int* out) {
+  __shared__ int sh[64];
+  const int t = threadIdx.x;
+  sh[t] = t + 1000 * (blockIdx.x + 1);
+  const int x = __shfl_xor_sync(0xffffffffu, t, 1);
+  out[blockIdx.x * 64 + t] = sh[(t + 32) % 64] + 0 * x;
+}
+
 __global__ void shuffle_after_exit(float* out) {
   if (threadIdx.x == 5) return;
   out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
@@ -176,6 +186,13 @@ int main() {
     check(wrong_any > 0, down ? "a missing __syncthreads shows when reading the previous thread"
                               : "a missing __syncthreads shows when reading the next thread");
   }
+
+  other_warp_after_shuffle<<<2, 64>>>(d_nb);
+  cudaMemcpy(nb.data(), d_nb, nb.size() * sizeof(int), cudaMemcpyDeviceToHost);
+  int stale = 0;
+  for (int b = 0; b < 2; ++b)
+    for (int t = 0; t < 64; ++t) stale += nb[b * 64 + t] != (t + 32) % 64 + 1000 * (b + 1);
+  check(stale > 0, "a missing __syncthreads shows when another warp's write precedes a warp-collective");
 
   // mistakes become launch errors that name the kernel
   float* d_f;
