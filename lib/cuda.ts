@@ -63,6 +63,14 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
    * runs as 'flash'), an opt-in until a GPU run times it against 'flash'. Returns the old setting.
    */
   setAttention(kind: AttentionKind): AttentionKind;
+  /**
+   * How the flash backward gets dQ: from a kernel of its own that recomputes the scores ('split', the default;
+   * deterministic), or from the dK/dV kernel, which adds dS·K into fp32 sums with atomics ('atomic':
+   * FlashAttention-2's one pass over the scores; dQ's sums then run in no fixed order; built for sm_90+ and head
+   * size 64, elsewhere it runs as 'split'). An opt-in until a GPU run times it; GPT_NATIVE_CUDA_FLASH_BWD sets it at
+   * load. Returns the old setting.
+   */
+  setFlashBackward(kind: FlashBackward): FlashBackward;
   /** Attention calls (forward and backward one each) that ran the flash kernels, and those that could not. */
   attentionStats(): { flash: number; fallbacks: number };
   /**
@@ -108,6 +116,7 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
 }
 
 export type AttentionKind = 'gemm' | 'fused' | 'flash' | 'flash2';
+export type FlashBackward = 'split' | 'atomic';
 
 export interface AttentionTuning {
   queryChunk?: number;
@@ -149,9 +158,10 @@ export function cuda(): CudaAddon {
   return addon;
 }
 
-/** The addon's settings (setAttention, setBiasEpilogue, setGeluEpilogue, setGemm) as they are now. */
+/** The addon's settings (setAttention, setFlashBackward, setBiasEpilogue, setGeluEpilogue, setGemm) as they are now. */
 export interface CudaSettings {
   attention: AttentionKind;
+  flashBackward: FlashBackward;
   biasEpilogue: 'cublaslt' | 'kernel';
   geluEpilogue: 'cublaslt' | 'kernel';
   gemm: 'cublaslt' | 'cublas';
@@ -165,6 +175,7 @@ export function cudaSettings(dev: CudaAddon = cuda()): CudaSettings {
   };
   return {
     attention: peek<AttentionKind>((k) => dev.setAttention(k), 'gemm'),
+    flashBackward: peek<FlashBackward>((k) => dev.setFlashBackward(k), 'split'),
     biasEpilogue: peek<'cublaslt' | 'kernel'>((k) => dev.setBiasEpilogue(k), 'kernel'),
     geluEpilogue: peek<'cublaslt' | 'kernel'>((k) => dev.setGeluEpilogue(k), 'kernel'),
     gemm: peek<'cublaslt' | 'cublas'>((k) => dev.setGemm(k), 'cublas'),

@@ -3,10 +3,12 @@
 # runs the cross-backend tests (every CUDA kernel and the whole model, training, decoding and fine-tuning
 # against the CPU backend; the fixtures; first the flash kernels' tensor-core building blocks alone (flashProbe),
 # then the flash kernels, each in a process apart from the rest; where these fail, the rest runs with the cuBLAS
-# attention; then the opt-in flash2 kernels, whose rows are skipped where they fail), then the benchmarks: first the
+# attention; then the opt-in flash2 kernels and atomic dQ backward, whose rows are skipped where they fail), then
+# the benchmarks: first the
 # acceptance figures (GPT-2 124M training at B=16, T=1024 in bf16 with the defaults, tokens/s and MFU; batch-1
 # decoding), then each default against what it replaced (the lm head over V rather than Vp rows, cublasGemmEx for
-# cuBLASLt, the cuBLAS attention for flash, all the earlier defaults at once; fp32 too) and flash2 against flash,
+# cuBLASLt, the cuBLAS attention for flash, all the earlier defaults at once; fp32 too), flash2 and the atomic dQ
+# backward against flash,
 # then the kernels, each GEMM row with its cublasGemmEx twin, the attention paths side by side (flash, flash2,
 # cuBLAS at other chunk and scratch settings, fused), the fused row kernels beside what they replaced (layernorm's
 # backward in two passes, the residual add and LayerNorm apart, the loss and its gradient apart), and prints a
@@ -96,14 +98,18 @@ tests() {
 # and every benchmark take the cuBLAS attention (a failing or hanging kernel would spoil the rest's results and time)
 FLASH_OK=1
 tests cuda-kernels " (flashProbe)" 45 --match '*flashProbe*' || FLASH_OK=0
-tests cuda-kernels " (flash)" 90 --match '*flash*' --match '!*flashProbe*' --match '!*flash2*' || FLASH_OK=0
-tests cuda " (flash)" 90 --match '*flash*' --match '!*flash2*' || FLASH_OK=0
+tests cuda-kernels " (flash)" 90 --match '*flash*' --match '!*flashProbe*' --match '!*flash2*' --match '!*atomic*' || FLASH_OK=0
+tests cuda " (flash)" 90 --match '*flash*' --match '!*flash2*' --match '!*atomic*' || FLASH_OK=0
 (( FLASH_OK )) || { export GPT_NATIVE_CUDA_ATTENTION=gemm; row "flash attention" "FAILED: the rest runs with GPT_NATIVE_CUDA_ATTENTION=gemm"; }
 # flash2 (an opt-in: 32 query rows a warp in the forward, cp.async double-buffered tiles): its own process too;
 # where it fails, its benchmark rows are skipped
 FLASH2_OK=$FLASH_OK
-(( FLASH_OK )) && { tests cuda-kernels " (flash2)" 90 --match '*flash2*' || FLASH2_OK=0; }
-(( FLASH2_OK )) && { tests cuda " (flash2)" 60 --match '*flash2*' || FLASH2_OK=0; }
+(( FLASH_OK )) && { tests cuda-kernels " (flash2)" 90 --match '*flash2*' --match '!*atomic*' || FLASH2_OK=0; }
+(( FLASH2_OK )) && { tests cuda " (flash2)" 60 --match '*flash2*' --match '!*atomic*' || FLASH2_OK=0; }
+# the atomic dQ backward (an opt-in, setFlashBackward('atomic'): flash2's dK/dV kernel adds dS·K into fp32 sums),
+# with either forward: its own process; where it fails, its rows are skipped
+ATOMIC_OK=$FLASH2_OK
+(( FLASH2_OK )) && { tests cuda-kernels " (atomic dQ)" 90 --match '*atomic*' || ATOMIC_OK=0; }
 tests cuda-kernels "" 200 --match '!*flash*'
 tests cuda "" 200 --match '!*flash*'
 
@@ -134,6 +140,8 @@ bench "decode gpt2-small batch 1, bf16" node dist/cli.js bench generate --device
 GPT_NATIVE_CUDA_PAD_VOCAB=0 bench "train bf16, lm head unpadded" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 GPT_NATIVE_CUDA_GEMM=cublas bench "train bf16, cublasGemmEx" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 (( FLASH2_OK )) && GPT_NATIVE_CUDA_ATTENTION=flash2 bench "train bf16, flash2 attention" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
+(( ATOMIC_OK )) && GPT_NATIVE_CUDA_FLASH_BWD=atomic bench "train bf16, flash + atomic dQ" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
+(( ATOMIC_OK )) && GPT_NATIVE_CUDA_ATTENTION=flash2 GPT_NATIVE_CUDA_FLASH_BWD=atomic bench "train bf16, flash2 + atomic dQ" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 GPT_NATIVE_CUDA_ATTENTION=gemm bench "train bf16, cuBLAS attention" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 GPT_NATIVE_CUDA_ATTENTION=gemm GPT_NATIVE_CUDA_GEMM=cublas GPT_NATIVE_CUDA_LT=0 GPT_NATIVE_CUDA_LT_GELU=0 GPT_NATIVE_CUDA_PAD_VOCAB=0 \
   bench "train bf16, the earlier defaults" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
@@ -150,7 +158,8 @@ krow() {
   done
 }
 : > "$OUT/kernels.md"
-EXCLUDE=(); (( FLASH2_OK )) || EXCLUDE=(--exclude '[flash2]'); (( FLASH_OK )) || EXCLUDE=(--exclude '[flash')
+EXCLUDE=(); (( ATOMIC_OK )) || EXCLUDE=(--exclude 'atomic dQ]'); (( FLASH2_OK )) || EXCLUDE=(--exclude '[flash2|atomic dQ]')
+(( FLASH_OK )) || EXCLUDE=(--exclude '[flash')
 say "bench: kernels at B=16, T=1024, bf16 (kernels.md)"
 t 100 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
   ${EXCLUDE[@]+"${EXCLUDE[@]}"} > "$WORK/kernels-bf16.md" 2>>"$LOG"
@@ -160,7 +169,8 @@ krow "$WORK/kernels-bf16.md" " (bf16)" 'lm_head forward (' 'lm_head forward [unp
   'linear_forward qkv (' 'linear_forward qkv [' 'linear_backward qkv |' 'linear_backward qkv [' 'mlp fc+gelu forward (' \
   'mlp fc+gelu forward [' 'mlp proj backward + dgelu |' 'mlp proj backward + dgelu [' 'attention_forward |' \
   'attention_backward |' 'attention_forward [flash]' 'attention_backward [flash]' 'attention_forward [flash2]' \
-  'attention_backward [flash2]' 'softmax_xent_forward' 'softmax_xent_backward' \
+  'attention_backward [flash2]' 'attention_backward [flash, atomic dQ]' 'attention_backward [flash2, atomic dQ]' \
+  'softmax_xent_forward' 'softmax_xent_backward' \
   'softmax_xent loss+grad' 'layernorm_forward' 'residual add + layernorm' 'residual add |' 'layernorm_backward |' \
   'layernorm_backward (dinp'
 # layernorm's backward in two passes (what the one-pass kernel replaced), beside the rows above
@@ -186,16 +196,16 @@ say "profile: one bf16 training step by kernel family (profile-bf16.txt)"
 t 120 node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 \
   --steps 2 --warmup 1 --profile > "$OUT/profile-bf16.txt" 2>>"$LOG"
 cat "$OUT/profile-bf16.txt" >> "$LOG"
-# the flash attention kernels under compute-sanitizer's race and barrier checkers (shared-memory hazards that the
-# emulator, which runs threads one at a time, cannot show)
+# the opt-in flash kernels (flash2, the atomic dQ backward) under compute-sanitizer's race and barrier checkers
+# (hazards the emulator cannot show: it runs a warp at a time; the default flash kernels ran clean at 6a0aef6)
 if command -v compute-sanitizer >/dev/null; then
   for tool in racecheck synccheck; do
     say "compute-sanitizer --tool $tool: the flash attention tests"
-    GPT_NATIVE_CUDA_TEST=real t 150 compute-sanitizer --tool "$tool" --target-processes all $AVA --match '*flash*' \
-      test/cuda-kernels.test.js > "$WORK/$tool.txt" 2>&1
+    GPT_NATIVE_CUDA_TEST=real t 150 compute-sanitizer --tool "$tool" --target-processes all $AVA --match '*flash2*' \
+      --match '*atomic*' test/cuda-kernels.test.js > "$WORK/$tool.txt" 2>&1
     cat "$WORK/$tool.txt" >> "$LOG"
     sum=$(grep -E 'SUMMARY' "$WORK/$tool.txt" | tail -1 | sed 's/^=* *//')
-    row "$tool (flash tests)" "${sum:-no summary (see gpu-check.log)}; $(grep -c '^ok ' "$WORK/$tool.txt") tests ok"
+    row "$tool (flash2, atomic tests)" "${sum:-no summary (see gpu-check.log)}; $(grep -c '^ok ' "$WORK/$tool.txt") tests ok"
   done
 fi
 

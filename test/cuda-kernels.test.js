@@ -274,9 +274,11 @@ const attnCases = [
   { B: 1, T: 70, NH: 2, HS: 8, window: 9, dropout: 0.25 },
 ];
 // attention runs two ways on the device (besides the flash kernels, below): cuBLAS GEMMs with row kernels ('gemm') and fused kernels
+// (a kind 'flash+atomic' or 'flash2+atomic' is that kind with setFlashBackward('atomic'))
 const withAttention = (kind, fn) => {
-  const prev = dev.setAttention(kind);
-  try { fn(); } finally { dev.setAttention(prev); }
+  const [attn, bwd] = kind.split('+');
+  const prev = dev.setAttention(attn), prevBwd = dev.setFlashBackward(bwd ?? 'split');
+  try { fn(); } finally { dev.setAttention(prev); dev.setFlashBackward(prevBwd); }
 };
 for (const c of attnCases) for (const kind of ['gemm', 'fused']) {
   const { B, T, NH, HS, window } = c;
@@ -458,7 +460,8 @@ test('linear with GELU: geluOut may not share memory with out, nor dinp with gel
 });
 // the two-way settings: [setter, the default, the other value, the variable that sets it at load]
 for (const [fn, on, off, env] of [['setGeluEpilogue', 'cublaslt', 'kernel', 'GPT_NATIVE_CUDA_LT_GELU'],
-  ['setBiasEpilogue', 'cublaslt', 'kernel', 'GPT_NATIVE_CUDA_LT'], ['setGemm', 'cublaslt', 'cublas', 'GPT_NATIVE_CUDA_GEMM']]) {
+  ['setBiasEpilogue', 'cublaslt', 'kernel', 'GPT_NATIVE_CUDA_LT'], ['setGemm', 'cublaslt', 'cublas', 'GPT_NATIVE_CUDA_GEMM'],
+  ['setFlashBackward', 'split', 'atomic', 'GPT_NATIVE_CUDA_FLASH_BWD']]) {
   test(`${fn} takes ${on} or ${off} and says what it was`, (t) => {
     const prev = dev[fn](on);
     if (!process.env[env]) t.is(prev, on, `${on} is the default`);
@@ -468,12 +471,13 @@ for (const [fn, on, off, env] of [['setGeluEpilogue', 'cublaslt', 'kernel', 'GPT
   });
 }
 
-test('cudaSettings reads the four settings without changing them', (t) => {
+test('cudaSettings reads the five settings without changing them', (t) => {
   const { cudaSettings } = require('../dist/cuda');
   const prev = cudaSettings(dev);
-  const other = { attention: 'fused', biasEpilogue: 'kernel', geluEpilogue: 'kernel', gemm: 'cublas' };
+  const other = { attention: 'fused', flashBackward: 'atomic', biasEpilogue: 'kernel', geluEpilogue: 'kernel', gemm: 'cublas' };
   try {
     dev.setAttention(other.attention);
+    dev.setFlashBackward(other.flashBackward);
     dev.setBiasEpilogue(other.biasEpilogue);
     dev.setGeluEpilogue(other.geluEpilogue);
     dev.setGemm(other.gemm);
@@ -481,6 +485,7 @@ test('cudaSettings reads the four settings without changing them', (t) => {
     t.deepEqual(cudaSettings(dev), other, 'a second read sees the same');
   } finally {
     dev.setAttention(prev.attention);
+    dev.setFlashBackward(prev.flashBackward);
     dev.setBiasEpilogue(prev.biasEpilogue);
     dev.setGeluEpilogue(prev.geluEpilogue);
     dev.setGemm(prev.gemm);
@@ -582,8 +587,10 @@ const flashCases = [
   { B: 1, T: 300, NH: 1, HS: 64, window: 50, dropout: 0 },
 ];
 const flashRuns = () => { const st = dev.attentionStats(); return st.flash; };
-// 'flash2' (an opt-in): the forward with 32 query rows a warp, forward and dQ with cp.async double-buffered tiles
-for (const kind of ['flash', 'flash2']) for (const { B, T, NH, HS, window, dropout } of flashCases) {
+// 'flash2' (an opt-in): the forward with 32 query rows a warp, forward and dQ with cp.async double-buffered tiles;
+// '+atomic' (setFlashBackward('atomic'), an opt-in): dQ from the dK/dV kernel through atomics (head size 64; 32 runs
+// split)
+for (const kind of ['flash', 'flash2', 'flash+atomic', 'flash2+atomic']) for (const { B, T, NH, HS, window, dropout } of flashCases) {
   test(`bf16: attention (${kind}) B=${B} T=${T} NH=${NH} HS=${HS} window=${window} dropout=${dropout}`, (t) => withAttention(kind, () => {
     const s = seedOf(t);
     const C = NH * HS, n = B * T * C, qkvLen = 3 * n;
@@ -625,7 +632,7 @@ for (const kind of ['flash', 'flash2']) for (const { B, T, NH, HS, window, dropo
 
 // queries after a prefix (qPos0 > 0) and more keys than the last query sees (Tk > qPos0 + Tq), as with a KV cache
 // whose tail is not written yet: those keys are NaN here, and no output of any attention path may depend on them
-for (const kind of ['gemm', 'fused', 'flash', 'flash2']) test(`bf16: attention (${kind}) after a prefix (qPos0 > 0, Tk > qPos0 + Tq, unseen keys NaN): forward and backward`, (t) => withAttention(kind, () => {
+for (const kind of ['gemm', 'fused', 'flash', 'flash2', 'flash2+atomic']) test(`bf16: attention (${kind}) after a prefix (qPos0 > 0, Tk > qPos0 + Tq, unseen keys NaN): forward and backward`, (t) => withAttention(kind, () => {
   const s = seedOf(t);
   const B = 2, NH = 2, HS = 64, C = NH * HS, Tq = 70, pos0 = 50, Tk = 150;
   for (const window of [0, 40]) {

@@ -307,15 +307,19 @@ for (const variant of ['gpt1', 'gpt3']) {
 // every GEMM in cublasLtMatmul, the biases and the MLP's GELU in its epilogues: the MLP is 256 wide, so cuBLASLt
 // takes it; the lm head over wte padded from 97 to 128 rows) and as before those were the defaults (cuBLAS
 // attention, cublasGemmEx, bias and GELU passes, no padding): three AdamW steps with dropout follow the fp32 CPU
-// run, and the KV decoder matches the full forward; and the defaults with the opt-in flash2 attention kernels
-for (const path of ['defaults: flash attention, cuBLASLt', 'cuBLAS attention, cublasGemmEx and passes', 'defaults with flash2 attention']) test(`bf16 (${path}): three AdamW steps follow the fp32 CPU run; decoding matches the full forward`, (t) => {
+// run, and the KV decoder matches the full forward; and the defaults with the opt-in flash2 attention kernels, and
+// with those and the atomic dQ backward (setFlashBackward('atomic'), at head size 64: it runs split at 32)
+for (const path of ['defaults: flash attention, cuBLASLt', 'cuBLAS attention, cublasGemmEx and passes', 'defaults with flash2 attention',
+  'defaults with flash2 attention and the atomic dQ backward']) test(`bf16 (${path}): three AdamW steps follow the fp32 CPU run; decoding matches the full forward`, (t) => {
   const { cuda } = require('../dist/cuda');
   const seed = freshSeed();
   t.log(`seed ${seed}`);
-  const c = { variant: 'gpt2', n_layer: 2, n_head: 2, n_embd: 64, vocab_size: 97, n_positions: 80, resid_pdrop: 0.1, attn_pdrop: 0.1, embd_pdrop: 0 };
+  const atomic = path.includes('atomic');
+  const c = { variant: 'gpt2', n_layer: 2, n_head: 2, n_embd: atomic ? 128 : 64, vocab_size: 97, n_positions: 80, resid_pdrop: 0.1, attn_pdrop: 0.1, embd_pdrop: 0 };
   const old = !path.startsWith('defaults');
   const prev = cuda().setAttention(old ? 'gemm' : path.includes('flash2') ? 'flash2' : 'flash'), prevBias = cuda().setBiasEpilogue(old ? 'kernel' : 'cublaslt'),
-    prevGelu = cuda().setGeluEpilogue(old ? 'kernel' : 'cublaslt'), prevGemm = cuda().setGemm(old ? 'cublas' : 'cublaslt');
+    prevGelu = cuda().setGeluEpilogue(old ? 'kernel' : 'cublaslt'), prevGemm = cuda().setGemm(old ? 'cublas' : 'cublaslt'),
+    prevBwd = cuda().setFlashBackward(atomic ? 'atomic' : 'split');
   const prevPad = process.env.GPT_NATIVE_CUDA_PAD_VOCAB;
   if (old) process.env.GPT_NATIVE_CUDA_PAD_VOCAB = '0';
   else delete process.env.GPT_NATIVE_CUDA_PAD_VOCAB;
@@ -350,6 +354,7 @@ for (const path of ['defaults: flash attention, cuBLASLt', 'cuBLAS attention, cu
     cuda().setBiasEpilogue(prevBias);
     cuda().setGeluEpilogue(prevGelu);
     cuda().setGemm(prevGemm);
+    cuda().setFlashBackward(prevBwd);
     if (prevPad === undefined) delete process.env.GPT_NATIVE_CUDA_PAD_VOCAB;
     else process.env.GPT_NATIVE_CUDA_PAD_VOCAB = prevPad;
   }
@@ -407,6 +412,11 @@ test('bench kernels on cuda times attention at several chunk and scratch setting
   t.deepEqual(flashRows.map((r) => r.kernel), ['attention_forward [flash]', 'attention_backward [flash]']);
   const flash2Rows = benchRows(...bf16, '--filter', '[flash2]').map((r) => r.kernel);
   t.deepEqual(flash2Rows, ['attention_forward [flash2]', 'attention_backward [flash2]']);
+  t.deepEqual(benchRows(...bf16, '--filter', 'atomic dQ]').map((r) => r.kernel),
+    ['attention_backward [flash, atomic dQ]', 'attention_backward [flash2, atomic dQ]']);
+  // several names to exclude, separated by '|' (gpu-check, where flash2's tests failed)
+  const noFlash2 = benchRows(...bf16, '--filter', '[flash', '--exclude', '[flash2|atomic dQ]').map((r) => r.kernel);
+  t.deepEqual(noFlash2, ['attention_forward [flash]', 'attention_backward [flash]']);
   // --exclude drops rows by name (gpu-check drops the flash rows when the flash tests failed)
   const kept = benchRows(...bf16, '--filter', 'attention', '--exclude', '[flash]').map((r) => r.kernel);
   t.true(kept.includes('attention_forward') && kept.includes('attention_backward [one query chunk]'), `${kept}`);

@@ -4,7 +4,7 @@
  */
 import { helpText, parseArgs, OptionSpecs, UsageError } from '../cli/args';
 import { backendOf, Backend, Buf, checkPrecision, DType } from '../backend';
-import { AttentionKind, AttentionTuning, cuda, cudaInfo, cudaSettings } from '../cuda';
+import { AttentionKind, AttentionTuning, cuda, cudaInfo, cudaSettings, FlashBackward } from '../cuda';
 import { native } from '../native';
 import { machineLine, randomFill, timeIt } from './timing';
 import { logitsStride } from '../nn/gpt';
@@ -17,7 +17,7 @@ const specs: OptionSpecs = {
   v: { kind: 'int', default: 50257, help: 'vocabulary' },
   runs: { kind: 'int', default: 7, help: 'timed runs per kernel (median reported)' },
   filter: { kind: 'string', help: 'only kernels whose name contains this' },
-  exclude: { kind: 'string', help: 'skip kernels whose name contains this (after --filter)' },
+  exclude: { kind: 'string', help: "skip kernels whose name contains this, or any of several separated by '|' (after --filter)" },
   threads: { kind: 'int', help: 'threads (default: GPT_NATIVE_THREADS or all cores)' },
   device: { kind: 'string', default: 'cpu', help: 'cpu | cuda' },
   precision: { kind: 'string', default: 'fp32', help: 'fp32 | bf16 (cuda: activations and matrix operands in bf16)' },
@@ -108,6 +108,9 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
       { name: 'attention_backward [flash]', run: withFlash(attnB), flops: 2.5 * attnFlops },
       { name: 'attention_forward [flash2]', run: withFlash(attnF, 'flash2'), flops: attnFlops },
       { name: 'attention_backward [flash2]', run: withFlash(attnB, 'flash2'), flops: 2.5 * attnFlops },
+      // dQ from the dK/dV kernel through atomics (setFlashBackward('atomic')); the FLOPs counted as for the others
+      { name: 'attention_backward [flash, atomic dQ]', run: withAtomicDq(withFlash(attnB)), flops: 2.5 * attnFlops },
+      { name: 'attention_backward [flash2, atomic dQ]', run: withAtomicDq(withFlash(attnB, 'flash2')), flops: 2.5 * attnFlops },
     ] : []),
     ...attentionTunings(be, T).flatMap(([label, tuning]) => [
       { name: `attention_forward [${label}]`, run: base(tuned(tuning, attnF)), flops: attnFlops },
@@ -179,6 +182,8 @@ function withFlash(run: () => void, kind: 'flash' | 'flash2' = 'flash'): () => v
   };
 }
 
+/** setFlashBackward('atomic') for the call. */
+const withAtomicDq = (run: () => void) => withSetting<FlashBackward>((k) => cuda().setFlashBackward(k), 'atomic', run);
 const tuned = (tuning: AttentionTuning, run: () => void) => withSetting((t: AttentionTuning) => cuda().setAttentionTuning(t), tuning, run);
 /** The addon's attention setting, but the cuBLAS path where that is 'flash' or 'flash2' (whose rows are named so). */
 function withBaseAttention(run: () => void): () => void {
@@ -221,7 +226,7 @@ export function benchKernels(argv: string[]): void {
     if (!a.json) console.log(`\n## B=${B} T=${T} C=${C} NH=${NH} V=${V}\n| kernel | ms | GFLOP/s | GB/s |\n|---|---:|---:|---:|`);
     for (const c of cases(be, B, T, C, NH, V, act)) {
       if (a.filter && !c.name.includes(String(a.filter))) continue;
-      if (a.exclude && c.name.includes(String(a.exclude))) continue;
+      if (a.exclude && String(a.exclude).split('|').some((x) => x !== '' && c.name.includes(x))) continue;
       // on the GPU each timed call waits for the device, so the time is the kernel's (plus one launch)
       const run = device === 'cuda' ? () => { c.run(); cuda().synchronize(); } : c.run;
       const t = timeIt(run, { warmup: 2, runs: a.runs as number, minTimeMs: 100 });

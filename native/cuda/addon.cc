@@ -370,6 +370,14 @@ Napi::Value SetAttention(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), prev);
 }
 
+// setFlashBackward('split' | 'atomic'): how the flash backward gets dQ: from a kernel of its own, which recomputes
+// the scores and dS ('split', the default: deterministic), or from the dK/dV kernel, which adds dS·K into fp32 sums
+// with atomics (FlashAttention-2's way: one pass over the scores; the order of dQ's sums varies from run to run;
+// built for sm_90+, elsewhere it runs as 'split'). Returns what it was; $GPT_NATIVE_CUDA_FLASH_BWD sets it at load.
+Napi::Value SetFlashBackward(const Napi::CallbackInfo& info) {
+  return switch_setting(info, "setFlashBackward", addon(info).flash_atomic_dq, "atomic", "split");
+}
+
 // attentionStats(): { flash, fallbacks }: attention calls (forward and backward count one each) that ran the
 // flash kernels, and those that asked for them (setAttention('flash')) but took the cuBLAS or fused path
 Napi::Value AttentionStats(const Napi::CallbackInfo& info) {
@@ -629,6 +637,7 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   def("setAttention", SetAttention);
   def("setAttentionTuning", SetAttentionTuning);
   def("attentionStats", AttentionStats);
+  def("setFlashBackward", SetFlashBackward);
   def("setGeluEpilogue", SetGeluEpilogue);
   def("setBiasEpilogue", SetBiasEpilogue);
   def("setGemm", SetGemm);
@@ -668,6 +677,10 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   on_off("GPT_NATIVE_CUDA_LT", &a->lt_bias);
   on_off("GPT_NATIVE_CUDA_LT_GELU", &a->lt_gelu);
   on_off("GPT_NATIVE_CUDA_LN_FUSED", &a->ln_fused);
+  const char* fb = std::getenv("GPT_NATIVE_CUDA_FLASH_BWD");
+  if (fb && std::string(fb) == "atomic") a->flash_atomic_dq = true;
+  else if (fb && std::string(fb) != "split")
+    std::fprintf(stderr, "gpt-native: GPT_NATIVE_CUDA_FLASH_BWD=%s is not split or atomic; using split\n", fb);
   const char* gemm = std::getenv("GPT_NATIVE_CUDA_GEMM");
   if (gemm && std::string(gemm) == "cublas") a->lt_matmul = false;
   else if (gemm && std::string(gemm) != "cublaslt")

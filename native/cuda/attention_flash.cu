@@ -27,7 +27,12 @@
 // or Q/dout (dK/dV) tile streams in with cp.async (no registers) during the current one's products (next_kv;
 // flash_dkv_pipe_kernel, in dynamic shared memory). The emulator lands each cp.async copy only at the wait that
 // covers it (a missing wait or commit fails the tests there); gpu-check's racecheck/synccheck run on the GPU.
-// No atomics: dQ and dK/dV come from separate kernels (P is recomputed in both), so results are deterministic.
+// By default no atomics: dQ and dK/dV come from separate kernels (P is recomputed in both), so results are
+// deterministic. setFlashBackward('atomic') (an opt-in until a GPU run times it; sm_90+ and HD = 64, elsewhere it
+// runs split) is FlashAttention-2's backward: flash_D_kernel zeroes an fp32 dQ accumulator, the dK/dV kernel (DQ)
+// writes each query tile's dSᵀ to shared memory and adds dS·K into the accumulator with 16-byte atomics, and
+// flash_dq_store_kernel scales and rounds it into dq: five products a tile instead of seven, one pass over the
+// scores instead of two, and dQ's sums in no fixed order.
 // Scores that no row may see are -inf before the softmax; tiles that lie wholly inside every row's range skip
 // the mask. Query blocks run the longest first (causal rows near the end see the most keys).
 // Operands come from shared memory through ldmatrix (mma.cuh: .x4, and .x4.trans for the B operand of P·V-like
@@ -230,6 +235,79 @@ __device__ __forceinline__ void mul_pb(float (&acc)[HD / 8][4], const float (&p)
                                        int lane) {
   mul_pb_mt<HD, 1, 8>(reinterpret_cast<float(&)[1][HD / 8][4]>(acc), reinterpret_cast<const float(&)[1][8][4]>(p),
                       tile, 0, lane);
+}
+
+// acc (the warp's 16 query rows × HD) += A · tile over the 64 keys, where at holds Aᵀ (keys × queries: the dSᵀ
+// the dK/dV kernel writes) and the warp's queries are at's columns c0 .. c0+15; tile (keys × HD) is read as mul_pb
+// reads it. A through ldmatrix.x4.trans: lane l gives row (key) kc·16 + l % 8 + 8·(l / 16) at column
+// c0 + 8·((l / 8) & 1), so matrix i is a[i] of mma.cuh's layout (queries 0-7 / 8-15 at keys +0-7, then +8-15)
+template <int HD>
+__device__ __forceinline__ void mul_atb_shared(float (&acc)[HD / 8][4], const Tile<64>& at, int c0,
+                                               const Tile<HD>& tile, int lane) {
+#pragma unroll
+  for (int kc = 0; kc < kTile / 16; ++kc) {
+    uint32_t a[4];
+    ldsm_x4<true>(a, &at.x[kc * 16 + (lane & 7) + 8 * (lane >> 4)][c0 + 8 * ((lane >> 3) & 1)]);
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; nt += 2) {
+      uint32_t b[4];
+      ldsm_x4<true>(b, &tile.x[kc * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)][nt * 8 + 8 * (lane >> 4)]);
+      mma_bf16(acc[nt], a, b[0], b[1]);
+      mma_bf16(acc[nt + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+// two floats rounded to bf16 into p, p + 1 (4-byte aligned)
+__device__ __forceinline__ void store_pair(bf16* p, float lo, float hi) {
+  const uint32_t v = pack_bf16(lo, hi);
+#ifdef __CUDA_EMU__
+  std::memcpy(p, &v, 4);
+#else
+  *reinterpret_cast<uint32_t*>(p) = v;
+#endif
+}
+
+// a warp's 16 × 64 accumulator tile (rows r0 + g, + 8; columns nt·8 + 2t, + 1) into rows r0 .. r0+15 of a shared
+// tile, rounded to bf16 (a row's 4 threads × 8 n-tiles write 32 distinct banks: the padded rows are 36 words)
+__device__ __forceinline__ void store_acc_tile(Tile<64>& tile, const float (&x)[8][4], int r0, int g, int t) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+    store_pair(&tile.x[r0 + g][nt * 8 + 2 * t], x[nt][0], x[nt][1]);
+    store_pair(&tile.x[r0 + g + 8][nt * 8 + 2 * t], x[nt][2], x[nt][3]);
+  }
+}
+
+// dst[0 .. 3] += (a, b, c, d) in fp32 (dst 16-byte aligned; other blocks add to the same rows): one 16-byte vector
+// atomic at sm_90 and later, else four
+__device__ __forceinline__ void red_add4(float* dst, float a, float b, float c, float d) {
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_EMU__) && __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float4*>(dst), make_float4(a, b, c, d));
+#else
+  atomicAdd(dst, a);
+  atomicAdd(dst + 1, b);
+  atomicAdd(dst + 2, c);
+  atomicAdd(dst + 3, d);
+#endif
+}
+
+// rows i .. i+15 of a (Tq, HD) fp32 accumulator += acc (the warp's 16 × HD product; rows >= Tq are left out):
+// neighbouring lanes swap halves so that each holds 4 neighbouring columns of one row (lane t even: row g, columns
+// 2t .. 2t+3 of each n-tile; t odd: row g + 8, columns 2t-2 .. 2t+1), one 16-byte atomic each
+template <int HD>
+__device__ __forceinline__ void add_rows_atomic(float* acc_rows, const float (&acc)[HD / 8][4], int i, int Tq, int g,
+                                                int t) {
+  const bool odd = (t & 1) != 0;
+  const int row = i + g + (odd ? 8 : 0), col = 2 * (t & ~1);
+#pragma unroll
+  for (int nt = 0; nt < HD / 8; ++nt) {
+    const float r0 = __shfl_xor_sync(kFullMask, odd ? acc[nt][0] : acc[nt][2], 1);
+    const float r1 = __shfl_xor_sync(kFullMask, odd ? acc[nt][1] : acc[nt][3], 1);
+    if (row >= Tq) continue;
+    float* d = acc_rows + static_cast<int64_t>(row) * HD + nt * 8 + col;
+    if (odd) red_add4(d, r0, r1, acc[nt][2], acc[nt][3]);
+    else red_add4(d, acc[nt][0], acc[nt][1], r0, r1);
+  }
 }
 
 // The dropout mask of this thread's 32 elements of a 16×64 tile: bit nt·4 + 2·rr + c for the element of row
@@ -510,12 +588,15 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
     }
 }
 
-// D_i = dout_i·out_i into Dbuf (B, NH, Tq): warp per row
-__global__ void __launch_bounds__(kThreads) flash_D_kernel(float* Dbuf, const bf16* dout, const bf16* out, FDims s,
-                                                           int HS) {
+// D_i = dout_i·out_i into Dbuf (B, NH, Tq): warp per row; with dqacc (the atomic backward), the row's fp32 dQ
+// accumulator (B, NH, Tq, HS) is zeroed too
+__global__ void __launch_bounds__(kThreads) flash_D_kernel(float* Dbuf, float* dqacc, const bf16* dout,
+                                                           const bf16* out, FDims s, int HS) {
   const int64_t w = static_cast<int64_t>(blockIdx.x) * (kThreads / 32) + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (w >= static_cast<int64_t>(s.B) * s.NH * s.Tq) return;
+  if (dqacc)
+    for (int e = lane; e < HS; e += 32) dqacc[w * HS + e] = 0.0f;
   const int64_t i = w % s.Tq, h = (w / s.Tq) % s.NH, b = w / (static_cast<int64_t>(s.Tq) * s.NH);
   const bf16* d = dout + b * s.osb + i * s.ost + h * HS;
   const bf16* o = out + b * s.osb + i * s.ost + h * HS;
@@ -852,17 +933,18 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv,
 }
 
 // One query tile of flash_dkv_pipe_kernel (below): its Q, dout, L and D in (qc, oc, lc, dc); the next tile started
-// into (qn, on, ln, dn)
-template <int HD, bool DROP>
+// into (qn, on, ln, dn). DQ (the atomic backward): the tile's dSᵀ also goes through sS, and each warp adds dS·K for
+// 16 of the tile's queries into their fp32 dQ rows dqb (unscaled: flash_dq_store_kernel applies the scale)
+template <int HD, bool DROP, bool DQ>
 __device__ __forceinline__ void dkv_pipe_tile(float (&dka)[HD / 8][4], float (&dva)[HD / 8][4], const Tile<HD>& sK,
                                               const Tile<HD>& sV, Tile<HD>& qc, Tile<HD>& oc, float* lc, float* dc,
-                                              Tile<HD>& qn, Tile<HD>& on, float* ln, float* dn, const bf16* qb,
-                                              const bf16* ob, const float* lrow, const float* drow, const FDims& s,
-                                              int i0, int hi, int j0, int b, int h, int r0, int lane, int c,
-                                              bool readsL) {
+                                              Tile<HD>& qn, Tile<HD>& on, float* ln, float* dn, Tile<64>* sS,
+                                              float* dqb, const bf16* qb, const bf16* ob, const float* lrow,
+                                              const float* drow, const FDims& s, int i0, int hi, int j0, int b, int h,
+                                              int r0, int lane, int c, bool readsL) {
   const int g = lane >> 2, t = lane & 3;
   const uint32_t keep = DROP ? keep_mask<true>(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, j0 + r0 + g, i0 + 2 * t) : 0u;
-  __syncthreads();  // every warp is done with the next tile's buffers (the previous tile's)
+  __syncthreads();  // every warp is done with the next tile's buffers (the previous tile's) and with sS
   const bool more = i0 + kTile <= hi;
   if (more) {
     fetch_rows<HD>(qn, qb, s.qst, i0 + kTile, s.Tq, s.vec);
@@ -877,8 +959,19 @@ __device__ __forceinline__ void dkv_pipe_tile(float (&dka)[HD / 8][4], float (&d
   mul_abt_shared<HD>(sc, sK, r0, qc, lane);  // Sᵀ: keys × queries
   mul_abt_shared<HD>(dp, sV, r0, oc, lane);  // dPᵀ
   dkv_tile_grads<DROP>(sc, dp, s, lc, dc, keep, i0, j0, r0, g, t);
+  if (DQ) store_acc_tile(*sS, dp, r0, g, t);  // the warp's 16 keys' rows of dSᵀ
   mul_pb<HD>(dva, sc, oc, lane);
   mul_pb<HD>(dka, dp, qc, lane);
+  if (DQ) {
+    __syncthreads();  // sS holds all 64 keys' rows
+    if (warp_sees_tile(s, i0 + r0, 16, j0)) {  // (else the warp's 16 queries' dS rows are zeros)
+      float acc[HD / 8][4];
+#pragma unroll
+      for (int nt = 0; nt < HD / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+      mul_atb_shared<HD>(acc, *sS, r0, sK, lane);
+      add_rows_atomic<HD>(dqb, acc, i0 + r0, s.Tq, g, t);
+    }
+  }
 }
 
 // The dK/dV kernel with its Q and dout tiles double-buffered (setAttention('flash2')): tile i0 + 64 streams in with
@@ -886,12 +979,15 @@ __device__ __forceinline__ void dkv_pipe_tile(float (&dka)[HD / 8][4], float (&d
 // as in flash_dkv_kernel; with two Q and two dout tiles that is six tiles (about 55 KiB at HD = 64), so the kernel
 // takes dynamic shared memory (dkv_pipe_shared_bytes; dkv_pipe_launch raises the limit). The buffers alternate by
 // a parity index (pointers swapped instead, or the loop unrolled by two, made ptxas spill).
-template <int HD>
+// DQ (setFlashBackward('atomic'), FlashAttention-2's backward in one kernel): dQ too, with no second pass over the
+// scores: each query tile's dSᵀ goes through a seventh (64 × 64) tile, and dS·K is added into dqacc (fp32,
+// (B, NH, Tq, HD), zeroed by flash_D_kernel) with atomics, so dQ's sums run in no fixed order.
+template <int HD, bool DQ>
 constexpr size_t dkv_pipe_shared_bytes() {
-  return 6 * sizeof(Tile<HD>) + 4 * kTile * sizeof(float);
+  return 6 * sizeof(Tile<HD>) + (DQ ? sizeof(Tile<64>) : 0) + 4 * kTile * sizeof(float);
 }
-template <int HD, bool DROP>
-__global__ void __launch_bounds__(kThreads) flash_dkv_pipe_kernel(bf16* dk, bf16* dv, const float* Dbuf,
+template <int HD, bool DROP, bool DQ>
+__global__ void __launch_bounds__(kThreads) flash_dkv_pipe_kernel(bf16* dk, bf16* dv, float* dqacc, const float* Dbuf,
                                                                   const bf16* dout, const bf16* q, const bf16* k,
                                                                   const bf16* v, const float* lse, FDims s) {
   GN_FLASH2_TRAP();
@@ -899,7 +995,8 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_pipe_kernel(bf16* dk, bf16
   Tile<HD>* tiles = reinterpret_cast<Tile<HD>*>(smem);  // K, V, Q[2], dout[2]
   Tile<HD>& sK = tiles[0];
   Tile<HD>& sV = tiles[1];
-  float* sLD = reinterpret_cast<float*>(tiles + 6);  // L[2][64], D[2][64]
+  Tile<64>* sS = DQ ? reinterpret_cast<Tile<64>*>(tiles + 6) : nullptr;  // dSᵀ (DQ)
+  float* sLD = reinterpret_cast<float*>(smem + 6 * sizeof(Tile<HD>) + (DQ ? sizeof(Tile<64>) : 0));  // L[2][64], D[2][64]
   const Place pl = place(s);
   const int b = pl.b, h = pl.h, lane = pl.lane, g = pl.g, t = pl.t, r0 = pl.r0;
   const int j0 = static_cast<int>(blockIdx.x) * kRows;
@@ -907,13 +1004,17 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_pipe_kernel(bf16* dk, bf16
   const bf16* ob = dout + b * s.osb + h * HD;
   const float* lrow = lse + (static_cast<int64_t>(b) * s.NH + h) * s.Tq;
   const float* drow = Dbuf + (static_cast<int64_t>(b) * s.NH + h) * s.Tq;
+  float* dqb = DQ ? dqacc + (static_cast<int64_t>(b) * s.NH + h) * s.Tq * HD : nullptr;
   int lo, hi;
   key_block_queries(s, j0, &lo, &hi);
   fetch_rows<HD>(tiles[2], qb, s.qst, lo, s.Tq, s.vec);  // the first query tile's copy runs while K and V are read
   fetch_rows<HD>(tiles[4], ob, s.ost, lo, s.Tq, s.vec);
   cp_async_commit();
-  load_tile<HD>(sK, k + b * s.ksb + h * HD, s.kst, j0, s.Tk, s.vec);
-  load_tile<HD>(sV, v + b * s.vsb + h * HD, s.vst, j0, s.Tk, s.vec);
+  // keys past the last query's position are zeros, not loaded: no query sees them, and a KV cache may hold anything
+  // there (DQ multiplies the zeros of dS by every row of K, and 0·NaN would reach dQ)
+  const int k_end = s.q_pos0 + s.Tq < s.Tk ? s.q_pos0 + s.Tq : s.Tk;
+  load_tile<HD>(sK, k + b * s.ksb + h * HD, s.kst, j0, k_end, s.vec);
+  load_tile<HD>(sV, v + b * s.vsb + h * HD, s.vst, j0, k_end, s.vec);
   const int c = threadIdx.x & (kTile - 1);  // the row whose L (threads 0..63) or D (64..127) this thread reads
   const bool readsL = threadIdx.x < kTile;
   (readsL ? sLD : sLD + 2 * kTile)[c] = lo + c < s.Tq ? (readsL ? lrow[lo + c] * kLog2e : drow[lo + c]) : 0.0f;
@@ -924,24 +1025,36 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_pipe_kernel(bf16* dk, bf16
 #pragma unroll
     for (int e = 0; e < 4; ++e) dka[nt][e] = dva[nt][e] = 0.0f;
   for (int i0 = lo, cur = 0; i0 <= hi; i0 += kTile, cur ^= 1)
-    dkv_pipe_tile<HD, DROP>(dka, dva, sK, sV, tiles[2 + cur], tiles[4 + cur], sLD + cur * kTile, sLD + (2 + cur) * kTile,
-                            tiles[3 - cur], tiles[5 - cur], sLD + (1 - cur) * kTile, sLD + (3 - cur) * kTile, qb, ob,
-                            lrow, drow, s, i0, hi, j0, b, h, r0, lane, c, readsL);
+    dkv_pipe_tile<HD, DROP, DQ>(dka, dva, sK, sV, tiles[2 + cur], tiles[4 + cur], sLD + cur * kTile,
+                                sLD + (2 + cur) * kTile, tiles[3 - cur], tiles[5 - cur], sLD + (1 - cur) * kTile,
+                                sLD + (3 - cur) * kTile, sS, dqb, qb, ob, lrow, drow, s, i0, hi, j0, b, h, r0, lane, c,
+                                readsL);
   cp_async_wait<0>();  // (nothing may be in flight when the block ends)
   store_dkv<HD>(dk, dv, dka, dva, s, b, h, j0, r0, g, t);
 }
 
 // launches flash_dkv_pipe_kernel, raising its dynamic shared memory limit on first use
-template <int HD, bool DROP>
-void dkv_pipe_launch(const Stream& st, dim3 grid, bf16* dk, bf16* dv, const float* D, const bf16* dout, const bf16* q,
-                     const bf16* k, const bf16* v, const float* lse, const FDims& s) {
-  constexpr size_t kBytes = dkv_pipe_shared_bytes<HD>();
-  static const cudaError_t set = cudaFuncSetAttribute(flash_dkv_pipe_kernel<HD, DROP>,
+template <int HD, bool DROP, bool DQ>
+void dkv_pipe_launch(const Stream& st, dim3 grid, bf16* dk, bf16* dv, float* dqacc, const float* D, const bf16* dout,
+                     const bf16* q, const bf16* k, const bf16* v, const float* lse, const FDims& s) {
+  constexpr size_t kBytes = dkv_pipe_shared_bytes<HD, DQ>();
+  static const cudaError_t set = cudaFuncSetAttribute(flash_dkv_pipe_kernel<HD, DROP, DQ>,
                                                       cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kBytes));
   if (set != cudaSuccess)
     throw_cuda(set, "cudaFuncSetAttribute(flash_dkv_pipe_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize)",
                __FILE__, __LINE__);
-  flash_dkv_pipe_kernel<HD, DROP><<<grid, kThreads, kBytes, st.s>>>(dk, dv, D, dout, q, k, v, lse, s);
+  flash_dkv_pipe_kernel<HD, DROP, DQ><<<grid, kThreads, kBytes, st.s>>>(dk, dv, dqacc, D, dout, q, k, v, lse, s);
+}
+
+// dq = scale·dqacc (the atomic backward's fp32 sums, (B, NH, Tq, HS)) in bf16 at dq's strides: thread per element
+__global__ void __launch_bounds__(256) flash_dq_store_kernel(bf16* dq, const float* dqacc, FDims s, int HS) {
+  const int64_t n = static_cast<int64_t>(s.B) * s.NH * s.Tq * HS;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t row = e / HS, bh = row / s.Tq;
+    const int64_t d = e - row * HS, i = row - bh * s.Tq, h = bh % s.NH, b = bh / s.NH;
+    dq[b * s.qsb + i * s.qst + h * HS + d] = from_f<bf16>(s.scale * dqacc[e]);
+  }
 }
 
 // ---- flash_probe: the products above, one at a time, on given 64×64 bf16 tiles (a diagnostic) ----------------
@@ -1033,14 +1146,32 @@ void fwd(const Stream& st, void* out, float* lse, const void* q, const void* k, 
   GN_LAUNCHED(st, "flash_forward_kernel");
 }
 
+// dqacc (setFlashBackward('atomic'), where flash2's kernels are built, HD = 64): dQ comes from the dK/dV kernel through
+// atomics into dqacc, then flash_dq_store_kernel; else from its own kernel (flash_dq_kernel, or flash_dq2_kernel
+// for V2)
 template <int HD, bool DROP, bool V2>
 void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
-         const void* out, const float* lse, float* D, const FDims& s) {
+         const void* out, const float* lse, float* D, float* dqacc, const FDims& s) {
+  // (at HD = 32, the atomic form's dK/dV kernel spilled: that head size runs split)
+  constexpr bool kAtomicBuilt = HD == 64;
+  if (!kAtomicBuilt) dqacc = nullptr;
   const int64_t rows = static_cast<int64_t>(s.B) * s.NH * s.Tq;
-  if (!V2) {  // (flash2's dQ kernel computes D itself)
+  if (!V2 || dqacc) {  // (flash2's dQ kernel computes D itself)
     flash_D_kernel<<<static_cast<unsigned>((rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0, st.s>>>(
-        D, static_cast<const bf16*>(dout), static_cast<const bf16*>(out), s, HD);
+        D, dqacc, static_cast<const bf16*>(dout), static_cast<const bf16*>(out), s, HD);
     GN_LAUNCHED(st, "flash_D_kernel");
+  }
+  const dim3 gk(static_cast<unsigned>((s.Tk + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.NH));
+  if (dqacc) {
+    dkv_pipe_launch<HD, DROP, kAtomicBuilt>(st, gk, static_cast<bf16*>(dk), static_cast<bf16*>(dv), dqacc, D,
+                                    static_cast<const bf16*>(dout), static_cast<const bf16*>(q),
+                                    static_cast<const bf16*>(k), static_cast<const bf16*>(v), lse, s);
+    GN_LAUNCHED(st, "flash_dkv_pipe_kernel (with dQ)");
+    const int64_t blocks = (rows * HD + 255) / 256;
+    flash_dq_store_kernel<<<static_cast<unsigned>(blocks < (1 << 20) ? blocks : (1 << 20)), 256, 0, st.s>>>(
+        static_cast<bf16*>(dq), dqacc, s, HD);
+    GN_LAUNCHED(st, "flash_dq_store_kernel");
+    return;
   }
   if (V2) {
     const dim3 gq(static_cast<unsigned>((s.Tq + 2 * kRows - 1) / (2 * kRows)), static_cast<unsigned>(s.B * s.NH));
@@ -1054,11 +1185,10 @@ void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const
                                                    static_cast<const bf16*>(v), lse, s);
   }
   GN_LAUNCHED(st, "flash_dq_kernel");
-  const dim3 gk(static_cast<unsigned>((s.Tk + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.NH));
   if (V2)
-    dkv_pipe_launch<HD, DROP>(st, gk, static_cast<bf16*>(dk), static_cast<bf16*>(dv), D, static_cast<const bf16*>(dout),
-                              static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
-                              lse, s);
+    dkv_pipe_launch<HD, DROP, false>(st, gk, static_cast<bf16*>(dk), static_cast<bf16*>(dv), nullptr, D,
+                                     static_cast<const bf16*>(dout), static_cast<const bf16*>(q),
+                                     static_cast<const bf16*>(k), static_cast<const bf16*>(v), lse, s);
   else
     flash_dkv_kernel<HD, DROP><<<gk, kThreads, 0, st.s>>>(static_cast<bf16*>(dk), static_cast<bf16*>(dv), D,
                                                     static_cast<const bf16*>(dout), static_cast<const bf16*>(q),
@@ -1068,7 +1198,7 @@ void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const
 
 using FwdFn = void (*)(const Stream&, void*, float*, const void*, const void*, const void*, const FDims&);
 using BwdFn = void (*)(const Stream&, void*, void*, void*, const void*, const void*, const void*, const void*,
-                      const void*, const float*, float*, const FDims&);
+                      const void*, const float*, float*, float*, const FDims&);
 template <bool DROP, bool V2>
 FwdFn fwd_of(int64_t HS) {
   return HS == 32 ? fwd<32, DROP, V2> : fwd<64, DROP, V2>;
@@ -1137,14 +1267,15 @@ void attention_forward_flash(const Stream& st, void* out, float* lse, const void
 
 void attention_backward_flash(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const void* q,
                               const void* k, const void* v, const void* out, const float* lse, float* Dscratch,
-                              const AttnDims& d, bool v2) {
+                              const AttnDims& d, bool v2, float* dq_scratch) {
   const FDims s = make_fdims(d, aligned16(q, d.q[0], d.q[1]) && aligned16(k, d.k[0], d.k[1]) &&
                                     aligned16(v, d.v[0], d.v[1]) && aligned16(dout, d.o[0], d.o[1]));
   const bool drop = s.dropout > 0.0f;
   v2 = v2 && flash2_built();
+  if (!flash2_built()) dq_scratch = nullptr;  // (the atomic backward is flash2's dK/dV kernel)
   const auto run = v2 ? (drop ? bwd_of<true, true> : bwd_of<false, true>)
                       : (drop ? bwd_of<true, false> : bwd_of<false, false>);
-  run(d.HS)(st, dq, dk, dv, dout, q, k, v, out, lse, Dscratch, s);
+  run(d.HS)(st, dq, dk, dv, dout, q, k, v, out, lse, Dscratch, dq_scratch, s);
 }
 
 }  // namespace cuda

@@ -40,6 +40,9 @@ struct CudaAddon {
   // attention.cu, or the tensor-core kernels of attention_flash.cu where they apply (else as with kGemm)
   enum class Attn { kGemm, kFused, kFlash, kFlash2 };
   Attn attn_kind = Attn::kFlash;  // measured fastest for bf16 on the H200 (BENCHMARKS.md); else as kGemm
+  // the flash backward's dQ: from its own kernel, which recomputes the scores ('split', the default), or from the
+  // dK/dV kernel through fp32 atomics (setFlashBackward('atomic'), $GPT_NATIVE_CUDA_FLASH_BWD; sm_90+, else split)
+  bool flash_atomic_dq = false;
   int64_t flash_calls = 0, flash_fallbacks = 0;  // attention calls that ran flash / that asked for it and could not
   int64_t attn_scratch = int64_t(256) << 20;  // score scratch bytes a chunk of heads may use ($GPT_NATIVE_CUDA_ATTN_SCRATCH)
   int64_t attn_qchunk = 0;  // query rows per chunk of cuBLAS attention, 0: chosen by shape ($GPT_NATIVE_CUDA_ATTN_QCHUNK)

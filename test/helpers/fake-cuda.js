@@ -14,6 +14,7 @@ let biasEpilogue = 'cublaslt';
 let geluEpilogue = 'cublaslt';
 let mathMode = 'fp32';
 let attention = 'flash';
+let flashBackward = 'split';
 let gemmPath = 'cublaslt';
 const stats = { allocs: 0, frees: 0 };
 
@@ -82,6 +83,12 @@ const addon = {
     if (!['gemm', 'fused', 'flash', 'flash2'].includes(k)) throw new TypeError(`fake cuda: attention ${k}`);
     const prev = attention;
     attention = k;
+    return prev;
+  },
+  setFlashBackward(k) {
+    if (k !== 'split' && k !== 'atomic') throw new TypeError(`fake cuda: flash backward ${k}`);
+    const prev = flashBackward;
+    flashBackward = k;
     return prev;
   },
   setBiasEpilogue(k) {
