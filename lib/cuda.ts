@@ -97,6 +97,8 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
    */
   biasEpilogueStats(): {
     cublaslt: number; fallbacks: number; gelu: number; geluFallbacks: number; matmul: number; matmulFallbacks: number;
+    /** setGemmAlgo('timed'): plans whose algorithms were timed, and how many algorithms that was */
+    timedPlans: number; timedAlgos: number;
   };
   /**
    * Which cuBLAS entry point runs the GEMMs without an epilogue: cublasLtMatmul with its heuristic's algorithm
@@ -104,6 +106,12 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
    * at load). Returns the old setting.
    */
   setGemm(kind: 'cublaslt' | 'cublas'): 'cublaslt' | 'cublas';
+  /**
+   * Which algorithm cuBLASLt runs for a shape: its heuristic's first choice ('heuristic', the default) or the
+   * fastest of its first 8, each timed on the shape's first call that overwrites its output ('timed'; an opt-in
+   * until a GPU run times it; GPT_NATIVE_CUDA_GEMM_ALGO=timed at load). Returns the old setting.
+   */
+  setGemmAlgo(kind: 'heuristic' | 'timed'): 'heuristic' | 'timed';
   memoryInfo(): { free: number; total: number };
   /**
    * Diagnostic (tests, gpu-check): the flash kernels' tensor-core products one at a time on 64×64 bf16 tiles x, y,
@@ -158,13 +166,14 @@ export function cuda(): CudaAddon {
   return addon;
 }
 
-/** The addon's settings (setAttention, setFlashBackward, setBiasEpilogue, setGeluEpilogue, setGemm) as they are now. */
+/** The addon's settings (setAttention, setFlashBackward, setBiasEpilogue, setGeluEpilogue, setGemm, setGemmAlgo) as they are now. */
 export interface CudaSettings {
   attention: AttentionKind;
   flashBackward: FlashBackward;
   biasEpilogue: 'cublaslt' | 'kernel';
   geluEpilogue: 'cublaslt' | 'kernel';
   gemm: 'cublaslt' | 'cublas';
+  gemmAlgo: 'heuristic' | 'timed';
 }
 /** Reads the addon's settings (each setter returns the old value, which is put straight back). */
 export function cudaSettings(dev: CudaAddon = cuda()): CudaSettings {
@@ -179,6 +188,7 @@ export function cudaSettings(dev: CudaAddon = cuda()): CudaSettings {
     biasEpilogue: peek<'cublaslt' | 'kernel'>((k) => dev.setBiasEpilogue(k), 'kernel'),
     geluEpilogue: peek<'cublaslt' | 'kernel'>((k) => dev.setGeluEpilogue(k), 'kernel'),
     gemm: peek<'cublaslt' | 'cublas'>((k) => dev.setGemm(k), 'cublas'),
+    gemmAlgo: peek<'heuristic' | 'timed'>((k) => dev.setGemmAlgo(k), 'heuristic'),
   };
 }
 

@@ -8,7 +8,7 @@
 # acceptance figures (GPT-2 124M training at B=16, T=1024 in bf16 with the defaults, tokens/s and MFU; batch-1
 # decoding), then each default against what it replaced (the lm head over V rather than Vp rows, cublasGemmEx for
 # cuBLASLt, the cuBLAS attention for flash, all the earlier defaults at once; fp32 too), flash2 and the atomic dQ
-# backward against flash,
+# backward against flash, timed cuBLASLt algorithms against the heuristic's,
 # then the kernels, each GEMM row with its cublasGemmEx twin, the attention paths side by side (flash, flash2,
 # cuBLAS at other chunk and scratch settings, fused), the fused row kernels beside what they replaced (layernorm's
 # backward in two passes, the residual add and LayerNorm apart, the loss and its gradient apart), and prints a
@@ -142,6 +142,7 @@ GPT_NATIVE_CUDA_GEMM=cublas bench "train bf16, cublasGemmEx" "${TRAIN[@]}" --pre
 (( FLASH2_OK )) && GPT_NATIVE_CUDA_ATTENTION=flash2 bench "train bf16, flash2 attention" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 (( ATOMIC_OK )) && GPT_NATIVE_CUDA_FLASH_BWD=atomic bench "train bf16, flash + atomic dQ" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 (( ATOMIC_OK )) && GPT_NATIVE_CUDA_ATTENTION=flash2 GPT_NATIVE_CUDA_FLASH_BWD=atomic bench "train bf16, flash2 + atomic dQ" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
+GPT_NATIVE_CUDA_GEMM_ALGO=timed bench "train bf16, timed GEMM algorithms" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 GPT_NATIVE_CUDA_ATTENTION=gemm bench "train bf16, cuBLAS attention" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 GPT_NATIVE_CUDA_ATTENTION=gemm GPT_NATIVE_CUDA_GEMM=cublas GPT_NATIVE_CUDA_LT=0 GPT_NATIVE_CUDA_LT_GELU=0 GPT_NATIVE_CUDA_PAD_VOCAB=0 \
   bench "train bf16, the earlier defaults" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
@@ -178,6 +179,13 @@ GPT_NATIVE_CUDA_LN_FUSED=0 t 60 node dist/cli.js bench kernels --device cuda --p
   --filter layernorm_backward > "$WORK/kernels-ln2.md" 2>>"$LOG"
 kernels "$WORK/kernels-ln2.md" "bf16, layernorm backward in two passes (GPT_NATIVE_CUDA_LN_FUSED=0)"
 krow "$WORK/kernels-ln2.md" " (bf16, two passes)" 'layernorm_backward |' 'layernorm_backward (dinp'
+# the GEMM rows again with setGemmAlgo('timed') (the fastest of cuBLASLt's first 8 algorithms, timed at first use)
+GPT_NATIVE_CUDA_GEMM_ALGO=timed t 60 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
+  --exclude 'attention|layernorm|gelu_|residual add|embedding|softmax|adamw|sumsq|[cublasGemmEx|[unpadded]' \
+  > "$WORK/kernels-timed.md" 2>>"$LOG"
+kernels "$WORK/kernels-timed.md" "bf16, GEMMs with timed cuBLASLt algorithms (GPT_NATIVE_CUDA_GEMM_ALGO=timed)"
+krow "$WORK/kernels-timed.md" " (bf16, timed algos)" 'lm_head forward (' 'lm_head backward (' 'linear_forward qkv (' \
+  'linear_backward qkv |' 'mlp fc+gelu forward (' 'mlp proj backward + dgelu |'
 # the cuBLAS attention path at other settings than its defaults (bench kernels times them side by side)
 grep -F '| attention_' "$WORK/kernels-bf16.md" | grep -F '[' | grep -vF '[flash' | while IFS='|' read -r _ name ms _; do
   echo "$(echo "$name" | sed 's/^ *//; s/ *$//') (bf16): $(echo "$ms" | tr -d ' ') ms"

@@ -105,6 +105,30 @@ for (const kind of ['cublaslt', 'cublas']) for (const [M, N, K] of [[1, 50257 % 
   }
 }
 
+// setGemmAlgo('timed') (an opt-in): a plan's first call that overwrites its output times the heuristic's algorithms
+// (the emulator offers 3) and keeps the fastest; a plan first met accumulating keeps the heuristic's first choice
+test("setGemmAlgo('timed'): new cuBLASLt plans time the heuristic's algorithms once, at a call that overwrites its output; results as on the CPU", (t) => {
+  const s = seedOf(t);
+  const prev = dev.setGemmAlgo('timed');
+  try {
+    const before = dev.biasEpilogueStats();
+    const gemmArgs = (M, N, K, acc, seed) => [false, true, M, N, K, 0.9, randF32(M * K, seed), K, randF32(N * K, seed + 1), K,
+      randF32(M * N, seed + 2), N, acc, null];
+    cross(t, 'gemm', gemmArgs(23, 41, 19, false, s), { outputs: [10] }); // a new plan, overwriting: timed
+    cross(t, 'gemm', gemmArgs(23, 41, 19, false, s + 3), { outputs: [10] }); // the same plan: not again
+    cross(t, 'gemm', gemmArgs(29, 41, 19, true, s + 6), { outputs: [10] }); // a new plan, accumulating: not timed
+    cross(t, 'gemm', gemmArgs(29, 41, 19, false, s + 9), { outputs: [10] }); // (and not later either)
+    // a linear layer with its bias in the epilogue: another new plan, timed
+    cross(t, 'linearForward', [randF32(31 * 43, s + 12), randF32(31 * 21, s + 13), randF32(21 * 43, s + 14), randF32(43, s + 15), 31, 21, 43], { outputs: [0] });
+    const after = dev.biasEpilogueStats();
+    const timed = [after.timedPlans - before.timedPlans, after.timedAlgos - before.timedAlgos];
+    if (process.env.GPT_NATIVE_CUDA_TEST === 'emu') t.deepEqual(timed, [2, 6], 'plans timed, and algorithms timed');
+    else t.log(`plans timed ${timed[0]}, algorithms timed ${timed[1]}`);
+  } finally {
+    dev.setGemmAlgo(prev);
+  }
+});
+
 for (const [N, C, OC] of [[1, 768, 2304], [13, 37, 111], [64, 96, 384], [333, 45, 70]]) {
   test(`linear forward/backward N=${N} C=${C} OC=${OC}`, (t) => {
     const s = seedOf(t);
@@ -461,7 +485,7 @@ test('linear with GELU: geluOut may not share memory with out, nor dinp with gel
 // the two-way settings: [setter, the default, the other value, the variable that sets it at load]
 for (const [fn, on, off, env] of [['setGeluEpilogue', 'cublaslt', 'kernel', 'GPT_NATIVE_CUDA_LT_GELU'],
   ['setBiasEpilogue', 'cublaslt', 'kernel', 'GPT_NATIVE_CUDA_LT'], ['setGemm', 'cublaslt', 'cublas', 'GPT_NATIVE_CUDA_GEMM'],
-  ['setFlashBackward', 'split', 'atomic', 'GPT_NATIVE_CUDA_FLASH_BWD']]) {
+  ['setFlashBackward', 'split', 'atomic', 'GPT_NATIVE_CUDA_FLASH_BWD'], ['setGemmAlgo', 'heuristic', 'timed', 'GPT_NATIVE_CUDA_GEMM_ALGO']]) {
   test(`${fn} takes ${on} or ${off} and says what it was`, (t) => {
     const prev = dev[fn](on);
     if (!process.env[env]) t.is(prev, on, `${on} is the default`);
@@ -471,16 +495,17 @@ for (const [fn, on, off, env] of [['setGeluEpilogue', 'cublaslt', 'kernel', 'GPT
   });
 }
 
-test('cudaSettings reads the five settings without changing them', (t) => {
+test('cudaSettings reads the six settings without changing them', (t) => {
   const { cudaSettings } = require('../dist/cuda');
   const prev = cudaSettings(dev);
-  const other = { attention: 'fused', flashBackward: 'atomic', biasEpilogue: 'kernel', geluEpilogue: 'kernel', gemm: 'cublas' };
+  const other = { attention: 'fused', flashBackward: 'atomic', biasEpilogue: 'kernel', geluEpilogue: 'kernel', gemm: 'cublas', gemmAlgo: 'timed' };
   try {
     dev.setAttention(other.attention);
     dev.setFlashBackward(other.flashBackward);
     dev.setBiasEpilogue(other.biasEpilogue);
     dev.setGeluEpilogue(other.geluEpilogue);
     dev.setGemm(other.gemm);
+    dev.setGemmAlgo(other.gemmAlgo);
     t.deepEqual(cudaSettings(dev), other);
     t.deepEqual(cudaSettings(dev), other, 'a second read sees the same');
   } finally {
@@ -489,6 +514,7 @@ test('cudaSettings reads the five settings without changing them', (t) => {
     dev.setBiasEpilogue(prev.biasEpilogue);
     dev.setGeluEpilogue(prev.geluEpilogue);
     dev.setGemm(prev.gemm);
+    dev.setGemmAlgo(prev.gemmAlgo);
   }
   t.deepEqual(cudaSettings(dev), prev);
 });

@@ -84,6 +84,8 @@ export interface TrainBenchResult {
     attention: string; flashBackward: string; flashCalls: number; attentionFallbacks: number; biasEpilogue: string; geluEpilogue: string; geluEpilogueCalls: number;
     /** setGemm; GEMMs cuBLASLt ran (plain, bias and GELU epilogues) and those that took cublasGemmEx under 'cublaslt' */
     gemm: string; ltCalls: number; gemmExCalls: number;
+    /** setGemmAlgo */
+    gemmAlgo: string;
   };
   /** Model FLOPs utilisation: model FLOP/s over the device's peak (cuda only). */
   mfu?: number;
@@ -165,10 +167,10 @@ export function benchTrain(argv: string[]): void {
     r.mfu = flops / (ms / 1000) / (peak * 1e12);
     r.peakTflops = peak;
     const dev = cuda();
-    const { attention, flashBackward, biasEpilogue, geluEpilogue, gemm } = cudaSettings(dev);
+    const { attention, flashBackward, biasEpilogue, geluEpilogue, gemm, gemmAlgo } = cudaSettings(dev);
     const st = dev.attentionStats(), epi = dev.biasEpilogueStats();
     r.settings = { attention, flashBackward, flashCalls: st.flash - attn0!.flash, attentionFallbacks: st.fallbacks - attn0!.fallbacks,
-      biasEpilogue, geluEpilogue, geluEpilogueCalls: epi.gelu - epi0!.gelu, gemm,
+      biasEpilogue, geluEpilogue, geluEpilogueCalls: epi.gelu - epi0!.gelu, gemm, gemmAlgo,
       ltCalls: (epi.matmul - epi0!.matmul) + (epi.cublaslt - epi0!.cublaslt) + (epi.gelu - epi0!.gelu),
       gemmExCalls: (epi.matmulFallbacks - epi0!.matmulFallbacks) };
   }
@@ -178,7 +180,7 @@ export function benchTrain(argv: string[]): void {
   }
   if (device === 'cuda') {
     const st = r.settings!;
-    console.log(`# ${r.gpu}, ${precision} matrix products (${st.gemm}: ${st.ltCalls} cuBLASLt calls), ${st.attention} attention (${st.flashCalls} flash calls, ${st.flashBackward} backward), bias ${st.biasEpilogue}, GELU ${st.geluEpilogue} (${st.geluEpilogueCalls} fused); MFU against ${r.peakTflops} TFLOP/s: ${(100 * r.mfu!).toFixed(1)}%`);
+    console.log(`# ${r.gpu}, ${precision} matrix products (${st.gemm}: ${st.ltCalls} cuBLASLt calls, ${st.gemmAlgo} algorithms), ${st.attention} attention (${st.flashCalls} flash calls, ${st.flashBackward} backward), bias ${st.biasEpilogue}, GELU ${st.geluEpilogue} (${st.geluEpilogueCalls} fused); MFU against ${r.peakTflops} TFLOP/s: ${(100 * r.mfu!).toFixed(1)}%`);
   }
   else console.log(`# ${machineLine()}, ${r.threads} threads, gemm ${r.isa}`);
   console.log(`train step ${name} B=${B} T=${T}: ${ms.toFixed(1)} ms/step (median of ${steps}), ${r.tokensPerSec.toFixed(1)} tokens/s, ${r.gflopsModel.toFixed(1)} GFLOP/s`);

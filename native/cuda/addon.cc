@@ -409,10 +409,18 @@ Napi::Value SetGemm(const Napi::CallbackInfo& info) {
   return switch_setting(info, "setGemm", addon(info).lt_matmul, "cublaslt", "cublas");
 }
 
+// setGemmAlgo('heuristic' | 'timed'): the algorithm cuBLASLt runs for a shape: its heuristic's first choice (the
+// default), or the fastest of its first 8, each timed at the shape's first call that overwrites its output (an
+// opt-in until a GPU run times it; gemm_lt.cc). Returns what it was; $GPT_NATIVE_CUDA_GEMM_ALGO sets it at load.
+Napi::Value SetGemmAlgo(const Napi::CallbackInfo& info) {
+  return switch_setting(info, "setGemmAlgo", addon(info).lt_timed, "timed", "heuristic");
+}
+
 // biasEpilogueStats(): { cublaslt, fallbacks, gelu, geluFallbacks }: GEMMs whose bias cuBLASLt's epilogue added,
 // and GEMMs that asked for it but took the bias pass because cuBLASLt had no algorithm for the shape; the same
 // for the GELU epilogues; matmul/matmulFallbacks: GEMMs without an epilogue that cuBLASLt ran / that took
-// cublasGemmEx under setGemm('cublaslt') (counts since the addon loaded)
+// cublasGemmEx under setGemm('cublaslt'); timedPlans/timedAlgos: plans setGemmAlgo('timed') timed, and the
+// algorithms it timed for them (counts since the addon loaded)
 Napi::Value BiasEpilogueStats(const Napi::CallbackInfo& info) {
   CudaAddon& a = addon(info);
   Napi::Object o = Napi::Object::New(info.Env());
@@ -422,6 +430,8 @@ Napi::Value BiasEpilogueStats(const Napi::CallbackInfo& info) {
   o.Set("geluFallbacks", Napi::Number::New(info.Env(), static_cast<double>(a.lt_gelu_fallbacks)));
   o.Set("matmul", Napi::Number::New(info.Env(), static_cast<double>(a.lt_plain_calls)));
   o.Set("matmulFallbacks", Napi::Number::New(info.Env(), static_cast<double>(a.lt_plain_fallbacks)));
+  o.Set("timedPlans", Napi::Number::New(info.Env(), static_cast<double>(a.lt_timed_plans)));
+  o.Set("timedAlgos", Napi::Number::New(info.Env(), static_cast<double>(a.lt_timed_algos)));
   return o;
 }
 
@@ -638,6 +648,7 @@ void register_memory(Napi::Env env, Napi::Object exports) {
   def("setAttentionTuning", SetAttentionTuning);
   def("attentionStats", AttentionStats);
   def("setFlashBackward", SetFlashBackward);
+  def("setGemmAlgo", SetGemmAlgo);
   def("setGeluEpilogue", SetGeluEpilogue);
   def("setBiasEpilogue", SetBiasEpilogue);
   def("setGemm", SetGemm);
@@ -681,6 +692,10 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   if (fb && std::string(fb) == "atomic") a->flash_atomic_dq = true;
   else if (fb && std::string(fb) != "split")
     std::fprintf(stderr, "gpt-native: GPT_NATIVE_CUDA_FLASH_BWD=%s is not split or atomic; using split\n", fb);
+  const char* algo = std::getenv("GPT_NATIVE_CUDA_GEMM_ALGO");
+  if (algo && std::string(algo) == "timed") a->lt_timed = true;
+  else if (algo && std::string(algo) != "heuristic")
+    std::fprintf(stderr, "gpt-native: GPT_NATIVE_CUDA_GEMM_ALGO=%s is not heuristic or timed; using heuristic\n", algo);
   const char* gemm = std::getenv("GPT_NATIVE_CUDA_GEMM");
   if (gemm && std::string(gemm) == "cublas") a->lt_matmul = false;
   else if (gemm && std::string(gemm) != "cublaslt")

@@ -55,6 +55,10 @@ struct CudaAddon {
   // $GPT_NATIVE_CUDA_GEMM); BENCHMARKS.md has the two side by side
   int64_t lt_plain_calls = 0, lt_plain_fallbacks = 0;  // GEMMs cuBLASLt ran / that took cublasGemmEx instead
   bool lt_matmul = true;
+  // cuBLASLt's algorithm: the heuristic's first choice, or the fastest of its 8 first, timed at a plan's first call
+  // (setGemmAlgo('timed'), $GPT_NATIVE_CUDA_GEMM_ALGO); plans timed so far, and the algorithms they timed
+  bool lt_timed = false;
+  int64_t lt_timed_plans = 0, lt_timed_algos = 0;
   // layernorm's backward in one pass where the rows allow it, else dinp and the parameter sums apart
   // ($GPT_NATIVE_CUDA_LN_FUSED: 1, the default, or 0; bench kernels times both)
   bool ln_fused = true;

@@ -20,13 +20,18 @@
 // (cuBLASLt's rule: otherwise the unfused path runs).
 //
 // Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape, dtype, epilogue and operand
-// alignment. When cuBLASLt is missing or its heuristic has nothing for a shape, these functions return false and
+// alignment. setGemmAlgo('timed') (or GPT_NATIVE_CUDA_GEMM_ALGO=timed; an opt-in until a GPU run times it) asks the
+// heuristic for up to 8 algorithms and, at a plan's first call, times each on that call's own operands (one run to
+// warm up, then 3 between CUDA events) and keeps the fastest; the call then runs as usual. Only calls that
+// overwrite their output (beta = 0) are timed, so the extra runs change nothing; a plan first met accumulating
+// keeps the heuristic's first choice. When cuBLASLt is missing or its heuristic has nothing for a shape, these functions return false and
 // the caller takes the cublasGemmEx path with separate bias and GELU passes; an error while running a plan is an
 // Error like any cuBLAS error.
 #include <climits>
 #include <cstdint>
 #include <map>
 #include <tuple>
+#include <vector>
 
 #include "cuda/context.h"
 #include "cuda/kernels.h"
@@ -37,6 +42,7 @@ namespace cuda {
 namespace {
 
 constexpr size_t kWorkspace = size_t(32) << 20;  // what NVIDIA suggests for Hopper
+constexpr int kTimedAlgos = 8;                   // setGemmAlgo('timed'): candidates asked of the heuristic
 
 uint32_t alignment(const void* p) {
   const uintptr_t u = reinterpret_cast<uintptr_t>(p);
@@ -51,13 +57,14 @@ struct LtPlan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  std::vector<cublasLtMatmulAlgo_t> untimed;  // setGemmAlgo('timed'): the heuristic's candidates, until the first call
   bool ok = false;
 };
 
 // (transA, transB, M, N, K, lda, ldb, ldc, A/B dtype, C dtype, compute, alignment of A, B, C, epilogue, alignment
-// of the auxiliary matrix (its leading dimension is ldc))
+// of the auxiliary matrix (its leading dimension is ldc), setGemmAlgo('timed'))
 using LtKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, uint32_t,
-                         uint32_t, uint32_t, uint32_t, uint32_t>;
+                         uint32_t, uint32_t, uint32_t, uint32_t, bool>;
 
 struct LtState {
   cublasLtHandle_t handle = nullptr;
@@ -123,7 +130,7 @@ bool has_aux(uint32_t epi) { return epi == CUBLASLT_EPILOGUE_GELU_AUX || epi == 
 // Descriptors and the heuristic's choice for one key; plan.ok == false when cuBLASLt has no algorithm for it.
 // aux: the call's auxiliary matrix, set before the heuristic (which reads its alignment from the pointer).
 LtPlan make_plan(CudaAddon& a, const LtKey& k, const void* aux) {
-  const auto& [ta, tb, M, N, K, lda, ldb, ldc, in_t, out_t, compute, al_a, al_b, al_c, epi, al_aux] = k;
+  const auto& [ta, tb, M, N, K, lda, ldb, ldc, in_t, out_t, compute, al_a, al_b, al_c, epi, al_aux, timed] = k;
   (void)al_aux;
   const CublasApi& b = a.blas;
   LtPlan p;
@@ -165,12 +172,17 @@ LtPlan make_plan(CudaAddon& a, const LtKey& k, const void* aux) {
                CUBLAS_STATUS_SUCCESS;
     // the bias pointer is not set yet (it is per call); the heuristic would read its alignment from it, and the
     // bias always sits at the start of a cudaMalloc'd scratch: 256-byte aligned, the default it assumes
-    cublasLtMatmulHeuristicResult_t r{};
+    cublasLtMatmulHeuristicResult_t r[kTimedAlgos] = {};
     int found = 0;
     good = good &&
-           b.lt_heuristic(a.lt->handle, p.desc, p.la, p.lb, p.ld, p.ld, pref, 1, &r, &found) == CUBLAS_STATUS_SUCCESS &&
-           found > 0 && r.state == CUBLAS_STATUS_SUCCESS && r.workspaceSize <= kWorkspace;
-    if (good) p.algo = r.algo;
+           b.lt_heuristic(a.lt->handle, p.desc, p.la, p.lb, p.ld, p.ld, pref, timed ? kTimedAlgos : 1, r, &found) ==
+               CUBLAS_STATUS_SUCCESS;
+    std::vector<cublasLtMatmulAlgo_t> usable;
+    for (int i = 0; good && i < found && i < kTimedAlgos; ++i)
+      if (r[i].state == CUBLAS_STATUS_SUCCESS && r[i].workspaceSize <= kWorkspace) usable.push_back(r[i].algo);
+    good = good && !usable.empty();
+    if (good) p.algo = usable[0];
+    if (good && usable.size() > 1) p.untimed = std::move(usable);
     b.lt_pref_destroy(pref);
   } else {
     good = false;
@@ -182,6 +194,40 @@ LtPlan make_plan(CudaAddon& a, const LtKey& k, const void* aux) {
 }  // namespace
 
 namespace {
+
+// setGemmAlgo('timed'): runs each of p.untimed on this call's operands (beta = 0: each run writes the same output),
+// one run to warm up and 3 between events, and makes the fastest p.algo. A candidate that fails to run is passed
+// over; the heuristic's first choice stays where none could be timed.
+void time_algos(CudaAddon& a, LtState* s, LtPlan& p, float alpha, const void* A, const void* B, void* C) {
+  const float beta = 0.0f;
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) {
+    (void)cudaGetLastError();
+    if (e0) cudaEventDestroy(e0);
+    return;
+  }
+  float best = 0.0f;
+  for (size_t i = 0; i < p.untimed.size(); ++i) {
+    auto run = [&]() {
+      return a.blas.lt_matmul(s->handle, p.desc, &alpha, B, p.la, A, p.lb, &beta, C, p.ld, C, p.ld, &p.untimed[i],
+                              s->workspace, kWorkspace, a.stream.s) == CUBLAS_STATUS_SUCCESS;
+    };
+    bool ok = run() && cudaEventRecord(e0, a.stream.s) == cudaSuccess;
+    for (int r = 0; ok && r < 3; ++r) ok = run();
+    float ms = 0.0f;
+    ok = ok && cudaEventRecord(e1, a.stream.s) == cudaSuccess && cudaEventSynchronize(e1) == cudaSuccess &&
+         cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess;
+    (void)cudaGetLastError();  // (a candidate that could not run leaves nothing behind)
+    ++a.lt_timed_algos;
+    if (ok && (best == 0.0f || ms < best)) {
+      best = ms;
+      p.algo = p.untimed[i];
+    }
+  }
+  ++a.lt_timed_plans;
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+}
 
 // D = C (M, N, row-major as gemm_dev) = epilogue(alpha·op(A)·op(B)) + beta·C through cuBLASLt (C read in place when
 // beta != 0); false when it cannot
@@ -197,13 +243,13 @@ bool lt_gemm(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t 
   LtState* s = state(a);
   if (!s) return false;
   const LtKey key{ta, tb, M, N, K, lda, ldb, ldc, cuda_data_type(in_dt), cuda_data_type(cdt), compute,
-                  alignment(A), alignment(B), alignment(C), epi, has_aux(epi) ? alignment(aux) : 0u};
+                  alignment(A), alignment(B), alignment(C), epi, has_aux(epi) ? alignment(aux) : 0u, a.lt_timed};
   auto it = s->plans.find(key);
   if (it == s->plans.end()) {
     if (s->plans.size() >= kMaxPlans) destroy_plans(a, s);
     it = s->plans.emplace(key, make_plan(a, key, aux)).first;
   }
-  const LtPlan& p = it->second;
+  LtPlan& p = it->second;
   if (!p.ok) {
     ++*fallbacks;
     return false;
@@ -217,6 +263,10 @@ bool lt_gemm(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t 
   }
   if (st == CUBLAS_STATUS_SUCCESS && has_aux(epi))
     st = a.blas.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux);
+  if (st == CUBLAS_STATUS_SUCCESS && !p.untimed.empty()) {
+    if (beta == 0.0f) time_algos(a, s, p, alpha, A, B, C);
+    p.untimed.clear();
+  }
   if (st == CUBLAS_STATUS_SUCCESS)
     st = a.blas.lt_matmul(s->handle, p.desc, &alpha, B, p.la, A, p.lb, &beta, C, p.ld, C, p.ld, &p.algo, s->workspace,
                           kWorkspace, a.stream.s);

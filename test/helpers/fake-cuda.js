@@ -15,6 +15,7 @@ let geluEpilogue = 'cublaslt';
 let mathMode = 'fp32';
 let attention = 'flash';
 let flashBackward = 'split';
+let gemmAlgo = 'heuristic';
 let gemmPath = 'cublaslt';
 const stats = { allocs: 0, frees: 0 };
 
@@ -85,6 +86,12 @@ const addon = {
     attention = k;
     return prev;
   },
+  setGemmAlgo(k) {
+    if (k !== 'heuristic' && k !== 'timed') throw new TypeError(`fake cuda: gemm algo ${k}`);
+    const prev = gemmAlgo;
+    gemmAlgo = k;
+    return prev;
+  },
   setFlashBackward(k) {
     if (k !== 'split' && k !== 'atomic') throw new TypeError(`fake cuda: flash backward ${k}`);
     const prev = flashBackward;
@@ -109,7 +116,7 @@ const addon = {
     gemmPath = k;
     return prev;
   },
-  biasEpilogueStats: () => ({ cublaslt: 0, fallbacks: 0, gelu: 0, geluFallbacks: 0, matmul: 0, matmulFallbacks: 0 }),
+  biasEpilogueStats: () => ({ cublaslt: 0, fallbacks: 0, gelu: 0, geluFallbacks: 0, matmul: 0, matmulFallbacks: 0, timedPlans: 0, timedAlgos: 0 }),
   attentionStats: () => ({ flash: 0, fallbacks: 0 }),
   setAttentionTuning(t) {
     const prev = { ...tuning };

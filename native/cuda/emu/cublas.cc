@@ -12,8 +12,8 @@
 // cuBLASLt (cublasLt.h; the real library is a dependency of libcublas, and the addon looks its entry points up
 // through libcublas): handles, matmul descriptors (compute and scale type; TRANSA, TRANSB, EPILOGUE, BIAS_POINTER,
 // BIAS_DATA_TYPE, each with the exact size of its documented type), column-major matrix layouts (type, rows, cols,
-// ld >= rows), preferences (MAX_WORKSPACE_BYTES, MIN_ALIGNMENT_A/B/C/D_BYTES, default 256), the heuristic (one
-// algorithm, which remembers the declared alignments) and cublasLtMatmul: D = alpha·op(A)·op(B) + beta·C, with
+// ld >= rows), preferences (MAX_WORKSPACE_BYTES, MIN_ALIGNMENT_A/B/C/D_BYTES, default 256), the heuristic (up to
+// three algorithms, numbered, all computing the same; each remembers the declared alignments) and cublasLtMatmul: D = alpha·op(A)·op(B) + beta·C, with
 // EPILOGUE_BIAS adding bias[row], GELU_AUX(_BIAS) and DGELU with their auxiliary matrix (EPILOGUE_AUX_POINTER,
 // EPILOGUE_AUX_LD: divisible by 8) (a bias vector of D's type unless BIAS_DATA_TYPE says otherwise; only D's type is
 // supported, as the header documents for these types) before D is rounded. Operands less aligned than declared
@@ -278,6 +278,7 @@ struct LtPref {
 struct LtAlgo {  // inside cublasLtMatmulAlgo_t's 64 bytes
   static constexpr uint32_t kMagic = 0x6c74616c;
   uint32_t magic, align[4];
+  uint32_t id;  // which of the heuristic's results
 };
 struct LtHeuristicResult {
   uint64_t algo[8];
@@ -434,15 +435,19 @@ int cublasLtMatmulAlgoGetHeuristic(void* handle, void* desc, void* a, void* b, v
                          static_cast<LtLayout*>(c), static_cast<LtLayout*>(d), &m, &n, &k);
   *returned = 0;
   if (s != kSuccess) return s;
-  LtHeuristicResult r{};
-  LtAlgo al{LtAlgo::kMagic, {}};
-  std::memcpy(al.align, static_cast<LtPref*>(pref)->align, sizeof al.align);
-  std::memcpy(r.algo, &al, sizeof al);
-  r.workspace = 0;
-  r.state = kSuccess;
-  r.waves = 1.0f;
-  std::memcpy(results, &r, sizeof r);
-  *returned = 1;
+  // up to 3 algorithms (numbered 0, 1, 2; all compute the same), so a caller that times them has a choice to make
+  const int count = requested < 3 ? requested : 3;
+  for (int i = 0; i < count; ++i) {
+    LtHeuristicResult r{};
+    LtAlgo al{LtAlgo::kMagic, {}, static_cast<uint32_t>(i)};
+    std::memcpy(al.align, static_cast<LtPref*>(pref)->align, sizeof al.align);
+    std::memcpy(r.algo, &al, sizeof al);
+    r.workspace = 0;
+    r.state = kSuccess;
+    r.waves = 1.0f;
+    std::memcpy(static_cast<LtHeuristicResult*>(results) + i, &r, sizeof r);
+  }
+  *returned = count;
   return kSuccess;
 }
 
