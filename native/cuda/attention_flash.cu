@@ -237,21 +237,22 @@ __device__ __forceinline__ void mul_pb(float (&acc)[HD / 8][4], const float (&p)
                       tile, 0, lane);
 }
 
-// acc (the warp's 16 query rows × HD) += A · tile over the 64 keys, where at holds Aᵀ (keys × queries: the dSᵀ
-// the dK/dV kernel writes) and the warp's queries are at's columns c0 .. c0+15; tile (keys × HD) is read as mul_pb
-// reads it. A through ldmatrix.x4.trans: lane l gives row (key) kc·16 + l % 8 + 8·(l / 16) at column
-// c0 + 8·((l / 8) & 1), so matrix i is a[i] of mma.cuh's layout (queries 0-7 / 8-15 at keys +0-7, then +8-15)
-template <int HD>
-__device__ __forceinline__ void mul_atb_shared(float (&acc)[HD / 8][4], const Tile<64>& at, int c0,
-                                               const Tile<HD>& tile, int lane) {
+// acc (the warp's 16 query rows × NC columns c1 .. c1 + NC-1 of HD) += A · tile over the 64 keys, where at holds Aᵀ
+// (keys × queries: the dSᵀ the dK/dV kernel writes) and the warp's queries are at's columns c0 .. c0+15; tile
+// (keys × HD) is read as mul_pb reads it. A through ldmatrix.x4.trans: lane l gives row (key) kc·16 + l % 8 +
+// 8·(l / 16) at column c0 + 8·((l / 8) & 1), so matrix i is a[i] of mma.cuh's layout (queries 0-7 / 8-15 at keys
+// +0-7, then +8-15)
+template <int HD, int NC>
+__device__ __forceinline__ void mul_atb_shared(float (&acc)[NC / 8][4], const Tile<64>& at, int c0,
+                                               const Tile<HD>& tile, int c1, int lane) {
 #pragma unroll
   for (int kc = 0; kc < kTile / 16; ++kc) {
     uint32_t a[4];
     ldsm_x4<true>(a, &at.x[kc * 16 + (lane & 7) + 8 * (lane >> 4)][c0 + 8 * ((lane >> 3) & 1)]);
 #pragma unroll
-    for (int nt = 0; nt < HD / 8; nt += 2) {
+    for (int nt = 0; nt < NC / 8; nt += 2) {
       uint32_t b[4];
-      ldsm_x4<true>(b, &tile.x[kc * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)][nt * 8 + 8 * (lane >> 4)]);
+      ldsm_x4<true>(b, &tile.x[kc * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)][c1 + nt * 8 + 8 * (lane >> 4)]);
       mma_bf16(acc[nt], a, b[0], b[1]);
       mma_bf16(acc[nt + 1], a, b[2], b[3]);
     }
@@ -291,22 +292,22 @@ __device__ __forceinline__ void red_add4(float* dst, float a, float b, float c, 
 #endif
 }
 
-// rows i .. i+15 of a (Tq, HD) fp32 accumulator += acc (the warp's 16 × HD product; rows >= Tq are left out):
-// neighbouring lanes swap halves so that each holds 4 neighbouring columns of one row (lane t even: row g, columns
-// 2t .. 2t+3 of each n-tile; t odd: row g + 8, columns 2t-2 .. 2t+1), one 16-byte atomic each
-template <int HD>
-__device__ __forceinline__ void add_rows_atomic(float* acc_rows, const float (&acc)[HD / 8][4], int i, int Tq, int g,
-                                                int t) {
+// rows i .. i+15, columns c1 .. c1 + NC-1 of a (Tq, HD) fp32 accumulator += acc (the warp's 16 × NC product; rows
+// >= Tq are left out): neighbouring lanes swap halves so that each holds 4 neighbouring columns of one row (lane t
+// even: row g, columns 2t .. 2t+3 of each n-tile; t odd: row g + 8, columns 2t-2 .. 2t+1), one 16-byte atomic each
+template <int HD, int NC>
+__device__ __forceinline__ void add_rows_atomic(float* acc_rows, const float (&acc)[NC / 8][4], int i, int c1, int Tq,
+                                                int g, int t) {
   const bool odd = (t & 1) != 0;
   const int row = i + g + (odd ? 8 : 0), col = 2 * (t & ~1);
+  float* d = acc_rows + static_cast<int64_t>(row) * HD + c1 + col;
 #pragma unroll
-  for (int nt = 0; nt < HD / 8; ++nt) {
+  for (int nt = 0; nt < NC / 8; ++nt) {
     const float r0 = __shfl_xor_sync(kFullMask, odd ? acc[nt][0] : acc[nt][2], 1);
     const float r1 = __shfl_xor_sync(kFullMask, odd ? acc[nt][1] : acc[nt][3], 1);
     if (row >= Tq) continue;
-    float* d = acc_rows + static_cast<int64_t>(row) * HD + nt * 8 + col;
-    if (odd) red_add4(d, r0, r1, acc[nt][2], acc[nt][3]);
-    else red_add4(d, acc[nt][0], acc[nt][1], r0, r1);
+    if (odd) red_add4(d + nt * 8, r0, r1, acc[nt][2], acc[nt][3]);
+    else red_add4(d + nt * 8, acc[nt][0], acc[nt][1], r0, r1);
   }
 }
 
@@ -964,12 +965,16 @@ __device__ __forceinline__ void dkv_pipe_tile(float (&dka)[HD / 8][4], float (&d
   mul_pb<HD>(dka, dp, qc, lane);
   if (DQ) {
     __syncthreads();  // sS holds all 64 keys' rows
-    if (warp_sees_tile(s, i0 + r0, 16, j0)) {  // (else the warp's 16 queries' dS rows are zeros)
-      float acc[HD / 8][4];
+    // in two halves of HD columns, and for every warp (a warp whose queries see none of the block's keys adds zeros):
+    // the whole of HD at once, or skipping such warps, made ptxas spill (255 registers, against 183 this way)
+    constexpr int NC = HD / 2;
+#pragma unroll 1
+    for (int c1 = 0; c1 < HD; c1 += NC) {
+      float acc[NC / 8][4];
 #pragma unroll
-      for (int nt = 0; nt < HD / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
-      mul_atb_shared<HD>(acc, *sS, r0, sK, lane);
-      add_rows_atomic<HD>(dqb, acc, i0 + r0, s.Tq, g, t);
+      for (int nt = 0; nt < NC / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+      mul_atb_shared<HD, NC>(acc, *sS, r0, sK, c1, lane);
+      add_rows_atomic<HD, NC>(dqb, acc, i0 + r0, c1, s.Tq, g, t);
     }
   }
 }
