@@ -360,6 +360,30 @@ for (const path of ['defaults: flash attention, cuBLASLt', 'cuBLAS attention, cu
   }
 });
 
+// `bench train --profile-host` on cuda: every addon call's host time by family, without synchronising, the calls a
+// step makes, and the JavaScript around them; together they are the step's wall time
+test('bench train --profile-host on cuda: host time by call family, calls a step, and the rest in JavaScript', (t) => {
+  const { benchTrain } = require('../dist/bench/train');
+  const lines = [];
+  const log = console.log;
+  console.log = (s) => lines.push(String(s));
+  try {
+    benchTrain(['--device', 'cuda', '--preset', 'small6', '--batch', '1', '--seq', '8', '--steps', '1', '--warmup', '0', '--profile-host', '--json']);
+  } finally {
+    console.log = log;
+  }
+  const r = JSON.parse(lines[lines.length - 1]);
+  t.true(r.addonCallsPerStep > 6 * 10, `addon calls a step: ${r.addonCallsPerStep}`);
+  for (const k of ['host:gemm', 'host:attention', 'host:layernorm', 'host:adamw', 'js (outside addon calls)'])
+    t.true(r.phasesMs[k] > 0, `${k} in ${Object.keys(r.phasesMs)}`);
+  t.false(Object.keys(r.phasesMs).some((k) => k.startsWith('kernel:')), 'no per-kernel device times (nothing synchronised)');
+  const parts = Object.entries(r.phasesMs).filter(([k]) => k.startsWith('host:') || k.startsWith('js ')).reduce((a, [, v]) => a + v, 0);
+  t.true(Math.abs(parts - r.msPerStep) <= 0.01 * r.msPerStep + 0.05, `host calls + JavaScript ${parts} ms vs the step's ${r.msPerStep} ms`);
+  // and the addon's functions are themselves again after
+  const { cuda } = require('../dist/cuda');
+  t.false(/performance\.now/.test(String(cuda().linearForward)), 'the timers are removed');
+});
+
 test('dispose and moving free the device memory', (t) => {
   if (REAL) return t.pass('counted only with the stand-in addon');
   const fake = require('./helpers/fake-cuda');

@@ -24,6 +24,7 @@ const specs: OptionSpecs = {
   device: { kind: 'string', default: 'cpu', help: 'cpu | cuda' },
   precision: { kind: 'string', default: 'fp32', help: 'fp32 | bf16 (bf16 weights and bf16 arithmetic in the matrix products, fp32 sums)' },
   profile: { kind: 'boolean', default: false, help: 'cuda: time each kernel family (synchronising around every call, so the step is slower)' },
+  'profile-host': { kind: 'boolean', default: false, help: 'cuda: the host time inside each family of addon calls (no synchronising: launches, argument checks, and the calls that wait for the device), the calls a step makes, and the JavaScript around them' },
   'peak-tflops': { kind: 'number', help: 'device peak for MFU (default: H100/H200 dense 989 bf16, 67 fp32)' },
   json: { kind: 'boolean', default: false, help: 'print one JSON object as the last line' },
   help: { kind: 'boolean', default: false, help: 'show this help' },
@@ -41,11 +42,15 @@ const FAMILY: Record<string, string> = {
  * CUDA addon (`sync`), each call waits for the queued work first and for its own work after, so the time is
  * the kernels' device time plus a launch (the step then runs without overlap between host and device).
  */
-function instrument(addon: object, sync?: () => void): { times: Map<string, number>; restore: () => void } {
+function instrument(addon: object, sync?: () => void, every = false): { times: Map<string, number>; calls: { n: number }; restore: () => void } {
   const times = new Map<string, number>();
+  const calls = { n: 0 };
   const saved: Array<[string, unknown]> = [];
   const n = addon as unknown as Record<string, unknown>;
-  for (const [name, fam] of Object.entries(FAMILY)) {
+  // every (--profile-host): each function of the addon, families as FAMILY says or by their own name
+  const names = every ? Object.keys(n).filter((k) => typeof n[k] === 'function') : Object.keys(FAMILY);
+  for (const name of names) {
+    const fam = FAMILY[name] ?? name;
     const f = n[name] as (...a: unknown[]) => unknown;
     if (typeof f !== 'function') continue;
     saved.push([name, f]);
@@ -55,10 +60,11 @@ function instrument(addon: object, sync?: () => void): { times: Map<string, numb
       const r = f.apply(addon, args);
       if (sync) sync();
       times.set(fam, (times.get(fam) ?? 0) + performance.now() - t0);
+      calls.n++;
       return r;
     };
   }
-  return { times, restore: () => { for (const [k, f] of saved) n[k] = f; } };
+  return { times, calls, restore: () => { for (const [k, f] of saved) n[k] = f; } };
 }
 
 export interface TrainBenchResult {
@@ -87,6 +93,8 @@ export interface TrainBenchResult {
     /** setGemmAlgo */
     gemmAlgo: string;
   };
+  /** --profile-host: addon calls a step makes (each a launch or a copy, or a wait for the device). */
+  addonCallsPerStep?: number;
   /** Model FLOPs utilisation: model FLOP/s over the device's peak (cuda only). */
   mfu?: number;
   peakTflops?: number;
@@ -136,8 +144,11 @@ export function benchTrain(argv: string[]): void {
   phases.forward = phases.backward = phases.optimizer = 0;
   // per-kernel times: always on the CPU; on the GPU with --profile (GPU launches return before the work is done,
   // so profiling synchronises around every call)
-  const { times, restore } = device === 'cpu' ? instrument(native)
-    : a.profile ? instrument(cuda(), () => cuda().synchronize()) : { times: new Map<string, number>(), restore: () => undefined };
+  // --profile-host: the host's side of the GPU step (no synchronising): where its time goes between launches
+  const hostProfile = device === 'cuda' && !a.profile && (a['profile-host'] as boolean);
+  const { times, calls, restore } = device === 'cpu' ? instrument(native)
+    : a.profile ? instrument(cuda(), () => cuda().synchronize())
+    : hostProfile ? instrument(cuda(), undefined, true) : { times: new Map<string, number>(), calls: { n: 0 }, restore: () => undefined };
   const runs: number[] = [];
   const steps = a.steps as number;
   const attn0 = device === 'cuda' ? cuda().attentionStats() : null;
@@ -150,8 +161,9 @@ export function benchTrain(argv: string[]): void {
   const phasesMs: Record<string, number> = {};
   for (const [k, v] of Object.entries(phases)) phasesMs[k] = v / steps;
   let nativeSum = 0;
-  for (const [k, v] of times) { phasesMs[`kernel:${k}`] = v / steps; nativeSum += v; }
+  for (const [k, v] of times) { phasesMs[`${hostProfile ? 'host' : 'kernel'}:${k}`] = v / steps; nativeSum += v; }
   if (device === 'cpu' || a.profile) phasesMs[device === 'cpu' ? 'js+boundary' : 'host+copies'] = (total - nativeSum) / steps;
+  if (hostProfile) phasesMs['js (outside addon calls)'] = (total - nativeSum) / steps;
   const N = model.numParameters();
   const flops = 6 * N * B * T + 12 * cfg.n_layer * B * T * T * cfg.n_embd / 2; // matmuls + causal attention
   const r: TrainBenchResult = {
@@ -160,6 +172,7 @@ export function benchTrain(argv: string[]): void {
     // the arithmetic a CPU pass at this precision runs in ('fp32' where the processor has no bf16 arithmetic)
     mathMode: device === 'cpu' ? withPrecision(backendOf('cpu'), precision, () => native.mathMode()) : precision,
   };
+  if (hostProfile) r.addonCallsPerStep = calls.n / steps;
   if (device === 'cuda') {
     const info = cudaInfo();
     const peak = (a['peak-tflops'] as number | undefined) ?? (precision === 'bf16' ? 989 : 67);
@@ -184,6 +197,8 @@ export function benchTrain(argv: string[]): void {
   }
   else console.log(`# ${machineLine()}, ${r.threads} threads, gemm ${r.isa}`);
   console.log(`train step ${name} B=${B} T=${T}: ${ms.toFixed(1)} ms/step (median of ${steps}), ${r.tokensPerSec.toFixed(1)} tokens/s, ${r.gflopsModel.toFixed(1)} GFLOP/s`);
+  if (r.addonCallsPerStep !== undefined)
+    console.log(`host profile (no synchronising): ${r.addonCallsPerStep.toFixed(0)} addon calls a step; calls that wait for the device (download, synchronize, a returned loss or norm) include that wait`);
   console.log('per step (mean ms):');
   for (const [k, v] of Object.entries(phasesMs).sort((x, y) => y[1] - x[1])) console.log(`  ${k.padEnd(22)} ${v.toFixed(1).padStart(9)}  ${((100 * v) / (total / steps)).toFixed(1)}%`);
   void (native as NativeAddon);
