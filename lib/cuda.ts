@@ -115,10 +115,11 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
   memoryInfo(): { free: number; total: number };
   /**
    * Diagnostic (tests, gpu-check): the flash kernels' tensor-core products one at a time on 64×64 bf16 tiles x, y,
-   * p, v (row-major). out (fp32, 4·64·64) receives x·yᵀ by the mma instruction alone, x·yᵀ with B through
-   * ldmatrix, x·yᵀ with A and B through ldmatrix, and p·v through ldmatrix.trans. Each must equal the plain
-   * product; the first that does not names the building block at fault. Throws where the flash kernels have no
-   * sm_80 or later image for the device.
+   * p, v (row-major). out (fp32, 6·64·64) receives x·yᵀ by the mma instruction alone, x·yᵀ with B through
+   * ldmatrix, x·yᵀ with A and B through ldmatrix, p·v through ldmatrix.trans, xᵀ·v with A through ldmatrix.trans
+   * (the atomic backward's dS·K), and x·yᵀ rounded to bf16 through a shared tile (how that kernel writes dSᵀ).
+   * Each must equal the plain product (the last rounded to bf16); the first that does not names the building block
+   * at fault. Throws where the flash kernels have no sm_80 or later image for the device.
    */
   flashProbe(out: DeviceView, x: DeviceView, y: DeviceView, p: DeviceView, v: DeviceView): void;
 }

@@ -123,7 +123,7 @@ node -e "
   const assert = require('assert');
   const cuda = require('$ROOT/build/cuda/gpt_native_cuda.node');
   const ops = ['deviceCount','init','alloc','free','bufferLength','upload','download','copy','copyRows','fill','synchronize',
-    'setMathMode','setAttention','setAttentionTuning','setBiasEpilogue','setGeluEpilogue','setGemm','biasEpilogueStats','memoryInfo','gemm','linearForward','linearBackward','layernormForward','layernormBackward',
+    'setMathMode','setAttention','setAttentionTuning','setBiasEpilogue','setGeluEpilogue','setGemm','setGemmAlgo','setFlashBackward','biasEpilogueStats','memoryInfo','gemm','linearForward','linearBackward','layernormForward','layernormBackward',
     'geluForward','geluBackward','add','scale','dropout','sumsq','embeddingForward','embeddingBackward',
     'softmaxXentForward','softmaxXentBackward','attentionForward','attentionBackward','adamwStep','flashProbe'];
   for (const f of ops) assert.strictEqual(typeof cuda[f], 'function', 'missing export ' + f);
@@ -144,6 +144,9 @@ node -e "
   assert.strictEqual(cuda.setBiasEpilogue('kernel'), 'cublaslt'); assert.strictEqual(cuda.setBiasEpilogue('cublaslt'), 'kernel');
   assert.strictEqual(cuda.setGemm('cublas'), 'cublaslt'); assert.strictEqual(cuda.setGemm('cublaslt'), 'cublas');
   assert.throws(() => cuda.setGemm('cutlass'), TypeError);
+  // the opt-ins are off by default: the flash backward's own dQ kernel, the heuristic's cuBLASLt algorithm
+  assert.strictEqual(cuda.setFlashBackward('atomic'), 'split'); assert.strictEqual(cuda.setFlashBackward('split'), 'atomic');
+  assert.strictEqual(cuda.setGemmAlgo('timed'), 'heuristic'); assert.strictEqual(cuda.setGemmAlgo('heuristic'), 'timed');
   assert.deepStrictEqual(cuda.attentionStats(), { flash: 0, fallbacks: 0 });
   const t0 = cuda.setAttentionTuning({ queryChunk: 64 });
   assert.deepStrictEqual(cuda.setAttentionTuning(t0), { queryChunk: 64, scratchBytes: t0.scratchBytes });

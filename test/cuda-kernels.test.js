@@ -700,32 +700,44 @@ for (const kind of ['flash', 'flash2']) test(`${kind} attention over a KV cache 
 
 // The flash kernels' building blocks one at a time (flashProbe), exactly: small integers, so every product is exact
 // in bf16 operands and fp32 sums. A failure on a GPU names the block at fault (the mma fragment layout, ldmatrix, the
-// second ldmatrix of A, or ldmatrix.trans with the accumulator-to-A packing of P·V) and where its first wrong
-// entries are; the inputs are offset views, as the model's.
-test('flash building blocks (flashProbe): mma alone, through ldmatrix, and P·V through ldmatrix.trans equal the plain products exactly', (t) => {
+// second ldmatrix of A, or ldmatrix.trans with the accumulator-to-A packing of P·V; then the atomic backward's two
+// blocks, in a test of their own) and where its first wrong entries are; the inputs are offset views, as the model's.
+const PROBE_NAMES = ['x·yᵀ by mma alone (the fragment layout of mma.cuh)', 'x·yᵀ by mul_abt (B through ldmatrix.x4)',
+  'x·yᵀ by mul_abt_shared (A through ldmatrix.x4 too)', 'p·v by mul_pb (A from the accumulators, B through ldmatrix.x4.trans)',
+  'xᵀ·v by mul_atb_shared (A through ldmatrix.x4.trans of its transpose)', 'x·yᵀ rounded to bf16 through store_acc_tile (a shared tile)'];
+function probeRows(t, rows) {
   const s = seedOf(t);
   const ints = (seed) => randF32(4096, seed).map((x) => Math.round(7 * x));
   const [x, y, p, v] = [0, 1, 2, 3].map((i) => ints(s + i));
-  const want = probeProducts(new Float32Array(4 * 4096), x, y, p, v);
+  const want = probeProducts(new Float32Array(6 * 4096), x, y, p, v);
   t.true(want.some((w) => w !== 0) && x.some((e) => e !== 0), 'the inputs are not all zeros');
   const up = (a, dt) => { const w = { buf: dev.alloc(a.length + 5, dt), off: 5, len: a.length }; dev.upload(w, a); return w; };
-  const out = up(randF32(4 * 4096, s + 4), 'fp32');
+  const out = up(randF32(6 * 4096, s + 4), 'fp32');
   const ins = [x, y, p, v].map((a) => up(a, 'bf16'));
   dev.flashProbe(out, ...ins);
-  const got = new Float32Array(4 * 4096);
+  const got = new Float32Array(6 * 4096);
   dev.download(out, got);
-  const names = ['x·yᵀ by mma alone (the fragment layout of mma.cuh)', 'x·yᵀ by mul_abt (B through ldmatrix.x4)',
-    'x·yᵀ by mul_abt_shared (A through ldmatrix.x4 too)', 'p·v by mul_pb (A from the accumulators, B through ldmatrix.x4.trans)'];
-  for (let r = 0; r < 4; r++) {
+  for (const r of rows) {
     const bad = [];
     for (let e = 0; e < 4096; e++) if (got[r * 4096 + e] !== want[r * 4096 + e]) bad.push(e);
     const first = bad.slice(0, 6).map((e) => `(${e >> 6}, ${e & 63}): ${got[r * 4096 + e]} for ${want[r * 4096 + e]}`);
-    t.is(bad.length, 0, `${names[r]}: ${bad.length} of 4096 entries wrong; first (row, column): got for want: ${first.join('; ')}`);
+    t.is(bad.length, 0, `${PROBE_NAMES[r]}: ${bad.length} of 4096 entries wrong; first (row, column): got for want: ${first.join('; ')}`);
   }
-  // fp32 tiles are refused with a message that names the argument
+  return { out, ins, up, x };
+}
+test('flash building blocks (flashProbe): mma alone, through ldmatrix, and P·V through ldmatrix.trans equal the plain products exactly', (t) => {
+  const { out, ins, up, x } = probeRows(t, [0, 1, 2, 3]);
+  // fp32 tiles are refused with a message that names the argument, and a short out with its size
   const f = up(x, 'fp32');
   t.throws(() => dev.flashProbe(out, f, ins[1], ins[2], ins[3]), { instanceOf: TypeError, message: /flash_probe: expected a bf16 buffer for x \(argument 1\)/ });
-  for (const w of [out, f, ...ins]) dev.free(w.buf);
+  const short = up(randF32(4 * 4096, 1), 'fp32');
+  t.throws(() => dev.flashProbe(short, ...ins), { instanceOf: RangeError });
+  for (const w of [out, f, short, ...ins]) dev.free(w.buf);
+});
+// (named so that gpu-check runs it with the atomic backward's tests, not as a gate of the default flash kernels)
+test('flash atomic dQ building blocks (the probe\'s last two): xᵀ·v with A through ldmatrix.trans, and dS\'s bf16 store through a shared tile', (t) => {
+  const { out, ins } = probeRows(t, [4, 5]);
+  for (const w of [out, ...ins]) dev.free(w.buf);
 });
 
 // bias_rows, zero_rows and the softmax-xent backward loop over rows when a matrix has more than one grid holds

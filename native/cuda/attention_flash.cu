@@ -1069,8 +1069,11 @@ __global__ void __launch_bounds__(256) flash_dq_store_kernel(bf16* dq, const flo
 //   out[1]: x·yᵀ by mul_abt (A element-wise, as the forward's Q; B by ldmatrix.x4)
 //   out[2]: x·yᵀ by mul_abt_shared (A and B by ldmatrix.x4, as the dK/dV kernel)
 //   out[3]: p·v by mul_pb (A from accumulator registers packed to bf16, B by ldmatrix.x4.trans)
+//   out[4]: xᵀ·v by mul_atb_shared (the atomic backward's dS·K: A by ldmatrix.x4.trans of a tile that holds Aᵀ),
+//           in two halves of the columns as that kernel takes them
+//   out[5]: x·yᵀ (out[2]) rounded to bf16 through store_acc_tile into a shared tile (how that kernel writes dSᵀ)
 // So a disagreement with the plain products names the building block: the mma layout, ldmatrix, its .trans form,
-// or the accumulator-to-A packing that P·V relies on.
+// the accumulator-to-A packing that P·V relies on, or (out[4], out[5]) the atomic backward's two new blocks.
 // where accumulator element acc[nt][e] of the warp with rows r0 .. r0+15 sits in a row-major 64×64 matrix
 __device__ __forceinline__ int acc_at(int r0, int g, int t, int nt, int e) {
   return (r0 + g + 8 * (e >> 1)) * 64 + nt * 8 + 2 * t + (e & 1);
@@ -1086,6 +1089,7 @@ __global__ void __launch_bounds__(kThreads) flash_probe_kernel(float* out, const
                                                                const bf16* v) {
   __shared__ Tile<64> sX;
   __shared__ Tile<64> sY;
+  __shared__ Tile<64> sS;
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, r0 = static_cast<int>(threadIdx.x >> 5) * 16;
   load_tile<64>(sX, x, 64, 0, 64, false);
   load_tile<64>(sY, y, 64, 0, 64, false);
@@ -1106,6 +1110,7 @@ __global__ void __launch_bounds__(kThreads) flash_probe_kernel(float* out, const
   store_acc(out + 4096, s, r0, g, t);
   mul_abt_shared<64>(s, sX, r0, sY, lane);
   store_acc(out + 2 * 4096, s, r0, g, t);
+  store_acc_tile(sS, s, r0, g, t);
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
@@ -1118,6 +1123,18 @@ __global__ void __launch_bounds__(kThreads) flash_probe_kernel(float* out, const
   for (int nt = 0; nt < 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
   mul_pb<64>(acc, s, sY, lane);
   store_acc(out + 3 * 4096, acc, r0, g, t);
+#pragma unroll 1
+  for (int c1 = 0; c1 < 64; c1 += 32) {  // xᵀ·v: the warp's 16 rows are x's columns r0 .. r0+15
+    float h[4][4];
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) h[nt][0] = h[nt][1] = h[nt][2] = h[nt][3] = 0.0f;
+    mul_atb_shared<64, 32>(h, sX, r0, sY, c1, lane);
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) out[4 * 4096 + acc_at(r0, g, t, nt, e) + c1] = h[nt][e];
+  }
+  for (int i = threadIdx.x; i < 4096; i += kThreads) out[5 * 4096 + i] = to_f(sS.x[i / 64][i % 64]);
 }
 
 bool aligned16(const void* p, int64_t a, int64_t b) {

@@ -127,7 +127,8 @@ void attention_backward_flash(const Stream& st, void* dq, void* dk, void* dv, co
                               const AttnDims& d, bool v2 = false, float* dq_scratch = nullptr);
 
 // The flash kernels' tensor-core products one at a time on 64×64 bf16 tiles x, y, p, v (row-major, contiguous):
-// out (4·4096 floats) = x·yᵀ by mma alone, by mul_abt, by mul_abt_shared, then p·v by mul_pb (attention_flash.cu).
+// out (6·4096 floats) = x·yᵀ by mma alone, by mul_abt, by mul_abt_shared, then p·v by mul_pb, xᵀ·v by
+// mul_atb_shared, and x·yᵀ rounded to bf16 through store_acc_tile (attention_flash.cu).
 // false (nothing launched) where the flash kernels have no sm_80+ image for this device.
 bool flash_probe(const Stream& st, float* out, const void* x, const void* y, const void* p, const void* v);
 

@@ -608,12 +608,12 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
 
 // flashProbe(out, x, y, p, v): the flash kernels' tensor-core products one at a time on 64×64 bf16 tiles
 // (kernels.h: flash_probe): a diagnostic for the tests and gpu-check, which names the building block that
-// disagrees with the plain product. out: fp32, 4·4096 elements.
+// disagrees with the plain product. out: fp32, 6·4096 elements.
 Napi::Value FlashProbe(const Napi::CallbackInfo& info) {
   const char* op = "flash_probe";
   CudaAddon& a = ready(info, op);
   auto out = view(info, 0, op, "out");
-  need_exact(out, 4 * 4096, op, "out", shp({4, 64, 64}));
+  need_exact(out, 6 * 4096, op, "out", shp({6, 64, 64}));
   const char* names[4] = {"x", "y", "p", "v"};
   DView in[4];
   for (int i = 0; i < 4; ++i) {

@@ -134,7 +134,7 @@ const addon = {
     ['x', 'y', 'p', 'v'].forEach((n, i) => {
       if ([x, y, p, v][i].buf.dtype !== 'bf16') throw new TypeError(`flash_probe: expected a bf16 buffer for ${n} (argument ${i + 1}) but received fp32`);
     });
-    if (o.length !== 4 * 4096 || [X, Y, P, V].some((a) => a.length !== 4096)) throw new RangeError('fake cuda: flashProbe: sizes');
+    if (o.length !== 6 * 4096 || [X, Y, P, V].some((a) => a.length !== 4096)) throw new RangeError('fake cuda: flashProbe: sizes');
     probeProducts(o, X, Y, P, V);
   },
 };

@@ -94,14 +94,23 @@ function roundBf16(a) {
   return out;
 }
 
-/** flashProbe's plain products of 64×64 row-major tiles: out (4·4096) = x·yᵀ three times, then p·v. */
+/**
+ * flashProbe's plain products of 64×64 row-major tiles: out (6·4096) = x·yᵀ three times, p·v, xᵀ·v, then x·yᵀ
+ * rounded to bf16.
+ */
 function probeProducts(out, x, y, p, v) {
   for (let i = 0; i < 64; i++)
     for (let j = 0; j < 64; j++) {
-      let xy = 0, pv = 0;
-      for (let k = 0; k < 64; k++) { xy += x[i * 64 + k] * y[j * 64 + k]; pv += p[i * 64 + k] * v[k * 64 + j]; }
+      let xy = 0, pv = 0, xtv = 0;
+      for (let k = 0; k < 64; k++) {
+        xy += x[i * 64 + k] * y[j * 64 + k];
+        pv += p[i * 64 + k] * v[k * 64 + j];
+        xtv += x[k * 64 + i] * v[k * 64 + j];
+      }
       for (let r = 0; r < 3; r++) out[r * 4096 + i * 64 + j] = xy;
       out[3 * 4096 + i * 64 + j] = pv;
+      out[4 * 4096 + i * 64 + j] = xtv;
+      out[5 * 4096 + i * 64 + j] = roundBf16([xy])[0];
     }
   return out;
 }
