@@ -132,22 +132,19 @@ bench() { # name, command…
 }
 TRAIN=(node dist/cli.js bench train --device cuda --preset gpt2-small --batch 16 --seq 1024)
 # the acceptance figures first (GPT-2 124M training with the defaults: flash attention, every GEMM in cuBLASLt,
-# biases and GELU in its epilogues; batch-1 decoding), then each default against what it replaced, side by side,
-# so a run cut short by the deadline still has them
+# biases and GELU in its epilogues; batch-1 decoding), then the opt-ins that could become defaults, then where a
+# step's time goes, then each default against what it replaced, so a run cut short by the deadline still has the
+# figures that decide something
 bench "train gpt2-small B16 T1024 bf16" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 bench "decode gpt2-small batch 1" node dist/cli.js bench generate --device cuda --preset gpt2-small --prompt-tokens 16 --new-tokens 128 --runs 3 --bandwidth-gbps 4800
 bench "decode gpt2-small batch 1, bf16" node dist/cli.js bench generate --device cuda --precision bf16 --preset gpt2-small --prompt-tokens 16 --new-tokens 128 --runs 3 --bandwidth-gbps 4800
-GPT_NATIVE_CUDA_PAD_VOCAB=0 bench "train bf16, lm head unpadded" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
-GPT_NATIVE_CUDA_GEMM=cublas bench "train bf16, cublasGemmEx" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 (( FLASH2_OK )) && GPT_NATIVE_CUDA_ATTENTION=flash2 bench "train bf16, flash2 attention" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 (( ATOMIC_OK )) && GPT_NATIVE_CUDA_FLASH_BWD=atomic bench "train bf16, flash + atomic dQ" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 (( ATOMIC_OK )) && GPT_NATIVE_CUDA_ATTENTION=flash2 GPT_NATIVE_CUDA_FLASH_BWD=atomic bench "train bf16, flash2 + atomic dQ" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 GPT_NATIVE_CUDA_GEMM_ALGO=timed bench "train bf16, timed GEMM algorithms" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
-GPT_NATIVE_CUDA_ATTENTION=gemm bench "train bf16, cuBLAS attention" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
-GPT_NATIVE_CUDA_ATTENTION=gemm GPT_NATIVE_CUDA_GEMM=cublas GPT_NATIVE_CUDA_LT=0 GPT_NATIVE_CUDA_LT_GELU=0 GPT_NATIVE_CUDA_PAD_VOCAB=0 \
-  bench "train bf16, the earlier defaults" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
-bench "train gpt2-small B16 T1024 fp32" "${TRAIN[@]}" --precision fp32 --steps 3 --warmup 1
-GPT_NATIVE_CUDA_GEMM=cublas bench "train fp32, cublasGemmEx" "${TRAIN[@]}" --precision fp32 --steps 3 --warmup 1
+# every opt-in at once (what the defaults would become if each wins on its own)
+(( ATOMIC_OK )) && GPT_NATIVE_CUDA_ATTENTION=flash2 GPT_NATIVE_CUDA_FLASH_BWD=atomic GPT_NATIVE_CUDA_GEMM_ALGO=timed \
+  bench "train bf16, flash2 + atomic dQ + timed GEMMs" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 # where a bf16 step's time goes: on the device (synchronised around every call), then on the host
 say "profile: one bf16 training step by kernel family (profile-bf16.txt)"
 t 120 node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 \
@@ -158,6 +155,14 @@ say "profile: the host's time in a bf16 training step, by call family (appended 
 t 60 node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 \
   --steps 3 --warmup 1 --profile-host >> "$OUT/profile-bf16.txt" 2>>"$LOG"
 cat "$OUT/profile-bf16.txt" >> "$LOG"
+# then the defaults' earlier comparisons (measured at 6a0aef6: each default against what it replaced)
+GPT_NATIVE_CUDA_PAD_VOCAB=0 bench "train bf16, lm head unpadded" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
+GPT_NATIVE_CUDA_GEMM=cublas bench "train bf16, cublasGemmEx" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
+GPT_NATIVE_CUDA_ATTENTION=gemm bench "train bf16, cuBLAS attention" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
+GPT_NATIVE_CUDA_ATTENTION=gemm GPT_NATIVE_CUDA_GEMM=cublas GPT_NATIVE_CUDA_LT=0 GPT_NATIVE_CUDA_LT_GELU=0 GPT_NATIVE_CUDA_PAD_VOCAB=0 \
+  bench "train bf16, the earlier defaults" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
+bench "train gpt2-small B16 T1024 fp32" "${TRAIN[@]}" --precision fp32 --steps 3 --warmup 1
+GPT_NATIVE_CUDA_GEMM=cublas bench "train fp32, cublasGemmEx" "${TRAIN[@]}" --precision fp32 --steps 3 --warmup 1
 # kernels FILE TITLE: appends a finished kernel table to $OUT/kernels.md (and the log) under a heading
 kernels() { { echo; echo "## $2"; echo; cat "$1"; } | tee -a "$OUT/kernels.md" >> "$LOG"; }
 # krow FILE LABEL-SUFFIX NAME…: a table row per kernel name (its ms, GFLOP/s, GB/s)
