@@ -110,6 +110,7 @@ FLASH2_OK=$FLASH_OK
 # with either forward: its own process; where it fails, its rows are skipped
 ATOMIC_OK=$FLASH2_OK
 (( FLASH2_OK )) && { tests cuda-kernels " (atomic dQ)" 90 --match '*atomic*' || ATOMIC_OK=0; }
+(( ATOMIC_OK )) && { tests cuda " (atomic dQ)" 60 --match '*atomic*' || ATOMIC_OK=0; }
 tests cuda-kernels "" 200 --match '!*flash*'
 tests cuda "" 200 --match '!*flash*'
 
