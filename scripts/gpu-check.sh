@@ -31,6 +31,23 @@ declare -a ROWS
 row() { ROWS+=("$(printf '%-34s %s' "$1" "$2")"); echo "${ROWS[-1]}" >> "$OUT/table.txt"; }
 say() { echo "== $*" | tee -a "$LOG"; }
 DEADLINE=$(( $(date +%s) + ${GN_BUDGET_S:-510} ))
+# GN_DRY=1: a dry run on a machine without a GPU, to check this script's flow before a device session: the CUDA
+# emulator's addon instead of the build (the tests as test:cuda-emu runs them), and every benchmark at a tiny size
+# (bench's 'tiny' preset; kernels at B=1, T=32, C=128, V=1000), so each stage, row and table is exercised in minutes
+DRY=${GN_DRY:-0}
+TEST_MODE=real
+MODEL=(--preset gpt2-small --batch 16 --seq 1024)
+SMALL=(--preset gpt2-small --batch 4 --seq 64)
+DECODE=(--preset gpt2-small --prompt-tokens 16 --new-tokens 128 --runs 3)
+KSHAPE=("${KSHAPE[@]}")
+if (( DRY )); then
+  TEST_MODE=emu
+  MODEL=(--preset tiny --batch 2 --seq 64)
+  SMALL=(--preset tiny --batch 1 --seq 16)
+  DECODE=(--preset tiny --prompt-tokens 4 --new-tokens 8 --runs 1)
+  KSHAPE=(--b 1 --t 32 --c 128 --nh 2 --v 1000)
+  export GPT_NATIVE_CUBLAS="$PWD/build/cuda-emu/libcublas.so"  # the emulator's stand-in (built below)
+fi
 # t SECONDS CMD…: CMD under a time limit of SECONDS, or less where the deadline is nearer (10 s kept for the
 # table); skipped (status 124) when under 5 s remain
 t() {
@@ -73,7 +90,13 @@ say "build the CUDA addon"
 GPU_CC=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
 ARCH=$([ -n "$GPU_CC" ] && echo "${GPU_CC}-real;${GPU_CC}-virtual" || echo "80-real;90-real;90-virtual")
 START=$(date +%s)
-if CUDA_ARCHS="${CUDA_ARCHS:-$ARCH}" GN_CUDA_JOBS="$(nproc)" t 300 node scripts/build-cuda.js >> "$LOG" 2>&1; then row "build" "ok ($(( $(date +%s) - START )) s)"
+if (( DRY )); then
+  BUILD=(node scripts/build-cuda-emu.js)
+  export GPT_NATIVE_CUDA_ADDON="$PWD/build/cuda-emu/gpt_native_cuda.node"
+else
+  BUILD=(env CUDA_ARCHS="${CUDA_ARCHS:-$ARCH}" GN_CUDA_JOBS="$(nproc)" node scripts/build-cuda.js)
+fi
+if t 300 "${BUILD[@]}" >> "$LOG" 2>&1; then row "build$( (( DRY )) && echo ' (emulator, dry run)')" "ok ($(( $(date +%s) - START )) s)"
 else row "build" "FAILED (see gpu-check.log)"; tail -40 "$LOG"; printf '%s\n' "${ROWS[@]}"; exit 1; fi
 
 AVA="node node_modules/ava/entrypoints/cli.mjs --tap"
@@ -83,8 +106,8 @@ AVA="node node_modules/ava/entrypoints/cli.mjs --tap"
 # Status 0 when ava passed every test it ran (and ran some), else 1.
 tests() {
   local f=$1 label=$2 s=$3 rc pass fail; shift 3
-  say "tests: test/$f.test.js$label (real GPU)"
-  GPT_NATIVE_CUDA_TEST=real t "$s" $AVA "$@" "test/$f.test.js" > "$WORK/run.tap" 2>&1
+  say "tests: test/$f.test.js$label ($( (( DRY )) && echo 'CUDA emulator' || echo 'real GPU'))"
+  GPT_NATIVE_CUDA_TEST=$TEST_MODE t "$s" $AVA "$@" "test/$f.test.js" > "$WORK/run.tap" 2>&1
   rc=$?
   cat "$WORK/run.tap" >> "$OUT/$f.tap"
   pass=$(grep -c '^ok ' "$WORK/run.tap"); fail=$(grep -c '^not ok ' "$WORK/run.tap")
@@ -131,14 +154,14 @@ bench() { # name, command…
     const extra = r.msPerStep !== undefined ? `${r.msPerStep.toFixed(1)} ms/step` : `${r.msPerToken.toFixed(2)} ms/token`;
     console.log(`${Math.round(r.tokensPerSec).toLocaleString("en-US")} tokens/s (${extra}${mfu})`);' "$line" 2>/dev/null || echo FAILED)"
 }
-TRAIN=(node dist/cli.js bench train --device cuda --preset gpt2-small --batch 16 --seq 1024)
+TRAIN=(node dist/cli.js bench train --device cuda "${MODEL[@]}")
 # the acceptance figures first (GPT-2 124M training with the defaults: flash attention, every GEMM in cuBLASLt,
 # biases and GELU in its epilogues; batch-1 decoding), then the opt-ins that could become defaults, then where a
 # step's time goes, then each default against what it replaced, so a run cut short by the deadline still has the
 # figures that decide something
 bench "train gpt2-small B16 T1024 bf16" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
-bench "decode gpt2-small batch 1" node dist/cli.js bench generate --device cuda --preset gpt2-small --prompt-tokens 16 --new-tokens 128 --runs 3 --bandwidth-gbps 4800
-bench "decode gpt2-small batch 1, bf16" node dist/cli.js bench generate --device cuda --precision bf16 --preset gpt2-small --prompt-tokens 16 --new-tokens 128 --runs 3 --bandwidth-gbps 4800
+bench "decode gpt2-small batch 1" node dist/cli.js bench generate --device cuda "${DECODE[@]}" --bandwidth-gbps 4800
+bench "decode gpt2-small batch 1, bf16" node dist/cli.js bench generate --device cuda --precision bf16 "${DECODE[@]}" --bandwidth-gbps 4800
 (( FLASH2_OK )) && GPT_NATIVE_CUDA_ATTENTION=flash2 bench "train bf16, flash2 attention" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 (( ATOMIC_OK )) && GPT_NATIVE_CUDA_FLASH_BWD=atomic bench "train bf16, flash + atomic dQ" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 (( ATOMIC_OK )) && GPT_NATIVE_CUDA_ATTENTION=flash2 GPT_NATIVE_CUDA_FLASH_BWD=atomic bench "train bf16, flash2 + atomic dQ" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
@@ -148,12 +171,12 @@ GPT_NATIVE_CUDA_GEMM_ALGO=timed bench "train bf16, timed GEMM algorithms" "${TRA
   bench "train bf16, flash2 + atomic dQ + timed GEMMs" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 # where a bf16 step's time goes: on the device (synchronised around every call), then on the host
 say "profile: one bf16 training step by kernel family (profile-bf16.txt)"
-t 120 node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 \
+t 120 node dist/cli.js bench train --device cuda --precision bf16 "${MODEL[@]}" \
   --steps 2 --warmup 1 --profile > "$OUT/profile-bf16.txt" 2>>"$LOG"
 # the host's side of the same step, not synchronised: if the addon calls and the JavaScript around them take about
 # as long as the step, the GPU waits for the host (then CUDA graphs or fewer launches are the fix, not kernels)
 say "profile: the host's time in a bf16 training step, by call family (appended to profile-bf16.txt)"
-t 60 node dist/cli.js bench train --device cuda --precision bf16 --preset gpt2-small --batch 16 --seq 1024 \
+t 60 node dist/cli.js bench train --device cuda --precision bf16 "${MODEL[@]}" \
   --steps 3 --warmup 1 --profile-host >> "$OUT/profile-bf16.txt" 2>>"$LOG"
 cat "$OUT/profile-bf16.txt" >> "$LOG"
 # then the defaults' earlier comparisons (measured at 6a0aef6: each default against what it replaced)
@@ -178,7 +201,7 @@ krow() {
 EXCLUDE=(); (( ATOMIC_OK )) || EXCLUDE=(--exclude 'atomic dQ]'); (( FLASH2_OK )) || EXCLUDE=(--exclude '[flash2|atomic dQ]')
 (( FLASH_OK )) || EXCLUDE=(--exclude '[flash')
 say "bench: kernels at B=16, T=1024, bf16 (kernels.md)"
-t 100 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
+t 100 node dist/cli.js bench kernels --device cuda --precision bf16 "${KSHAPE[@]}" --runs 3 \
   ${EXCLUDE[@]+"${EXCLUDE[@]}"} > "$WORK/kernels-bf16.md" 2>>"$LOG"
 kernels "$WORK/kernels-bf16.md" "bf16 (the cuBLAS attention rows unmarked, the flash ones [flash])"
 krow "$WORK/kernels-bf16.md" " (bf16)" 'lm_head forward (' 'lm_head forward [unpadded]' 'lm_head forward [cublasGemmEx]' \
@@ -191,12 +214,12 @@ krow "$WORK/kernels-bf16.md" " (bf16)" 'lm_head forward (' 'lm_head forward [unp
   'softmax_xent loss+grad' 'layernorm_forward' 'residual add + layernorm' 'residual add |' 'layernorm_backward |' \
   'layernorm_backward (dinp'
 # layernorm's backward in two passes (what the one-pass kernel replaced), beside the rows above
-GPT_NATIVE_CUDA_LN_FUSED=0 t 60 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
+GPT_NATIVE_CUDA_LN_FUSED=0 t 60 node dist/cli.js bench kernels --device cuda --precision bf16 "${KSHAPE[@]}" --runs 3 \
   --filter layernorm_backward > "$WORK/kernels-ln2.md" 2>>"$LOG"
 kernels "$WORK/kernels-ln2.md" "bf16, layernorm backward in two passes (GPT_NATIVE_CUDA_LN_FUSED=0)"
 krow "$WORK/kernels-ln2.md" " (bf16, two passes)" 'layernorm_backward |' 'layernorm_backward (dinp'
 # the GEMM rows again with setGemmAlgo('timed') (the fastest of cuBLASLt's first 8 algorithms, timed at first use)
-GPT_NATIVE_CUDA_GEMM_ALGO=timed t 60 node dist/cli.js bench kernels --device cuda --precision bf16 --b 16 --t 1024 --runs 3 \
+GPT_NATIVE_CUDA_GEMM_ALGO=timed t 60 node dist/cli.js bench kernels --device cuda --precision bf16 "${KSHAPE[@]}" --runs 3 \
   --exclude 'attention|layernorm|gelu_|residual add|embedding|softmax|adamw|sumsq|[cublasGemmEx|[unpadded]' \
   > "$WORK/kernels-timed.md" 2>>"$LOG"
 kernels "$WORK/kernels-timed.md" "bf16, GEMMs with timed cuBLASLt algorithms (GPT_NATIVE_CUDA_GEMM_ALGO=timed)"
@@ -208,20 +231,20 @@ grep -F '| attention_' "$WORK/kernels-bf16.md" | grep -F '[' | grep -vF '[flash'
 done > "$WORK/attention-tuning.txt"
 while read -r l; do row "${l%%:*}" "${l#*: }"; done < "$WORK/attention-tuning.txt"
 say "bench: kernels at B=16, T=1024, fp32 (kernels.md)"
-t 150 node dist/cli.js bench kernels --device cuda --b 16 --t 1024 --runs 3 > "$WORK/kernels.md" 2>>"$LOG"
+t 150 node dist/cli.js bench kernels --device cuda "${KSHAPE[@]}" --runs 3 > "$WORK/kernels.md" 2>>"$LOG"
 kernels "$WORK/kernels.md" "fp32 (cuBLAS attention)"
 krow "$WORK/kernels.md" "" 'lm_head forward (' 'lm_head forward [' 'lm_head backward (' 'lm_head backward [' 'attention_forward |' 'attention_backward |'
-GPT_NATIVE_CUDA_ATTENTION=fused t 100 node dist/cli.js bench kernels --device cuda --b 16 --t 1024 --runs 3 --filter attention \
+GPT_NATIVE_CUDA_ATTENTION=fused t 100 node dist/cli.js bench kernels --device cuda "${KSHAPE[@]}" --runs 3 --filter attention \
   > "$WORK/kernels-fused.md" 2>>"$LOG"
 kernels "$WORK/kernels-fused.md" "fp32, fused attention kernels"
 krow "$WORK/kernels-fused.md" " (fused)" 'attention_forward |' 'attention_backward |'
-bench "train gpt2-small B4 T64 (cf. CPU)" node dist/cli.js bench train --device cuda --preset gpt2-small --batch 4 --seq 64 --steps 5
+bench "train gpt2-small B4 T64 (cf. CPU)" node dist/cli.js bench train --device cuda "${SMALL[@]}" --steps 5
 # the opt-in flash kernels (flash2, the atomic dQ backward) under compute-sanitizer's race and barrier checkers
 # (hazards the emulator cannot show: it runs a warp at a time; the default flash kernels ran clean at 6a0aef6)
 if command -v compute-sanitizer >/dev/null; then
   for tool in racecheck synccheck; do
     say "compute-sanitizer --tool $tool: the flash attention tests"
-    GPT_NATIVE_CUDA_TEST=real t 150 compute-sanitizer --tool "$tool" --target-processes all $AVA --match '*flash2*' \
+    GPT_NATIVE_CUDA_TEST=$TEST_MODE t 150 compute-sanitizer --tool "$tool" --target-processes all $AVA --match '*flash2*' \
       --match '*atomic*' test/cuda-kernels.test.js > "$WORK/$tool.txt" 2>&1
     cat "$WORK/$tool.txt" >> "$LOG"
     sum=$(grep -E 'SUMMARY' "$WORK/$tool.txt" | tail -1 | sed 's/^=* *//')
@@ -230,5 +253,5 @@ if command -v compute-sanitizer >/dev/null; then
 fi
 
 echo
-echo "gpt-native GPU check — $(date -u +%F), ${GPU:-unknown GPU}, commit $( { tr '\n' ' ' < .gpu/commit; } 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "gpt-native GPU check$( (( DRY )) && echo " (DRY RUN on the CUDA emulator: tiny sizes, no timings worth reading)") — $(date -u +%F), ${GPU:-unknown GPU}, commit $( { tr '\n' ' ' < .gpu/commit; } 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo '?')"
 printf '%s\n' "${ROWS[@]}" | tee -a "$LOG"

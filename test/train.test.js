@@ -267,4 +267,12 @@ test('bench train prints a step time, tokens/s and the phases, and rejects a bad
   const bad = spawnSync(process.execPath, [cli, 'bench', 'train', '--device', 'tpu'], { encoding: 'utf8' });
   t.not(bad.status, 0);
   t.regex(bad.stderr + bad.stdout, /Expected cpu or cuda for --device but received "tpu"/);
+  // the benchmarks' own shapes beside the paper presets: 'tiny' (smoke runs; gpu-check's dry run) and 'small6'
+  const { benchPreset } = require('../dist/bench/timing');
+  t.like(benchPreset('tiny'), { variant: 'gpt2', n_layer: 2, n_head: 2, n_embd: 128, vocab_size: 1000 });
+  t.like(benchPreset('small6'), { n_layer: 6, n_embd: 384, vocab_size: 50257 });
+  t.is(benchPreset('gpt2-medium').n_layer, 24);
+  const unknown = spawnSync(process.execPath, [cli, 'bench', 'generate', '--preset', 'gpt2-huge'], { encoding: 'utf8' });
+  t.not(unknown.status, 0);
+  t.regex(unknown.stderr + unknown.stdout, /received "gpt2-huge" \(or small6 or tiny\)/);
 });

@@ -9,12 +9,11 @@ import { native } from '../native';
 import { cudaInfo } from '../cuda';
 import { GPT } from '../nn/gpt';
 import { generate, GenerateOptions } from '../generate';
-import { GPTConfig, getPreset } from '../config';
-import { machineLine, median } from './timing';
+import { benchPreset, machineLine, median } from './timing';
 import { Rng } from '../random';
 
 const specs: OptionSpecs = {
-  preset: { kind: 'string', default: 'gpt2-small', help: 'model preset (random weights; ignored with --model)' },
+  preset: { kind: 'string', default: 'gpt2-small', help: 'model preset (random weights; ignored with --model; also small6 and tiny)' },
   model: { kind: 'string', help: 'a checkpoint folder to time instead of random weights' },
   draft: { kind: 'string', help: 'draft checkpoint: also time speculative decoding against plain decoding' },
   speculate: { kind: 'int', default: 4, help: 'draft tokens per verification pass (with --draft)' },
@@ -52,9 +51,7 @@ export async function benchGenerate(argv: string[]): Promise<void> {
     model = await GPT.load(a.model as string, { device, precision });
     name = a.model as string;
   } else {
-    let cfg: GPTConfig;
-    try { cfg = getPreset(a.preset as string); } catch (e) { throw new UsageError((e as Error).message); }
-    model = GPT.create(cfg, { seed: 1, device, precision });
+    model = GPT.create(benchPreset(a.preset as string), { seed: 1, device, precision });
     name = a.preset as string;
   }
   const draft = a.draft !== undefined ? await GPT.load(a.draft as string, { device, precision }) : null;

@@ -1,5 +1,7 @@
 /** Timing helpers for benchmarks: warm-up, then the median of N runs. */
 import * as os from 'os';
+import { GPTConfig, getPreset } from '../config';
+import { UsageError } from '../cli/args';
 
 export interface Timing {
   medianMs: number;
@@ -49,4 +51,19 @@ export function randomFill(a: Float32Array, seed = 1, scale = 1): Float32Array {
     a[i] = ((s / 4294967296) * 2 - 1) * scale;
   }
   return a;
+}
+
+/**
+ * The model a benchmark builds for --preset: a paper preset (config.ts), or one of two shapes of its own:
+ * 'small6' (GPT-2, 6 layers × 384) and 'tiny' (GPT-2, 2 layers × 128, 2 heads of 64, 1000 tokens, context 128: a
+ * smoke run, as gpu-check's dry run on the CUDA emulator takes it). An unknown name is a usage error.
+ */
+export function benchPreset(name: string): GPTConfig {
+  if (name === 'small6') return { variant: 'gpt2', n_layer: 6, n_head: 6, n_embd: 384, vocab_size: 50257, n_positions: 1024 };
+  if (name === 'tiny') return { variant: 'gpt2', n_layer: 2, n_head: 2, n_embd: 128, vocab_size: 1000, n_positions: 128 };
+  try {
+    return getPreset(name);
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message} (or small6 or tiny)`);
+  }
 }

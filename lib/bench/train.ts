@@ -7,15 +7,15 @@ import { helpText, parseArgs, OptionSpecs, UsageError } from '../cli/args';
 import { native, NativeAddon } from '../native';
 import { GPT } from '../nn/gpt';
 import { AdamW } from '../optim';
-import { GPTConfig, getPreset } from '../config';
-import { machineLine } from './timing';
+import { GPTConfig } from '../config';
+import { benchPreset, machineLine } from './timing';
 import { Rng } from '../random';
 import { backendOf, withPrecision } from '../backend';
 import type { Device, Precision } from '../backend';
 import { cuda, cudaInfo, cudaSettings } from '../cuda';
 
 const specs: OptionSpecs = {
-  preset: { kind: 'string', default: 'gpt2-small', help: 'model preset (or small6 = 6 layers × 384)' },
+  preset: { kind: 'string', default: 'gpt2-small', help: 'model preset (or small6 = 6 layers × 384, tiny = 2 layers × 128 for smoke runs)' },
   batch: { kind: 'int', default: 4, help: 'sequences per step' },
   seq: { kind: 'int', default: 64, help: 'sequence length' },
   steps: { kind: 'int', default: 5, help: 'timed steps (median reported)' },
@@ -108,11 +108,7 @@ export function benchTrain(argv: string[]): void {
   }
   if (a.threads !== undefined) native.setThreads(a.threads as number);
   const name = a.preset as string;
-  let cfg: GPTConfig;
-  if (name === 'small6') cfg = { variant: 'gpt2', n_layer: 6, n_head: 6, n_embd: 384, vocab_size: 50257, n_positions: 1024 };
-  else {
-    try { cfg = getPreset(name); } catch (e) { throw new UsageError((e as Error).message); }
-  }
+  const cfg: GPTConfig = benchPreset(name);
   const B = a.batch as number, T = a.seq as number;
   if (T > cfg.n_positions) throw new UsageError(`--seq ${T} exceeds the preset's context of ${cfg.n_positions}`);
   cfg.embd_pdrop = cfg.resid_pdrop = cfg.attn_pdrop = 0;
