@@ -178,6 +178,10 @@ t 120 node dist/cli.js bench train --device cuda --precision bf16 "${MODEL[@]}" 
 say "profile: the host's time in a bf16 training step, by call family (appended to profile-bf16.txt)"
 t 60 node dist/cli.js bench train --device cuda --precision bf16 "${MODEL[@]}" \
   --steps 3 --warmup 1 --profile-host >> "$OUT/profile-bf16.txt" 2>>"$LOG"
+# and batch-1 decoding's: the calls a token makes and the host's time in them (is it launch-bound?)
+say "profile: the host's time a decoded token, bf16 (appended to profile-bf16.txt)"
+t 60 node dist/cli.js bench generate --device cuda --precision bf16 "${DECODE[@]}" --bandwidth-gbps 4800 \
+  --profile-host >> "$OUT/profile-bf16.txt" 2>>"$LOG"
 cat "$OUT/profile-bf16.txt" >> "$LOG"
 # then the defaults' earlier comparisons (measured at 6a0aef6: each default against what it replaced)
 GPT_NATIVE_CUDA_PAD_VOCAB=0 bench "train bf16, lm head unpadded" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2

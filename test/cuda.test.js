@@ -384,6 +384,27 @@ test('bench train --profile-host on cuda: host time by call family, calls a step
   t.false(/performance\.now/.test(String(cuda().linearForward)), 'the timers are removed');
 });
 
+// `bench generate --profile-host` on cuda: one more plain run with every addon call timed on the host: the calls a
+// token makes and where the host's time a token goes
+test('bench generate --profile-host on cuda: addon calls and host time a generated token', async (t) => {
+  const { benchGenerate } = require('../dist/bench/generate');
+  const lines = [];
+  const log = console.log;
+  console.log = (s) => lines.push(String(s));
+  try {
+    await benchGenerate(['--device', 'cuda', '--preset', 'tiny', '--prompt-tokens', '3', '--new-tokens', '6', '--runs', '1', '--profile-host', '--json']);
+  } finally {
+    console.log = log;
+  }
+  const h = JSON.parse(lines[lines.length - 1]).hostProfile;
+  t.true(h.callsPerToken >= 2 * 5, `calls a token: ${h.callsPerToken}`); // at least a few a layer
+  for (const k of ['host:gemm', 'host:attention', 'host:layernorm', 'js (outside addon calls)']) t.true(h.perTokenMs[k] > 0, `${k} in ${Object.keys(h.perTokenMs)}`);
+  const parts = Object.values(h.perTokenMs).reduce((x, y) => x + y, 0);
+  t.true(Math.abs(parts - h.msPerToken) <= 0.01 * h.msPerToken + 1e-3, `parts ${parts} ms vs ${h.msPerToken} ms a token`);
+  const { cuda } = require('../dist/cuda');
+  t.false(/performance\.now/.test(String(cuda().attentionForward)), 'the timers are removed');
+});
+
 test('dispose and moving free the device memory', (t) => {
   if (REAL) return t.pass('counted only with the stand-in addon');
   const fake = require('./helpers/fake-cuda');

@@ -6,10 +6,10 @@
  */
 import { helpText, parseArgs, OptionSpecs, UsageError } from '../cli/args';
 import { native } from '../native';
-import { cudaInfo } from '../cuda';
+import { cuda, cudaInfo } from '../cuda';
 import { GPT } from '../nn/gpt';
 import { generate, GenerateOptions } from '../generate';
-import { benchPreset, machineLine, median } from './timing';
+import { benchPreset, instrument, machineLine, median } from './timing';
 import { Rng } from '../random';
 
 const specs: OptionSpecs = {
@@ -25,6 +25,7 @@ const specs: OptionSpecs = {
   threads: { kind: 'int', help: 'threads' },
   device: { kind: 'string', default: 'cpu', help: 'cpu | cuda (on cuda give --bandwidth-gbps of the GPU, e.g. 4800 for an H200)' },
   precision: { kind: 'string', default: 'fp32', help: 'fp32 | bf16: the weights the matrix products stream' },
+  'profile-host': { kind: 'boolean', default: false, help: 'cuda: one more plain run with the host time inside each family of addon calls (no synchronising) and the calls a generated token makes' },
   json: { kind: 'boolean', default: false, help: 'one JSON object as the last line' },
   help: { kind: 'boolean', default: false, help: 'show this help' },
 };
@@ -83,10 +84,30 @@ export async function benchGenerate(argv: string[]): Promise<void> {
     const s = med(1);
     out.speculative = { draft: a.draft, k: a.speculate, ...s, speedup: s.tokensPerSec / plain.tokensPerSec };
   }
+  // --profile-host (cuda): one more plain run with every addon call timed on the host, not synchronised. Calls and
+  // times are a generated token's (the prefill's share included, spread over the new tokens).
+  let host: { callsPerToken: number; msPerToken: number; perTokenMs: Record<string, number> } | undefined;
+  if (device === 'cuda' && a['profile-host']) {
+    const { times, calls, restore } = instrument(cuda(), undefined, true);
+    const t0 = performance.now();
+    let r;
+    try { r = await generate(base); } finally { restore(); }
+    const total = performance.now() - t0, n = Math.max(1, r.tokens.length);
+    const perTokenMs: Record<string, number> = {};
+    let inCalls = 0;
+    for (const [k, v] of [...times].sort((x, y) => y[1] - x[1])) { perTokenMs[`host:${k}`] = v / n; inCalls += v; }
+    perTokenMs['js (outside addon calls)'] = (total - inCalls) / n;
+    host = { callsPerToken: calls.n / n, msPerToken: total / n, perTokenMs };
+    out.hostProfile = host;
+  }
   if (a.json) { console.log(JSON.stringify(out)); return; }
   console.log(device === 'cuda' ? `# ${cudaInfo().name}` : `# ${machineLine()}, ${out.threads} threads, gemm ${out.isa}`);
   console.log(`generate ${name}: prefill ${promptTokens} tokens ${plain.prefillMs.toFixed(1)} ms; ${plain.msPerToken.toFixed(2)} ms/token, ` +
     `${plain.tokensPerSec.toFixed(1)} tokens/s = ${(100 * plain.tokensPerSec / limit).toFixed(0)}% of the ${limit.toFixed(0)} tokens/s bandwidth limit (${precision} weights, ${a['bandwidth-gbps']} GB/s)`);
+  if (host) {
+    console.log(`host profile (no synchronising): ${host.callsPerToken.toFixed(1)} addon calls a token, ${host.msPerToken.toFixed(3)} ms a token; per token (ms):`);
+    for (const [k, v] of Object.entries(host.perTokenMs)) console.log(`  ${k.padEnd(26)} ${v.toFixed(4).padStart(9)}`);
+  }
   if (draft) {
     const s = out.speculative as Run & { speedup: number };
     console.log(`speculative (draft ${a.draft}, k=${a.speculate}): ${s.msPerToken.toFixed(2)} ms/token, ${s.tokensPerSec.toFixed(1)} tokens/s = ` +

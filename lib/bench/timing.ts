@@ -67,3 +67,40 @@ export function benchPreset(name: string): GPTConfig {
     throw new UsageError(`${(e as Error).message} (or small6 or tiny)`);
   }
 }
+
+const FAMILY: Record<string, string> = {
+  gemm: 'gemm', linearForward: 'gemm', linearBackward: 'gemm', attentionForward: 'attention', attentionBackward: 'attention',
+  layernormForward: 'layernorm', layernormBackward: 'layernorm', geluForward: 'gelu', geluBackward: 'gelu',
+  softmaxXentForward: 'softmax_xent', softmaxXentBackward: 'softmax_xent', embeddingForward: 'embedding',
+  embeddingBackward: 'embedding', adamwStep: 'adamw', add: 'elementwise', scale: 'elementwise', dropout: 'elementwise', sumsq: 'elementwise',
+};
+
+/**
+ * Wraps an addon's kernels with timers; returns the accumulator and a function that restores them. For the
+ * CUDA addon (`sync`), each call waits for the queued work first and for its own work after, so the time is
+ * the kernels' device time plus a launch (the step then runs without overlap between host and device).
+ */
+export function instrument(addon: object, sync?: () => void, every = false): { times: Map<string, number>; calls: { n: number }; restore: () => void } {
+  const times = new Map<string, number>();
+  const calls = { n: 0 };
+  const saved: Array<[string, unknown]> = [];
+  const n = addon as unknown as Record<string, unknown>;
+  // every (--profile-host): each function of the addon, families as FAMILY says or by their own name
+  const names = every ? Object.keys(n).filter((k) => typeof n[k] === 'function') : Object.keys(FAMILY);
+  for (const name of names) {
+    const fam = FAMILY[name] ?? name;
+    const f = n[name] as (...a: unknown[]) => unknown;
+    if (typeof f !== 'function') continue;
+    saved.push([name, f]);
+    n[name] = (...args: unknown[]) => {
+      if (sync) sync();
+      const t0 = performance.now();
+      const r = f.apply(addon, args);
+      if (sync) sync();
+      times.set(fam, (times.get(fam) ?? 0) + performance.now() - t0);
+      calls.n++;
+      return r;
+    };
+  }
+  return { times, calls, restore: () => { for (const [k, f] of saved) n[k] = f; } };
+}
