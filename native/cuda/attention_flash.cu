@@ -45,6 +45,8 @@
 // Dropout is a template flag: without it, the kernels carry no hash code (fewer registers).
 #include <cfloat>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 #include "cuda/device.cuh"
 #include "cuda/kernels.h"
@@ -285,6 +287,12 @@ __device__ __forceinline__ void red_add4(float* dst, float a, float b, float c, 
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_EMU__) && __CUDA_ARCH__ >= 900
   atomicAdd(reinterpret_cast<float4*>(dst), make_float4(a, b, c, d));
 #else
+#ifdef __CUDA_EMU__
+  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0) {  // (a misaligned address fault at sm_90, where this is one atomic)
+    std::fprintf(stderr, "gn_emu: red_add4 address %p is not 16-byte aligned\n", static_cast<void*>(dst));
+    std::abort();
+  }
+#endif
   atomicAdd(dst, a);
   atomicAdd(dst + 1, b);
   atomicAdd(dst + 2, c);
@@ -1051,14 +1059,29 @@ void dkv_pipe_launch(const Stream& st, dim3 grid, bf16* dk, bf16* dv, float* dqa
   flash_dkv_pipe_kernel<HD, DROP, DQ><<<grid, kThreads, kBytes, st.s>>>(dk, dv, dqacc, D, dout, q, k, v, lse, s);
 }
 
-// dq = scale·dqacc (the atomic backward's fp32 sums, (B, NH, Tq, HS)) in bf16 at dq's strides: thread per element
-__global__ void __launch_bounds__(256) flash_dq_store_kernel(bf16* dq, const float* dqacc, FDims s, int HS) {
-  const int64_t n = static_cast<int64_t>(s.B) * s.NH * s.Tq * HS;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t row = e / HS, bh = row / s.Tq;
-    const int64_t d = e - row * HS, i = row - bh * s.Tq, h = bh % s.NH, b = bh / s.NH;
-    dq[b * s.qsb + i * s.qst + h * HS + d] = from_f<bf16>(s.scale * dqacc[e]);
+// dq = scale·dqacc (the atomic backward's fp32 sums, (B, NH, Tq, HD), 16-byte aligned) in bf16 at dq's strides:
+// block row blockIdx.y = b·NH + h; a thread takes 4 neighbouring sums (one 16-byte load; HD a power of two, so the
+// row and column come from shifts)
+template <int HD>
+__global__ void __launch_bounds__(256) flash_dq_store_kernel(bf16* dq, const float* dqacc, FDims s) {
+  const int bh = static_cast<int>(blockIdx.y), b = bh / s.NH, h = bh % s.NH;
+  const float* src = dqacc + static_cast<int64_t>(bh) * s.Tq * HD;
+  bf16* dst = dq + b * s.qsb + h * HD;
+  const int64_t n4 = static_cast<int64_t>(s.Tq) * (HD / 4);
+  for (int64_t e4 = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e4 < n4;
+       e4 += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t i = e4 / (HD / 4);
+    const int d = static_cast<int>(e4 - i * (HD / 4)) * 4;
+#ifdef __CUDA_EMU__
+    float v[4];
+    std::memcpy(v, src + 4 * e4, sizeof v);
+#else
+    const float4 f = reinterpret_cast<const float4*>(src)[e4];
+    const float v[4] = {f.x, f.y, f.z, f.w};
+#endif
+    bf16* row = dst + i * s.qst + d;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) row[c] = from_f<bf16>(s.scale * v[c]);
   }
 }
 
@@ -1189,9 +1212,9 @@ void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const
                                     static_cast<const bf16*>(dout), static_cast<const bf16*>(q),
                                     static_cast<const bf16*>(k), static_cast<const bf16*>(v), lse, s);
     GN_LAUNCHED(st, "flash_dkv_pipe_kernel (with dQ)");
-    const int64_t blocks = (rows * HD + 255) / 256;
-    flash_dq_store_kernel<<<static_cast<unsigned>(blocks < (1 << 20) ? blocks : (1 << 20)), 256, 0, st.s>>>(
-        static_cast<bf16*>(dq), dqacc, s, HD);
+    const int64_t per_bh = (static_cast<int64_t>(s.Tq) * (HD / 4) + 255) / 256;
+    const dim3 gs(static_cast<unsigned>(per_bh < 4096 ? per_bh : 4096), static_cast<unsigned>(s.B * s.NH));
+    flash_dq_store_kernel<HD><<<gs, 256, 0, st.s>>>(static_cast<bf16*>(dq), dqacc, s);
     GN_LAUNCHED(st, "flash_dq_store_kernel");
     return;
   }
@@ -1295,6 +1318,9 @@ void attention_backward_flash(const Stream& st, void* dq, void* dk, void* dv, co
   const bool drop = s.dropout > 0.0f;
   v2 = v2 && flash2_built();
   if (!flash2_built()) dq_scratch = nullptr;  // (the atomic backward is flash2's dK/dV kernel)
+  if (dq_scratch && reinterpret_cast<uintptr_t>(dq_scratch) % 16 != 0)  // (its atomics add 16 bytes at a time)
+    throw_cuda(cudaErrorMisalignedAddress, "attention_backward_flash: dq_scratch is not 16-byte aligned", __FILE__,
+               __LINE__);
   const auto run = v2 ? (drop ? bwd_of<true, true> : bwd_of<false, true>)
                       : (drop ? bwd_of<true, false> : bwd_of<false, false>);
   run(d.HS)(st, dq, dk, dv, dout, q, k, v, out, lse, Dscratch, dq_scratch, s);

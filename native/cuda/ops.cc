@@ -593,13 +593,14 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   if (path == AttnPath::kGemm) {
     attention_backward_gemm(a, dt, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, lp, s);
   } else {
-    // D (B·NH·Tq floats), then, for setFlashBackward('atomic'), dQ's fp32 sums (B·NH·Tq·HS)
-    const int64_t rows = s.B * s.NH * s.Tq;
+    // D (B·NH·Tq floats), then, for setFlashBackward('atomic'), dQ's fp32 sums (B·NH·Tq·HS) from the next 256-byte
+    // boundary (the kernel adds into them 16 bytes at a time)
+    const int64_t rows = s.B * s.NH * s.Tq, acc_at = (rows + 63) / 64 * 64;
     const bool atomic = path == AttnPath::kFlash && a.flash_atomic_dq;
-    auto* D = static_cast<float*>(a.floats.get(a.stream, (atomic ? rows * (1 + s.HS) : rows) * sizeof(float)));
+    auto* D = static_cast<float*>(a.floats.get(a.stream, (atomic ? acc_at + rows * s.HS : rows) * sizeof(float)));
     if (path == AttnPath::kFlash)
       attention_backward_flash(a.stream, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, out.p, lp, D, s,
-                               a.attn_kind == CudaAddon::Attn::kFlash2, atomic ? D + rows : nullptr);
+                               a.attn_kind == CudaAddon::Attn::kFlash2, atomic ? D + acc_at : nullptr);
     else
       attention_backward(a.stream, dt, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, out.p, lp, D, s);
   }
