@@ -91,6 +91,7 @@ struct alignas(16) U4 {
 // 16 aligned bytes (plain copies on the emulator, where the host compiler's aliasing rules apply)
 __device__ __forceinline__ U4 load_u4(const bf16* p) {
 #ifdef __CUDA_EMU__
+  emu_check_aligned(p, 16, "load_u4");
   U4 v;
   std::memcpy(&v, p, sizeof v);
   return v;
@@ -100,6 +101,7 @@ __device__ __forceinline__ U4 load_u4(const bf16* p) {
 }
 __device__ __forceinline__ void store_u4(bf16* p, const U4& v) {
 #ifdef __CUDA_EMU__
+  emu_check_aligned(p, 16, "store_u4");
   std::memcpy(p, &v, sizeof v);
 #else
   *reinterpret_cast<U4*>(p) = v;
@@ -265,6 +267,7 @@ __device__ __forceinline__ void mul_atb_shared(float (&acc)[NC / 8][4], const Ti
 __device__ __forceinline__ void store_pair(bf16* p, float lo, float hi) {
   const uint32_t v = pack_bf16(lo, hi);
 #ifdef __CUDA_EMU__
+  emu_check_aligned(p, 4, "store_pair");
   std::memcpy(p, &v, 4);
 #else
   *reinterpret_cast<uint32_t*>(p) = v;
@@ -288,10 +291,7 @@ __device__ __forceinline__ void red_add4(float* dst, float a, float b, float c, 
   atomicAdd(reinterpret_cast<float4*>(dst), make_float4(a, b, c, d));
 #else
 #ifdef __CUDA_EMU__
-  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0) {  // (a misaligned address fault at sm_90, where this is one atomic)
-    std::fprintf(stderr, "gn_emu: red_add4 address %p is not 16-byte aligned\n", static_cast<void*>(dst));
-    std::abort();
-  }
+  emu_check_aligned(dst, 16, "red_add4");  // (at sm_90 this is one 16-byte atomic)
 #endif
   atomicAdd(dst, a);
   atomicAdd(dst + 1, b);

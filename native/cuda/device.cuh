@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 
@@ -34,6 +36,17 @@ __device__ __forceinline__ float from_f<float>(float x) { return x; }
 template <>
 __device__ __forceinline__ bf16 from_f<bf16>(float x) { return __float2bfloat16(x); }
 
+// The emulator faults a vector access whose address a GPU would fault (misaligned for its width), instead of letting
+// the host's memcpy pass it: the host code that decides a 16-byte form applies (aligned16) is then checked too.
+#ifdef __CUDA_EMU__
+__device__ __forceinline__ void emu_check_aligned(const void* p, unsigned bytes, const char* what) {
+  if (reinterpret_cast<uintptr_t>(p) % bytes != 0) {
+    std::fprintf(stderr, "gn_emu: %s at %p is not %u-byte aligned (a misaligned address fault on a GPU)\n", what, p, bytes);
+    std::abort();
+  }
+}
+#endif
+
 // 16-byte vectors of activations: kVec<T> elements (8 bf16 or 4 float) loaded or stored in one access, where the
 // pointer is 16-byte aligned (aligned16 on the host decides). Arithmetic stays in float. The bytes go through
 // memcpy (register moves on a GPU; on the emulator it keeps the host compiler's aliasing rules).
@@ -46,6 +59,7 @@ template <typename T>
 __device__ __forceinline__ void load16(float* f, const T* p) {
   Bytes16 b;
 #ifdef __CUDA_EMU__
+  emu_check_aligned(p, 16, "load16");
   std::memcpy(&b, p, sizeof b);
 #else
   b = *reinterpret_cast<const Bytes16*>(p);
@@ -63,6 +77,7 @@ __device__ __forceinline__ void store16(T* p, const float* f) {
   Bytes16 b;
   memcpy(&b, e, sizeof b);
 #ifdef __CUDA_EMU__
+  emu_check_aligned(p, 16, "store16");
   std::memcpy(p, &b, sizeof b);
 #else
   *reinterpret_cast<Bytes16*>(p) = b;

@@ -115,6 +115,7 @@ __device__ __forceinline__ void cp_async_wait() {
 // two neighbouring bf16 (p 4-byte aligned) as one register
 __device__ __forceinline__ uint32_t load_pair(const bf16* p) {
 #ifdef __CUDA_EMU__
+  emu_check_aligned(p, 4, "load_pair");
   uint32_t v;
   std::memcpy(&v, p, 4);  // the host compiler's aliasing rules
   return v;

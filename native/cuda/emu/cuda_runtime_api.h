@@ -23,6 +23,9 @@
 //     cudaFuncAttributeMaxDynamicSharedMemorySize, as on a GPU; a cp.async copy (mma.cuh) reads its source when
 //     issued and lands only at the cp.async.wait_group that covers its group, and a thread that exits with
 //     copies in flight fails the launch;
+//   - a vector access (device.cuh load16/store16, the flash kernels' 16- and 4-byte forms, 16-byte atomics,
+//     cp.async) at an address not aligned to its width aborts the test process with a message, as a GPU would
+//     fault, instead of going through the host's memcpy unseen;
 //   - device memory is host memory from mmap: the end of every allocation (rounded up to 8 bytes) touches a
 //     PROT_NONE page, so reading or writing past the end of a buffer crashes the test instead of passing silently; fresh allocations are
 //     filled with 0xFF bytes (NaN as floats), so reading memory nobody wrote shows up as NaN; freed memory is

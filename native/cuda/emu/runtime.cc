@@ -352,6 +352,11 @@ void syncthreads() {
 // cp.async as the hardware may run it: the 16 bytes are read when the copy is issued and land in shared memory
 // only at the cp.async.wait_group that covers their group, so a read before that wait sees what was there before
 void cp_async16(void* dst, const void* src, bool valid) {
+  // both addresses 16-byte aligned, as cp.async.cg with 16 bytes requires (the source even when nothing is read)
+  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || reinterpret_cast<uintptr_t>(src) % 16 != 0) {
+    std::fprintf(stderr, "gn_emu: cp.async of 16 bytes from %p to %p: an address is not 16-byte aligned\n", src, dst);
+    std::abort();
+  }
   Fiber::PendingCopy c;
   c.dst = dst;
   c.group = -1;
