@@ -5,7 +5,7 @@
  * A buffer is a Float32Array on the CPU and a DeviceView on the GPU; ids and targets stay host Int32Arrays.
  */
 import { native } from './native';
-import { cuda, DeviceView, DType, KERNELS, KernelsOver } from './cuda';
+import { cuda, CudaGraph, DecodeSlots, DeviceView, DType, KERNELS, KernelsOver } from './cuda';
 import { rangeError } from './errors';
 
 export type Device = 'cpu' | 'cuda';
@@ -43,6 +43,28 @@ export interface Backend extends Ops {
   free(b: Buf): void;
   /** Sets the matrix-product precision for the calls that follow; returns the one it replaces. */
   setPrecision(p: Precision): Precision;
+  /** The KV decoder's one-token steps as CUDA graphs (cuda, where the addon has them; see DecodeOps). */
+  readonly decode?: DecodeOps;
+}
+
+/**
+ * What the KV decoder needs to replay its one-token steps as CUDA graphs (lib/nn/decoder.ts, native/cuda/graph.cc):
+ * decode slots (the position and token ids in device memory, so a captured step serves every position), the
+ * kernels that read them (attention takes them as `shape.slots`), and the capture itself.
+ */
+export interface DecodeOps {
+  slots(rows: number, positions: number): DecodeSlots;
+  freeSlots(s: DecodeSlots): void;
+  setSlots(s: DecodeSlots, pos: number, ids: Int32Array, V: number): void;
+  embed(out: Buf, s: DecodeSlots, wte: Buf, wpe: Buf, B: number, C: number, V: number, P: number): void;
+  append(dst: Buf, dstBatchStride: number, dstRowStride: number, src: Buf, srcBatchStride: number, s: DecodeSlots,
+    B: number, width: number): void;
+  /** Whether steps should be captured and replayed (setGraphs / GPT_NATIVE_CUDA_GRAPHS). */
+  graphsOn(): boolean;
+  begin(): void;
+  end(keep: boolean): CudaGraph | undefined;
+  launch(g: CudaGraph): boolean;
+  free(g: CudaGraph): void;
 }
 
 /** Runs fn with the backend's matrix-product precision set to p, then puts the previous one back. */
@@ -153,6 +175,18 @@ function makeCuda(): Backend {
       a.free(v.buf);
     },
     setPrecision: (p) => a.setMathMode(p),
+    decode: typeof a.graphBegin !== 'function' ? undefined : {
+      slots: (rows, positions) => a.decodeSlots(rows, positions),
+      freeSlots: (s) => a.freeDecodeSlots(s),
+      setSlots: (s, pos, ids, V) => a.setDecodeSlots(s, pos, ids, V),
+      embed: (out, s, wte, wpe, B, C, V, P) => a.decodeEmbed(dv(out), s, dv(wte), dv(wpe), B, C, V, P),
+      append: (dst, dsb, dsr, src, ssb, s, B, width) => a.decodeAppend(dv(dst), dsb, dsr, dv(src), ssb, s, B, width),
+      graphsOn: () => a.graphStats().enabled,
+      begin: () => a.graphBegin(),
+      end: (keep) => a.graphEnd(keep),
+      launch: (g) => a.graphLaunch(g),
+      free: (g) => a.graphFree(g),
+    },
   };
 }
 

@@ -122,7 +122,37 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
    * at fault. Throws where the flash kernels have no sm_80 or later image for the device.
    */
   flashProbe(out: DeviceView, x: DeviceView, y: DeviceView, p: DeviceView, v: DeviceView): void;
+
+  // ---- the KV decoder's steady state (native/cuda/graph.cc, decode.cu) ----
+  /** Device int32 [pos, id_0, …, id_{rows-1}] (zeros) for positions 0 .. positions-1. */
+  decodeSlots(rows: number, positions: number): DecodeSlots;
+  freeDecodeSlots(slots: DecodeSlots): void;
+  /** Checks pos < positions, ids.length <= rows and every id < V, then writes them to the device in stream order. */
+  setDecodeSlots(slots: DecodeSlots, pos: number, ids: Int32Array, V: number): void;
+  /** out (B, C) = wte[id_b] + wpe[pos] (embeddingForward for one token per row, from the slots). */
+  decodeEmbed(out: DeviceView, slots: DecodeSlots, wte: DeviceView, wpe: DeviceView, B: number, C: number, V: number, P: number): void;
+  /** dst[b·dstBatchStride + pos·dstRowStride + c] = src[b·srcBatchStride + c], c < width (a row into each KV cache). */
+  decodeAppend(dst: DeviceView, dstBatchStride: number, dstRowStride: number, src: DeviceView, srcBatchStride: number,
+    slots: DecodeSlots, B: number, width: number): void;
+  /** Starts capturing the calls that follow as a CUDA graph (nothing runs until graphLaunch). */
+  graphBegin(): void;
+  /** Ends the capture: the graph when keep, else (after an error) discards it and returns undefined. */
+  graphEnd(keep: boolean): CudaGraph | undefined;
+  /** Runs the graph; false (nothing run) when a scratch buffer it uses was reallocated since: capture it again. */
+  graphLaunch(graph: CudaGraph): boolean;
+  graphFree(graph: CudaGraph): void;
+  /**
+   * Whether the KV decoder replays its one-token steps as CUDA graphs (true, the default; GPT_NATIVE_CUDA_GRAPHS=0
+   * at load turns it off) or launches every kernel from JavaScript. Returns the old setting.
+   */
+  setGraphs(on: boolean): boolean;
+  /** Graphs captured and launched, launches refused as stale, and the scratch reallocations that make graphs stale. */
+  graphStats(): { enabled: boolean; captured: number; launched: number; stale: number; scratchReallocs: number };
 }
+
+/** Opaque handles of the decoding helpers (graph.cc). */
+export type DecodeSlots = { readonly __decodeSlots: unique symbol };
+export type CudaGraph = { readonly __cudaGraph: unique symbol };
 
 export type AttentionKind = 'gemm' | 'fused' | 'flash' | 'flash2';
 export type FlashBackward = 'split' | 'atomic';

@@ -22,6 +22,12 @@ export interface AttentionShape {
   k: Strides;
   v: Strides;
   o: Strides;
+  /**
+   * cuda only (the KV decoder's steady state): decode slots from the backend's `decode.slots`. The one new query
+   * per row (Tq = 1) is at the position they hold on the device; Tk is their number of positions (the cache's
+   * capacity), qPos0 is not used; no lse, no dropout.
+   */
+  slots?: unknown;
 }
 
 type F32 = Float32Array;

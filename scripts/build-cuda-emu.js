@@ -116,7 +116,8 @@ async function main() {
   }
   const blasSrc = path.join(emuDir, 'cublas.cc');
   const blas = path.join(out, 'libcublas.so');
-  if (!fs.existsSync(blas) || mtime(blas) < mtime(blasSrc)) {
+  const blasDeps = Math.max(mtime(blasSrc), mtime(path.join(emuDir, 'capture_hook.h')));
+  if (!fs.existsSync(blas) || mtime(blas) < blasDeps) {
     console.log('build-cuda-emu: building build/cuda-emu/libcublas.so');
     await runCompiler(['-std=c++17', '-O2', '-fPIC', '-shared', '-Wall', '-Wextra', blasSrc, '-o', blas]);
   }

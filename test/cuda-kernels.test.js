@@ -813,3 +813,155 @@ test('device memory: views outside a buffer and freed buffers are errors, not cr
   dev.free(b);
   t.throws(() => dev.fill({ buf: b, off: 0, len: 10 }, 1), { message: /freed/ });
 });
+
+// ---- the KV decoder's steady state: decode slots and CUDA graphs (native/cuda/decode.cu, graph.cc) ----
+// The stand-in addon has neither (the decoder then runs as before); the emulator and a GPU run these.
+const withSlots = REAL ? test : test.skip;
+
+/** A device view holding a (fp32 or bf16), `off` elements into its buffer (3: too little aligned for 16-byte loads). */
+function put(a, dtype = 'fp32', off = 0) {
+  const v = { buf: dev.alloc(a.length + off + 8, dtype), off, len: a.length };
+  dev.upload(v, a);
+  return v;
+}
+function get(v) {
+  const out = new Float32Array(v.len);
+  dev.download(v, out);
+  return out;
+}
+
+// one query a row at the position the slots hold, over a strided cache (keys then values in one row, as the decoder
+// keeps them), against the CPU's attention at that position: head sizes that take 16-byte loads (64, 96: a second
+// partial pass of 64) and those that do not (12, 25; 64 at an offset of 3 elements), windows, both dtypes
+for (const [HS, off] of [[12, 0], [25, 0], [64, 0], [64, 3], [96, 0]]) for (const dtype of ['fp32', 'bf16']) {
+  withSlots(`attention from decode slots (one query a row) HS=${HS}${off ? ' at an unaligned offset' : ''} ${dtype}, windows 0 and 5`, (t) => {
+    const s = seedOf(t);
+    const B = 2, NH = 3, C = NH * HS, Tmax = 40, bf = dtype === 'bf16';
+    const slots = dev.decodeSlots(B, Tmax);
+    const r = (a) => (bf ? roundBf16(a) : a);
+    const q = r(randF32(B * 3 * C, s)), cache = r(randF32(B * Tmax * 2 * C, s + 1));
+    const qD = put(q, dtype, off), cacheD = put(cache, dtype, off);
+    for (const window of [0, 5]) for (const pos of [0, 17, Tmax - 1]) {
+      dev.setDecodeSlots(slots, pos, randInts(B, 50, s + pos), 50);
+      const strides = { q: [3 * C, 3 * C], k: [Tmax * 2 * C, 2 * C], v: [Tmax * 2 * C, 2 * C], o: [C, C] };
+      const want = new Float32Array(B * C);
+      native.attentionForward(want, null, q, cache, cache.subarray(C), { B, Tq: 1, Tk: pos + 1, NH, HS, qPos0: pos, window, dropout: 0, seed: 0, ...strides });
+      const outD = put(randF32(B * C, s + 2), dtype);
+      dev.attentionForward(outD, null, qD, cacheD, { buf: cacheD.buf, off: cacheD.off + C, len: cacheD.len - C },
+        { B, Tq: 1, Tk: Tmax, NH, HS, qPos0: 0, window, dropout: 0, seed: 0, slots, ...strides });
+      const e = normErr(get(outD), want);
+      t.true(e <= (bf ? TOL_BF16 : TOL), `pos ${pos} window ${window}: normalised error ${e}`);
+      dev.free(outD.buf);
+    }
+    dev.free(qD.buf);
+    dev.free(cacheD.buf);
+    dev.freeDecodeSlots(slots);
+  });
+}
+
+withSlots('decodeEmbed and decodeAppend from decode slots; their argument checks', (t) => {
+  const s = seedOf(t);
+  const B = 3, C = 37, V = 97, P = 29, Tmax = 20;
+  const slots = dev.decodeSlots(B, Tmax);
+  const wte = randF32(V * C, s), wpe = randF32(P * C, s + 1);
+  const wteD = put(wte), wpeD = put(wpe);
+  const ids = randInts(B, V, s + 2), pos = 13;
+  dev.setDecodeSlots(slots, pos, ids, V);
+  const want = new Float32Array(B * C);
+  native.embeddingForward(want, ids, wte, wpe, B, 1, C, V, P, pos);
+  const outD = put(randF32(B * C, s + 3));
+  dev.decodeEmbed(outD, slots, wteD, wpeD, B, C, V, P);
+  t.deepEqual(get(outD), want, 'decodeEmbed = embeddingForward at the slots position');
+  // a row of width 2C from each of B rows (stride 3C, from element C) into caches (B, Tmax, 2C) at position pos
+  const src = randF32(B * 3 * C, s + 4), cache = randF32(B * Tmax * 2 * C, s + 5);
+  const srcD = put(src), cacheD = put(cache);
+  dev.decodeAppend(cacheD, Tmax * 2 * C, 2 * C, { buf: srcD.buf, off: C, len: src.length - C }, 3 * C, slots, B, 2 * C);
+  const expect = cache.slice();
+  for (let b = 0; b < B; b++) expect.set(src.subarray(b * 3 * C + C, b * 3 * C + 3 * C), (b * Tmax + pos) * 2 * C);
+  t.deepEqual(get(cacheD), expect, 'decodeAppend wrote the row at pos and nothing else');
+  t.throws(() => dev.setDecodeSlots(slots, Tmax, ids, V), { message: /position 20 is past the 20 positions/ });
+  t.throws(() => dev.setDecodeSlots(slots, 0, Int32Array.of(1, 2, V), V), { message: /token id 97 at 2 is out of range for a vocabulary of 97/ });
+  t.throws(() => dev.setDecodeSlots(slots, 0, new Int32Array(B + 1), V), { message: /4 token ids for slots of 3 rows/ });
+  t.throws(() => dev.decodeEmbed(outD, slots, wteD, wpeD, B + 1, C, V, P), { message: /B=4 rows but the slots hold 3/ });
+  t.throws(() => dev.decodeEmbed(outD, slots, wteD, { ...wpeD, len: 10 * C }, B, C, V, 10), { message: /positions up to 19 but wpe has P=10/ });
+  t.throws(() => dev.decodeAppend({ ...cacheD, len: cacheD.len - 1 }, Tmax * 2 * C, 2 * C, srcD, 3 * C, slots, B, 2 * C), { message: /dst has .* elements but shape/ });
+  const shape = { B, Tq: 2, Tk: Tmax, NH: 1, HS: C, qPos0: 0, window: 0, dropout: 0, seed: 0, q: [3 * C, 3 * C], k: [Tmax * 2 * C, 2 * C], v: [Tmax * 2 * C, 2 * C], o: [C, C], slots };
+  t.throws(() => dev.attentionForward(outD, null, srcD, cacheD, cacheD, shape), { message: /with shape.slots, Tq must be 1/ });
+  t.throws(() => dev.attentionForward(outD, null, srcD, cacheD, cacheD, { ...shape, Tq: 1, slots: {} }), { message: /expected decode slots/ });
+  for (const v of [wteD, wpeD, outD, srcD, cacheD]) dev.free(v.buf);
+  dev.freeDecodeSlots(slots);
+  t.throws(() => dev.setDecodeSlots(slots, 0, ids, V), { message: /the decode slots were freed/ });
+});
+
+withSlots('a CUDA graph of a decode step replays at every position as the launches themselves; what a capture forbids', (t) => {
+  const s = seedOf(t);
+  const B = 2, NH = 2, HS = 16, C = NH * HS, V = 61, P = 24, Tmax = P;
+  const slots = dev.decodeSlots(B, Tmax);
+  const wteD = put(randF32(V * C, s)), wpeD = put(randF32(P * C, s + 1));
+  const xD = put(randF32(B * 3 * C, s + 2)), cacheD = put(randF32(B * Tmax * 2 * C, s + 3)), outD = put(randF32(B * C, s + 4));
+  const shape = { B, Tq: 1, Tk: Tmax, NH, HS, qPos0: 0, window: 0, dropout: 0, seed: 0, q: [3 * C, 3 * C], k: [Tmax * 2 * C, 2 * C], v: [Tmax * 2 * C, 2 * C], o: [C, C], slots };
+  const at = (v, off) => ({ buf: v.buf, off: v.off + off, len: v.len - off });
+  const embD = put(randF32(B * C, s + 5));
+  // a step: the tokens' embeddings become the keys of their qkv rows (a device-to-device 2-D copy), each row's key
+  // and value go into the cache at the position, then attention over it
+  const step = () => {
+    dev.decodeEmbed(embD, slots, wteD, wpeD, B, C, V, P);
+    dev.copyRows(at(xD, C), 3 * C, embD, C, B, C);
+    dev.decodeAppend(cacheD, Tmax * 2 * C, 2 * C, at(xD, C), 3 * C, slots, B, 2 * C);
+    dev.attentionForward(outD, null, xD, cacheD, at(cacheD, C), shape);
+  };
+  const ids = (p) => randInts(B, V, s + 10 + p);
+  const snapshot = () => [get(outD), get(cacheD)];
+  // the launches themselves, position by position, from a fresh cache
+  const cache0 = get(cacheD);
+  const eager = [];
+  for (let p = 0; p < 6; p++) {
+    dev.setDecodeSlots(slots, p, ids(p), V);
+    step();
+    eager.push(snapshot());
+  }
+  dev.upload(cacheD, cache0);
+  const before = dev.graphStats();
+  dev.graphBegin();
+  step();
+  const g = dev.graphEnd(true);
+  for (let p = 0; p < 6; p++) {
+    dev.setDecodeSlots(slots, p, ids(p), V);
+    t.true(dev.graphLaunch(g), `launch at position ${p}`);
+    t.deepEqual(snapshot(), eager[p], `position ${p}: the replay equals the launches`);
+  }
+  const after = dev.graphStats();
+  t.deepEqual([after.captured - before.captured, after.launched - before.launched], [1, 6]);
+  // while capturing: no host copies, allocation, freeing or synchronising (each throws, naming it); the capture then
+  // ends without a graph
+  for (const [what, f] of [['a copy from host memory', () => dev.upload(outD, new Float32Array(outD.len))],
+    ['a copy to host memory', () => get(outD)], ['alloc\\(\\)', () => dev.alloc(4)], ['synchronize\\(\\)', () => dev.synchronize()],
+    ['free\\(\\)', () => dev.free(outD.buf)], ['graphLaunch\\(\\)', () => dev.graphLaunch(g)]]) {
+    dev.graphBegin();
+    t.throws(() => dev.graphBegin(), { message: /already being captured/ });
+    t.throws(f, { message: new RegExp(`${what} is not allowed while a CUDA graph is being captured`) });
+    t.is(dev.graphEnd(false), undefined);
+  }
+  t.throws(() => dev.graphEnd(true), { message: /no CUDA graph is being captured/ });
+  // the work queued since is unaffected, and the graph still runs
+  dev.setDecodeSlots(slots, 2, ids(2), V);
+  t.true(dev.graphLaunch(g));
+  t.deepEqual(get(outD), eager[2][0]);
+  // a scratch buffer reallocated after the capture makes the graph stale: its launch refuses and says so. (A
+  // layernorm backward wide enough needs more partial sums than any scratch so far.)
+  const r0 = dev.graphStats().scratchReallocs;
+  for (let w = 1 << 14; dev.graphStats().scratchReallocs === r0 && w <= 1 << 22; w *= 4) {
+    const mk = (n, k) => put(randF32(n, s + k));
+    const args = [mk(w, 20), mk(w, 21), mk(w, 22), mk(w, 23), mk(w, 24), mk(w, 25), mk(1, 26), put(Float32Array.of(1.5))];
+    dev.layernormBackward(...args, 1, w);
+    for (const v of args) dev.free(v.buf);
+  }
+  t.true(dev.graphStats().scratchReallocs > r0, 'a scratch buffer grew');
+  const stale = dev.graphStats().stale;
+  t.false(dev.graphLaunch(g), 'a stale graph does not run');
+  t.is(dev.graphStats().stale, stale + 1);
+  dev.graphFree(g);
+  t.throws(() => dev.graphLaunch(g), { message: /the graph was freed/ });
+  for (const v of [wteD, wpeD, xD, cacheD, outD, embD]) dev.free(v.buf);
+  dev.freeDecodeSlots(slots);
+});

@@ -475,3 +475,55 @@ test('bench kernels on cuda times attention at several chunk and scratch setting
   t.deepEqual(dev.setAttentionTuning({}), before);
   t.throws(() => dev.setAttentionTuning({ queryChunk: -1 }), { instanceOf: TypeError });
 });
+
+// The decoder's one-token steps on cuda replay a CUDA graph captured at the second such step (lib/nn/decoder.ts):
+// bit for bit what launching each kernel gives, for fp32 and bf16, two rows, GPT-3's banded layers, after a
+// host-side weight edit (the graph reads the weights where they are) and after speculative decoding's rollback;
+// and the same logits as the CPU within the tolerance. The stand-in addon has no graphs (its decoder launches).
+(REAL ? test : test.skip)('the KV decoder replays its one-token steps as a CUDA graph: the same logits bit for bit as without', (t) => {
+  const { cuda } = require('../dist/cuda');
+  const seed = freshSeed();
+  t.log(`seed ${seed}`);
+  const B = 2, steps = 9;
+  const prompt = randInts(B * 4, 97, seed), next = randInts(B * steps, 97, seed + 1);
+  for (const precision of ['fp32', 'bf16']) {
+    const dev = GPT.create(cfg('gpt3'), { seed, device: 'cuda', precision });
+    const w0 = dev.weight('h.1.mlp.c_fc.weight')[7];
+    const decode = (graphs) => {
+      const prev = cuda().setGraphs(graphs);
+      const s0 = cuda().graphStats();
+      const kv = new KVDecoder(dev, B, 20);
+      const out = [Float32Array.from(kv.forward(prompt, 4))];
+      for (let i = 0; i < steps; i++) {
+        if (i === 5) dev.weight('h.1.mlp.c_fc.weight')[7] += 0.5; // a host edit: uploaded in place before the next step
+        out.push(Float32Array.from(kv.forward(next.subarray(i * B, i * B + B), 1)));
+      }
+      kv.truncate(kv.length - 3); // speculative decoding's rollback: the next tokens go three positions back
+      for (let i = 0; i < 2; i++) out.push(Float32Array.from(kv.forward(next.subarray(i * B, i * B + B), 1)));
+      kv.dispose();
+      dev.weight('h.1.mlp.c_fc.weight')[7] = w0;
+      const s1 = cuda().graphStats();
+      cuda().setGraphs(prev);
+      return { out, captured: s1.captured - s0.captured, launched: s1.launched - s0.launched };
+    };
+    const plain = decode(false), graphed = decode(true);
+    t.deepEqual([plain.captured, plain.launched], [0, 0], `${precision}: no graph without graphs`);
+    // 11 one-token steps: the first launches its kernels, the second is captured, and all but the first run the graph
+    t.deepEqual([graphed.captured, graphed.launched], [1, 10], `${precision}: one capture, then a launch a token`);
+    for (let i = 0; i < plain.out.length; i++) t.deepEqual(graphed.out[i], plain.out[i], `${precision}: step ${i}`);
+    if (precision === 'fp32') {
+      // and the CPU's decoder gives the same logits (within the tolerance) for the same steps
+      const cpu = GPT.create(cfg('gpt3'), { seed });
+      const kv = new KVDecoder(cpu, B, 20);
+      const want = [Float32Array.from(kv.forward(prompt, 4))];
+      for (let i = 0; i < steps; i++) {
+        if (i === 5) cpu.weight('h.1.mlp.c_fc.weight')[7] += 0.5;
+        want.push(Float32Array.from(kv.forward(next.subarray(i * B, i * B + B), 1)));
+      }
+      kv.truncate(kv.length - 3);
+      for (let i = 0; i < 2; i++) want.push(Float32Array.from(kv.forward(next.subarray(i * B, i * B + B), 1)));
+      for (let i = 0; i < want.length; i++) close(t, graphed.out[i], want[i], `fp32 step ${i} against the CPU`);
+    }
+    dev.dispose();
+  }
+});

@@ -5,10 +5,17 @@
  * GPT.forward, so greedy decoding matches full recomputation.
  * Shapes: B rows decoded together, Tmax cached positions, C = n_embd; a cache (B, Tmax, 2C) per layer, each row a
  * position's key then its value (a step appends both with one copy from the qkv rows).
+ *
+ * On cuda, a step of one token per row (the steady state of generation) reads its position and ids from decode
+ * slots in device memory (backend.decode), so its launches are the same at every position: the first such step
+ * runs them one by one, the second captures them as a CUDA graph, and every later one replays that graph with a
+ * single launch (about 8·n_layer + 4 launches from JavaScript fewer a token). The results are the same bit for bit
+ * with or without the graph (GPT_NATIVE_CUDA_GRAPHS=0 or the addon's setGraphs(false) turns graphs off).
  */
 import { AttentionShape } from '../native';
 import { withPrecision } from '../backend';
-import type { Backend, Buf, DType } from '../backend';
+import type { Backend, Buf, DecodeOps, DType } from '../backend';
+import type { CudaGraph, DecodeSlots, DeviceView } from '../cuda';
 import type { GPT } from './gpt';
 
 interface Scratch {
@@ -26,6 +33,12 @@ export class KVDecoder {
   private readonly be: Backend;
   /** Element type of the cache and scratch: the model's activation dtype when the decoder was made. */
   private readonly dtype: DType;
+  // the one-token steps on cuda: decode slots, the captured graph and what it holds (graphKey), steps run so far
+  private slots: DecodeSlots | null = null;
+  private graph: CudaGraph | null = null;
+  private graphKey: unknown[] = [];
+  private slotSteps = 0;
+  private graphsFailed = false;
 
   constructor(readonly model: GPT, readonly B: number, readonly Tmax: number) {
     const { n_embd: C, n_layer: L, n_positions: P } = model.config;
@@ -44,6 +57,12 @@ export class KVDecoder {
     return this.scratch;
   }
 
+  private dropGraph(): void {
+    if (this.graph && this.be.decode) this.be.decode.free(this.graph);
+    this.graph = null;
+    this.graphKey = [];
+  }
+
   private freeScratch(): void {
     if (this.scratch && this.be.device !== 'cpu') for (const [k, b] of Object.entries(this.scratch)) if (k !== 'Tq') this.be.free(b as Buf);
     this.scratch = null;
@@ -51,6 +70,9 @@ export class KVDecoder {
 
   /** Frees the cache (device memory at once on cuda); the decoder cannot be used afterwards. */
   dispose(): void {
+    this.dropGraph();
+    if (this.slots && this.be.decode) this.be.decode.freeSlots(this.slots);
+    this.slots = null;
     this.freeScratch();
     if (this.be.device !== 'cpu') for (const b of this.kv) this.be.free(b);
     if (this.logitsBuf) this.be.free(this.logitsBuf);
@@ -76,24 +98,97 @@ export class KVDecoder {
 
   private step(ids: Int32Array, Tq: number, all: boolean): Float32Array {
     const m = this.model;
-    const cfg = m.config;
-    const { n_embd: C, vocab_size: V, n_positions: P, n_head: NH } = cfg;
+    const { vocab_size: V } = m.config;
     const B = this.B;
     if (ids.length !== B * Tq) throw new RangeError(`Expected ${B}·${Tq} token ids for ids but received ${ids.length}`);
     const pos0 = this.length;
     if (pos0 + Tq > this.Tmax) throw new RangeError(`Expected at most ${this.Tmax - pos0} new tokens for the cache but received ${Tq}`);
-    const N = B * Tq;
     if (m.backend !== this.be || m.activationDtype !== this.dtype)
       throw new Error(`This KVDecoder was made for the model on ${this.be.device} with ${this.dtype} activations; the model moved ` +
         `or changed precision since (now ${m.device}, ${m.activationDtype}): make a new KVDecoder`);
     const s = this.ensure(Tq);
     const be = this.be;
+    const rows = all ? B * Tq : B;
+    if (!this.logitsBuf || be.length(this.logitsBuf) < rows * V) {
+      if (this.logitsBuf) be.free(this.logitsBuf);
+      this.logitsBuf = be.alloc(rows * V); // fp32 even for a bf16 model (the products accumulate in fp32)
+    }
+    const logits = be.view(this.logitsBuf, 0, rows * V);
+    const dec = be.decode;
+    if (dec && Tq === 1) this.slotStep(dec, ids, pos0, all, s, logits);
+    else this.run(ids, Tq, all, pos0, s, logits, null);
+    this.length = pos0 + Tq;
+    if (be.device === 'cpu') return logits as Float32Array;
+    if (this.logitsHost.length < rows * V) this.logitsHost = new Float32Array(rows * V);
+    const host = this.logitsHost.subarray(0, rows * V);
+    be.readInto(logits, host);
+    return host;
+  }
+
+  /**
+   * One token per row on cuda, position and ids from the decode slots: replays the captured graph when it holds
+   * the buffers in use now, else captures one (from the second such step on) or runs the kernels one by one.
+   */
+  private slotStep(dec: DecodeOps, ids: Int32Array, pos0: number, all: boolean, s: Scratch, logits: Buf): void {
+    const m = this.model;
+    if (!this.slots) this.slots = dec.slots(this.B, this.Tmax);
+    const slots = this.slots;
+    dec.setSlots(slots, pos0, ids, m.config.vocab_size);
+    // makes the weights (and a bf16 model's bf16 copy) current on the device now, outside any capture, and names
+    // the allocations a graph would hold: a graph captured over others is dropped
+    const key: unknown[] = [(m.buffer('wte.weight') as DeviceView).buf, (m.matrixBuffer('wte.weight') as DeviceView).buf,
+      s, this.logitsBuf, all, m.precision];
+    const run = () => this.run(ids, 1, all, pos0, s, logits, slots);
+    if (!dec.graphsOn() || this.graphsFailed) {
+      this.dropGraph();
+      run();
+      return;
+    }
+    const same = this.graph !== null && key.length === this.graphKey.length && key.every((k, i) => k === this.graphKey[i]);
+    if (same && dec.launch(this.graph!)) return;
+    this.dropGraph();
+    // the first step runs outside a graph: it makes the GEMM plans and scratch that a capture may not allocate
+    if (this.slotSteps++ === 0) {
+      run();
+      return;
+    }
+    dec.begin();
+    let graph: CudaGraph | undefined;
+    try {
+      run();
+    } catch {
+      // a step that cannot be captured (the error names what) runs without graphs from now on; a step that is
+      // wrong fails again below, outside the capture, with its own error
+      dec.end(false);
+      this.graphsFailed = true;
+      run();
+      return;
+    }
+    graph = dec.end(true)!;
+    this.graph = graph;
+    this.graphKey = key;
+    if (!dec.launch(graph)) {
+      this.dropGraph();
+      run();
+    }
+  }
+
+  /** The pass itself: embeddings, the layers, the final LayerNorm and the logits (from slots when given). */
+  private run(ids: Int32Array, Tq: number, all: boolean, pos0: number, s: Scratch, logits: Buf, slots: DecodeSlots | null): void {
+    const m = this.model;
+    const cfg = m.config;
+    const { n_embd: C, vocab_size: V, n_positions: P, n_head: NH } = cfg;
+    const B = this.B;
+    const N = B * Tq;
+    const be = this.be;
+    const dec = be.decode;
     const sub = (a: Buf, k = 1) => be.view(a, 0, N * C * k);
     const x0 = sub(s.x);
     const eps = cfg.layer_norm_epsilon;
     const w = (name: string) => m.buffer(name);
     const mw = (name: string) => m.matrixBuffer(name); // matrix-product operands (the bf16 copy of a bf16 model)
-    be.embeddingForward(x0, ids, w('wte.weight'), w('wpe.weight'), B, Tq, C, V, P, pos0);
+    if (slots) dec!.embed(x0, slots, w('wte.weight'), w('wpe.weight'), B, C, V, P);
+    else be.embeddingForward(x0, ids, w('wte.weight'), w('wpe.weight'), B, Tq, C, V, P, pos0);
     let x = x0;
     // a residual add (sum x) that the next LayerNorm writes and normalises in the same pass (layernormForward's
     // addA, addB), as in GPT.forward: fewer launches a token
@@ -110,12 +205,17 @@ export class KVDecoder {
         be.linearForward(qkv, inp, mw(h + 'attn.c_attn.weight'), w(h + 'attn.c_attn.bias'), N, C, 3 * C);
         // append this step's keys and values to the cache: a qkv row's last 2C entries are a cache row
         const kv = this.kv[l];
-        for (let b = 0; b < B; b++)
-          be.copyRows(be.view(kv, (b * this.Tmax + pos0) * 2 * C), 2 * C, be.view(qkv, b * Tq * 3 * C + C), 3 * C, Tq, 2 * C);
+        if (slots) dec!.append(kv, this.Tmax * 2 * C, 2 * C, be.view(qkv, C), 3 * C, slots, B, 2 * C);
+        else
+          for (let b = 0; b < B; b++)
+            be.copyRows(be.view(kv, (b * this.Tmax + pos0) * 2 * C), 2 * C, be.view(qkv, b * Tq * 3 * C + C), 3 * C, Tq, 2 * C);
+        // with slots: the query's position is on the device, and the keys are the cache's Tmax rows at most
         const shape: AttentionShape = {
-          B, Tq, Tk: pos0 + Tq, NH, HS: C / NH, qPos0: pos0, window: cfg.attention_layers[l] === 'local' ? cfg.window_size : 0,
+          B, Tq, Tk: slots ? this.Tmax : pos0 + Tq, NH, HS: C / NH, qPos0: slots ? 0 : pos0,
+          window: cfg.attention_layers[l] === 'local' ? cfg.window_size : 0,
           dropout: 0, seed: 0, q: [Tq * 3 * C, 3 * C], k: [this.Tmax * 2 * C, 2 * C], v: [this.Tmax * 2 * C, 2 * C], o: [Tq * C, C],
         };
+        if (slots) shape.slots = slots;
         be.attentionForward(att, null, qkv, kv, be.view(kv, C), shape);
         be.linearForward(proj, att, mw(h + 'attn.c_proj.weight'), w(h + 'attn.c_proj.bias'), N, C, C);
       };
@@ -143,20 +243,8 @@ export class KVDecoder {
       hf = sub(s.ln);
       lnOf(hf, x, 'ln_f.weight', 'ln_f.bias');
     }
-    const rows = all ? N : B;
-    if (!this.logitsBuf || be.length(this.logitsBuf) < rows * V) {
-      if (this.logitsBuf) be.free(this.logitsBuf);
-      this.logitsBuf = be.alloc(rows * V); // fp32 even for a bf16 model (the products accumulate in fp32)
-    }
-    const logits = be.view(this.logitsBuf, 0, rows * V);
-    if (all) be.gemm(false, true, N, V, C, 1, hf, C, mw('wte.weight'), C, logits, V, false, null);
     // the last position of each row: rows (Tq-1), (2Tq-1), … of hf, i.e. stride Tq·C
+    if (all) be.gemm(false, true, N, V, C, 1, hf, C, mw('wte.weight'), C, logits, V, false, null);
     else be.gemm(false, true, B, V, C, 1, be.view(hf, (Tq - 1) * C), Tq * C, mw('wte.weight'), C, logits, V, false, null);
-    this.length = pos0 + Tq;
-    if (be.device === 'cpu') return logits as Float32Array;
-    if (this.logitsHost.length < rows * V) this.logitsHost = new Float32Array(rows * V);
-    const host = this.logitsHost.subarray(0, rows * V);
-    be.readInto(logits, host);
-    return host;
   }
 }

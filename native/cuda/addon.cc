@@ -24,6 +24,10 @@ constexpr size_t kBlasWorkspace = size_t(32) << 20;
 void* Scratch::get(const Stream& st, size_t need) {
   if (need == 0) need = 1;
   if (bytes < need) {
+    GN_CHECK(!st.capturing, "gpt-native: device scratch of ", need, " bytes is needed while a CUDA graph is being "
+             "captured (only ", bytes, " are allocated); run the step once without a graph first, or set "
+             "GPT_NATIVE_CUDA_GRAPHS=0");
+    if (st.reallocs) ++*st.reallocs;
     const size_t old = bytes;
     if (p) {
       GN_CUDA(cudaStreamSynchronize(st.s));
@@ -67,13 +71,20 @@ CudaAddon& ready(const Napi::CallbackInfo& info, const char* op) {
   return a;
 }
 
+void no_capture(const CudaAddon& a, const char* what) {
+  GN_CHECK(!a.stream.capturing, "gpt-native: ", what, " is not allowed while a CUDA graph is being captured (it "
+           "waits for the device); only kernels and device-to-device work may be captured");
+}
+
 void to_device(CudaAddon& a, void* dst, const void* src, size_t bytes) {
+  no_capture(a, "a copy from host memory");
   if (bytes == 0) return;
   GN_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, a.stream.s));
   GN_CUDA(cudaStreamSynchronize(a.stream.s));
 }
 
 void to_host(CudaAddon& a, void* dst, const void* src, size_t bytes) {
+  no_capture(a, "a copy to host memory");
   if (bytes == 0) return;
   GN_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, a.stream.s));
   GN_CUDA(cudaStreamSynchronize(a.stream.s));
@@ -305,6 +316,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   }
   a.device = fresh.device;
   a.stream = fresh.stream;
+  a.stream.reallocs = &a.scratch_reallocs;
   a.blas = fresh.blas;
   a.handle = fresh.handle;
   a.blas_workspace = fresh.blas_workspace;
@@ -474,6 +486,7 @@ Napi::Value MemoryInfo(const Napi::CallbackInfo& info) {
 
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   CudaAddon& a = ready(info, "synchronize");
+  no_capture(a, "synchronize()");
   GN_CUDA(cudaStreamSynchronize(a.stream.s));
   return info.Env().Undefined();
 }
@@ -484,6 +497,7 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
   const char* op = "alloc";
   CudaAddon& a = ready(info, op);
+  no_capture(a, "alloc()");
   int64_t n = dim(info, 0, op, "n");
   DType dt = kF32;
   if (info.Length() > 1 && !info[1].IsUndefined()) {
@@ -528,6 +542,7 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
 
 Napi::Value Free(const Napi::CallbackInfo& info) {
   CudaAddon& a = ready(info, "free");
+  no_capture(a, "free()");
   DevBuf* b = buffer_arg(info, 0, "free", "buf");
   if (b->p) {
     GN_CUDA(cudaStreamSynchronize(a.stream.s));  // queued work may still use it
@@ -688,6 +703,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   on_off("GPT_NATIVE_CUDA_LT", &a->lt_bias);
   on_off("GPT_NATIVE_CUDA_LT_GELU", &a->lt_gelu);
   on_off("GPT_NATIVE_CUDA_LN_FUSED", &a->ln_fused);
+  on_off("GPT_NATIVE_CUDA_GRAPHS", &a->graphs);
   const char* fb = std::getenv("GPT_NATIVE_CUDA_FLASH_BWD");
   if (fb && std::string(fb) == "atomic") a->flash_atomic_dq = true;
   else if (fb && std::string(fb) != "split")
@@ -705,6 +721,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(a);
   gn::cuda::register_memory(env, exports);
   gn::cuda::register_ops(env, exports);
+  gn::cuda::register_graphs(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

@@ -21,6 +21,9 @@ namespace cuda {
 struct Stream {
   cudaStream_t s = nullptr;
   bool sync_each = false;
+  // a CUDA graph is being captured on s (graph.cc): nothing may synchronise, allocate or free until it ends
+  bool capturing = false;
+  uint64_t* reallocs = nullptr;  // counts the scratch reallocations (a captured graph holds the old pointers)
 };
 
 [[noreturn]] inline void throw_cuda(cudaError_t e, const char* what, const char* file, int line) {
@@ -37,7 +40,7 @@ struct Stream {
 inline void check_launch(const Stream& st, const char* kernel, const char* file, int line) {
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) throw_cuda(e, kernel, file, line);
-  if (st.sync_each) {
+  if (st.sync_each && !st.capturing) {
     e = cudaStreamSynchronize(st.s);
     if (e != cudaSuccess) throw_cuda(e, kernel, file, line);
   }

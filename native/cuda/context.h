@@ -63,8 +63,29 @@ struct CudaAddon {
   // ($GPT_NATIVE_CUDA_LN_FUSED: 1, the default, or 0; bench kernels times both)
   bool ln_fused = true;
   Scratch ints, floats, doubles, attn;
+  // scratch reallocations so far (stream.reallocs points here): a graph captured before one is stale (graph.cc)
+  uint64_t scratch_reallocs = 0;
+  int64_t graphs_captured = 0, graphs_launched = 0, graphs_stale = 0;  // graphStats()
+  // CUDA graphs for the KV decoder's steady state ($GPT_NATIVE_CUDA_GRAPHS=0 or setGraphs(false): every step runs
+  // its kernels one launch at a time, as the graphs' comparison in bench generate does)
+  bool graphs = true;
   ~CudaAddon();
 };
+
+// The KV decoder's decode slots (decode.cu): device int32 [pos, id_0, …, id_{rows-1}]; pos < positions (checked
+// when written by setDecodeSlots)
+constexpr uint64_t kSlotsMagic = 0x676e2d736c6f7421ULL;  // "gn-slot!"
+struct DecodeSlots {
+  uint64_t magic = kSlotsMagic;
+  int32_t* d = nullptr;
+  int64_t rows = 0, positions = 0;
+  bool freed = false;
+};
+// the slots argument i (an External from decodeSlots); throws naming op otherwise
+DecodeSlots* slots_arg(const Napi::CallbackInfo& info, size_t i, const char* op);
+DecodeSlots* slots_of(Napi::Value v, const char* op, const char* name);
+// throws when a graph is being captured: what (a host copy, a synchronisation, an allocation) would wait for the device
+void no_capture(const CudaAddon& a, const char* what);
 
 CudaAddon& addon(const Napi::CallbackInfo& info);
 // the addon after init(); throws an Error naming op otherwise
@@ -152,6 +173,7 @@ bool gemm_plain_lt(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, in
 void lt_release(CudaAddon& a);
 
 void register_memory(Napi::Env env, Napi::Object exports);
+void register_graphs(Napi::Env env, Napi::Object exports);
 void register_ops(Napi::Env env, Napi::Object exports);
 
 }  // namespace cuda

@@ -115,6 +115,7 @@ LtState* state(CudaAddon& a) {
       return nullptr;
     }
   }
+  if (!s->workspace && a.stream.capturing) return nullptr;  // no allocation during a graph capture: cublasGemmEx
   if (!s->workspace && cudaMalloc(&s->workspace, kWorkspace) != cudaSuccess) {
     (void)cudaGetLastError();  // out of memory now: the bias pass this time, another try next time
     s->workspace = nullptr;
@@ -263,7 +264,8 @@ bool lt_gemm(CudaAddon& a, const char* op, bool ta, bool tb, int64_t M, int64_t 
   }
   if (st == CUBLAS_STATUS_SUCCESS && has_aux(epi))
     st = a.blas.lt_desc_set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux);
-  if (st == CUBLAS_STATUS_SUCCESS && !p.untimed.empty()) {
+  // (not while a graph is being captured: timing synchronises; a later call outside one times the plan)
+  if (st == CUBLAS_STATUS_SUCCESS && !p.untimed.empty() && !a.stream.capturing) {
     if (beta == 0.0f) time_algos(a, s, p, alpha, A, B, C);
     p.untimed.clear();
   }

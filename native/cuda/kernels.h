@@ -106,6 +106,17 @@ struct AttnDims {
   int64_t q[2], k[2], v[2], o[2];  // [batch stride, time stride] of q, k, v and out (dq/dk/dv/dout share them)
 };
 constexpr int64_t kMaxHeadSize = 256;
+// decode.cu: the KV decoder's steady-state kernels, the position and token ids read from the decode slots (device
+// int32 [pos, id_0, …, id_{B-1}]; checked on the host when written), so that a step's launches can be captured once
+// as a CUDA graph. decode_embed: out (B, C) = wte[id_b] + wpe[pos]. decode_append: dst[b·dsb + pos·dsr + c] =
+// src[b·ssb + c] for c < width. attention_decode: attention_forward without dropout or lse for d.Tq new queries
+// per row at positions pos + i (pos = slots[0], or d.q_pos0 when slots is null); keys up to each query's position.
+void decode_embed(const Stream& st, DType dt, void* out, const int32_t* slots, const float* wte, const float* wpe,
+                  int64_t B, int64_t C);
+void decode_append(const Stream& st, DType dt, void* dst, int64_t dsb, int64_t dsr, const void* src, int64_t ssb,
+                   const int32_t* slots, int64_t B, int64_t width);
+void attention_decode(const Stream& st, DType dt, void* out, const void* q, const void* k, const void* v,
+                      const AttnDims& d, const int32_t* slots);
 void attention_forward(const Stream& st, DType dt, void* out, float* lse, const void* q, const void* k,
                        const void* v, const AttnDims& d);
 // Dscratch: B·NH·Tq floats of device scratch (D_i = dout_i·out_i)

@@ -543,6 +543,17 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   auto k = view(info, 3, op, "k");
   auto v = view(info, 4, op, "v");
   AttnDims s = attn_args(info, 5, op);
+  // shape.slots (decode slots, graph.cc): one new query per row at the position the slots hold on the device, over
+  // a cache of the slots' positions (Tk must be that many; qPos0 is not used)
+  Napi::Value sv = info[5].As<Napi::Object>().Get("slots");
+  DecodeSlots* slots = sv.IsUndefined() || sv.IsNull() ? nullptr : slots_of(sv, op, "shape.slots");
+  if (slots) {
+    GN_CHECK_RANGE(s.Tq == 1 && s.Tk == slots->positions && s.B <= slots->rows, op,
+                   ": with shape.slots, Tq must be 1, Tk the slots' positions (", slots->positions,
+                   ") and B at most their rows (", slots->rows, "); got Tq=", s.Tq, " Tk=", s.Tk, " B=", s.B);
+    GN_CHECK_RANGE(!lse.present && s.dropout == 0.0f, op, ": with shape.slots (decoding) there is no lse and no dropout");
+    s.q_pos0 = s.Tk - 1;  // for the checks below: the last position the slots allow
+  }
   int64_t W = s.NH * s.HS;
   need_view(out, s.o, s.B, s.Tq, W, op, "out");
   need_view(q, s.q, s.B, s.Tq, W, op, "q");
@@ -551,6 +562,10 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   need(lse, s.B * s.NH * s.Tq, op, "lse", shp({s.B, s.NH, s.Tq}));
   check_shape(s, op);
   const DType dt = act_dtype(op, {{&out, "out"}, {&q, "q"}, {&k, "k"}, {&v, "v"}});
+  if (slots) {
+    attention_decode(a.stream, dt, out.p, q.p, k.p, v.p, s, slots->d);
+    return info.Env().Undefined();
+  }
   float* lp = f32v(lse, op, "lse");
   switch (attn_path(a, dt, s)) {
     case AttnPath::kFlash:

@@ -22,7 +22,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <vector>
+
+#include "capture_hook.h"
 
 namespace {
 
@@ -40,6 +43,19 @@ struct Handle {
 };
 
 bool valid(void* h) { return h && static_cast<Handle*>(h)->magic == 0x63626c73; }
+
+// Runs a checked call's arithmetic now, or records it when `stream` is being captured (capture_hook.h); the
+// status of a recorded call is that of its checks (a GPU reports a kernel's failure later, too)
+int run_on(void* stream, std::function<int()> op) {
+  auto* head = static_cast<GnEmuStreamHead*>(stream);
+  if (head && head->magic == GnEmuStreamHead::kMagic && head->capture) {
+    auto* rec = new std::function<void()>([op] { (void)op(); });
+    const int c = head->capture(stream, rec);  // takes rec
+    if (c == 1) return kSuccess;
+    if (c == 2) return kNotSupported;
+  }
+  return op();
+}
 
 float bf16_to_f32(uint16_t b) {
   uint32_t u = static_cast<uint32_t>(b) << 16;
@@ -211,8 +227,10 @@ int cublasGemmEx(void* handle, int ta, int tb, int m, int n, int k, const void* 
   if (s != kSuccess) return s;
   if ((s = check_types(at, bt, ct, compute)) != kSuccess) return s;
   if (m == 0 || n == 0) return kSuccess;
-  return gemm_one(ta, tb, m, n, k, *static_cast<const float*>(alpha), A, at, lda, B, bt, ldb,
-                  *static_cast<const float*>(beta), C, ct, ldc, compute);
+  const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);  // host scalars: read now
+  return run_on(static_cast<Handle*>(handle)->stream, [=] {
+    return gemm_one(ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, C, ct, ldc, compute);
+  });
 }
 
 // Aarray, Barray, Carray: arrays of batch pointers in device memory (here: the emulator's device allocations,
@@ -234,12 +252,14 @@ int cublasGemmBatchedEx(void* handle, int ta, int tb, int m, int n, int k, const
     if (reinterpret_cast<uintptr_t>(A[i]) % 16 || reinterpret_cast<uintptr_t>(B[i]) % 16 ||
         reinterpret_cast<uintptr_t>(C[i]) % 16)
       return kMisaligned;
-  for (int i = 0; i < batch; ++i) {
-    s = gemm_one(ta, tb, m, n, k, *static_cast<const float*>(alpha), A[i], at, lda, B[i], bt, ldb,
-                 *static_cast<const float*>(beta), C[i], ct, ldc, compute);
-    if (s != kSuccess) return s;
-  }
-  return kSuccess;
+  const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+  return run_on(static_cast<Handle*>(handle)->stream, [=] {
+    for (int i = 0; i < batch; ++i) {  // the pointer arrays are device memory: read when the call runs
+      const int r = gemm_one(ta, tb, m, n, k, al, A[i], at, lda, B[i], bt, ldb, be, C[i], ct, ldc, compute);
+      if (r != kSuccess) return r;
+    }
+    return kSuccess;
+  });
 }
 
 // ---- cuBLASLt -----------------------------------------------------------------------------------
@@ -456,7 +476,6 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
                    void* workspace, size_t ws_size, void* stream) {
   (void)workspace;
   (void)ws_size;
-  (void)stream;
   if (!valid(handle)) return kNotInitialized;
   if (!lt_desc(desc) || !lt_layout(adesc) || !lt_layout(bdesc) || !lt_layout(cdesc) || !lt_layout(ddesc) || !alpha ||
       !beta || !algo)
@@ -486,10 +505,15 @@ int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A, v
   e.dgelu = dsc->epilogue == 192;
   e.aux = dsc->aux;
   e.ldaux = dsc->aux_ld;
-  // C is only read when beta != 0; D = C in place is allowed (same layout)
-  return gemm_one(dsc->ta, dsc->tb, m, n, k, *static_cast<const float*>(alpha), A, la->type, static_cast<int>(la->ld),
-                  B, lb->type, static_cast<int>(lb->ld), *static_cast<const float*>(beta), const_cast<void*>(C),
-                  lc->type, static_cast<int>(lc->ld), dsc->compute, e, D, static_cast<int>(ld->ld));
+  // C is only read when beta != 0; D = C in place is allowed (same layout). The descriptors' contents are taken
+  // now (a captured call keeps them, as cuBLASLt's graph nodes do)
+  const float alf = *static_cast<const float*>(alpha), bet = *static_cast<const float*>(beta);
+  const int ta = dsc->ta, tb = dsc->tb, at = la->type, bt = lb->type, ct = lc->type, compute = dsc->compute;
+  const int lda = static_cast<int>(la->ld), ldb = static_cast<int>(lb->ld), ldc = static_cast<int>(lc->ld),
+            ldd = static_cast<int>(ld->ld);
+  return run_on(stream, [=] {
+    return gemm_one(ta, tb, m, n, k, alf, A, at, lda, B, bt, ldb, bet, const_cast<void*>(C), ct, ldc, compute, e, D, ldd);
+  });
 }
 
 }  // extern "C"

@@ -30,13 +30,19 @@
 //     PROT_NONE page, so reading or writing past the end of a buffer crashes the test instead of passing silently; fresh allocations are
 //     filled with 0xFF bytes (NaN as floats), so reading memory nobody wrote shows up as NaN; freed memory is
 //     unmapped;
-//   - streams are synchronous: every call completes before it returns;
+//   - streams are synchronous: every call completes before it returns, except while a stream is being captured
+//     (cudaStreamBeginCapture): then its launches, async copies and sets, event records and the cuBLAS calls made
+//     on it are recorded, not run, and cudaGraphLaunch runs the recording in order; a call that a capture forbids
+//     (cudaMalloc, cudaFree, a synchronous copy or set, a synchronize, work on the legacy stream) fails with
+//     cudaErrorStreamCaptureUnsupported and invalidates the capture, as on a GPU;
 //   - each OS thread (Node worker) runs its own kernels; the device-memory table is shared behind a mutex.
 #pragma once
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <tuple>
 #include <utility>
 
@@ -74,6 +80,10 @@ enum cudaError_t {
   cudaErrorIllegalInstruction = 715,
   cudaErrorMisalignedAddress = 716,
   cudaErrorLaunchFailure = 719,
+  cudaErrorIllegalState = 401,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureImplicit = 906,
 };
 using cudaError = cudaError_t;
 
@@ -134,6 +144,28 @@ cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
+// stream capture and graphs (what they record and forbid: the notes at the top)
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
+struct CUgraph_st;
+using cudaGraph_t = CUgraph_st*;
+struct CUgraphExec_st;
+using cudaGraphExec_t = CUgraphExec_st*;
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 cudaError_t cudaGetLastError();
 cudaError_t cudaPeekAtLastError();
 const char* cudaGetErrorName(cudaError_t e);
@@ -190,6 +222,10 @@ void gather(unsigned mask, uint64_t bits, uint64_t (&all)[32]);
 void mma_bf16_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 void ldmatrix_x4(uint32_t (&r)[4], const void* row, bool trans);
 
+// Work issued on stream s: 0 when it is to run now, 1 when s is being captured and `op` was recorded instead, 2 when
+// the call is not allowed during this thread's capture (the error is recorded and the capture invalidated)
+int capture(cudaStream_t s, std::function<void()>& op);
+
 using Thunk = void (*)(void*);
 // Runs a whole grid: thunk(closure) once per CUDA thread. Records a launch error for cudaGetLastError.
 void run_grid(const void* fn, const char* name, dim3 grid, dim3 block, size_t smem, cudaStream_t s, Thunk thunk,
@@ -209,11 +245,20 @@ struct Launch {
     struct Closure {
       void (*fn)(P...);
       std::tuple<std::decay_t<P>...> args;
-    } c{fn, std::tuple<std::decay_t<P>...>(static_cast<P>(std::forward<A>(a))...)};
-    run_grid(reinterpret_cast<const void*>(fn), name, grid, block, smem, stream, [](void* p) {
+    };
+    auto c = std::make_shared<Closure>(Closure{fn, std::tuple<std::decay_t<P>...>(static_cast<P>(std::forward<A>(a))...)});
+    const Thunk thunk = [](void* p) {
       auto* cl = static_cast<Closure*>(p);
       std::apply(cl->fn, cl->args);  // each thread gets its own copies of the parameters
-    }, &c);
+    };
+    const void* f = reinterpret_cast<const void*>(fn);
+    const char* n = name;
+    const dim3 g = grid, b = block;
+    const size_t sm = smem;
+    const cudaStream_t st = stream;
+    // while st is captured, the launch (its arguments as given now) is recorded for cudaGraphLaunch
+    std::function<void()> op = [=] { run_grid(f, n, g, b, sm, st, thunk, c.get()); };
+    if (capture(st, op) == 0) op();
   }
 };
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "capture_hook.h"
 #include "cuda_runtime_api.h"
 
 #if !defined(__x86_64__)
@@ -588,8 +589,61 @@ cudaError_t check_copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
 using namespace gn_emu;
 
 struct CUstream_st {
-  unsigned flags;
+  GnEmuStreamHead head;  // first: the emulated cuBLAS reads it
+  unsigned flags = 0;
+  bool capturing = false, invalidated = false;
+  std::string why;  // what invalidated the capture
+  std::vector<std::function<void()>> recorded;
 };
+struct CUgraph_st {
+  std::vector<std::function<void()>> ops;
+};
+struct CUgraphExec_st {
+  std::vector<std::function<void()>> ops;
+};
+
+namespace gn_emu {
+namespace {
+thread_local CUstream_st* g_capture = nullptr;  // the stream this thread is capturing
+
+// A call that a capture forbids (ThreadLocal and Global modes): an error, and the capture is invalidated
+cudaError_t forbidden(const char* call) {
+  CUstream_st* s = g_capture;
+  std::string why = std::string(call) + " during stream capture";
+  if (!s->invalidated) {
+    s->invalidated = true;
+    s->why = why;
+  }
+  return fail(cudaErrorStreamCaptureUnsupported, why);
+}
+#define GN_EMU_NO_CAPTURE(call) \
+  do {                          \
+    if (g_capture) return forbidden(call); \
+  } while (0)
+
+int capture_hook(void* stream, std::function<void()>* op) {
+  int r = capture(static_cast<cudaStream_t>(stream), *op);
+  delete op;
+  return r;
+}
+}  // namespace
+
+int capture(cudaStream_t s, std::function<void()>& op) {
+  if (s && s->capturing) {
+    if (!s->invalidated) s->recorded.push_back(std::move(op));
+    return 1;
+  }
+  if (g_capture && !s) {  // the legacy stream would synchronise with the captured one
+    if (!g_capture->invalidated) {
+      g_capture->invalidated = true;
+      g_capture->why = "work on the legacy stream during stream capture";
+    }
+    fail(cudaErrorStreamCaptureImplicit, "work on the legacy stream during stream capture");
+    return 2;
+  }
+  return 0;
+}
+}  // namespace gn_emu
 
 cudaError_t cudaGetDeviceCount(int* count) {
   *count = 1;
@@ -618,6 +672,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
   *p = nullptr;
+  GN_EMU_NO_CAPTURE("cudaMalloc");
   std::lock_guard<std::mutex> lock(g_alloc_mu);
   if (bytes > kTotal - g_in_use) return fail(cudaErrorMemoryAllocation, "out of emulated device memory");
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
@@ -637,6 +692,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
 }
 
 cudaError_t cudaFree(void* p) {
+  GN_EMU_NO_CAPTURE("cudaFree");
   if (!p) return cudaSuccess;
   std::lock_guard<std::mutex> lock(g_alloc_mu);
   auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
@@ -655,19 +711,25 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  GN_EMU_NO_CAPTURE("cudaMemcpy");
   cudaError_t e = check_copy(dst, src, bytes, kind, "cudaMemcpy");
   if (e != cudaSuccess) return e;
   if (bytes) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
   cudaError_t e = check_copy(dst, src, bytes, kind, "cudaMemcpyAsync");
   if (e != cudaSuccess) return e;
-  if (bytes) std::memmove(dst, src, bytes);
+  std::function<void()> op = [=] {
+    if (bytes) std::memmove(dst, src, bytes);
+  };
+  const int c = capture(s, op);
+  if (c == 2) return g_last;
+  if (c == 0) op();
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
-                              cudaMemcpyKind kind, cudaStream_t) {
+                              cudaMemcpyKind kind, cudaStream_t s) {
   if (width > dpitch || width > spitch)
     return fail(cudaErrorInvalidValue, "cudaMemcpy2DAsync: width is larger than a pitch");
   if (height == 0 || width == 0) return cudaSuccess;
@@ -678,28 +740,110 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
     return fail(cudaErrorInvalidValue, "cudaMemcpy2DAsync: the destination rows are not inside one device allocation");
   if (src_dev && !on_device(src, sspan))
     return fail(cudaErrorInvalidValue, "cudaMemcpy2DAsync: the source rows are not inside one device allocation");
-  for (size_t r = 0; r < height; ++r)
-    std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
+  std::function<void()> op = [=] {
+    for (size_t r = 0; r < height; ++r)
+      std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
+  };
+  const int c = capture(s, op);
+  if (c == 2) return g_last;
+  if (c == 0) op();
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* p, int value, size_t bytes) {
+  GN_EMU_NO_CAPTURE("cudaMemset");
   if (bytes && !on_device(p, bytes)) return fail(cudaErrorInvalidValue, "cudaMemset: the range is not device memory");
   if (bytes) std::memset(p, value, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) { return cudaMemset(p, value, bytes); }
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
+  if (bytes && !on_device(p, bytes)) return fail(cudaErrorInvalidValue, "cudaMemsetAsync: the range is not device memory");
+  std::function<void()> op = [=] {
+    if (bytes) std::memset(p, value, bytes);
+  };
+  const int c = capture(s, op);
+  if (c == 2) return g_last;
+  if (c == 0) op();
+  return cudaSuccess;
+}
 
 cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, cudaStreamDefault); }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
-  *s = new CUstream_st{flags};
+  *s = new CUstream_st();
+  (*s)->head.capture = capture_hook;
+  (*s)->flags = flags;
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  if (s && s->capturing) return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamDestroy of a stream being captured");
   delete s;
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  GN_EMU_NO_CAPTURE("cudaStreamSynchronize");
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() {
+  GN_EMU_NO_CAPTURE("cudaDeviceSynchronize");
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
+  if (!s) return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture on the legacy stream");
+  if (mode == cudaStreamCaptureModeRelaxed)
+    return fail(cudaErrorInvalidValue, "the emulator captures in the Global and ThreadLocal modes only");
+  if (s->capturing || g_capture)
+    return fail(cudaErrorIllegalState, "cudaStreamBeginCapture while a capture is under way on this thread");
+  s->capturing = true;
+  s->invalidated = false;
+  s->why.clear();
+  s->recorded.clear();
+  g_capture = s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* graph) {
+  if (!graph) return fail(cudaErrorInvalidValue, "cudaStreamEndCapture: null graph pointer");
+  *graph = nullptr;
+  if (!s || !s->capturing) return fail(cudaErrorIllegalState, "cudaStreamEndCapture on a stream that is not capturing");
+  s->capturing = false;
+  g_capture = nullptr;
+  std::vector<std::function<void()>> ops;
+  ops.swap(s->recorded);
+  if (s->invalidated) return fail(cudaErrorStreamCaptureInvalidated, "the capture was invalidated: " + s->why);
+  *graph = new CUgraph_st{std::move(ops)};
+  return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* status) {
+  if (!status) return fail(cudaErrorInvalidValue, "cudaStreamIsCapturing: null status pointer");
+  *status = !s || !s->capturing ? cudaStreamCaptureStatusNone
+            : s->invalidated    ? cudaStreamCaptureStatusInvalidated
+                                : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  if (!exec || !graph) return fail(cudaErrorInvalidValue, "cudaGraphInstantiate: null argument");
+  GN_EMU_NO_CAPTURE("cudaGraphInstantiate");
+  *exec = new CUgraphExec_st{graph->ops};
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
+  if (!exec) return fail(cudaErrorInvalidValue, "cudaGraphLaunch: null graph");
+  std::function<void()> op = [exec] {
+    for (auto& o : exec->ops) o();
+  };
+  const int c = capture(s, op);
+  if (c == 2) return g_last;
+  if (c == 1) return fail(cudaErrorStreamCaptureUnsupported, "cudaGraphLaunch into a captured stream (not emulated)");
+  op();
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return cudaSuccess;
+}
 
 struct CUevent_st {
   std::chrono::steady_clock::time_point at;
@@ -714,13 +858,19 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
   delete e;
   return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   if (!e) return fail(cudaErrorInvalidValue, "cudaEventRecord: null event");
-  e->at = std::chrono::steady_clock::now();
-  e->recorded = true;
+  std::function<void()> op = [e] {
+    e->at = std::chrono::steady_clock::now();
+    e->recorded = true;
+  };
+  const int c = capture(s, op);
+  if (c == 2) return g_last;
+  if (c == 0) op();
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  GN_EMU_NO_CAPTURE("cudaEventSynchronize");
   return e ? cudaSuccess : fail(cudaErrorInvalidValue, "cudaEventSynchronize: null event");
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
@@ -752,6 +902,10 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorIllegalInstruction: return "cudaErrorIllegalInstruction";
     case cudaErrorMisalignedAddress: return "cudaErrorMisalignedAddress";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
   }
   return "cudaErrorUnknown";
 }
