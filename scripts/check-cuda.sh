@@ -125,7 +125,9 @@ node -e "
   const ops = ['deviceCount','init','alloc','free','bufferLength','upload','download','copy','copyRows','fill','synchronize',
     'setMathMode','setAttention','setAttentionTuning','setBiasEpilogue','setGeluEpilogue','setGemm','setGemmAlgo','setFlashBackward','biasEpilogueStats','memoryInfo','gemm','linearForward','linearBackward','layernormForward','layernormBackward',
     'geluForward','geluBackward','add','scale','dropout','sumsq','embeddingForward','embeddingBackward',
-    'softmaxXentForward','softmaxXentBackward','attentionForward','attentionBackward','adamwStep','flashProbe'];
+    'softmaxXentForward','softmaxXentBackward','attentionForward','attentionBackward','adamwStep','flashProbe',
+    'decodeSlots','freeDecodeSlots','setDecodeSlots','decodeEmbed','decodeAppend','graphBegin','graphEnd','graphLaunch','graphFree',
+    'setGraphs','graphStats'];
   for (const f of ops) assert.strictEqual(typeof cuda[f], 'function', 'missing export ' + f);
   assert.strictEqual(typeof cuda.abiVersion, 'number');
   const n = cuda.deviceCount();
@@ -148,6 +150,10 @@ node -e "
   assert.strictEqual(cuda.setFlashBackward('atomic'), 'split'); assert.strictEqual(cuda.setFlashBackward('split'), 'atomic');
   assert.strictEqual(cuda.setGemmAlgo('timed'), 'heuristic'); assert.strictEqual(cuda.setGemmAlgo('heuristic'), 'timed');
   assert.deepStrictEqual(cuda.attentionStats(), { flash: 0, fallbacks: 0 });
+  // the KV decoder's CUDA graphs are on by default
+  assert.strictEqual(cuda.setGraphs(false), true); assert.strictEqual(cuda.setGraphs(true), false);
+  assert.deepStrictEqual(cuda.graphStats(), { enabled: true, captured: 0, launched: 0, stale: 0, scratchReallocs: 0 });
+  assert.throws(() => cuda.graphBegin(), (e) => e instanceof Error && /init\(\) first/.test(e.message));
   const t0 = cuda.setAttentionTuning({ queryChunk: 64 });
   assert.deepStrictEqual(cuda.setAttentionTuning(t0), { queryChunk: 64, scratchBytes: t0.scratchBytes });
   assert.throws(() => cuda.setAttentionTuning({ scratchBytes: 0 }), TypeError);

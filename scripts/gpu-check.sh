@@ -152,7 +152,9 @@ bench() { # name, command…
       ((s.attention === "flash" || s.attention === "flash2") && s.flashCalls > 0 ? `, ${s.flashCalls} ${s.attention} / ${s.attentionFallbacks} other attention calls` : "") +
       (s.ltCalls !== undefined ? `, ${s.ltCalls} cuBLASLt / ${s.gemmExCalls} fallback GEMMs` : "");
     const extra = r.msPerStep !== undefined ? `${r.msPerStep.toFixed(1)} ms/step` : `${r.msPerToken.toFixed(2)} ms/token`;
-    console.log(`${Math.round(r.tokensPerSec).toLocaleString("en-US")} tokens/s (${extra}${mfu})`);' "$line" 2>/dev/null || echo FAILED)"
+    const g = r.graphs ? `; CUDA graphs ${r.graphs.enabled ? `on (${r.graphs.launched} launches)` : "off"}` +
+      (r.noGraphs ? `; without: ${Math.round(r.noGraphs.tokensPerSec).toLocaleString("en-US")} tokens/s (${r.noGraphs.msPerToken.toFixed(2)} ms/token)` : "") : "";
+    console.log(`${Math.round(r.tokensPerSec).toLocaleString("en-US")} tokens/s (${extra}${mfu}${g})`);' "$line" 2>/dev/null || echo FAILED)"
 }
 TRAIN=(node dist/cli.js bench train --device cuda "${MODEL[@]}")
 # the acceptance figures first (GPT-2 124M training with the defaults: flash attention, every GEMM in cuBLASLt,
@@ -160,8 +162,9 @@ TRAIN=(node dist/cli.js bench train --device cuda "${MODEL[@]}")
 # step's time goes, then each default against what it replaced, so a run cut short by the deadline still has the
 # figures that decide something
 bench "train gpt2-small B16 T1024 bf16" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
-bench "decode gpt2-small batch 1" node dist/cli.js bench generate --device cuda "${DECODE[@]}" --bandwidth-gbps 4800
-bench "decode gpt2-small batch 1, bf16" node dist/cli.js bench generate --device cuda --precision bf16 "${DECODE[@]}" --bandwidth-gbps 4800
+# (decoding with its one-token steps as CUDA graphs, the default, alternating with every kernel launched from JS)
+bench "decode gpt2-small batch 1" node dist/cli.js bench generate --device cuda "${DECODE[@]}" --bandwidth-gbps 4800 --compare-graphs
+bench "decode gpt2-small batch 1, bf16" node dist/cli.js bench generate --device cuda --precision bf16 "${DECODE[@]}" --bandwidth-gbps 4800 --compare-graphs
 (( FLASH2_OK )) && GPT_NATIVE_CUDA_ATTENTION=flash2 bench "train bf16, flash2 attention" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 (( ATOMIC_OK )) && GPT_NATIVE_CUDA_FLASH_BWD=atomic bench "train bf16, flash + atomic dQ" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
 (( ATOMIC_OK )) && GPT_NATIVE_CUDA_ATTENTION=flash2 GPT_NATIVE_CUDA_FLASH_BWD=atomic bench "train bf16, flash2 + atomic dQ" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2

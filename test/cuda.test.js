@@ -386,17 +386,29 @@ test('bench train --profile-host on cuda: host time by call family, calls a step
 
 // `bench generate --profile-host` on cuda: one more plain run with every addon call timed on the host: the calls a
 // token makes and where the host's time a token goes
-test('bench generate --profile-host on cuda: addon calls and host time a generated token', async (t) => {
+// serial: the graph counts are the process's, and other tests decode concurrently
+test.serial('bench generate --profile-host on cuda: addon calls and host time a generated token', async (t) => {
   const { benchGenerate } = require('../dist/bench/generate');
   const lines = [];
   const log = console.log;
   console.log = (s) => lines.push(String(s));
   try {
-    await benchGenerate(['--device', 'cuda', '--preset', 'tiny', '--prompt-tokens', '3', '--new-tokens', '6', '--runs', '1', '--profile-host', '--json']);
+    await benchGenerate(['--device', 'cuda', '--preset', 'tiny', '--prompt-tokens', '3', '--new-tokens', '6', '--runs', '1', '--profile-host',
+      '--compare-graphs', '--json']);
   } finally {
     console.log = log;
   }
-  const h = JSON.parse(lines[lines.length - 1]).hostProfile;
+  const out = JSON.parse(lines[lines.length - 1]);
+  if (REAL) {
+    // the timed runs replayed CUDA graphs: a generate call of n new tokens makes n - 1 one-token steps, the first
+    // launched kernel by kernel, the second captured, all but the first run as the graph (the warm-up: 4 tokens, 2
+    // graph launches; the run: 6 tokens, 4), and the runs without graphs were timed beside them
+    t.deepEqual([out.graphs.enabled, out.graphs.captured, out.graphs.launched], [true, 2, 6]);
+    t.true(out.noGraphs.tokensPerSec > 0 && out.noGraphs.graphsSpeedup > 0, JSON.stringify(out.noGraphs));
+  } else {
+    t.is(out.graphs, undefined, 'the stand-in addon has no graphs');
+  }
+  const h = out.hostProfile;
   t.true(h.callsPerToken >= 2 * 5, `calls a token: ${h.callsPerToken}`); // at least a few a layer
   for (const k of ['host:gemm', 'host:attention', 'host:layernorm', 'js (outside addon calls)']) t.true(h.perTokenMs[k] > 0, `${k} in ${Object.keys(h.perTokenMs)}`);
   const parts = Object.values(h.perTokenMs).reduce((x, y) => x + y, 0);

@@ -25,6 +25,7 @@ const specs: OptionSpecs = {
   threads: { kind: 'int', help: 'threads' },
   device: { kind: 'string', default: 'cpu', help: 'cpu | cuda (on cuda give --bandwidth-gbps of the GPU, e.g. 4800 for an H200)' },
   precision: { kind: 'string', default: 'fp32', help: 'fp32 | bf16: the weights the matrix products stream' },
+  'compare-graphs': { kind: 'boolean', default: false, help: 'cuda: also time plain decoding with every kernel launched from JavaScript (no CUDA graphs), alternating with the default' },
   'profile-host': { kind: 'boolean', default: false, help: 'cuda: one more plain run with the host time inside each family of addon calls (no synchronising) and the calls a generated token makes' },
   json: { kind: 'boolean', default: false, help: 'one JSON object as the last line' },
   help: { kind: 'boolean', default: false, help: 'show this help' },
@@ -60,17 +61,32 @@ export async function benchGenerate(argv: string[]): Promise<void> {
   const prompt: string | number[] = a.prompt !== undefined ? (a.prompt as string)
     : Array.from({ length: a['prompt-tokens'] as number }, () => rng.int(model.config.vocab_size));
   const base: GenerateOptions = { model, prompt, maxNewTokens: a['new-tokens'] as number, temperature: 0, stopAtEos: false };
-  const variants: Array<[string, GenerateOptions]> = [['plain', base]];
-  if (draft) variants.push([`speculative k=${a.speculate}`, { ...base, draft, speculate: a.speculate as number }]);
-  for (const [, o] of variants) await generate({ ...o, maxNewTokens: 4 }); // warm-up
+  // [name, options, CUDA graphs for the one-token steps (cuda)]
+  const variants: Array<[string, GenerateOptions, boolean]> = [['plain', base, true]];
+  if (draft) variants.push([`speculative k=${a.speculate}`, { ...base, draft, speculate: a.speculate as number }, true]);
+  // (an addon without graphs: the tests' stand-in)
+  const hasGraphs = device === 'cuda' && typeof cuda().graphStats === 'function';
+  const compareGraphs = hasGraphs && (a['compare-graphs'] as boolean);
+  if (compareGraphs) variants.push(['plain, no graphs', base, false]);
+  const graphsWere = hasGraphs ? cuda().setGraphs(true) : false;
+  const gen = async (v: number, o: GenerateOptions) => {
+    if (hasGraphs) cuda().setGraphs(variants[v][2] && graphsWere);
+    return generate(o);
+  };
   const runs = variants.map(() => [] as Run[]);
   let promptTokens = 0;
-  for (let i = 0; i < (a.runs as number); i++) {
-    for (let v = 0; v < variants.length; v++) { // alternating, so both see the same machine
-      const r = await generate(variants[v][1]);
-      promptTokens = r.promptTokens;
-      runs[v].push({ prefillMs: r.prefillMs, msPerToken: r.msPerToken, tokensPerSec: r.tokensPerSec, acceptanceRate: r.speculative?.acceptanceRate, newTokens: r.tokens.length });
+  const graphs0 = hasGraphs ? cuda().graphStats() : null;
+  try {
+    for (let v = 0; v < variants.length; v++) await gen(v, { ...variants[v][1], maxNewTokens: 4 }); // warm-up
+    for (let i = 0; i < (a.runs as number); i++) {
+      for (let v = 0; v < variants.length; v++) { // alternating, so both see the same machine
+        const r = await gen(v, variants[v][1]);
+        promptTokens = r.promptTokens;
+        runs[v].push({ prefillMs: r.prefillMs, msPerToken: r.msPerToken, tokensPerSec: r.tokensPerSec, acceptanceRate: r.speculative?.acceptanceRate, newTokens: r.tokens.length });
+      }
     }
+  } finally {
+    if (hasGraphs) cuda().setGraphs(graphsWere);
   }
   const med = (v: number): Run => ({ prefillMs: medianOf(runs[v], 'prefillMs'), msPerToken: medianOf(runs[v], 'msPerToken'),
     tokensPerSec: medianOf(runs[v], 'tokensPerSec'), newTokens: medianOf(runs[v], 'newTokens'),
@@ -83,6 +99,15 @@ export async function benchGenerate(argv: string[]): Promise<void> {
   if (draft) {
     const s = med(1);
     out.speculative = { draft: a.draft, k: a.speculate, ...s, speedup: s.tokensPerSec / plain.tokensPerSec };
+  }
+  if (graphs0) {
+    // whether the timed runs replayed graphs (GPT_NATIVE_CUDA_GRAPHS=0 turns them off), and the runs without
+    const g = cuda().graphStats();
+    out.graphs = { enabled: graphsWere, captured: g.captured - graphs0.captured, launched: g.launched - graphs0.launched };
+    if (compareGraphs) {
+      const n = med(variants.length - 1);
+      out.noGraphs = { ...n, graphsSpeedup: plain.tokensPerSec / n.tokensPerSec };
+    }
   }
   // --profile-host (cuda): one more plain run with every addon call timed on the host, not synchronised. Calls and
   // times are a generated token's (the prefill's share included, spread over the new tokens).
@@ -104,6 +129,15 @@ export async function benchGenerate(argv: string[]): Promise<void> {
   console.log(device === 'cuda' ? `# ${cudaInfo().name}` : `# ${machineLine()}, ${out.threads} threads, gemm ${out.isa}`);
   console.log(`generate ${name}: prefill ${promptTokens} tokens ${plain.prefillMs.toFixed(1)} ms; ${plain.msPerToken.toFixed(2)} ms/token, ` +
     `${plain.tokensPerSec.toFixed(1)} tokens/s = ${(100 * plain.tokensPerSec / limit).toFixed(0)}% of the ${limit.toFixed(0)} tokens/s bandwidth limit (${precision} weights, ${a['bandwidth-gbps']} GB/s)`);
+  if (out.graphs) {
+    const g = out.graphs as { enabled: boolean; captured: number; launched: number };
+    console.log(g.enabled ? `CUDA graphs: ${g.captured} captured, ${g.launched} launched (one a token after the first two of a run)`
+      : 'CUDA graphs: off (GPT_NATIVE_CUDA_GRAPHS=0): every kernel launched from JavaScript');
+  }
+  if (out.noGraphs) {
+    const n = out.noGraphs as Run & { graphsSpeedup: number };
+    console.log(`without CUDA graphs: ${n.msPerToken.toFixed(2)} ms/token, ${n.tokensPerSec.toFixed(1)} tokens/s; graphs are ${n.graphsSpeedup.toFixed(2)}× that`);
+  }
   if (host) {
     console.log(`host profile (no synchronising): ${host.callsPerToken.toFixed(1)} addon calls a token, ${host.msPerToken.toFixed(3)} ms a token; per token (ms):`);
     for (const [k, v] of Object.entries(host.perTokenMs)) console.log(`  ${k.padEnd(26)} ${v.toFixed(4).padStart(9)}`);

@@ -62,7 +62,7 @@ Napi::Value DecodeSlotsNew(const Napi::CallbackInfo& info) {
   s->rows = rows;
   s->positions = positions;
   const size_t bytes = static_cast<size_t>(rows + 1) * sizeof(int32_t);
-  cudaError_t e = cudaMalloc(&s->d, bytes);
+  cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&s->d), bytes);
   if (e == cudaSuccess) e = cudaMemsetAsync(s->d, 0, bytes, a.stream.s);
   if (e != cudaSuccess) {
     if (s->d) cudaFree(s->d);
