@@ -275,6 +275,48 @@ int main() {
   cudaMemcpy(b.data(), d_b, n * sizeof(float), cudaMemcpyDeviceToHost);
   check(a == b, "grid-stride copy of 100,003 floats");
 
+  // stream capture: the work is recorded, not run, until the graph is launched; each launch runs it again in order
+  // (a kernel, then a device-to-device copy of its output); a synchronisation during a capture is refused and
+  // invalidates it
+  {
+    cudaStream_t st;
+    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+    const int m = 1000;
+    std::vector<float> x(m), y(m, 0.0f);
+    for (int i = 0; i < m; ++i) x[i] = static_cast<float>(i) + 0.25f;
+    cudaMemcpy(d_a, x.data(), m * sizeof(float), cudaMemcpyHostToDevice);
+    cudaMemset(d_b, 0, m * sizeof(float));
+    cudaMemset(d_f, 0, 64 * sizeof(float));
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    bool ok = cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal) == cudaSuccess;
+    copy_kernel<<<3, 64, 0, st>>>(d_b, d_a, m);
+    ok = ok && cudaMemcpyAsync(d_f, d_b + 100, 64 * sizeof(float), cudaMemcpyDeviceToDevice, st) == cudaSuccess;
+    cudaStreamCaptureStatus status;
+    ok = ok && cudaStreamIsCapturing(st, &status) == cudaSuccess && status == cudaStreamCaptureStatusActive;
+    ok = ok && cudaStreamEndCapture(st, &graph) == cudaSuccess && graph;
+    cudaMemcpy(y.data(), d_b, m * sizeof(float), cudaMemcpyDeviceToHost);
+    check(ok && y[5] == 0.0f, "a captured launch does not run at capture");
+    ok = cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess && cudaGraphLaunch(exec, st) == cudaSuccess;
+    float f[64];
+    cudaMemcpy(y.data(), d_b, m * sizeof(float), cudaMemcpyDeviceToHost);
+    cudaMemcpy(f, d_f, sizeof f, cudaMemcpyDeviceToHost);
+    check(ok && x == y && f[0] == x[100] && f[63] == x[163], "the graph's launch runs the kernel, then the copy");
+    for (int i = 0; i < m; ++i) x[i] = -x[i];
+    cudaMemcpy(d_a, x.data(), m * sizeof(float), cudaMemcpyHostToDevice);
+    ok = cudaGraphLaunch(exec, st) == cudaSuccess;
+    cudaMemcpy(f, d_f, sizeof f, cudaMemcpyDeviceToHost);
+    check(ok && f[0] == x[100], "a second launch reads the inputs as they are then");
+    cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal);
+    check(cudaStreamSynchronize(st) == cudaErrorStreamCaptureUnsupported, "a synchronisation during a capture is refused");
+    cudaGraph_t bad = nullptr;
+    check(cudaStreamEndCapture(st, &bad) == cudaErrorStreamCaptureInvalidated && !bad, "and invalidates the capture");
+    (void)cudaGetLastError();
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaStreamDestroy(st);
+  }
+
   cudaFree(d_shfl);
   cudaFree(d_sum);
   cudaFree(d_nb);
