@@ -832,16 +832,17 @@ function get(v) {
 
 // one query a row at the position the slots hold, over a strided cache (keys then values in one row, as the decoder
 // keeps them), against the CPU's attention at that position: head sizes that take 16-byte loads (64, 96: a second
-// partial pass of 64) and those that do not (12, 25; 64 at an offset of 3 elements), windows, both dtypes
-for (const [HS, off] of [[12, 0], [25, 0], [64, 0], [64, 3], [96, 0]]) for (const dtype of ['fp32', 'bf16']) {
-  withSlots(`attention from decode slots (one query a row) HS=${HS}${off ? ' at an unaligned offset' : ''} ${dtype}, windows 0 and 5`, (t) => {
+// partial pass of 64) and those that do not (12, 25; 64 at an offset of 3 elements), windows, both dtypes; and a
+// cache of 300 positions, whose keys are split between blocks of 128 (positions and windows across the splits)
+for (const [HS, off, Tmax] of [[12, 0, 40], [25, 0, 40], [64, 0, 40], [64, 3, 40], [96, 0, 40], [25, 0, 300], [64, 0, 300]]) for (const dtype of ['fp32', 'bf16']) {
+  withSlots(`attention from decode slots (one query a row) HS=${HS}${off ? ' at an unaligned offset' : ''} ${dtype}, ${Tmax} positions${Tmax > 256 ? ' (keys split between blocks)' : ''}`, (t) => {
     const s = seedOf(t);
-    const B = 2, NH = 3, C = NH * HS, Tmax = 40, bf = dtype === 'bf16';
+    const B = 2, NH = 3, C = NH * HS, bf = dtype === 'bf16';
     const slots = dev.decodeSlots(B, Tmax);
     const r = (a) => (bf ? roundBf16(a) : a);
     const q = r(randF32(B * 3 * C, s)), cache = r(randF32(B * Tmax * 2 * C, s + 1));
     const qD = put(q, dtype, off), cacheD = put(cache, dtype, off);
-    for (const window of [0, 5]) for (const pos of [0, 17, Tmax - 1]) {
+    for (const window of Tmax > 256 ? [0, 5, 150] : [0, 5]) for (const pos of Tmax > 256 ? [0, 17, 130, 200, Tmax - 1] : [0, 17, Tmax - 1]) {
       dev.setDecodeSlots(slots, pos, randInts(B, 50, s + pos), 50);
       const strides = { q: [3 * C, 3 * C], k: [Tmax * 2 * C, 2 * C], v: [Tmax * 2 * C, 2 * C], o: [C, C] };
       const want = new Float32Array(B * C);
@@ -895,7 +896,7 @@ withSlots('decodeEmbed and decodeAppend from decode slots; their argument checks
 
 withSlots('a CUDA graph of a decode step replays at every position as the launches themselves; what a capture forbids', (t) => {
   const s = seedOf(t);
-  const B = 2, NH = 2, HS = 16, C = NH * HS, V = 61, P = 24, Tmax = P;
+  const B = 2, NH = 2, HS = 16, C = NH * HS, V = 61, P = 300, Tmax = P; // (300 positions: attention in 3 splits and a merge)
   const slots = dev.decodeSlots(B, Tmax);
   const wteD = put(randF32(V * C, s)), wpeD = put(randF32(P * C, s + 1));
   const xD = put(randF32(B * 3 * C, s + 2)), cacheD = put(randF32(B * Tmax * 2 * C, s + 3)), outD = put(randF32(B * C, s + 4));

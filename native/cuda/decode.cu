@@ -13,6 +13,11 @@
 //                          online softmax (running max, sum, weighted V). The 32 partial results are merged through
 //                          shared memory at the end. A warp's 4 groups step through their keys together (a key past
 //                          the row's last counts for nothing), so the shuffles never diverge.
+//                          Over a long cache (more than kSplitMin positions) the keys are also split between blocks:
+//                          grid (rows, S), block y taking keys [y·kSplitKeys, (y+1)·kSplitKeys), each writing its
+//                          running max, sum and weighted V to fp32 partials; attention_decode_merge_kernel then merges
+//                          the S partials of a row (a split with no key of the row has sum 0 and counts for nothing).
+//                          S follows the cache's capacity, not the position, so a captured step keeps its grid.
 // Positions and ids are checked on the host when the slots are written (setDecodeSlots).
 #include <cfloat>
 
@@ -29,6 +34,13 @@ constexpr int kLanes = 8;                        // lanes of a group (one key)
 constexpr int kGroups = kThreads / kLanes;       // 32 keys at a time
 constexpr int kChunk = 8 * kLanes;               // head-row elements a group covers per pass: 64
 constexpr int kMaxE = static_cast<int>(kMaxHeadSize / kChunk);  // passes for the largest head: 4
+constexpr int64_t kSplitKeys = 128;  // keys a block takes when they are split between blocks
+constexpr int64_t kSplitMin = 256;   // caches of up to this many positions are not split
+
+// blocks a row's keys are split between: 1 (no partials) up to kSplitMin positions
+int64_t decode_splits(int64_t positions) {
+  return positions <= kSplitMin ? 1 : (positions + kSplitKeys - 1) / kSplitKeys;
+}
 
 template <typename E>
 __global__ void decode_embed_kernel(E* out, const int32_t* slots, const float* wte, const float* wpe, int64_t C) {
@@ -79,15 +91,21 @@ __device__ __forceinline__ float group_sum(float x) {
   return x;
 }
 
-template <typename T, int E, bool VEC>
+// SPLIT: block y takes keys [y·kSplitKeys, (y+1)·kSplitKeys) only and writes (max, sum, Σ weight·v) to part
+template <typename T, int E, bool VEC, bool SPLIT>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(T* out, const T* q, const T* k, const T* v,
-                                                                    DecDims s, const int32_t* slots) {
+                                                                    DecDims s, const int32_t* slots, float* part) {
   __shared__ float sm_m[kGroups], sm_l[kGroups];
   __shared__ float sm_acc[kGroups][E * kChunk];
   const int64_t r = blockIdx.x;
   const int64_t i = r % s.Tq, h = (r / s.Tq) % s.NH, b = r / (s.Tq * s.NH);
   const int64_t p = (slots ? static_cast<int64_t>(slots[0]) : s.q_pos0) + i;  // this query's position
-  const int64_t lo = s.window > 0 && p - s.window + 1 > 0 ? p - s.window + 1 : 0;
+  int64_t lo = s.window > 0 && p - s.window + 1 > 0 ? p - s.window + 1 : 0, hi = p;  // its keys
+  if constexpr (SPLIT) {
+    const int64_t y0 = static_cast<int64_t>(blockIdx.y) * kSplitKeys;
+    lo = lo > y0 ? lo : y0;
+    hi = hi < y0 + kSplitKeys - 1 ? hi : y0 + kSplitKeys - 1;
+  }
   const int g = threadIdx.x / kLanes, sub = threadIdx.x % kLanes;
   const int warp = threadIdx.x / 32, gw = (threadIdx.x % 32) / kLanes;  // a warp holds groups 4·warp .. +3
   const T* qr = q + b * s.qsb + i * s.qst + h * s.HS;
@@ -103,9 +121,9 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(T* out, cons
   float m = -FLT_MAX, l = 0.0f;
   // the warp's groups take keys base + gw for base = lo + 4·warp, lo + 4·warp + 32, …: the same trip count for
   // all lanes of a warp
-  for (int64_t base = lo + 4 * warp; base <= p; base += kGroups) {
+  for (int64_t base = lo + 4 * warp; base <= hi; base += kGroups) {
     const int64_t j = base + gw;
-    const bool live = j <= p;
+    const bool live = j <= hi;
     float kr[E][8], vr[E][8];
     float dot = 0.0f;
     if (live) {
@@ -146,32 +164,79 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(T* out, cons
   float L = 0.0f;
   for (int x = 0; x < kGroups; ++x)
     if (sm_l[x] > 0.0f) L += expf(sm_m[x] - M) * sm_l[x];
-  const float inv = 1.0f / L;  // the row sees at least key p, so L >= 1
+  if constexpr (SPLIT) {
+    // this block's share: L = 0 when none of its keys is the row's
+    float* pr = part + (r * gridDim.y + blockIdx.y) * (s.HS + 2);
+    if (threadIdx.x == 0) {
+      pr[0] = M;
+      pr[1] = L;
+    }
+    for (int64_t d = threadIdx.x; d < s.HS; d += kThreads) {
+      float sum = 0.0f;
+      for (int x = 0; x < kGroups; ++x)
+        if (sm_l[x] > 0.0f) sum += expf(sm_m[x] - M) * sm_acc[x][d];
+      pr[2 + d] = sum;
+    }
+  } else {
+    const float inv = 1.0f / L;  // the row sees at least key p, so L >= 1
+    T* o = out + b * s.osb + i * s.ost + h * s.HS;
+    for (int64_t d = threadIdx.x; d < s.HS; d += kThreads) {
+      float sum = 0.0f;
+      for (int x = 0; x < kGroups; ++x)
+        if (sm_l[x] > 0.0f) sum += expf(sm_m[x] - M) * sm_acc[x][d];
+      o[d] = from_f<T>(sum * inv);
+    }
+  }
+}
+
+// a row's S partials (max, sum, Σ weight·v) merged into its output
+template <typename T>
+__global__ void __launch_bounds__(kThreads) attention_decode_merge_kernel(T* out, const float* part, int S, DecDims s) {
+  const int64_t r = blockIdx.x;
+  const int64_t i = r % s.Tq, h = (r / s.Tq) % s.NH, b = r / (s.Tq * s.NH);
+  const float* pr = part + r * S * (s.HS + 2);
+  float M = -FLT_MAX;
+  for (int y = 0; y < S; ++y)
+    if (pr[y * (s.HS + 2) + 1] > 0.0f) M = fmaxf(M, pr[y * (s.HS + 2)]);
+  float L = 0.0f;
+  for (int y = 0; y < S; ++y) {
+    const float* py = pr + y * (s.HS + 2);
+    if (py[1] > 0.0f) L += expf(py[0] - M) * py[1];
+  }
+  const float inv = 1.0f / L;
   T* o = out + b * s.osb + i * s.ost + h * s.HS;
   for (int64_t d = threadIdx.x; d < s.HS; d += kThreads) {
     float sum = 0.0f;
-    for (int x = 0; x < kGroups; ++x)
-      if (sm_l[x] > 0.0f) sum += expf(sm_m[x] - M) * sm_acc[x][d];
+    for (int y = 0; y < S; ++y) {
+      const float* py = pr + y * (s.HS + 2);
+      if (py[1] > 0.0f) sum += expf(py[0] - M) * py[2 + d];
+    }
     o[d] = from_f<T>(sum * inv);
   }
 }
 
 template <typename T, int E>
 void decode_attn_e(const Stream& st, void* out, const void* q, const void* k, const void* v, const DecDims& s,
-                   int64_t rows, const int32_t* slots, bool vec) {
+                   int64_t rows, const int32_t* slots, bool vec, int64_t S, float* part) {
   auto* o = static_cast<T*>(out);
   auto* qp = static_cast<const T*>(q);
   auto* kp = static_cast<const T*>(k);
   auto* vp = static_cast<const T*>(v);
-  const unsigned grid = static_cast<unsigned>(rows);
-  if (vec) attention_decode_kernel<T, E, true><<<grid, kThreads, 0, st.s>>>(o, qp, kp, vp, s, slots);
-  else attention_decode_kernel<T, E, false><<<grid, kThreads, 0, st.s>>>(o, qp, kp, vp, s, slots);
+  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(S));
+  if (S == 1 && vec) attention_decode_kernel<T, E, true, false><<<grid, kThreads, 0, st.s>>>(o, qp, kp, vp, s, slots, part);
+  else if (S == 1) attention_decode_kernel<T, E, false, false><<<grid, kThreads, 0, st.s>>>(o, qp, kp, vp, s, slots, part);
+  else if (vec) attention_decode_kernel<T, E, true, true><<<grid, kThreads, 0, st.s>>>(o, qp, kp, vp, s, slots, part);
+  else attention_decode_kernel<T, E, false, true><<<grid, kThreads, 0, st.s>>>(o, qp, kp, vp, s, slots, part);
   GN_LAUNCHED(st, "attention_decode_kernel");
+  if (S > 1) {
+    attention_decode_merge_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, st.s>>>(o, part, static_cast<int>(S), s);
+    GN_LAUNCHED(st, "attention_decode_merge_kernel");
+  }
 }
 
 template <typename T>
 void decode_attn(const Stream& st, void* out, const void* q, const void* k, const void* v, const AttnDims& d,
-                 const int32_t* slots) {
+                 const int32_t* slots, float* part) {
   DecDims s;
   s.Tq = d.Tq; s.NH = d.NH; s.HS = d.HS; s.q_pos0 = d.q_pos0; s.window = d.window;
   s.scale = 1.0f / sqrtf(static_cast<float>(d.HS));
@@ -180,12 +245,12 @@ void decode_attn(const Stream& st, void* out, const void* q, const void* k, cons
   // 8-element loads where every head row starts 16-byte aligned: HS, and every stride, a multiple of 8 elements
   const bool vec = d.HS % 8 == 0 && aligned16(q) && aligned16(k) && aligned16(v) && d.q[0] % 8 == 0 &&
                    d.q[1] % 8 == 0 && d.k[0] % 8 == 0 && d.k[1] % 8 == 0 && d.v[0] % 8 == 0 && d.v[1] % 8 == 0;
-  const int64_t rows = d.B * d.NH * d.Tq;
+  const int64_t rows = d.B * d.NH * d.Tq, S = decode_splits(d.Tk);
   switch ((d.HS + kChunk - 1) / kChunk) {
-    case 1: decode_attn_e<T, 1>(st, out, q, k, v, s, rows, slots, vec); break;
-    case 2: decode_attn_e<T, 2>(st, out, q, k, v, s, rows, slots, vec); break;
-    case 3: decode_attn_e<T, 3>(st, out, q, k, v, s, rows, slots, vec); break;
-    default: decode_attn_e<T, kMaxE>(st, out, q, k, v, s, rows, slots, vec); break;
+    case 1: decode_attn_e<T, 1>(st, out, q, k, v, s, rows, slots, vec, S, part); break;
+    case 2: decode_attn_e<T, 2>(st, out, q, k, v, s, rows, slots, vec, S, part); break;
+    case 3: decode_attn_e<T, 3>(st, out, q, k, v, s, rows, slots, vec, S, part); break;
+    default: decode_attn_e<T, kMaxE>(st, out, q, k, v, s, rows, slots, vec, S, part); break;
   }
 }
 
@@ -211,10 +276,15 @@ void decode_append(const Stream& st, DType dt, void* dst, int64_t dsb, int64_t d
   GN_LAUNCHED(st, "decode_append_kernel");
 }
 
+int64_t attention_decode_partials(const AttnDims& d) {
+  const int64_t S = decode_splits(d.Tk);
+  return S == 1 ? 0 : d.B * d.NH * d.Tq * S * (d.HS + 2);
+}
+
 void attention_decode(const Stream& st, DType dt, void* out, const void* q, const void* k, const void* v,
-                      const AttnDims& d, const int32_t* slots) {
-  if (dt == kBF16) decode_attn<bf16>(st, out, q, k, v, d, slots);
-  else decode_attn<float>(st, out, q, k, v, d, slots);
+                      const AttnDims& d, const int32_t* slots, float* partials) {
+  if (dt == kBF16) decode_attn<bf16>(st, out, q, k, v, d, slots, partials);
+  else decode_attn<float>(st, out, q, k, v, d, slots, partials);
 }
 
 }  // namespace cuda

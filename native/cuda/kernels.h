@@ -111,12 +111,15 @@ constexpr int64_t kMaxHeadSize = 256;
 // as a CUDA graph. decode_embed: out (B, C) = wte[id_b] + wpe[pos]. decode_append: dst[b·dsb + pos·dsr + c] =
 // src[b·ssb + c] for c < width. attention_decode: attention_forward without dropout or lse for d.Tq new queries
 // per row at positions pos + i (pos = slots[0], or d.q_pos0 when slots is null); keys up to each query's position.
+// With more than 256 positions (d.Tk: the cache's capacity) the keys are split between blocks, whose partial
+// results go to `partials` (attention_decode_partials(d) floats of device scratch; none below that).
 void decode_embed(const Stream& st, DType dt, void* out, const int32_t* slots, const float* wte, const float* wpe,
                   int64_t B, int64_t C);
 void decode_append(const Stream& st, DType dt, void* dst, int64_t dsb, int64_t dsr, const void* src, int64_t ssb,
                    const int32_t* slots, int64_t B, int64_t width);
+int64_t attention_decode_partials(const AttnDims& d);
 void attention_decode(const Stream& st, DType dt, void* out, const void* q, const void* k, const void* v,
-                      const AttnDims& d, const int32_t* slots);
+                      const AttnDims& d, const int32_t* slots, float* partials);
 void attention_forward(const Stream& st, DType dt, void* out, float* lse, const void* q, const void* k,
                        const void* v, const AttnDims& d);
 // Dscratch: B·NH·Tq floats of device scratch (D_i = dout_i·out_i)

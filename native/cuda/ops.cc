@@ -563,7 +563,9 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   check_shape(s, op);
   const DType dt = act_dtype(op, {{&out, "out"}, {&q, "q"}, {&k, "k"}, {&v, "v"}});
   if (slots) {
-    attention_decode(a.stream, dt, out.p, q.p, k.p, v.p, s, slots->d);
+    const int64_t np = attention_decode_partials(s);
+    float* part = np ? static_cast<float*>(a.floats.get(a.stream, np * sizeof(float))) : nullptr;
+    attention_decode(a.stream, dt, out.p, q.p, k.p, v.p, s, slots->d, part);
     return info.Env().Undefined();
   }
   float* lp = f32v(lse, op, "lse");
