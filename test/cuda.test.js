@@ -539,3 +539,45 @@ test('bench kernels on cuda times attention at several chunk and scratch setting
     dev.dispose();
   }
 });
+
+// A step that cannot be captured (here: a call that throws while the capture is under way, as a forbidden call does)
+// ends the capture, says why once, and the decoder goes on without graphs, with the same logits
+(REAL ? test.serial : test.skip)('the KV decoder falls back to launching each kernel when a capture fails, and says so', (t) => {
+  const { cuda } = require('../dist/cuda');
+  const seed = freshSeed();
+  const dev = GPT.create(cfg('gpt2'), { seed, device: 'cuda' });
+  const ids = randInts(8, 97, seed);
+  const run = () => {
+    const kv = new KVDecoder(dev, 1, 12);
+    const out = [Float32Array.from(kv.forward(ids.subarray(0, 3), 3))];
+    for (let i = 3; i < 8; i++) out.push(Float32Array.from(kv.forward(ids.subarray(i, i + 1), 1)));
+    kv.dispose();
+    return out;
+  };
+  const want = run();
+  const dec = dev.backend.decode, append = dec.append, begin = dec.begin;
+  let capturing = false;
+  dec.begin = () => { begin(); capturing = true; };
+  dec.append = (...a) => {
+    if (capturing) { capturing = false; throw new Error('not capturable (test)'); }
+    return append(...a);
+  };
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w.message);
+  process.on('warning', onWarning);
+  const s0 = cuda().graphStats();
+  let got;
+  try {
+    got = run();
+  } finally {
+    dec.begin = begin;
+    dec.append = append;
+  }
+  return new Promise((resolve) => setImmediate(resolve)).then(() => {
+    process.off('warning', onWarning);
+    const s1 = cuda().graphStats();
+    t.deepEqual([s1.captured - s0.captured, s1.launched - s0.launched], [0, 0], 'no graph ran');
+    t.deepEqual(got, want, 'the same logits without graphs');
+    t.is(warnings.filter((m) => /could not capture its step as a CUDA graph \(not capturable \(test\)\)/.test(m)).length, 1, warnings.join('; '));
+  });
+});

@@ -156,12 +156,14 @@ export class KVDecoder {
     let graph: CudaGraph | undefined;
     try {
       run();
-    } catch {
-      // a step that cannot be captured (the error names what) runs without graphs from now on; a step that is
+    } catch (err) {
+      // a step that cannot be captured runs without graphs from now on (said once, with the reason); a step that is
       // wrong fails again below, outside the capture, with its own error
       dec.end(false);
       this.graphsFailed = true;
       run();
+      process.emitWarning(`gpt-native: the KV decoder could not capture its step as a CUDA graph (${(err as Error).message}); ` +
+        'it decodes without graphs, launching each kernel (slower at batch 1)');
       return;
     }
     graph = dec.end(true)!;
