@@ -245,6 +245,14 @@ GPT_NATIVE_CUDA_ATTENTION=fused t 100 node dist/cli.js bench kernels --device cu
   > "$WORK/kernels-fused.md" 2>>"$LOG"
 kernels "$WORK/kernels-fused.md" "fp32, fused attention kernels"
 krow "$WORK/kernels-fused.md" " (fused)" 'attention_forward |' 'attention_backward |'
+# head size 128 (GPT-3 XL: C = 2048, 16 heads): the flash forward beside the cuBLAS path (its backward is cuBLAS's)
+XL=(--b 16 --t 1024 --c 2048 --nh 16 --v 1000); (( DRY )) && XL=(--b 1 --t 32 --c 256 --nh 2 --v 1000)
+(( FLASH_OK )) && {
+  t 60 node dist/cli.js bench kernels --device cuda --precision bf16 "${XL[@]}" --runs 3 --filter attention_forward \
+    > "$WORK/kernels-hs128.md" 2>>"$LOG"
+  kernels "$WORK/kernels-hs128.md" "bf16, head size 128 (GPT-3 XL attention)"
+  krow "$WORK/kernels-hs128.md" " (bf16, HS 128)" 'attention_forward |' 'attention_forward [flash]'
+}
 bench "train gpt2-small B4 T64 (cf. CPU)" node dist/cli.js bench train --device cuda "${SMALL[@]}" --steps 5
 # the opt-in flash kernels (flash2, the atomic dQ backward) under compute-sanitizer's race and barrier checkers
 # (hazards the emulator cannot show: it runs a warp at a time; the default flash kernels ran clean at 6a0aef6)

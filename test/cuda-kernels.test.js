@@ -656,6 +656,43 @@ for (const kind of ['flash', 'flash2', 'flash+atomic', 'flash2+atomic']) for (co
   }));
 }
 
+// Head size 128 (GPT-3 XL, 6.7B, 13B, 175B): the flash forward (16 query rows a warp, also under 'flash2'), and its
+// backward on the cuBLAS path from the lse the flash forward wrote; packed aligned rows and offset views, a window,
+// dropout (the forward's mask and the backward's must agree across the two paths)
+for (const kind of ['flash', 'flash2']) for (const { B, T, NH, window, dropout } of [{ B: 2, T: 77, NH: 2, window: 0, dropout: 0 }, { B: 1, T: 130, NH: 1, window: 30, dropout: 0.1 }]) {
+  test(`bf16: attention (${kind}) at head size 128 B=${B} T=${T} NH=${NH} window=${window} dropout=${dropout}: flash forward, cuBLAS backward`, (t) => withAttention(kind, () => {
+    const s = seedOf(t);
+    const HS = 128, C = NH * HS, n = B * T * C;
+    const before = dev.attentionStats();
+    const packed = { B, Tq: T, Tk: T, NH, HS, qPos0: 0, window, dropout, seed: s % 100000 + 3, q: [T * 3 * C, 3 * C], k: [T * 3 * C, 3 * C], v: [T * 3 * C, 3 * C], o: [T * C, C] };
+    const qkv = roundBf16(randF32(3 * n, s));
+    const at = (a, k) => a.subarray(k * C);
+    const o = new Float32Array(n), l = new Float32Array(B * NH * T);
+    native.attentionForward(o, l, qkv, at(qkv, 1), at(qkv, 2), packed);
+    const up = (a, dt) => { const v = { buf: dev.alloc(a.length, dt), off: 0, len: a.length }; dev.upload(v, a); return v; };
+    const sub = (v, off) => ({ buf: v.buf, off: v.off + off, len: v.len - off });
+    const qkvD = up(qkv, 'bf16'), oD = up(randF32(n, s + 1), 'bf16'), lD = up(randF32(B * NH * T, s + 2), 'fp32');
+    dev.attentionForward(oD, lD, qkvD, sub(qkvD, C), sub(qkvD, 2 * C), packed);
+    const og = new Float32Array(n), lg = new Float32Array(B * NH * T);
+    dev.download(oD, og); dev.download(lD, lg);
+    t.true(normErr(og, o) <= TOL_BF16, `out ${normErr(og, o)}`);
+    t.true(normErr(lg, l) <= TOL_BF16, `lse ${normErr(lg, l)}`);
+    const dout = roundBf16(randF32(n, s + 3)), dqkv = randF32(3 * n, s + 4);
+    native.attentionBackward(dqkv, at(dqkv, 1), at(dqkv, 2), dout, qkv, at(qkv, 1), at(qkv, 2), roundBf16(og), lg, packed);
+    const dqkvD = up(randF32(3 * n, s + 5), 'bf16'), doutD = up(dout, 'bf16');
+    dev.attentionBackward(dqkvD, sub(dqkvD, C), sub(dqkvD, 2 * C), doutD, qkvD, sub(qkvD, C), sub(qkvD, 2 * C), oD, lD, packed);
+    const g = new Float32Array(3 * n);
+    dev.download(dqkvD, g);
+    t.true(normErr(g, dqkv) <= TOL_BF16, `dqkv ${normErr(g, dqkv)}`);
+    for (const v of [qkvD, oD, lD, dqkvD, doutD]) dev.free(v.buf);
+    // separate views 3 elements in (element loads)
+    const shape = { ...packed, q: [T * C, C], k: [T * C, C], v: [T * C, C] };
+    cross(t, 'attentionForward', [randF32(n, s + 9), randF32(B * NH * T, s + 10), randF32(n, s + 6), randF32(n, s + 7), randF32(n, s + 8), shape], { outputs: [0, 1], bf16: [0, 2, 3, 4] });
+    const after = dev.attentionStats();
+    if (REAL) t.deepEqual([after.flash - before.flash, after.fallbacks - before.fallbacks], [2, 1], 'both forwards ran flash, the backward the other path');
+  }));
+}
+
 // queries after a prefix (qPos0 > 0) and more keys than the last query sees (Tk > qPos0 + Tq), as with a KV cache
 // whose tail is not written yet: those keys are NaN here, and no output of any attention path may depend on them
 for (const kind of ['gemm', 'fused', 'flash', 'flash2', 'flash2+atomic']) test(`bf16: attention (${kind}) after a prefix (qPos0 > 0, Tk > qPos0 + Tq, unseen keys NaN): forward and backward`, (t) => withAttention(kind, () => {

@@ -38,8 +38,9 @@
 // Operands come from shared memory through ldmatrix (mma.cuh: .x4, and .x4.trans for the B operand of P·V-like
 // products, whose tile is row-major in k). Shared rows are padded by 8 bf16: 16-byte aligned rows for the tile
 // loads and ldmatrix, and the 8 rows an ldmatrix phase reads fall in distinct banks.
-// Head sizes: HS = 64 (every GPT-2 size, GPT-3 Small and Medium) and 32, a template each; the host takes the
-// cuBLAS path for the rest (ops.cc). HS = 96 would need more than the 48 KiB of static shared memory in the
+// Head sizes: HS = 64 (every GPT-2 size, GPT-3 Small and Medium) and 32, a template each; HS = 128 (GPT-3 XL, 6.7B,
+// 13B, 175B) for the forward only ('flash'; flash2's 32 rows a warp would not fit its registers), whose backward
+// takes the cuBLAS path with the lse it wrote; the host takes the cuBLAS path for the rest (ops.cc). HS = 96 would need more than the 48 KiB of static shared memory in the
 // dK/dV kernel (four tiles of 64 × 104 bf16: dynamic shared memory, as flash_dkv_pipe_kernel takes), and HS = 80
 // an odd number of 16-column chunks (the products take them two at a time).
 // Dropout is a template flag: without it, the kernels carry no hash code (fewer registers).
@@ -1244,9 +1245,10 @@ void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const
 using FwdFn = void (*)(const Stream&, void*, float*, const void*, const void*, const void*, const FDims&);
 using BwdFn = void (*)(const Stream&, void*, void*, void*, const void*, const void*, const void*, const void*,
                       const void*, const float*, float*, float*, const FDims&);
+// (head size 128: the forward only, with 16 query rows a warp; its backward runs the cuBLAS path)
 template <bool DROP, bool V2>
 FwdFn fwd_of(int64_t HS) {
-  return HS == 32 ? fwd<32, DROP, V2> : fwd<64, DROP, V2>;
+  return HS == 32 ? fwd<32, DROP, V2> : HS == 64 ? fwd<64, DROP, V2> : fwd<128, DROP, false>;
 }
 template <bool DROP, bool V2>
 BwdFn bwd_of(int64_t HS) {
@@ -1293,8 +1295,8 @@ bool flash_probe(const Stream& st, float* out, const void* x, const void* y, con
   return true;
 }
 
-bool attention_flash_supported(DType dt, const AttnDims& d) {
-  return dt == kBF16 && (d.HS == 32 || d.HS == 64) && flash_built() && d.B * d.NH <= 65535 &&
+bool attention_flash_supported(DType dt, const AttnDims& d, bool backward) {
+  return dt == kBF16 && (d.HS == 32 || d.HS == 64 || (d.HS == 128 && !backward)) && flash_built() && d.B * d.NH <= 65535 &&
          d.Tk < (int64_t(1) << 30);
 }
 
@@ -1321,6 +1323,9 @@ void attention_backward_flash(const Stream& st, void* dq, void* dk, void* dv, co
   if (dq_scratch && reinterpret_cast<uintptr_t>(dq_scratch) % 16 != 0)  // (its atomics add 16 bytes at a time)
     throw_cuda(cudaErrorMisalignedAddress, "attention_backward_flash: dq_scratch is not 16-byte aligned", __FILE__,
                __LINE__);
+  if (d.HS != 32 && d.HS != 64)
+    throw KernelError(KernelError::Kind::Range, str_cat("attention_backward_flash: head size ", d.HS,
+                                                        " has no flash backward (32 or 64)"));
   const auto run = v2 ? (drop ? bwd_of<true, true> : bwd_of<false, true>)
                       : (drop ? bwd_of<true, false> : bwd_of<false, false>);
   run(d.HS)(st, dq, dk, dv, dout, q, k, v, out, lse, Dscratch, dq_scratch, s);

@@ -129,11 +129,12 @@ void attention_backward(const Stream& st, DType dt, void* dq, void* dk, void* dv
 
 // ---- attention_flash.cu: tensor-core flash attention, bf16 only (sm_80 and later) -----------------------
 // Same contract as attention_forward/attention_backward; usable when attention_flash_supported (bf16, HS in
-// 32 or 64, B·NH <= 65535, Tk < 2^30). Dscratch: B·NH·Tq floats. v2 (setAttention('flash2')): the forward and dQ
+// 32 or 64, and 128 for the forward only, B·NH <= 65535, Tk < 2^30: a forward at 128 leaves its backward to the
+// other paths, which read the same lse). Dscratch: B·NH·Tq floats. v2 (setAttention('flash2')): the forward and dQ
 // with 32 query rows a warp, every kernel with cp.async double-buffered tiles (sm_90+; elsewhere as v1).
 // dq_scratch (setFlashBackward('atomic')): B·NH·Tq·HS floats, 16-byte aligned; the backward then takes dQ from the dK/dV kernel
 // through fp32 atomics into it (one kernel, FlashAttention-2's way; sm_90+, elsewhere ignored).
-bool attention_flash_supported(DType dt, const AttnDims& d);
+bool attention_flash_supported(DType dt, const AttnDims& d, bool backward = false);
 void attention_forward_flash(const Stream& st, void* out, float* lse, const void* q, const void* k, const void* v,
                              const AttnDims& d, bool v2 = false);
 void attention_backward_flash(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const void* q,

@@ -522,9 +522,9 @@ void need_view(const DView& a, const int64_t* st, int64_t B, int64_t T, int64_t 
 // Which attention kernels run this call (setAttention; flash and flash2 only where attention_flash_supported: bf16,
 // its head sizes, and kernels built for this device at sm_80 or later; else as 'gemm')
 enum class AttnPath { kGemm, kFused, kFlash };
-AttnPath attn_path(CudaAddon& a, DType dt, const AttnDims& s) {
+AttnPath attn_path(CudaAddon& a, DType dt, const AttnDims& s, bool backward) {
   if (a.attn_kind == CudaAddon::Attn::kFlash || a.attn_kind == CudaAddon::Attn::kFlash2) {
-    if (attention_flash_supported(dt, s)) {
+    if (attention_flash_supported(dt, s, backward)) {
       ++a.flash_calls;
       return AttnPath::kFlash;
     }
@@ -569,7 +569,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   }
   float* lp = f32v(lse, op, "lse");
-  switch (attn_path(a, dt, s)) {
+  switch (attn_path(a, dt, s, false)) {
     case AttnPath::kFlash:
       attention_forward_flash(a.stream, out.p, lp, q.p, k.p, v.p, s, a.attn_kind == CudaAddon::Attn::kFlash2);
       break;
@@ -606,7 +606,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   const DType dt = act_dtype(op, {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}, {&dout, "dout"}, {&q, "q"}, {&k, "k"},
                                   {&v, "v"}, {&out, "out"}});
   float* lp = f32v(lse, op, "lse");
-  const AttnPath path = attn_path(a, dt, s);
+  const AttnPath path = attn_path(a, dt, s, true);
   if (path == AttnPath::kGemm) {
     attention_backward_gemm(a, dt, dq.p, dk.p, dv.p, dout.p, q.p, k.p, v.p, lp, s);
   } else {
