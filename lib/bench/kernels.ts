@@ -103,6 +103,8 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
     ...(cu ? [{ name: 'lm_head backward [cublasGemmEx]', run: withGemmEx(lmB(V, wteM)), flops: 4 * N * C * V }] : []),
     { name: 'attention_forward', run: base(attnF), flops: attnFlops },
     { name: 'attention_backward', run: base(attnB), flops: 2.5 * attnFlops },
+    // head size 128: the flash forward only (its backward runs the cuBLAS path)
+    ...(flashApplies(be, act, HS) || !flashForwardOnly(be, act, HS) ? [] : [{ name: 'attention_forward [flash]', run: withFlash(attnF), flops: attnFlops }]),
     ...(flashApplies(be, act, HS) ? [
       { name: 'attention_forward [flash]', run: withFlash(attnF), flops: attnFlops },
       { name: 'attention_backward [flash]', run: withFlash(attnB), flops: 2.5 * attnFlops },
@@ -155,6 +157,10 @@ function attentionTunings(be: Backend, T: number): [string, AttentionTuning][] {
 /** On cuda with bf16 activations and a head size of 32 or 64, the flash kernels apply (setAttention('flash')). */
 function flashApplies(be: Backend, act: DType, HS: number): boolean {
   return be.device === 'cuda' && act === 'bf16' && (HS === 64 || HS === 32);
+}
+/** Head size 128 on cuda in bf16: the flash forward applies, not the backward. */
+function flashForwardOnly(be: Backend, act: DType, HS: number): boolean {
+  return be.device === 'cuda' && act === 'bf16' && HS === 128;
 }
 
 /**
