@@ -600,6 +600,37 @@ for (const kind of ['gemm', 'fused']) {
   }
 }
 
+/**
+ * Attention with q, k, v packed in one bf16 qkv buffer at offset 0 (16-byte aligned rows), against the CPU on the same
+ * bf16-rounded inputs: the forward's out and lse, then the backward from the device's own forward (out rounded to
+ * bf16, as stored) against the CPU's from the same. Returns the packed shape.
+ */
+function packedAttention(t, s, { B, T, NH, HS, window, dropout }, seedOffset) {
+  const C = NH * HS, n = B * T * C, qkvLen = 3 * n;
+  const packed = { B, Tq: T, Tk: T, NH, HS, qPos0: 0, window, dropout, seed: s % 100000 + seedOffset, q: [T * 3 * C, 3 * C], k: [T * 3 * C, 3 * C], v: [T * 3 * C, 3 * C], o: [T * C, C] };
+  const qkv = roundBf16(randF32(qkvLen, s));
+  const at = (a, k) => a.subarray(k * C);
+  const o = new Float32Array(n), l = new Float32Array(B * NH * T);
+  native.attentionForward(o, l, qkv, at(qkv, 1), at(qkv, 2), packed);
+  const up = (a, dt) => { const v = { buf: dev.alloc(a.length, dt), off: 0, len: a.length }; dev.upload(v, a); return v; };
+  const sub = (v, off) => ({ buf: v.buf, off: v.off + off, len: v.len - off });
+  const qkvD = up(qkv, 'bf16'), oD = up(randF32(n, s + 1), 'bf16'), lD = up(randF32(B * NH * T, s + 2), 'fp32');
+  dev.attentionForward(oD, lD, qkvD, sub(qkvD, C), sub(qkvD, 2 * C), packed);
+  const og = new Float32Array(n), lg = new Float32Array(B * NH * T);
+  dev.download(oD, og); dev.download(lD, lg);
+  t.true(normErr(og, o) <= TOL_BF16, `out ${normErr(og, o)}`);
+  t.true(normErr(lg, l) <= TOL_BF16, `lse ${normErr(lg, l)}`);
+  const dout = roundBf16(randF32(n, s + 3)), dqkv = randF32(qkvLen, s + 4);
+  native.attentionBackward(dqkv, at(dqkv, 1), at(dqkv, 2), dout, qkv, at(qkv, 1), at(qkv, 2), roundBf16(og), lg, packed);
+  const dqkvD = up(randF32(qkvLen, s + 5), 'bf16'), doutD = up(dout, 'bf16');
+  dev.attentionBackward(dqkvD, sub(dqkvD, C), sub(dqkvD, 2 * C), doutD, qkvD, sub(qkvD, C), sub(qkvD, 2 * C), oD, lD, packed);
+  const g = new Float32Array(qkvLen);
+  dev.download(dqkvD, g);
+  t.true(normErr(g, dqkv) <= TOL_BF16, `dqkv ${normErr(g, dqkv)}`);
+  for (const v of [qkvD, oD, lD, dqkvD, doutD]) dev.free(v.buf);
+  return packed;
+}
+
 // Flash attention (setAttention('flash'): tensor-core kernels, bf16 activations, head size 64 or 32) against
 // the CPU on bf16-rounded inputs: q, k, v packed in one qkv buffer (16-byte aligned rows: the kernels' 8-wide
 // loads), then as separate offset views (unaligned: element loads); odd lengths, a window, dropout.
@@ -619,32 +650,9 @@ const flashRuns = () => { const st = dev.attentionStats(); return st.flash; };
 for (const kind of ['flash', 'flash2', 'flash+atomic', 'flash2+atomic']) for (const { B, T, NH, HS, window, dropout } of flashCases) {
   test(`bf16: attention (${kind}) B=${B} T=${T} NH=${NH} HS=${HS} window=${window} dropout=${dropout}`, (t) => withAttention(kind, () => {
     const s = seedOf(t);
-    const C = NH * HS, n = B * T * C, qkvLen = 3 * n;
+    const C = NH * HS, n = B * T * C;
     const ran0 = flashRuns();
-    // packed: q, k, v are views into one bf16 qkv buffer at offset 0
-    const packed = { B, Tq: T, Tk: T, NH, HS, qPos0: 0, window, dropout, seed: s % 100000 + 7, q: [T * 3 * C, 3 * C], k: [T * 3 * C, 3 * C], v: [T * 3 * C, 3 * C], o: [T * C, C] };
-    const qkv = roundBf16(randF32(qkvLen, s));
-    const at = (a, k) => a.subarray(k * C);
-    const o = new Float32Array(n), l = new Float32Array(B * NH * T);
-    native.attentionForward(o, l, qkv, at(qkv, 1), at(qkv, 2), packed);
-    const up = (a, dt) => { const v = { buf: dev.alloc(a.length, dt), off: 0, len: a.length }; dev.upload(v, a); return v; };
-    const sub = (v, off) => ({ buf: v.buf, off: v.off + off, len: v.len - off });
-    const qkvD = up(qkv, 'bf16'), oD = up(randF32(n, s + 1), 'bf16'), lD = up(randF32(B * NH * T, s + 2), 'fp32');
-    dev.attentionForward(oD, lD, qkvD, sub(qkvD, C), sub(qkvD, 2 * C), packed);
-    const og = new Float32Array(n), lg = new Float32Array(B * NH * T);
-    dev.download(oD, og); dev.download(lD, lg);
-    t.true(normErr(og, o) <= TOL_BF16, `out ${normErr(og, o)}`);
-    t.true(normErr(lg, l) <= TOL_BF16, `lse ${normErr(lg, l)}`);
-    // the backward from the device's own forward (out rounded to bf16, as stored), against the CPU from the same
-    const dout = roundBf16(randF32(n, s + 3)), oR = roundBf16(og);
-    const dqkv = randF32(qkvLen, s + 4);
-    native.attentionBackward(dqkv, at(dqkv, 1), at(dqkv, 2), dout, qkv, at(qkv, 1), at(qkv, 2), oR, lg, packed);
-    const dqkvD = up(randF32(qkvLen, s + 5), 'bf16'), doutD = up(dout, 'bf16');
-    dev.attentionBackward(dqkvD, sub(dqkvD, C), sub(dqkvD, 2 * C), doutD, qkvD, sub(qkvD, C), sub(qkvD, 2 * C), oD, lD, packed);
-    const g = new Float32Array(qkvLen);
-    dev.download(dqkvD, g);
-    t.true(normErr(g, dqkv) <= TOL_BF16, `dqkv ${normErr(g, dqkv)}`);
-    for (const v of [qkvD, oD, lD, dqkvD, doutD]) dev.free(v.buf);
+    const packed = packedAttention(t, s, { B, T, NH, HS, window, dropout }, 7);
     // separate buffers behind an offset of 3 elements (rows not 16-byte aligned)
     const shape = { ...packed, q: [T * C, C], k: [T * C, C], v: [T * C, C] };
     const q = randF32(n, s + 6), k = randF32(n, s + 7), v = randF32(n, s + 8);
@@ -664,27 +672,7 @@ for (const kind of ['flash', 'flash2']) for (const { B, T, NH, window, dropout }
     const s = seedOf(t);
     const HS = 128, C = NH * HS, n = B * T * C;
     const before = dev.attentionStats();
-    const packed = { B, Tq: T, Tk: T, NH, HS, qPos0: 0, window, dropout, seed: s % 100000 + 3, q: [T * 3 * C, 3 * C], k: [T * 3 * C, 3 * C], v: [T * 3 * C, 3 * C], o: [T * C, C] };
-    const qkv = roundBf16(randF32(3 * n, s));
-    const at = (a, k) => a.subarray(k * C);
-    const o = new Float32Array(n), l = new Float32Array(B * NH * T);
-    native.attentionForward(o, l, qkv, at(qkv, 1), at(qkv, 2), packed);
-    const up = (a, dt) => { const v = { buf: dev.alloc(a.length, dt), off: 0, len: a.length }; dev.upload(v, a); return v; };
-    const sub = (v, off) => ({ buf: v.buf, off: v.off + off, len: v.len - off });
-    const qkvD = up(qkv, 'bf16'), oD = up(randF32(n, s + 1), 'bf16'), lD = up(randF32(B * NH * T, s + 2), 'fp32');
-    dev.attentionForward(oD, lD, qkvD, sub(qkvD, C), sub(qkvD, 2 * C), packed);
-    const og = new Float32Array(n), lg = new Float32Array(B * NH * T);
-    dev.download(oD, og); dev.download(lD, lg);
-    t.true(normErr(og, o) <= TOL_BF16, `out ${normErr(og, o)}`);
-    t.true(normErr(lg, l) <= TOL_BF16, `lse ${normErr(lg, l)}`);
-    const dout = roundBf16(randF32(n, s + 3)), dqkv = randF32(3 * n, s + 4);
-    native.attentionBackward(dqkv, at(dqkv, 1), at(dqkv, 2), dout, qkv, at(qkv, 1), at(qkv, 2), roundBf16(og), lg, packed);
-    const dqkvD = up(randF32(3 * n, s + 5), 'bf16'), doutD = up(dout, 'bf16');
-    dev.attentionBackward(dqkvD, sub(dqkvD, C), sub(dqkvD, 2 * C), doutD, qkvD, sub(qkvD, C), sub(qkvD, 2 * C), oD, lD, packed);
-    const g = new Float32Array(3 * n);
-    dev.download(dqkvD, g);
-    t.true(normErr(g, dqkv) <= TOL_BF16, `dqkv ${normErr(g, dqkv)}`);
-    for (const v of [qkvD, oD, lD, dqkvD, doutD]) dev.free(v.buf);
+    const packed = packedAttention(t, s, { B, T, NH, HS, window, dropout }, 3);
     // separate views 3 elements in (element loads)
     const shape = { ...packed, q: [T * C, C], k: [T * C, C], v: [T * C, C] };
     cross(t, 'attentionForward', [randF32(n, s + 9), randF32(B * NH * T, s + 10), randF32(n, s + 6), randF32(n, s + 7), randF32(n, s + 8), shape], { outputs: [0, 1], bf16: [0, 2, 3, 4] });
