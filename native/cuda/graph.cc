@@ -11,7 +11,7 @@
 // The buffers the caller passed (weights, caches, activations) are the caller's to keep alive and in place.
 #include <napi.h>
 
-#include <vector>
+#include <cstring>
 
 #include "cuda/context.h"
 #include "cuda/kernels.h"
@@ -19,6 +19,14 @@
 
 namespace gn {
 namespace cuda {
+
+void DecodeSlots::release() {
+  if (d) cudaFree(d);
+  if (host) cudaFreeHost(host);
+  if (copied) cudaEventDestroy(copied);
+  d = host = nullptr;
+  copied = nullptr;
+}
 
 DecodeSlots* slots_of(Napi::Value v, const char* op, const char* name) {
   DecodeSlots* s = v.IsExternal() ? v.As<Napi::External<DecodeSlots>>().Data() : nullptr;
@@ -63,14 +71,16 @@ Napi::Value DecodeSlotsNew(const Napi::CallbackInfo& info) {
   s->positions = positions;
   const size_t bytes = static_cast<size_t>(rows + 1) * sizeof(int32_t);
   cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&s->d), bytes);
+  if (e == cudaSuccess) e = cudaMallocHost(reinterpret_cast<void**>(&s->host), bytes);
+  if (e == cudaSuccess) e = cudaEventCreate(&s->copied);
   if (e == cudaSuccess) e = cudaMemsetAsync(s->d, 0, bytes, a.stream.s);
   if (e != cudaSuccess) {
-    if (s->d) cudaFree(s->d);
+    s->release();
     delete s;
     GN_CUDA(e);
   }
   return Napi::External<DecodeSlots>::New(info.Env(), s, [](Napi::Env, DecodeSlots* d) {
-    if (!d->freed && d->d) cudaFree(d->d);  // errors ignored (may run at process teardown)
+    if (!d->freed) d->release();  // errors ignored (may run at process teardown)
     delete d;
   });
 }
@@ -81,14 +91,14 @@ Napi::Value DecodeSlotsFree(const Napi::CallbackInfo& info) {
   no_capture(a, "freeDecodeSlots()");
   DecodeSlots* s = slots_arg(info, 0, op);
   GN_CUDA(cudaStreamSynchronize(a.stream.s));  // queued work may still read them
-  GN_CUDA(cudaFree(s->d));
-  s->d = nullptr;
+  s->release();
   s->freed = true;
   return info.Env().Undefined();
 }
 
 // setDecodeSlots(slots, pos, ids, V): checks 0 <= pos < positions, ids.length <= rows and 0 <= id < V, then writes
-// them to the device (in stream order, before the work that follows)
+// them to the device in stream order, before the work that follows, without waiting for the stream (through the
+// page-locked copy: only a previous copy from it that has not run yet is waited for)
 Napi::Value SetDecodeSlots(const Napi::CallbackInfo& info) {
   const char* op = "set_decode_slots";
   CudaAddon& a = ready(info, op);
@@ -99,14 +109,16 @@ Napi::Value SetDecodeSlots(const Napi::CallbackInfo& info) {
   GN_CHECK_RANGE(pos < s->positions, op, ": position ", pos, " is past the ", s->positions,
                  " positions these slots were made for");
   GN_CHECK_RANGE(ids.n >= 1 && ids.n <= s->rows, op, ": ", ids.n, " token ids for slots of ", s->rows, " rows");
-  std::vector<int32_t> host(static_cast<size_t>(ids.n) + 1);
-  host[0] = static_cast<int32_t>(pos);
-  for (int64_t i = 0; i < ids.n; ++i) {
+  no_capture(a, "setDecodeSlots()");
+  for (int64_t i = 0; i < ids.n; ++i)
     GN_CHECK_RANGE(ids.p[i] >= 0 && ids.p[i] < V, op, ": token id ", ids.p[i], " at ", i,
                    " is out of range for a vocabulary of ", V);
-    host[static_cast<size_t>(i) + 1] = ids.p[i];
-  }
-  to_device(a, s->d, host.data(), host.size() * sizeof(int32_t));
+  GN_CUDA(cudaEventSynchronize(s->copied));  // the last copy from s->host has been made (at once, mostly)
+  s->host[0] = static_cast<int32_t>(pos);
+  std::memcpy(s->host + 1, ids.p, static_cast<size_t>(ids.n) * sizeof(int32_t));
+  GN_CUDA(cudaMemcpyAsync(s->d, s->host, static_cast<size_t>(ids.n + 1) * sizeof(int32_t), cudaMemcpyHostToDevice,
+                          a.stream.s));
+  GN_CUDA(cudaEventRecord(s->copied, a.stream.s));
   return info.Env().Undefined();
 }
 

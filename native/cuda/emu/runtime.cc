@@ -703,6 +703,18 @@ cudaError_t cudaFree(void* p) {
   return cudaSuccess;
 }
 
+cudaError_t cudaMallocHost(void** p, size_t bytes) {
+  *p = nullptr;
+  GN_EMU_NO_CAPTURE("cudaMallocHost");
+  *p = std::malloc(bytes ? bytes : 1);
+  return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation, "cudaMallocHost: out of host memory");
+}
+cudaError_t cudaFreeHost(void* p) {
+  GN_EMU_NO_CAPTURE("cudaFreeHost");
+  std::free(p);
+  return cudaSuccess;
+}
+
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   std::lock_guard<std::mutex> lock(g_alloc_mu);
   *free_bytes = kTotal - g_in_use;
