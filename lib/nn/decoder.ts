@@ -18,6 +18,8 @@ import type { Backend, Buf, DecodeOps, DType } from '../backend';
 import type { CudaGraph, DecodeSlots, DeviceView } from '../cuda';
 import type { GPT } from './gpt';
 
+let captureWarned = false; // the warning when a capture fails, once a process
+
 interface Scratch {
   Tq: number;
   x: Buf; ln: Buf; qkv: Buf; att: Buf; proj: Buf; mid: Buf; ln2: Buf; fc: Buf; fcg: Buf; out: Buf;
@@ -153,20 +155,30 @@ export class KVDecoder {
       return;
     }
     dec.begin();
+    let failure: unknown = null;
     let graph: CudaGraph | undefined;
     try {
       run();
     } catch (err) {
-      // a step that cannot be captured runs without graphs from now on (said once, with the reason); a step that is
-      // wrong fails again below, outside the capture, with its own error
-      dec.end(false);
+      failure = err;
+    }
+    try {
+      graph = dec.end(failure === null); // (also where the driver reports a capture it invalidated)
+    } catch (err) {
+      failure ??= err;
+    }
+    if (failure !== null || !graph) {
+      // a step that cannot be captured runs without graphs from now on (said once a process, with the reason); a
+      // step that is wrong fails again here, outside the capture, with its own error
       this.graphsFailed = true;
       run();
-      process.emitWarning(`gpt-native: the KV decoder could not capture its step as a CUDA graph (${(err as Error).message}); ` +
-        'it decodes without graphs, launching each kernel (slower at batch 1)');
+      if (!captureWarned) {
+        captureWarned = true;
+        process.emitWarning(`gpt-native: the KV decoder could not capture its step as a CUDA graph (${(failure as Error)?.message}); ` +
+          'it decodes without graphs, launching each kernel (slower at batch 1)');
+      }
       return;
     }
-    graph = dec.end(true)!;
     this.graph = graph;
     this.graphKey = key;
     if (!dec.launch(graph)) {
