@@ -6,7 +6,7 @@
 # attention; then the opt-in flash2 kernels and atomic dQ backward, whose rows are skipped where they fail), then
 # the benchmarks: first the
 # acceptance figures (GPT-2 124M training at B=16, T=1024 in bf16 with the defaults, tokens/s and MFU; batch-1
-# decoding), then each default against what it replaced (the lm head over V rather than Vp rows, cublasGemmEx for
+# decoding, whose one-token steps replay a CUDA graph, timed beside launching each kernel), then each default against what it replaced (the lm head over V rather than Vp rows, cublasGemmEx for
 # cuBLASLt, the cuBLAS attention for flash, all the earlier defaults at once; fp32 too), flash2 and the atomic dQ
 # backward against flash, timed cuBLASLt algorithms against the heuristic's,
 # then the kernels, each GEMM row with its cublasGemmEx twin, the attention paths side by side (flash, flash2,
