@@ -164,28 +164,21 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(T* out, cons
   float L = 0.0f;
   for (int x = 0; x < kGroups; ++x)
     if (sm_l[x] > 0.0f) L += expf(sm_m[x] - M) * sm_l[x];
-  if constexpr (SPLIT) {
-    // this block's share: L = 0 when none of its keys is the row's
-    float* pr = part + (r * gridDim.y + blockIdx.y) * (s.HS + 2);
-    if (threadIdx.x == 0) {
-      pr[0] = M;
-      pr[1] = L;
-    }
-    for (int64_t d = threadIdx.x; d < s.HS; d += kThreads) {
-      float sum = 0.0f;
-      for (int x = 0; x < kGroups; ++x)
-        if (sm_l[x] > 0.0f) sum += expf(sm_m[x] - M) * sm_acc[x][d];
-      pr[2 + d] = sum;
-    }
-  } else {
-    const float inv = 1.0f / L;  // the row sees at least key p, so L >= 1
-    T* o = out + b * s.osb + i * s.ost + h * s.HS;
-    for (int64_t d = threadIdx.x; d < s.HS; d += kThreads) {
-      float sum = 0.0f;
-      for (int x = 0; x < kGroups; ++x)
-        if (sm_l[x] > 0.0f) sum += expf(sm_m[x] - M) * sm_acc[x][d];
-      o[d] = from_f<T>(sum * inv);
-    }
+  // SPLIT: this block's share (max, sum: 0 when none of its keys is the row's, Σ weight·v) to its partials; else the
+  // row's output (it sees at least key p, so L >= 1)
+  float* pr = SPLIT ? part + (r * gridDim.y + blockIdx.y) * (s.HS + 2) : nullptr;
+  if (SPLIT && threadIdx.x == 0) {
+    pr[0] = M;
+    pr[1] = L;
+  }
+  const float inv = SPLIT ? 1.0f : 1.0f / L;
+  T* o = out + b * s.osb + i * s.ost + h * s.HS;
+  for (int64_t d = threadIdx.x; d < s.HS; d += kThreads) {
+    float sum = 0.0f;
+    for (int x = 0; x < kGroups; ++x)
+      if (sm_l[x] > 0.0f) sum += expf(sm_m[x] - M) * sm_acc[x][d];
+    if constexpr (SPLIT) pr[2 + d] = sum;
+    else o[d] = from_f<T>(sum * inv);
   }
 }
 

@@ -643,6 +643,16 @@ int capture(cudaStream_t s, std::function<void()>& op) {
   }
   return 0;
 }
+
+namespace {
+// stream work op: run now, or recorded while s is being captured (an error where the capture forbids it)
+cudaError_t on_stream(cudaStream_t s, std::function<void()>& op) {
+  const int c = capture(s, op);
+  if (c == 2) return g_last;
+  if (c == 0) op();
+  return cudaSuccess;
+}
+}  // namespace
 }  // namespace gn_emu
 
 cudaError_t cudaGetDeviceCount(int* count) {
@@ -735,10 +745,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   std::function<void()> op = [=] {
     if (bytes) std::memmove(dst, src, bytes);
   };
-  const int c = capture(s, op);
-  if (c == 2) return g_last;
-  if (c == 0) op();
-  return cudaSuccess;
+  return on_stream(s, op);
 }
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
                               cudaMemcpyKind kind, cudaStream_t s) {
@@ -756,10 +763,7 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
     for (size_t r = 0; r < height; ++r)
       std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
   };
-  const int c = capture(s, op);
-  if (c == 2) return g_last;
-  if (c == 0) op();
-  return cudaSuccess;
+  return on_stream(s, op);
 }
 cudaError_t cudaMemset(void* p, int value, size_t bytes) {
   GN_EMU_NO_CAPTURE("cudaMemset");
@@ -772,10 +776,7 @@ cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
   std::function<void()> op = [=] {
     if (bytes) std::memset(p, value, bytes);
   };
-  const int c = capture(s, op);
-  if (c == 2) return g_last;
-  if (c == 0) op();
-  return cudaSuccess;
+  return on_stream(s, op);
 }
 
 cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, cudaStreamDefault); }
@@ -876,10 +877,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     e->at = std::chrono::steady_clock::now();
     e->recorded = true;
   };
-  const int c = capture(s, op);
-  if (c == 2) return g_last;
-  if (c == 0) op();
-  return cudaSuccess;
+  return on_stream(s, op);
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
   GN_EMU_NO_CAPTURE("cudaEventSynchronize");
