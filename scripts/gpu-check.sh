@@ -245,14 +245,18 @@ GPT_NATIVE_CUDA_ATTENTION=fused t 100 node dist/cli.js bench kernels --device cu
   > "$WORK/kernels-fused.md" 2>>"$LOG"
 kernels "$WORK/kernels-fused.md" "fp32, fused attention kernels"
 krow "$WORK/kernels-fused.md" " (fused)" 'attention_forward |' 'attention_backward |'
-# head size 128 (GPT-3 XL: C = 2048, 16 heads): the flash forward beside the cuBLAS path (its backward is cuBLAS's)
-XL=(--b 16 --t 1024 --c 2048 --nh 16 --v 1000); (( DRY )) && XL=(--b 1 --t 32 --c 256 --nh 2 --v 1000)
-(( FLASH_OK )) && {
-  t 60 node dist/cli.js bench kernels --device cuda --precision bf16 "${XL[@]}" --runs 3 --filter attention_forward \
-    > "$WORK/kernels-hs128.md" 2>>"$LOG"
-  kernels "$WORK/kernels-hs128.md" "bf16, head size 128 (GPT-3 XL attention)"
-  krow "$WORK/kernels-hs128.md" " (bf16, HS 128)" 'attention_forward |' 'attention_forward [flash]'
-}
+# head sizes 128 (GPT-3 XL: C = 2048, 16 heads) and 96 (GPT-3 Large: C = 1536, 16 heads), T = 2048 as GPT-3
+# trains: the flash forward and backward beside the cuBLAS path (the tunings of the cuBLAS path left out)
+XL=(--b 4 --t 2048 --c 2048 --nh 16 --v 1000); (( DRY )) && XL=(--b 1 --t 32 --c 256 --nh 2 --v 1000)
+LG=(--b 4 --t 2048 --c 1536 --nh 16 --v 1000); (( DRY )) && LG=(--b 1 --t 32 --c 192 --nh 2 --v 1000)
+(( FLASH_OK )) && for hs in 128 96; do
+  if (( hs == 128 )); then shape=("${XL[@]}"); name="GPT-3 XL"; else shape=("${LG[@]}"); name="GPT-3 Large"; fi
+  t 60 node dist/cli.js bench kernels --device cuda --precision bf16 "${shape[@]}" --runs 3 --filter attention_ \
+    --exclude 'chunks]|one query chunk]|scratch]' > "$WORK/kernels-hs$hs.md" 2>>"$LOG"
+  kernels "$WORK/kernels-hs$hs.md" "bf16, head size $hs ($name attention, B=4, T=2048)"
+  krow "$WORK/kernels-hs$hs.md" " (bf16, HS $hs)" 'attention_forward |' 'attention_forward [flash]' \
+    'attention_backward |' 'attention_backward [flash]'
+done
 bench "train gpt2-small B4 T64 (cf. CPU)" node dist/cli.js bench train --device cuda "${SMALL[@]}" --steps 5
 # the opt-in flash kernels (flash2, the atomic dQ backward) under compute-sanitizer's race and barrier checkers
 # (hazards the emulator cannot show: it runs a warp at a time; the default flash kernels ran clean at 6a0aef6)

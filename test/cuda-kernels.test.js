@@ -664,20 +664,29 @@ for (const kind of ['flash', 'flash2', 'flash+atomic', 'flash2+atomic']) for (co
   }));
 }
 
-// Head size 128 (GPT-3 XL, 6.7B, 13B, 175B): the flash forward (16 query rows a warp, also under 'flash2'), and its
-// backward on the cuBLAS path from the lse the flash forward wrote; packed aligned rows and offset views, a window,
-// dropout (the forward's mask and the backward's must agree across the two paths)
-for (const kind of ['flash', 'flash2']) for (const { B, T, NH, window, dropout } of [{ B: 2, T: 77, NH: 2, window: 0, dropout: 0 }, { B: 1, T: 130, NH: 1, window: 30, dropout: 0.1 }]) {
-  test(`bf16: attention (${kind}) at head size 128 B=${B} T=${T} NH=${NH} window=${window} dropout=${dropout}: flash forward, cuBLAS backward`, (t) => withAttention(kind, () => {
+// Head sizes 96 (GPT-3 Large) and 128 (GPT-3 XL, 6.7B, 13B, 175B): the flash forward (16 query rows a warp, also
+// under 'flash2'), and the flash backward where flash2's kernels are built (sm_90+: its dK/dV kernel takes a query
+// tile 32 (96) or 16 (128) queries at a time, in dynamic shared memory; dQ's kernel takes keys likewise; 'atomic'
+// runs split at these sizes), else the cuBLAS path from the lse the flash forward wrote; packed aligned rows and
+// offset views, a window, dropout (the forward's mask and the backward's must agree)
+const wideFlash = REAL && dev.init().computeCapability[0] >= 9;
+for (const kind of ['flash', 'flash2+atomic']) for (const { B, T, NH, HS, window, dropout } of [
+  { B: 2, T: 77, NH: 2, HS: 128, window: 0, dropout: 0 }, { B: 1, T: 130, NH: 1, HS: 128, window: 30, dropout: 0.1 },
+  { B: 1, T: 70, NH: 2, HS: 96, window: 0, dropout: 0.1 }, { B: 2, T: 45, NH: 1, HS: 96, window: 20, dropout: 0 }]) {
+  test(`bf16: attention (${kind}) at head size ${HS} B=${B} T=${T} NH=${NH} window=${window} dropout=${dropout}: flash forward and backward`, (t) => withAttention(kind, () => {
     const s = seedOf(t);
-    const HS = 128, C = NH * HS, n = B * T * C;
+    const C = NH * HS, n = B * T * C;
     const before = dev.attentionStats();
     const packed = packedAttention(t, s, { B, T, NH, HS, window, dropout }, 3);
     // separate views 3 elements in (element loads)
     const shape = { ...packed, q: [T * C, C], k: [T * C, C], v: [T * C, C] };
-    cross(t, 'attentionForward', [randF32(n, s + 9), randF32(B * NH * T, s + 10), randF32(n, s + 6), randF32(n, s + 7), randF32(n, s + 8), shape], { outputs: [0, 1], bf16: [0, 2, 3, 4] });
+    const q = randF32(n, s + 6), k = randF32(n, s + 7), v = randF32(n, s + 8);
+    cross(t, 'attentionForward', [randF32(n, s + 9), randF32(B * NH * T, s + 10), q, k, v, shape], { outputs: [0, 1], bf16: [0, 2, 3, 4] });
+    const out2 = new Float32Array(n), lse2 = new Float32Array(B * NH * T);
+    native.attentionForward(out2, lse2, roundBf16(q), roundBf16(k), roundBf16(v), shape);
+    cross(t, 'attentionBackward', [randF32(n, s + 11), randF32(n, s + 12), randF32(n, s + 13), randF32(n, s + 14), q, k, v, out2, lse2, shape], { outputs: [0, 1, 2], bf16: [0, 1, 2, 3, 4, 5, 6, 7] });
     const after = dev.attentionStats();
-    if (REAL) t.deepEqual([after.flash - before.flash, after.fallbacks - before.fallbacks], [2, 1], 'both forwards ran flash, the backward the other path');
+    if (REAL) t.deepEqual([after.flash - before.flash, after.fallbacks - before.fallbacks], wideFlash ? [4, 0] : [2, 2], 'the forwards ran flash, and the backwards where sm_90+');
   }));
 }
 

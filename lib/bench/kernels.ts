@@ -103,8 +103,12 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
     ...(cu ? [{ name: 'lm_head backward [cublasGemmEx]', run: withGemmEx(lmB(V, wteM)), flops: 4 * N * C * V }] : []),
     { name: 'attention_forward', run: base(attnF), flops: attnFlops },
     { name: 'attention_backward', run: base(attnB), flops: 2.5 * attnFlops },
-    // head size 128: the flash forward only (its backward runs the cuBLAS path)
-    ...(flashApplies(be, act, HS) || !flashForwardOnly(be, act, HS) ? [] : [{ name: 'attention_forward [flash]', run: withFlash(attnF), flops: attnFlops }]),
+    // head sizes 96 and 128: flash's kernels with 16 query rows a warp (flash2 has no other forms there); the
+    // backward on sm_90+ (elsewhere it runs the cuBLAS path, and withFlash throws: the row is left out)
+    ...(flashWide(be, act, HS) ? [
+      { name: 'attention_forward [flash]', run: withFlash(attnF), flops: attnFlops },
+      ...(cudaInfo().computeCapability[0] >= 9 ? [{ name: 'attention_backward [flash]', run: withFlash(attnB), flops: 2.5 * attnFlops }] : []),
+    ] : []),
     ...(flashApplies(be, act, HS) ? [
       { name: 'attention_forward [flash]', run: withFlash(attnF), flops: attnFlops },
       { name: 'attention_backward [flash]', run: withFlash(attnB), flops: 2.5 * attnFlops },
@@ -158,9 +162,9 @@ function attentionTunings(be: Backend, T: number): [string, AttentionTuning][] {
 function flashApplies(be: Backend, act: DType, HS: number): boolean {
   return be.device === 'cuda' && act === 'bf16' && (HS === 64 || HS === 32);
 }
-/** Head size 128 on cuda in bf16: the flash forward applies, not the backward. */
-function flashForwardOnly(be: Backend, act: DType, HS: number): boolean {
-  return be.device === 'cuda' && act === 'bf16' && HS === 128;
+/** Head sizes 96 and 128 on cuda in bf16: flash's forward applies, and its backward on sm_90+. */
+function flashWide(be: Backend, act: DType, HS: number): boolean {
+  return be.device === 'cuda' && act === 'bf16' && (HS === 96 || HS === 128);
 }
 
 /**

@@ -38,11 +38,15 @@
 // Operands come from shared memory through ldmatrix (mma.cuh: .x4, and .x4.trans for the B operand of P·V-like
 // products, whose tile is row-major in k). Shared rows are padded by 8 bf16: 16-byte aligned rows for the tile
 // loads and ldmatrix, and the 8 rows an ldmatrix phase reads fall in distinct banks.
-// Head sizes: HS = 64 (every GPT-2 size, GPT-3 Small and Medium) and 32, a template each; HS = 128 (GPT-3 XL, 6.7B,
-// 13B, 175B) for the forward only ('flash'; flash2's 32 rows a warp would not fit its registers), whose backward
-// takes the cuBLAS path with the lse it wrote; the host takes the cuBLAS path for the rest (ops.cc). HS = 96 would need more than the 48 KiB of static shared memory in the
-// dK/dV kernel (four tiles of 64 × 104 bf16: dynamic shared memory, as flash_dkv_pipe_kernel takes), and HS = 80
-// an odd number of 16-column chunks (the products take them two at a time).
+// Head sizes: HS = 64 (every GPT-2 size, GPT-3 Small and Medium) and 32, a template each, in every form; HS = 96
+// (GPT-3 Large) and 128 (GPT-3 XL, 6.7B, 13B, 175B) with 16 query rows a warp in the forward and dQ kernels (flash2's
+// 32 would not fit their registers; 'flash2' runs them as 'flash'), dQ's kernel taking a key tile 32 (96) or 16 (128)
+// keys at a time, and the pipelined dK/dV kernel (its six tiles in dynamic shared memory: flash_dkv_kernel's four
+// would pass the 48 KiB of static shared memory) taking a query tile 32 or 16 queries at a time, so the dK and dV
+// accumulators fit beside the scores. That dK/dV kernel is built for sm_90 and later: elsewhere the backward at
+// these sizes takes the cuBLAS path with the lse the flash forward wrote. The host takes the cuBLAS path for the
+// other head sizes (ops.cc); HS = 80 (GPT-3 2.7B) has an odd number of 16-column chunks (the products take them two
+// at a time).
 // Dropout is a template flag: without it, the kernels carry no hash code (fewer registers).
 #include <cfloat>
 #include <cmath>
@@ -181,13 +185,14 @@ __device__ __forceinline__ void mul_abt(float (&s)[8][4], const uint32_t (&a)[HD
                        tile, 0, lane);
 }
 
-// The same with A read from shared memory too (rows r0 .. r0+15 of atile), two k-chunks at a time: for the dK/dV
-// kernel, whose registers hold two accumulators of HD columns already
-template <int HD>
-__device__ __forceinline__ void mul_abt_shared(float (&s)[8][4], const Tile<HD>& atile, int r0, const Tile<HD>& tile,
-                                               int lane) {
+// The same with A read from shared memory too (rows r0 .. r0+15 of atile), two k-chunks at a time, against the
+// tile's rows n0 .. n0 + 8·NT-1 (s: 16 × 8·NT): for the dK/dV kernel, whose registers hold two accumulators of HD
+// columns already (at HD >= 96 it takes a query tile 32 rows at a time, NT = 4)
+template <int HD, int NT = 8>
+__device__ __forceinline__ void mul_abt_shared(float (&s)[NT][4], const Tile<HD>& atile, int r0, const Tile<HD>& tile,
+                                               int lane, int n0 = 0) {
 #pragma unroll
-  for (int nt = 0; nt < 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+  for (int nt = 0; nt < NT; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
 #pragma unroll
   for (int kk = 0; kk < HD / 16; kk += 2) {
     // A (16×16) at column kk·16 with one ldmatrix.x4: lane l gives row r0 + l % 8 + 8·((l / 8) & 1), column
@@ -197,9 +202,9 @@ __device__ __forceinline__ void mul_abt_shared(float (&s)[8][4], const Tile<HD>&
     ldsm_x4<false>(a0, ar);
     ldsm_x4<false>(a1, ar + 16);
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
+    for (int nt = 0; nt < NT; ++nt) {
       uint32_t b[4];
-      ldsm_x4<false>(b, &tile.x[nt * 8 + (lane & 7)][kk * 16 + 8 * (lane >> 3)]);
+      ldsm_x4<false>(b, &tile.x[n0 + nt * 8 + (lane & 7)][kk * 16 + 8 * (lane >> 3)]);
       mma_bf16(s[nt], a0, b[0], b[1]);
       mma_bf16(s[nt], a1, b[2], b[3]);
     }
@@ -647,32 +652,39 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
   for (int nt = 0; nt < HD / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
   int lo, hi;
   block_keys(s, i0, &lo, &hi);
+  // a key tile's keys 8·kNT at a time: all 64 up to HD = 64; 32 at HD = 96 and 16 at 128, where Q, dout and dQ take
+  // 1.5 and 2 times the registers
+  constexpr int kNT = HD <= 64 ? 8 : HD <= 96 ? 4 : 2;
+  using Frag = const uint32_t(&)[1][HD / 16][4];
   for (int j0 = lo; j0 <= hi; j0 += kTile) {
     const uint32_t keep = DROP ? keep_mask<false>(s.seed, s.dropout, s.NH, s.Tq, s.Tk, b, h, i0 + r0 + g, j0 + 2 * t) : 0u;
     load_kv<HD>(sK, sV, kb, vb, s, j0, hi);
-    float sc[8][4], dp[8][4];
-    mul_abt<HD>(sc, qa, sK, lane);
-    mul_abt<HD>(dp, da, sV, lane);
     const bool full = tile_full(s, i0, j0);
+#pragma unroll 1
+    for (int k0 = 0; k0 < kTile; k0 += 8 * kNT) {
+      float sc[1][kNT][4], dp[1][kNT][4];
+      mul_abt_mt<HD, 1, kNT>(sc, reinterpret_cast<Frag>(qa), sK, k0, lane);
+      mul_abt_mt<HD, 1, kNT>(dp, reinterpret_cast<Frag>(da), sV, k0, lane);
 #pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      const int i = i0 + r0 + g + 8 * rr;
+      for (int rr = 0; rr < 2; ++rr) {
+        const int i = i0 + r0 + g + 8 * rr;
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
+        for (int nt = 0; nt < kNT; ++nt)
 #pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const int j = j0 + nt * 8 + 2 * t + c;
-          const int e = 2 * rr + c;
-          float dS = 0.0f;
-          if (full || sees(s, i, j)) {
-            const float P = exp2f(sc[nt][e] * s.scale_log2 - L[rr]);
-            const float f = DROP ? keep_of(s, keep, nt, e) : 1.0f;
-            dS = P * (dp[nt][e] * f - Dv[rr]);
+          for (int c = 0; c < 2; ++c) {
+            const int j = j0 + k0 + nt * 8 + 2 * t + c;
+            const int e = 2 * rr + c;
+            float dS = 0.0f;
+            if (full || sees(s, i, j)) {
+              const float P = exp2f(sc[0][nt][e] * s.scale_log2 - L[rr]);
+              const float f = DROP ? keep_of(s, keep, k0 / 8 + nt, e) : 1.0f;
+              dS = P * (dp[0][nt][e] * f - Dv[rr]);
+            }
+            sc[0][nt][e] = dS;
           }
-          sc[nt][e] = dS;
-        }
+      }
+      mul_pb_mt<HD, 1, kNT>(reinterpret_cast<float(&)[1][HD / 8][4]>(acc), sc, sK, k0, lane);
     }
-    mul_pb<HD>(acc, sc, sK, lane);
   }
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
@@ -808,13 +820,14 @@ __global__ void __launch_bounds__(kThreads) flash_dq2_kernel(bf16* dq, float* Db
     }
 }
 
-// flash_dkv_pipe_kernel's work on one query tile (i0 .. i0+63) once sc holds Sᵀ (keys × queries) and dp holds dPᵀ:
-// sc becomes (P∘M·keep)ᵀ and dp becomes dSᵀ; L and D are the tile's rows' logsumexp (log2 units) and D_i.
-// flash_dkv_kernel keeps the same loop inline over its static sL and sD arrays: through this function ptxas
-// spilled it at sm_80.
-template <bool DROP>
-__device__ __forceinline__ void dkv_tile_grads(float (&sc)[8][4], float (&dp)[8][4], const FDims& s, const float* L,
-                                               const float* D, uint32_t keep, int i0, int j0, int r0, int g, int t) {
+// flash_dkv_pipe_kernel's work on queries q0 .. q0 + 8·NT-1 of the query tile i0 .. i0+63 once sc holds their Sᵀ
+// (keys × queries) and dp their dPᵀ: sc becomes (P∘M·keep)ᵀ and dp becomes dSᵀ; L and D are the tile's rows'
+// logsumexp (log2 units) and D_i, keep the whole tile's dropout mask. flash_dkv_kernel keeps the same loop inline
+// over its static sL and sD arrays: through this function ptxas spilled it at sm_80.
+template <bool DROP, int NT = 8>
+__device__ __forceinline__ void dkv_tile_grads(float (&sc)[NT][4], float (&dp)[NT][4], const FDims& s, const float* L,
+                                               const float* D, uint32_t keep, int i0, int j0, int r0, int g, int t,
+                                               int q0 = 0) {
   // every query of i0 .. i0+63 sees every key of j0 .. j0+63
   const bool full = i0 + kTile <= s.Tq && j0 + kRows <= s.Tk && s.q_pos0 + i0 >= j0 + kRows - 1 &&
                     (s.window <= 0 || s.q_pos0 + i0 + kTile - 1 < j0 + s.window);
@@ -822,17 +835,17 @@ __device__ __forceinline__ void dkv_tile_grads(float (&sc)[8][4], float (&dp)[8]
   for (int rr = 0; rr < 2; ++rr) {
     const int j = j0 + r0 + g + 8 * rr;
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
-        const int col = nt * 8 + 2 * t + c;
+        const int col = q0 + nt * 8 + 2 * t + c;
         const int i = i0 + col;
         const int e = 2 * rr + c;
         // exact zeros outside the mask: a key row that no query sees may hold anything (a KV cache's tail)
         float dS = 0.0f, Pf = 0.0f;
         if (full || sees(s, i, j)) {
           const float P = exp2f(sc[nt][e] * s.scale_log2 - L[col]);
-          const float f = DROP ? keep_of(s, keep, nt, e) : 1.0f;
+          const float f = DROP ? keep_of(s, keep, q0 / 8 + nt, e) : 1.0f;
           dS = P * (dp[nt][e] * f - D[col]);
           Pf = P * f;
         }
@@ -965,13 +978,23 @@ __device__ __forceinline__ void dkv_pipe_tile(float (&dka)[HD / 8][4], float (&d
   cp_async_commit();
   cp_async_wait<1>();  // all but the group just committed: tile i0 has landed
   __syncthreads();
-  float sc[8][4], dp[8][4];
-  mul_abt_shared<HD>(sc, sK, r0, qc, lane);  // Sᵀ: keys × queries
-  mul_abt_shared<HD>(dp, sV, r0, oc, lane);  // dPᵀ
-  dkv_tile_grads<DROP>(sc, dp, s, lc, dc, keep, i0, j0, r0, g, t);
-  if (DQ) store_acc_tile(*sS, dp, r0, g, t);  // the warp's 16 keys' rows of dSᵀ
-  mul_pb<HD>(dva, sc, oc, lane);
-  mul_pb<HD>(dka, dp, qc, lane);
+  // the tile's queries NQ at a time: all 64 up to HD = 64; 32 at HD = 96 and 16 at 128, where the dK and dV
+  // accumulators take 1.5 and 2 times the registers (the K and V fragments are read from shared memory again for
+  // each part)
+  constexpr int NQ = HD <= 64 ? kTile : HD <= 96 ? kTile / 2 : kTile / 4, NT = NQ / 8;
+  static_assert(!DQ || NQ == kTile, "the atomic backward's dS tile is the whole query tile");
+#pragma unroll 1
+  for (int q0 = 0; q0 < kTile; q0 += NQ) {
+    float sc[NT][4], dp[NT][4];
+    mul_abt_shared<HD, NT>(sc, sK, r0, qc, lane, q0);  // Sᵀ: keys × queries
+    mul_abt_shared<HD, NT>(dp, sV, r0, oc, lane, q0);  // dPᵀ
+    dkv_tile_grads<DROP, NT>(sc, dp, s, lc, dc, keep, i0, j0, r0, g, t, q0);
+    if constexpr (DQ) store_acc_tile(*sS, dp, r0, g, t);  // the warp's 16 keys' rows of dSᵀ
+    mul_pb_mt<HD, 1, NT>(reinterpret_cast<float(&)[1][HD / 8][4]>(dva), reinterpret_cast<const float(&)[1][NT][4]>(sc),
+                         oc, q0, lane);
+    mul_pb_mt<HD, 1, NT>(reinterpret_cast<float(&)[1][HD / 8][4]>(dka), reinterpret_cast<const float(&)[1][NT][4]>(dp),
+                         qc, q0, lane);
+  }
   if (DQ) {
     __syncthreads();  // sS holds all 64 keys' rows
     // in two halves of HD columns, and for every warp (a warp whose queries see none of the block's keys adds zeros):
@@ -1194,12 +1217,15 @@ void fwd(const Stream& st, void* out, float* lse, const void* q, const void* k, 
 
 // dqacc (setFlashBackward('atomic'), where flash2's kernels are built, HD = 64): dQ comes from the dK/dV kernel through
 // atomics into dqacc, then flash_dq_store_kernel; else from its own kernel (flash_dq_kernel, or flash_dq2_kernel
-// for V2)
+// for V2). HD = 96 and 128 (where flash2's kernels are built: the host checks) take flash_dq_kernel and the
+// pipelined dK/dV kernel, whose six tiles need dynamic shared memory at these sizes.
 template <int HD, bool DROP, bool V2>
 void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const void* q, const void* k, const void* v,
          const void* out, const float* lse, float* D, float* dqacc, const FDims& s) {
   // (at HD = 32, the atomic form's dK/dV kernel spilled: that head size runs split)
   constexpr bool kAtomicBuilt = HD == 64;
+  constexpr bool kWide = HD > 64;
+  static_assert(!(kWide && V2), "HD > 64 has no flash2 forms");
   if (!kAtomicBuilt) dqacc = nullptr;
   const int64_t rows = static_cast<int64_t>(s.B) * s.NH * s.Tq;
   if (!V2 || dqacc) {  // (flash2's dQ kernel computes D itself)
@@ -1208,7 +1234,7 @@ void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const
     GN_LAUNCHED(st, "flash_D_kernel");
   }
   const dim3 gk(static_cast<unsigned>((s.Tk + kRows - 1) / kRows), static_cast<unsigned>(s.B * s.NH));
-  if (dqacc) {
+  if constexpr (kAtomicBuilt) if (dqacc) {
     dkv_pipe_launch<HD, DROP, kAtomicBuilt>(st, gk, static_cast<bf16*>(dk), static_cast<bf16*>(dv), dqacc, D,
                                     static_cast<const bf16*>(dout), static_cast<const bf16*>(q),
                                     static_cast<const bf16*>(k), static_cast<const bf16*>(v), lse, s);
@@ -1219,7 +1245,7 @@ void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const
     GN_LAUNCHED(st, "flash_dq_store_kernel");
     return;
   }
-  if (V2) {
+  if constexpr (V2) {
     const dim3 gq(static_cast<unsigned>((s.Tq + 2 * kRows - 1) / (2 * kRows)), static_cast<unsigned>(s.B * s.NH));
     flash_dq2_kernel<HD, DROP><<<gq, kThreads, 0, st.s>>>(static_cast<bf16*>(dq), D, static_cast<const bf16*>(dout),
                                                     static_cast<const bf16*>(q), static_cast<const bf16*>(k),
@@ -1231,7 +1257,7 @@ void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const
                                                    static_cast<const bf16*>(v), lse, s);
   }
   GN_LAUNCHED(st, "flash_dq_kernel");
-  if (V2)
+  if constexpr (V2 || kWide)
     dkv_pipe_launch<HD, DROP, false>(st, gk, static_cast<bf16*>(dk), static_cast<bf16*>(dv), nullptr, D,
                                      static_cast<const bf16*>(dout), static_cast<const bf16*>(q),
                                      static_cast<const bf16*>(k), static_cast<const bf16*>(v), lse, s);
@@ -1245,14 +1271,14 @@ void bwd(const Stream& st, void* dq, void* dk, void* dv, const void* dout, const
 using FwdFn = void (*)(const Stream&, void*, float*, const void*, const void*, const void*, const FDims&);
 using BwdFn = void (*)(const Stream&, void*, void*, void*, const void*, const void*, const void*, const void*,
                       const void*, const float*, float*, float*, const FDims&);
-// (head size 128: the forward only, with 16 query rows a warp; its backward runs the cuBLAS path)
+// (head sizes 96 and 128: 16 query rows a warp, also under 'flash2')
 template <bool DROP, bool V2>
 FwdFn fwd_of(int64_t HS) {
-  return HS == 32 ? fwd<32, DROP, V2> : HS == 64 ? fwd<64, DROP, V2> : fwd<128, DROP, false>;
+  return HS == 32 ? fwd<32, DROP, V2> : HS == 64 ? fwd<64, DROP, V2> : HS == 96 ? fwd<96, DROP, false> : fwd<128, DROP, false>;
 }
 template <bool DROP, bool V2>
 BwdFn bwd_of(int64_t HS) {
-  return HS == 32 ? bwd<32, DROP, V2> : bwd<64, DROP, V2>;
+  return HS == 32 ? bwd<32, DROP, V2> : HS == 64 ? bwd<64, DROP, V2> : HS == 96 ? bwd<96, DROP, false> : bwd<128, DROP, false>;
 }
 
 }  // namespace
@@ -1296,8 +1322,9 @@ bool flash_probe(const Stream& st, float* out, const void* x, const void* y, con
 }
 
 bool attention_flash_supported(DType dt, const AttnDims& d, bool backward) {
-  return dt == kBF16 && (d.HS == 32 || d.HS == 64 || (d.HS == 128 && !backward)) && flash_built() && d.B * d.NH <= 65535 &&
-         d.Tk < (int64_t(1) << 30);
+  const bool wide = d.HS == 96 || d.HS == 128;  // (their backward's dK/dV kernel is built for sm_90 and later)
+  return dt == kBF16 && (d.HS == 32 || d.HS == 64 || (wide && (!backward || flash2_built()))) && flash_built() &&
+         d.B * d.NH <= 65535 && d.Tk < (int64_t(1) << 30);
 }
 
 void attention_forward_flash(const Stream& st, void* out, float* lse, const void* q, const void* k, const void* v,
@@ -1323,9 +1350,9 @@ void attention_backward_flash(const Stream& st, void* dq, void* dk, void* dv, co
   if (dq_scratch && reinterpret_cast<uintptr_t>(dq_scratch) % 16 != 0)  // (its atomics add 16 bytes at a time)
     throw_cuda(cudaErrorMisalignedAddress, "attention_backward_flash: dq_scratch is not 16-byte aligned", __FILE__,
                __LINE__);
-  if (d.HS != 32 && d.HS != 64)
+  if (d.HS != 32 && d.HS != 64 && ((d.HS != 96 && d.HS != 128) || !flash2_built()))
     throw KernelError(KernelError::Kind::Range, str_cat("attention_backward_flash: head size ", d.HS,
-                                                        " has no flash backward (32 or 64)"));
+                                                        " has no flash backward here (32 or 64; 96 or 128 on sm_90+)"));
   const auto run = v2 ? (drop ? bwd_of<true, true> : bwd_of<false, true>)
                       : (drop ? bwd_of<true, false> : bwd_of<false, false>);
   run(d.HS)(st, dq, dk, dv, dout, q, k, v, out, lse, Dscratch, dq_scratch, s);
