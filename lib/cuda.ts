@@ -57,8 +57,8 @@ export interface CudaAddon extends KernelsOver<DeviceView> {
   setMathMode(mode: 'fp32' | 'bf16'): 'fp32' | 'bf16';
   /**
    * How attention runs: cuBLAS GEMMs with row kernels ('gemm'), the simple fused kernels ('fused'), or
-   * tensor-core flash kernels ('flash', the default: bf16 activations, head size 32, 64, 96 or 128, compute
-   * capability 8+, and sm_90+ for the backward at 96 and 128; other calls run as 'gemm'; GPT_NATIVE_CUDA_ATTENTION
+   * tensor-core flash kernels ('flash', the default: bf16 activations, head size 32, 64, 80, 96 or 128, compute
+   * capability 8+, and sm_90+ for the backward at 80, 96 and 128; other calls run as 'gemm'; GPT_NATIVE_CUDA_ATTENTION
    * sets it at load). 'flash2': the flash kernels with 32
    * query rows a warp in the forward and dQ, and cp.async double-buffered tiles (built for sm_90+; elsewhere it
    * runs as 'flash'), an opt-in until a GPU run times it against 'flash'. Returns the old setting.

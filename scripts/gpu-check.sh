@@ -245,12 +245,12 @@ GPT_NATIVE_CUDA_ATTENTION=fused t 100 node dist/cli.js bench kernels --device cu
   > "$WORK/kernels-fused.md" 2>>"$LOG"
 kernels "$WORK/kernels-fused.md" "fp32, fused attention kernels"
 krow "$WORK/kernels-fused.md" " (fused)" 'attention_forward |' 'attention_backward |'
-# head sizes 128 (GPT-3 XL: C = 2048, 16 heads) and 96 (GPT-3 Large: C = 1536, 16 heads), T = 2048 as GPT-3
-# trains: the flash forward and backward beside the cuBLAS path (the tunings of the cuBLAS path left out)
-XL=(--b 4 --t 2048 --c 2048 --nh 16 --v 1000); (( DRY )) && XL=(--b 1 --t 32 --c 256 --nh 2 --v 1000)
-LG=(--b 4 --t 2048 --c 1536 --nh 16 --v 1000); (( DRY )) && LG=(--b 1 --t 32 --c 192 --nh 2 --v 1000)
-(( FLASH_OK )) && for hs in 128 96; do
-  if (( hs == 128 )); then shape=("${XL[@]}"); name="GPT-3 XL"; else shape=("${LG[@]}"); name="GPT-3 Large"; fi
+# head sizes 128 (GPT-3 XL: C = 2048, 16 heads), 96 (GPT-3 Large: C = 1536, 16 heads) and 80 (GPT-3 2.7B: C = 2560,
+# 32 heads), T = 2048 as GPT-3 trains: the flash forward and backward beside the cuBLAS path (its tunings left out)
+declare -A WIDE=([128]="2048 16 GPT-3 XL" [96]="1536 16 GPT-3 Large" [80]="2560 32 GPT-3 2.7B")
+(( FLASH_OK )) && for hs in 128 96 80; do
+  read -r c nh name <<< "${WIDE[$hs]}"
+  shape=(--b 4 --t 2048 --c "$c" --nh "$nh" --v 1000); (( DRY )) && shape=(--b 1 --t 32 --c $(( 2 * hs )) --nh 2 --v 1000)
   t 60 node dist/cli.js bench kernels --device cuda --precision bf16 "${shape[@]}" --runs 3 --filter attention_ \
     --exclude 'chunks]|one query chunk]|scratch]' > "$WORK/kernels-hs$hs.md" 2>>"$LOG"
   kernels "$WORK/kernels-hs$hs.md" "bf16, head size $hs ($name attention, B=4, T=2048)"

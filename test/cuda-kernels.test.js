@@ -664,15 +664,17 @@ for (const kind of ['flash', 'flash2', 'flash+atomic', 'flash2+atomic']) for (co
   }));
 }
 
-// Head sizes 96 (GPT-3 Large) and 128 (GPT-3 XL, 6.7B, 13B, 175B): the flash forward (16 query rows a warp, also
-// under 'flash2'), and the flash backward where flash2's kernels are built (sm_90+: its dK/dV kernel takes a query
-// tile 32 (96) or 16 (128) queries at a time, in dynamic shared memory; dQ's kernel takes keys likewise; 'atomic'
-// runs split at these sizes), else the cuBLAS path from the lse the flash forward wrote; packed aligned rows and
-// offset views, a window, dropout (the forward's mask and the backward's must agree)
+// Head sizes 80 (GPT-3 2.7B: five 16-column chunks, the last taken alone), 96 (GPT-3 Large) and 128 (GPT-3 XL, 6.7B,
+// 13B, 175B): the flash forward (16 query rows a warp, also under 'flash2'), and the flash backward where flash2's
+// kernels are built (sm_90+: its dK/dV kernel takes a query tile 32 (80, 96) or 16 (128) queries at a time, in
+// dynamic shared memory; dQ's kernel takes keys likewise; 'atomic' runs split at these sizes), else the cuBLAS path
+// from the lse the flash forward wrote; packed aligned rows and offset views, a window, dropout (the forward's mask
+// and the backward's must agree)
 const wideFlash = REAL && dev.init().computeCapability[0] >= 9;
 for (const kind of ['flash', 'flash2+atomic']) for (const { B, T, NH, HS, window, dropout } of [
   { B: 2, T: 77, NH: 2, HS: 128, window: 0, dropout: 0 }, { B: 1, T: 130, NH: 1, HS: 128, window: 30, dropout: 0.1 },
-  { B: 1, T: 70, NH: 2, HS: 96, window: 0, dropout: 0.1 }, { B: 2, T: 45, NH: 1, HS: 96, window: 20, dropout: 0 }]) {
+  { B: 1, T: 70, NH: 2, HS: 96, window: 0, dropout: 0.1 }, { B: 2, T: 45, NH: 1, HS: 96, window: 20, dropout: 0 },
+  { B: 2, T: 67, NH: 2, HS: 80, window: 0, dropout: 0.1 }, { B: 1, T: 140, NH: 1, HS: 80, window: 45, dropout: 0 }]) {
   test(`bf16: attention (${kind}) at head size ${HS} B=${B} T=${T} NH=${NH} window=${window} dropout=${dropout}: flash forward and backward`, (t) => withAttention(kind, () => {
     const s = seedOf(t);
     const C = NH * HS, n = B * T * C;

@@ -309,14 +309,14 @@ for (const variant of ['gpt1', 'gpt3']) {
 // attention, cublasGemmEx, bias and GELU passes, no padding): three AdamW steps with dropout follow the fp32 CPU
 // run, and the KV decoder matches the full forward; and the defaults with the opt-in flash2 attention kernels, and
 // with those and the atomic dQ backward (setFlashBackward('atomic'), at head size 64: it runs split at 32); and the
-// defaults at head sizes 96 and 128 (GPT-3 Large's and XL's), whose flash kernels take 16 rows a warp
+// defaults at head sizes 80, 96 and 128 (GPT-3 2.7B's, Large's and XL's), whose flash kernels take 16 rows a warp
 for (const path of ['defaults: flash attention, cuBLASLt', 'cuBLAS attention, cublasGemmEx and passes', 'defaults with flash2 attention',
-  'defaults with flash2 attention and the atomic dQ backward', 'defaults at head size 96', 'defaults at head size 128']) test(`bf16 (${path}): three AdamW steps follow the fp32 CPU run; decoding matches the full forward`, (t) => {
+  'defaults with flash2 attention and the atomic dQ backward', 'defaults at head size 80', 'defaults at head size 96', 'defaults at head size 128']) test(`bf16 (${path}): three AdamW steps follow the fp32 CPU run; decoding matches the full forward`, (t) => {
   const { cuda } = require('../dist/cuda');
   const seed = freshSeed();
   t.log(`seed ${seed}`);
   const atomic = path.includes('atomic');
-  const HS = path.endsWith('96') ? 96 : path.endsWith('128') ? 128 : atomic ? 64 : 32;
+  const HS = path.includes('head size') ? Number(path.split(' ').pop()) : atomic ? 64 : 32;
   const c = { variant: 'gpt2', n_layer: 2, n_head: 2, n_embd: 2 * HS, vocab_size: 97, n_positions: 80, resid_pdrop: 0.1, attn_pdrop: 0.1, embd_pdrop: 0 };
   const old = !path.startsWith('defaults');
   const prev = cuda().setAttention(old ? 'gemm' : path.includes('flash2') ? 'flash2' : 'flash'), prevBias = cuda().setBiasEpilogue(old ? 'kernel' : 'cublaslt'),

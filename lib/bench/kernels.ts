@@ -103,7 +103,7 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
     ...(cu ? [{ name: 'lm_head backward [cublasGemmEx]', run: withGemmEx(lmB(V, wteM)), flops: 4 * N * C * V }] : []),
     { name: 'attention_forward', run: base(attnF), flops: attnFlops },
     { name: 'attention_backward', run: base(attnB), flops: 2.5 * attnFlops },
-    // head sizes 96 and 128: flash's kernels with 16 query rows a warp (flash2 has no other forms there); the
+    // head sizes 80, 96 and 128: flash's kernels with 16 query rows a warp (flash2 has no other forms there); the
     // backward on sm_90+ (elsewhere it runs the cuBLAS path, and withFlash throws: the row is left out)
     ...(flashWide(be, act, HS) ? [
       { name: 'attention_forward [flash]', run: withFlash(attnF), flops: attnFlops },
@@ -162,9 +162,9 @@ function attentionTunings(be: Backend, T: number): [string, AttentionTuning][] {
 function flashApplies(be: Backend, act: DType, HS: number): boolean {
   return be.device === 'cuda' && act === 'bf16' && (HS === 64 || HS === 32);
 }
-/** Head sizes 96 and 128 on cuda in bf16: flash's forward applies, and its backward on sm_90+. */
+/** Head sizes 80, 96 and 128 on cuda in bf16: flash's forward applies, and its backward on sm_90+. */
 function flashWide(be: Backend, act: DType, HS: number): boolean {
-  return be.device === 'cuda' && act === 'bf16' && (HS === 96 || HS === 128);
+  return be.device === 'cuda' && act === 'bf16' && (HS === 80 || HS === 96 || HS === 128);
 }
 
 /**

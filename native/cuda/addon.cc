@@ -368,7 +368,7 @@ bool parse_attn(const std::string& m, CudaAddon::Attn* k) {
 
 // setAttention('gemm' | 'fused' | 'flash' | 'flash2'): how attentionForward/attentionBackward run (cuBLAS GEMMs
 // with row kernels; the fused kernels of attention.cu; the tensor-core kernels of attention_flash.cu where they
-// apply: bf16, head size 32, 64, 96 or 128 (the backward at 96 and 128 on sm_90+), compute capability 8+, else as
+// apply: bf16, head size 32, 64, 80, 96 or 128 (the backward at 80-128 on sm_90+), compute capability 8+, else as
 // 'gemm'; 'flash2': variants of them with 32 query rows a warp in the forward and dQ and cp.async double-buffered
 // tiles in all three, built for sm_90+ (else run as 'flash'), not yet timed on a GPU);
 // returns what it was. The default is 'flash' (the fastest on the H200, BENCHMARKS.md; fp32 and other head sizes

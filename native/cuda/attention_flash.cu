@@ -38,15 +38,15 @@
 // Operands come from shared memory through ldmatrix (mma.cuh: .x4, and .x4.trans for the B operand of P·V-like
 // products, whose tile is row-major in k). Shared rows are padded by 8 bf16: 16-byte aligned rows for the tile
 // loads and ldmatrix, and the 8 rows an ldmatrix phase reads fall in distinct banks.
-// Head sizes: HS = 64 (every GPT-2 size, GPT-3 Small and Medium) and 32, a template each, in every form; HS = 96
-// (GPT-3 Large) and 128 (GPT-3 XL, 6.7B, 13B, 175B) with 16 query rows a warp in the forward and dQ kernels (flash2's
-// 32 would not fit their registers; 'flash2' runs them as 'flash'), dQ's kernel taking a key tile 32 (96) or 16 (128)
-// keys at a time, and the pipelined dK/dV kernel (its six tiles in dynamic shared memory: flash_dkv_kernel's four
-// would pass the 48 KiB of static shared memory) taking a query tile 32 or 16 queries at a time, so the dK and dV
-// accumulators fit beside the scores. That dK/dV kernel is built for sm_90 and later: elsewhere the backward at
-// these sizes takes the cuBLAS path with the lse the flash forward wrote. The host takes the cuBLAS path for the
-// other head sizes (ops.cc); HS = 80 (GPT-3 2.7B) has an odd number of 16-column chunks (the products take them two
-// at a time).
+// Head sizes: HS = 64 (every GPT-2 size, GPT-3 Small and Medium) and 32, a template each, in every form; HS = 80
+// (GPT-3 2.7B), 96 (GPT-3 Large) and 128 (GPT-3 XL, 6.7B, 13B, 175B) with 16 query rows a warp in the forward and dQ
+// kernels (flash2's 32 would not fit their registers; 'flash2' runs them as 'flash'), dQ's kernel taking a key tile
+// 32 (80, 96) or 16 (128) keys at a time, and the pipelined dK/dV kernel (its six tiles in dynamic shared memory:
+// flash_dkv_kernel's four would pass the 48 KiB of static shared memory) taking a query tile 32 or 16 queries at a
+// time, so the dK and dV accumulators fit beside the scores. That dK/dV kernel is built for sm_90 and later:
+// elsewhere the backward at these sizes takes the cuBLAS path with the lse the flash forward wrote. At HS = 80 the
+// products' five 16-column chunks go two at a time and the last alone. The host takes the cuBLAS path for the
+// other head sizes (ops.cc).
 // Dropout is a template flag: without it, the kernels carry no hash code (fewer registers).
 #include <cfloat>
 #include <cmath>
@@ -167,12 +167,14 @@ __device__ __forceinline__ void mul_abt_mt(float (&s)[MT][NT][4], const uint32_t
     for (int mt = 0; mt < MT; ++mt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk += 2) {
+      // (HD = 80: the fifth k-chunk alone; lanes 16-31 then read the addresses of lanes 0-15, and b[2], b[3] go unused)
+      const bool pair = kk + 1 < HD / 16;
       uint32_t b[4];
-      ldsm_x4<false>(b, &tile.x[k0 + nt * 8 + (lane & 7)][kk * 16 + 8 * (lane >> 3)]);
+      ldsm_x4<false>(b, &tile.x[k0 + nt * 8 + (lane & 7)][kk * 16 + 8 * (pair ? lane >> 3 : (lane >> 3) & 1)]);
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
         mma_bf16(s[mt][nt], a[mt][kk], b[0], b[1]);
-        mma_bf16(s[mt][nt], a[mt][kk + 1], b[2], b[3]);
+        if (pair) mma_bf16(s[mt][nt], a[mt][pair ? kk + 1 : kk], b[2], b[3]);
       }
     }
   }
@@ -197,16 +199,18 @@ __device__ __forceinline__ void mul_abt_shared(float (&s)[NT][4], const Tile<HD>
   for (int kk = 0; kk < HD / 16; kk += 2) {
     // A (16×16) at column kk·16 with one ldmatrix.x4: lane l gives row r0 + l % 8 + 8·((l / 8) & 1), column
     // + 8·(l / 16), so the four matrices are a[0] .. a[3] (mma.cuh)
+    // (HD = 80: the fifth k-chunk alone, as in mul_abt_mt)
+    const bool pair = kk + 1 < HD / 16;
     uint32_t a0[4], a1[4];
     const bf16* ar = &atile.x[r0 + (lane & 7) + 8 * ((lane >> 3) & 1)][kk * 16 + 8 * (lane >> 4)];
     ldsm_x4<false>(a0, ar);
-    ldsm_x4<false>(a1, ar + 16);
+    if (pair) ldsm_x4<false>(a1, ar + 16);
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
       uint32_t b[4];
-      ldsm_x4<false>(b, &tile.x[n0 + nt * 8 + (lane & 7)][kk * 16 + 8 * (lane >> 3)]);
+      ldsm_x4<false>(b, &tile.x[n0 + nt * 8 + (lane & 7)][kk * 16 + 8 * (pair ? lane >> 3 : (lane >> 3) & 1)]);
       mma_bf16(s[nt], a0, b[0], b[1]);
-      mma_bf16(s[nt], a1, b[2], b[3]);
+      if (pair) mma_bf16(s[nt], a1, b[2], b[3]);
     }
   }
 }
@@ -1274,11 +1278,13 @@ using BwdFn = void (*)(const Stream&, void*, void*, void*, const void*, const vo
 // (head sizes 96 and 128: 16 query rows a warp, also under 'flash2')
 template <bool DROP, bool V2>
 FwdFn fwd_of(int64_t HS) {
-  return HS == 32 ? fwd<32, DROP, V2> : HS == 64 ? fwd<64, DROP, V2> : HS == 96 ? fwd<96, DROP, false> : fwd<128, DROP, false>;
+  return HS == 32 ? fwd<32, DROP, V2> : HS == 64 ? fwd<64, DROP, V2> : HS == 80 ? fwd<80, DROP, false>
+       : HS == 96 ? fwd<96, DROP, false> : fwd<128, DROP, false>;
 }
 template <bool DROP, bool V2>
 BwdFn bwd_of(int64_t HS) {
-  return HS == 32 ? bwd<32, DROP, V2> : HS == 64 ? bwd<64, DROP, V2> : HS == 96 ? bwd<96, DROP, false> : bwd<128, DROP, false>;
+  return HS == 32 ? bwd<32, DROP, V2> : HS == 64 ? bwd<64, DROP, V2> : HS == 80 ? bwd<80, DROP, false>
+       : HS == 96 ? bwd<96, DROP, false> : bwd<128, DROP, false>;
 }
 
 }  // namespace
@@ -1322,7 +1328,7 @@ bool flash_probe(const Stream& st, float* out, const void* x, const void* y, con
 }
 
 bool attention_flash_supported(DType dt, const AttnDims& d, bool backward) {
-  const bool wide = d.HS == 96 || d.HS == 128;  // (their backward's dK/dV kernel is built for sm_90 and later)
+  const bool wide = d.HS == 80 || d.HS == 96 || d.HS == 128;  // (their backward's dK/dV kernel: sm_90 and later)
   return dt == kBF16 && (d.HS == 32 || d.HS == 64 || (wide && (!backward || flash2_built()))) && flash_built() &&
          d.B * d.NH <= 65535 && d.Tk < (int64_t(1) << 30);
 }
@@ -1350,9 +1356,9 @@ void attention_backward_flash(const Stream& st, void* dq, void* dk, void* dv, co
   if (dq_scratch && reinterpret_cast<uintptr_t>(dq_scratch) % 16 != 0)  // (its atomics add 16 bytes at a time)
     throw_cuda(cudaErrorMisalignedAddress, "attention_backward_flash: dq_scratch is not 16-byte aligned", __FILE__,
                __LINE__);
-  if (d.HS != 32 && d.HS != 64 && ((d.HS != 96 && d.HS != 128) || !flash2_built()))
+  if (d.HS != 32 && d.HS != 64 && ((d.HS != 80 && d.HS != 96 && d.HS != 128) || !flash2_built()))
     throw KernelError(KernelError::Kind::Range, str_cat("attention_backward_flash: head size ", d.HS,
-                                                        " has no flash backward here (32 or 64; 96 or 128 on sm_90+)"));
+                                                        " has no flash backward here (32 or 64; 80, 96 or 128 on sm_90+)"));
   const auto run = v2 ? (drop ? bwd_of<true, true> : bwd_of<false, true>)
                       : (drop ? bwd_of<true, false> : bwd_of<false, false>);
   run(d.HS)(st, dq, dk, dv, dout, q, k, v, out, lse, Dscratch, dq_scratch, s);
