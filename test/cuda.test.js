@@ -311,7 +311,7 @@ for (const variant of ['gpt1', 'gpt3']) {
 // with those and the atomic dQ backward (setFlashBackward('atomic'), at head size 64: it runs split at 32); and the
 // defaults at head sizes 80, 96 and 128 (GPT-3 2.7B's, Large's and XL's), whose flash kernels take 16 rows a warp
 for (const path of ['defaults: flash attention, cuBLASLt', 'cuBLAS attention, cublasGemmEx and passes', 'defaults with flash2 attention',
-  'defaults with flash2 attention and the atomic dQ backward', 'defaults at head size 80', 'defaults at head size 96', 'defaults at head size 128']) test(`bf16 (${path}): three AdamW steps follow the fp32 CPU run; decoding matches the full forward`, (t) => {
+  'defaults with flash2 attention and the atomic dQ backward', 'defaults, flash attention at head size 80', 'defaults, flash attention at head size 96', 'defaults, flash attention at head size 128']) test(`bf16 (${path}): three AdamW steps follow the fp32 CPU run; decoding matches the full forward`, (t) => {
   const { cuda } = require('../dist/cuda');
   const seed = freshSeed();
   t.log(`seed ${seed}`);
