@@ -692,6 +692,19 @@ for (const kind of ['flash', 'flash2+atomic']) for (const { B, T, NH, HS, window
   }));
 }
 
+// A GPU whose blocks may have less dynamic shared memory than sm_90's 227 KiB (99 KiB on sm_120): the backward at
+// head size 128 (103 KiB for its dK/dV kernel) takes the cuBLAS path, at 96 (81 KiB) the flash kernels. On the
+// emulator, in a process of its own (the addon reads the limit once): GN_EMU_SMEM_OPTIN sets it.
+if (process.env.GPT_NATIVE_CUDA_TEST === 'emu') test('wide head sizes on a device with 99 KiB of shared memory a block: the backward at 128 falls back, at 96 runs flash', (t) => {
+  const { execFileSync } = require('child_process');
+  const outText = execFileSync(process.execPath, [path.join(__dirname, 'helpers', 'flash-smem-child.js'), '96', '128'],
+    { env: { ...process.env, GN_EMU_SMEM_OPTIN: String(99 * 1024) }, encoding: 'utf8' });
+  const r = JSON.parse(outText.trim().split('\n').pop());
+  t.deepEqual([r[96].flash, r[96].fallbacks], [2, 0], 'head size 96: both calls flash');
+  t.deepEqual([r[128].flash, r[128].fallbacks], [1, 1], 'head size 128: the forward flash, the backward the cuBLAS path');
+  for (const hs of [96, 128]) t.true(r[hs].maxDq > 0 && Number.isFinite(r[hs].maxDq), `head size ${hs}: dq written (${r[hs].maxDq})`);
+});
+
 // queries after a prefix (qPos0 > 0) and more keys than the last query sees (Tk > qPos0 + Tq), as with a KV cache
 // whose tail is not written yet: those keys are NaN here, and no output of any attention path may depend on them
 for (const kind of ['gemm', 'fused', 'flash', 'flash2', 'flash2+atomic']) test(`bf16: attention (${kind}) after a prefix (qPos0 > 0, Tk > qPos0 + Tq, unseen keys NaN): forward and backward`, (t) => withAttention(kind, () => {

@@ -1327,9 +1327,30 @@ bool flash_probe(const Stream& st, float* out, const void* x, const void* y, con
   return true;
 }
 
+namespace {
+// The flash backward runs at head size 80, 96 or 128 on this device: its dK/dV kernel (flash_dkv_pipe_kernel) is
+// built for it (sm_90+) and its dynamic shared memory (68, 81 and 103 KiB) fits a block (227 KiB on sm_90, but
+// 99 KiB on sm_120)
+bool wide_backward(int64_t HS) {
+  static int optin = -1;
+  if (optin < 0) {
+    int dev = 0;
+    cudaDeviceProp prop;
+    optin = cudaGetDevice(&dev) == cudaSuccess && cudaGetDeviceProperties(&prop, dev) == cudaSuccess
+                ? static_cast<int>(prop.sharedMemPerBlockOptin)
+                : 0;
+    (void)cudaGetLastError();
+  }
+  const size_t need = HS == 80   ? dkv_pipe_shared_bytes<80, false>()
+                      : HS == 96 ? dkv_pipe_shared_bytes<96, false>()
+                                 : dkv_pipe_shared_bytes<128, false>();
+  return (HS == 80 || HS == 96 || HS == 128) && flash2_built() && static_cast<size_t>(optin) >= need;
+}
+}  // namespace
+
 bool attention_flash_supported(DType dt, const AttnDims& d, bool backward) {
-  const bool wide = d.HS == 80 || d.HS == 96 || d.HS == 128;  // (their backward's dK/dV kernel: sm_90 and later)
-  return dt == kBF16 && (d.HS == 32 || d.HS == 64 || (wide && (!backward || flash2_built()))) && flash_built() &&
+  const bool wide = d.HS == 80 || d.HS == 96 || d.HS == 128;
+  return dt == kBF16 && (d.HS == 32 || d.HS == 64 || (wide && (!backward || wide_backward(d.HS)))) && flash_built() &&
          d.B * d.NH <= 65535 && d.Tk < (int64_t(1) << 30);
 }
 
@@ -1356,9 +1377,10 @@ void attention_backward_flash(const Stream& st, void* dq, void* dk, void* dv, co
   if (dq_scratch && reinterpret_cast<uintptr_t>(dq_scratch) % 16 != 0)  // (its atomics add 16 bytes at a time)
     throw_cuda(cudaErrorMisalignedAddress, "attention_backward_flash: dq_scratch is not 16-byte aligned", __FILE__,
                __LINE__);
-  if (d.HS != 32 && d.HS != 64 && ((d.HS != 80 && d.HS != 96 && d.HS != 128) || !flash2_built()))
-    throw KernelError(KernelError::Kind::Range, str_cat("attention_backward_flash: head size ", d.HS,
-                                                        " has no flash backward here (32 or 64; 80, 96 or 128 on sm_90+)"));
+  if (d.HS != 32 && d.HS != 64 && !wide_backward(d.HS))
+    throw KernelError(KernelError::Kind::Range,
+                      str_cat("attention_backward_flash: head size ", d.HS,
+                              " has no flash backward here (32 or 64; 80, 96 or 128 on sm_90+ with the shared memory)"));
   const auto run = v2 ? (drop ? bwd_of<true, true> : bwd_of<false, true>)
                       : (drop ? bwd_of<true, false> : bwd_of<false, false>);
   run(d.HS)(st, dq, dk, dv, dout, q, k, v, out, lse, Dscratch, dq_scratch, s);

@@ -103,6 +103,7 @@ struct cudaDeviceProp {
   char name[256];
   size_t totalGlobalMem;
   size_t sharedMemPerBlock;
+  size_t sharedMemPerBlockOptin;  // what cudaFuncSetAttribute may allow a block (227 KiB, or $GN_EMU_SMEM_OPTIN)
   int warpSize;
   int maxThreadsPerBlock;
   int major, minor;

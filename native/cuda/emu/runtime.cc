@@ -476,10 +476,22 @@ std::mutex g_attr_mu;
 std::map<const void*, size_t> g_max_dynamic_shared;  // cudaFuncAttributeMaxDynamicSharedMemorySize per kernel
 }  // namespace
 
+// The most dynamic shared memory a kernel may be allowed (sharedMemPerBlockOptin): sm_90's 227 KiB, or a smaller
+// $GN_EMU_SMEM_OPTIN (bytes), as on GPUs with less (99 KiB on sm_89 and sm_120), so tests can take that path
+size_t smem_optin() {
+  static const size_t v = [] {
+    const char* e = std::getenv("GN_EMU_SMEM_OPTIN");
+    const long long n = e ? std::atoll(e) : 0;
+    return n > 0 && static_cast<size_t>(n) < kMaxDynamicShared ? static_cast<size_t>(n) : kMaxDynamicShared;
+  }();
+  return v;
+}
+
 cudaError_t set_func_attribute(const void* fn, cudaFuncAttribute attr, int value) {
   if (!fn || attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute: attribute");
-  if (value < 0 || static_cast<size_t>(value) > kMaxDynamicShared)
-    return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute: more dynamic shared memory than a block may have (227 KiB)");
+  if (value < 0 || static_cast<size_t>(value) > smem_optin())
+    return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute: more dynamic shared memory than a block may have "
+                                       "(227 KiB, or $GN_EMU_SMEM_OPTIN)");
   std::lock_guard<std::mutex> lock(g_attr_mu);
   g_max_dynamic_shared[fn] = static_cast<size_t>(value);
   return cudaSuccess;
@@ -672,6 +684,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   std::snprintf(prop->name, sizeof prop->name, "gpt-native CUDA emulator (host CPU)");
   prop->totalGlobalMem = kTotal;
   prop->sharedMemPerBlock = 48 * 1024;
+  prop->sharedMemPerBlockOptin = gn_emu::smem_optin();
   prop->warpSize = 32;
   prop->maxThreadsPerBlock = 1024;
   prop->major = 9;
