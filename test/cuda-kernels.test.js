@@ -156,6 +156,32 @@ for (const [N, C] of [[1, 768], [13, 37], [300, 96]]) {
   });
 }
 
+// Host copies go through a page-locked staging buffer (up to 8 MiB a copy; uploads do not wait for the device and
+// take successive regions, used again once the device has read them): uploads of both dtypes back to back (more
+// than the buffer holds, so it wraps and grows; each source array changed right after its upload), one past 8 MiB
+// (copied directly), kernels between them, then every buffer read back
+test('uploads back to back through the page-locked staging, its wrap and growth, a direct copy past 8 MiB: every buffer reads back as uploaded', (t) => {
+  const s = seedOf(t);
+  const sizes = [200003, 70001, 262147, 5, 300007, 1 << 20, 2500007, 130001];
+  const bufs = [], want = [];
+  for (const [i, n] of sizes.entries()) {
+    const dt = i % 3 === 1 ? 'bf16' : 'fp32';
+    const a = randF32(n, s + i);
+    const v = { buf: dev.alloc(n, dt), off: 0, len: n };
+    dev.upload(v, a);
+    want.push(dt === 'bf16' && REAL ? roundBf16(a) : a.slice()); // (the stand-in addon keeps fp32 in bf16 buffers)
+    a.fill(7); // the upload has its own copy already
+    bufs.push(v);
+    if (i === 2) dev.scale(v, 1); // a kernel between uploads
+  }
+  for (const [i, v] of bufs.entries()) {
+    const got = new Float32Array(v.len);
+    dev.download(v, got);
+    t.deepEqual(got, want[i], `buffer ${i} (${v.len} values)`);
+    dev.free(v.buf);
+  }
+});
+
 test('gelu, add, scale, dropout, sumsq on 100,003 values', (t) => {
   const s = seedOf(t);
   const n = 100003;

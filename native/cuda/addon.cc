@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,7 @@ CudaAddon::~CudaAddon() {
   floats.release();
   doubles.release();
   attn.release();
+  stage.release();
   if (stream.s) cudaStreamDestroy(stream.s);
   // blas.lib stays loaded: other instances (worker threads) may use it, and unloading buys nothing
 }
@@ -76,9 +78,56 @@ void no_capture(const CudaAddon& a, const char* what) {
            "waits for the device); only kernels and device-to-device work may be captured");
 }
 
+void HostStage::release() {  // (errors ignored: teardown)
+  if (done) cudaEventSynchronize(done);
+  if (p) cudaFreeHost(p);
+  if (done) cudaEventDestroy(done);
+  p = nullptr;
+  bytes = used = 0;
+  done = nullptr;
+}
+
+namespace {
+// A region of a.stage for a copy of `bytes` (nullptr past HostStage::kMax, or where page-locked memory cannot be
+// had: the copy then goes from or to the caller's memory). Where the free part is too small, waits until the device
+// has read every earlier upload's region, then starts again at the beginning (growing the buffer if need be).
+char* stage_region(CudaAddon& a, size_t bytes) {
+  HostStage& s = a.stage;
+  if (bytes > HostStage::kMax) return nullptr;
+  const size_t need = (bytes + 255) & ~size_t(255);
+  if (s.used + need > s.bytes) {
+    if (s.used > 0) GN_CUDA(cudaEventSynchronize(s.done));
+    s.used = 0;
+    if (s.bytes < need) {
+      if (s.p) GN_CUDA(cudaFreeHost(s.p));
+      s.p = nullptr;
+      s.bytes = 0;
+      size_t want = size_t(1) << 20;
+      while (want < need) want *= 2;
+      if (cudaMallocHost(reinterpret_cast<void**>(&s.p), want) != cudaSuccess) {
+        (void)cudaGetLastError();
+        s.p = nullptr;
+        return nullptr;
+      }
+      s.bytes = want;
+    }
+  }
+  if (!s.done) GN_CUDA(cudaEventCreate(&s.done));
+  char* r = s.p + s.used;
+  s.used += need;
+  return r;
+}
+}  // namespace
+
 void to_device(CudaAddon& a, void* dst, const void* src, size_t bytes) {
   no_capture(a, "a copy from host memory");
   if (bytes == 0) return;
+  if (char* h = stage_region(a, bytes)) {  // no wait: src is copied now, and the device reads h in stream order
+    std::memcpy(h, src, bytes);
+    GN_CUDA(cudaMemcpyAsync(dst, h, bytes, cudaMemcpyHostToDevice, a.stream.s));
+    GN_CUDA(cudaEventRecord(a.stage.done, a.stream.s));
+    return;
+  }
   GN_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, a.stream.s));
   GN_CUDA(cudaStreamSynchronize(a.stream.s));
 }
@@ -86,6 +135,13 @@ void to_device(CudaAddon& a, void* dst, const void* src, size_t bytes) {
 void to_host(CudaAddon& a, void* dst, const void* src, size_t bytes) {
   no_capture(a, "a copy to host memory");
   if (bytes == 0) return;
+  if (char* h = stage_region(a, bytes)) {
+    GN_CUDA(cudaMemcpyAsync(h, src, bytes, cudaMemcpyDeviceToHost, a.stream.s));
+    GN_CUDA(cudaStreamSynchronize(a.stream.s));
+    a.stage.used = 0;  // the stream is idle: every region has been read
+    std::memcpy(dst, h, bytes);
+    return;
+  }
   GN_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, a.stream.s));
   GN_CUDA(cudaStreamSynchronize(a.stream.s));
 }

@@ -28,6 +28,18 @@ struct Scratch {
 
 struct LtState;  // gemm_lt.cc
 
+// Page-locked host memory through which host copies of up to kMax bytes go (addon.cc: to_device, to_host): the
+// device reads and writes it at full speed, and an upload need not wait for the device (its bytes are copied here at
+// once). Uploads take successive regions; `done` is recorded after each, and the regions are used again only after
+// it (or a synchronising download) shows the device has read them all.
+struct HostStage {
+  static constexpr size_t kMax = size_t(8) << 20;
+  char* p = nullptr;
+  size_t bytes = 0, used = 0;
+  cudaEvent_t done = nullptr;
+  void release();
+};
+
 struct CudaAddon {
   bool ready = false;  // init() succeeded
   int device = -1;
@@ -63,6 +75,7 @@ struct CudaAddon {
   // ($GPT_NATIVE_CUDA_LN_FUSED: 1, the default, or 0; bench kernels times both)
   bool ln_fused = true;
   Scratch ints, floats, doubles, attn;
+  HostStage stage;
   // scratch reallocations so far (stream.reallocs points here): a graph captured before one is stale (graph.cc)
   uint64_t scratch_reallocs = 0;
   int64_t graphs_captured = 0, graphs_launched = 0, graphs_stale = 0;  // graphStats()
