@@ -104,10 +104,11 @@ function cases(be: Backend, B: number, T: number, C: number, NH: number, V: numb
     { name: 'attention_forward', run: base(attnF), flops: attnFlops },
     { name: 'attention_backward', run: base(attnB), flops: 2.5 * attnFlops },
     // head sizes 80, 96 and 128: flash's kernels with 16 query rows a warp (flash2 has no other forms there); the
-    // backward on sm_90+ (elsewhere it runs the cuBLAS path, and withFlash throws: the row is left out)
+    // backward where this device runs it (sm_90+ with the shared memory its dK/dV kernel takes; else the row is
+    // left out, as the call takes the cuBLAS path)
     ...(flashWide(be, act, HS) ? [
       { name: 'attention_forward [flash]', run: withFlash(attnF), flops: attnFlops },
-      ...(cudaInfo().computeCapability[0] >= 9 ? [{ name: 'attention_backward [flash]', run: withFlash(attnB), flops: 2.5 * attnFlops }] : []),
+      ...(flashRuns(attnB) ? [{ name: 'attention_backward [flash]', run: withFlash(attnB), flops: 2.5 * attnFlops }] : []),
     ] : []),
     ...(flashApplies(be, act, HS) ? [
       { name: 'attention_forward [flash]', run: withFlash(attnF), flops: attnFlops },
@@ -162,6 +163,13 @@ function attentionTunings(be: Backend, T: number): [string, AttentionTuning][] {
 function flashApplies(be: Backend, act: DType, HS: number): boolean {
   return be.device === 'cuda' && act === 'bf16' && (HS === 64 || HS === 32);
 }
+/** Whether run(), called once under setAttention(kind), ran the flash kernels (attentionStats: no fallback). */
+function flashRuns(run: () => void, kind: 'flash' | 'flash2' = 'flash'): boolean {
+  const dev = cuda();
+  const before = dev.attentionStats().fallbacks;
+  withSetting<AttentionKind>((k) => dev.setAttention(k), kind, run)();
+  return dev.attentionStats().fallbacks === before;
+}
 /** Head sizes 80, 96 and 128 on cuda in bf16: flash's forward applies, and its backward on sm_90+. */
 function flashWide(be: Backend, act: DType, HS: number): boolean {
   return be.device === 'cuda' && act === 'bf16' && (HS === 80 || HS === 96 || HS === 128);
@@ -185,10 +193,7 @@ function withSetting<T>(set: (v: T) => T, value: T, run: () => void): () => void
 /** setAttention('flash') (or 'flash2'), and says so when a call took another path instead. */
 function withFlash(run: () => void, kind: 'flash' | 'flash2' = 'flash'): () => void {
   return () => {
-    const dev = cuda();
-    const before = dev.attentionStats().fallbacks;
-    withSetting<AttentionKind>((k) => dev.setAttention(k), kind, run)();
-    if (dev.attentionStats().fallbacks !== before) throw new Error('bench kernels: the flash attention kernels did not run (compute capability below 8?)');
+    if (!flashRuns(run, kind)) throw new Error('bench kernels: the flash attention kernels did not run (compute capability below 8?)');
   };
 }
 

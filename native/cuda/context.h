@@ -91,13 +91,9 @@ constexpr uint64_t kSlotsMagic = 0x676e2d736c6f7421ULL;  // "gn-slot!"
 struct DecodeSlots {
   uint64_t magic = kSlotsMagic;
   int32_t* d = nullptr;
-  // the page-locked copy the host writes, and the event after its last copy to d (setDecodeSlots waits for that
-  // copy, not for the stream, before writing it again)
-  int32_t* host = nullptr;
-  cudaEvent_t copied = nullptr;
   int64_t rows = 0, positions = 0;
   bool freed = false;
-  void release();  // frees all three (errors ignored)
+  void release();  // frees d (errors ignored)
 };
 // the slots argument i (an External from decodeSlots); throws naming op otherwise
 DecodeSlots* slots_arg(const Napi::CallbackInfo& info, size_t i, const char* op);

@@ -12,6 +12,7 @@
 #include <napi.h>
 
 #include <cstring>
+#include <vector>
 
 #include "cuda/context.h"
 #include "cuda/kernels.h"
@@ -22,10 +23,7 @@ namespace cuda {
 
 void DecodeSlots::release() {
   if (d) cudaFree(d);
-  if (host) cudaFreeHost(host);
-  if (copied) cudaEventDestroy(copied);
-  d = host = nullptr;
-  copied = nullptr;
+  d = nullptr;
 }
 
 DecodeSlots* slots_of(Napi::Value v, const char* op, const char* name) {
@@ -71,8 +69,6 @@ Napi::Value DecodeSlotsNew(const Napi::CallbackInfo& info) {
   s->positions = positions;
   const size_t bytes = static_cast<size_t>(rows + 1) * sizeof(int32_t);
   cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&s->d), bytes);
-  if (e == cudaSuccess) e = cudaMallocHost(reinterpret_cast<void**>(&s->host), bytes);
-  if (e == cudaSuccess) e = cudaEventCreate(&s->copied);
   if (e == cudaSuccess) e = cudaMemsetAsync(s->d, 0, bytes, a.stream.s);
   if (e != cudaSuccess) {
     s->release();
@@ -97,8 +93,8 @@ Napi::Value DecodeSlotsFree(const Napi::CallbackInfo& info) {
 }
 
 // setDecodeSlots(slots, pos, ids, V): checks 0 <= pos < positions, ids.length <= rows and 0 <= id < V, then writes
-// them to the device in stream order, before the work that follows, without waiting for the stream (through the
-// page-locked copy: only a previous copy from it that has not run yet is waited for)
+// them to the device in stream order, before the work that follows, without waiting for the stream (to_device: through
+// the addon's page-locked staging)
 Napi::Value SetDecodeSlots(const Napi::CallbackInfo& info) {
   const char* op = "set_decode_slots";
   CudaAddon& a = ready(info, op);
@@ -113,12 +109,10 @@ Napi::Value SetDecodeSlots(const Napi::CallbackInfo& info) {
   for (int64_t i = 0; i < ids.n; ++i)
     GN_CHECK_RANGE(ids.p[i] >= 0 && ids.p[i] < V, op, ": token id ", ids.p[i], " at ", i,
                    " is out of range for a vocabulary of ", V);
-  GN_CUDA(cudaEventSynchronize(s->copied));  // the last copy from s->host has been made (at once, mostly)
-  s->host[0] = static_cast<int32_t>(pos);
-  std::memcpy(s->host + 1, ids.p, static_cast<size_t>(ids.n) * sizeof(int32_t));
-  GN_CUDA(cudaMemcpyAsync(s->d, s->host, static_cast<size_t>(ids.n + 1) * sizeof(int32_t), cudaMemcpyHostToDevice,
-                          a.stream.s));
-  GN_CUDA(cudaEventRecord(s->copied, a.stream.s));
+  std::vector<int32_t> h(static_cast<size_t>(ids.n) + 1);
+  h[0] = static_cast<int32_t>(pos);
+  std::memcpy(h.data() + 1, ids.p, static_cast<size_t>(ids.n) * sizeof(int32_t));
+  to_device(a, s->d, h.data(), h.size() * sizeof(int32_t));
   return info.Env().Undefined();
 }
 
