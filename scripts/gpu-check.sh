@@ -8,11 +8,13 @@
 # acceptance figures (GPT-2 124M training at B=16, T=1024 in bf16 with the defaults, tokens/s and MFU; batch-1
 # decoding, whose one-token steps replay a CUDA graph, timed beside launching each kernel), then each default against what it replaced (the lm head over V rather than Vp rows, cublasGemmEx for
 # cuBLASLt, the cuBLAS attention for flash, all the earlier defaults at once; fp32 too), flash2 and the atomic dQ
-# backward against flash, timed cuBLASLt algorithms against the heuristic's,
+# backward against flash, timed cuBLASLt algorithms against the heuristic's, PyTorch on the same GPU (the peer:
+# scripts/torch-gpu-peer.py, the same training step eager, and SDPA's attention backends at each attention shape),
 # then the kernels, each GEMM row with its cublasGemmEx twin, the attention paths side by side (flash, flash2,
 # cuBLAS at other chunk and scratch settings, fused), the fused row kernels beside what they replaced (layernorm's
 # backward in two passes, the residual add and LayerNorm apart, the loss and its gradient apart), and prints a
-# short table last. Each stage has its own time
+# short table last; late stages are the flash kernels under Nsight Compute (ncu), the peer compiled
+# (torch.compile), and compute-sanitizer. Each stage has its own time
 # limit, and the whole run a deadline (GN_BUDGET_S seconds, default 510, under the device tool's timeout_s):
 # a stage that would pass it is cut short or skipped, so the table always prints. Logs go to $OUT (the device
 # tool brings them back: at most 8 files, so this writes 7: gpu-check.log, table.txt, cuda-kernels.tap, cuda.tap,
@@ -172,6 +174,42 @@ GPT_NATIVE_CUDA_GEMM_ALGO=timed bench "train bf16, timed GEMM algorithms" "${TRA
 # every opt-in at once (what the defaults would become if each wins on its own)
 (( ATOMIC_OK )) && GPT_NATIVE_CUDA_ATTENTION=flash2 GPT_NATIVE_CUDA_FLASH_BWD=atomic GPT_NATIVE_CUDA_GEMM_ALGO=timed \
   bench "train bf16, flash2 + atomic dQ + timed GEMMs" "${TRAIN[@]}" --precision bf16 --steps 5 --warmup 2
+# PyTorch on this GPU, the peer (scripts/torch-gpu-peer.py: the same GPT-2 step as bench train, bf16 autocast,
+# SDPA attention, fused AdamW; then SDPA's backends at the model's attention shape). The device image's python3
+# holds torch 2.x with CUDA; GN_PYTHON names another. The dry run takes this machine's torch on the CPU, tiny sizes.
+PY=""
+for p in ${GN_PYTHON:-} python3 /usr/bin/python3; do "$p" -c 'import torch' >/dev/null 2>&1 && { PY=$p; break; }; done
+PEER=(--B 16 --T 1024); PEER_ATTN=(--B 16 --H 12 --T 1024 --HS 64)
+if (( DRY )); then
+  PEER=(--device cpu --n-layer 2 --n-head 2 --n-embd 64 --vocab 1000 --B 2 --T 64 --steps 2 --warmup 1)
+  PEER_ATTN=(--device cpu --B 1 --H 2 --T 32 --HS 32 --steps 2 --warmup 1)
+fi
+# peer NAME SECONDS ARGS…: the peer script with ARGS; its JSON lines to bench.jsonl and the log, a row for each
+peer() {
+  local name=$1 s=$2; shift 2
+  say "peer: $name"
+  if [ -z "$PY" ]; then row "$name" "skipped (no python3 with torch)"; return; fi
+  t "$s" "$PY" scripts/torch-gpu-peer.py "$@" > "$WORK/peer.jsonl" 2>>"$LOG"
+  cat "$WORK/peer.jsonl" | tee -a "$LOG" >> "$OUT/bench.jsonl"
+  [ -s "$WORK/peer.jsonl" ] || { row "$name" "FAILED (see gpu-check.log)"; return; }
+  node -e '
+    for (const line of require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean)) {
+      const r = JSON.parse(line), f = (x, d = 3) => x.toFixed(d);
+      const label = r.mode === "attention" ? ` [${r.backend}]` : r.mode === "gemm" ? ` [${r.layer}]` : "";
+      let v;
+      if (r.error) v = `skipped: ${r.error}`;
+      else if (r.mode === "train") v = `${Math.round(r.tokensPerSec).toLocaleString("en-US")} tokens/s (${f(r.msPerStep, 1)} ms/step, MFU ${f(100 * r.mfu, 1)}%; torch ${r.torch}${r.fusedAdamW ? ", fused AdamW" : ""}${r.compile ? `, compiled in ${f(r.warmupSeconds, 0)} s of warm-up` : ""})`;
+      else if (r.mode === "gemm") v = ["forward", "dX", "dW"].map((k) => `${k} ${f(r[k + "Ms"])} ms (${f(r[k + "Tflops"], 0)} TFLOP/s)`).join(", ");
+      else v = `forward ${f(r.forwardMs)} ms (${f(r.forwardTflops, 0)} TFLOP/s), backward ${f(r.backwardMs)} ms (${f(r.backwardTflops, 0)} TFLOP/s)`;
+      console.log(label + "|" + v);
+    }' "$WORK/peer.jsonl" > "$WORK/peer-rows.txt" 2>>"$LOG" || { row "$name" "FAILED (see gpu-check.log)"; return; }
+  while IFS='|' read -r label v; do row "$name$label" "$v"; done < "$WORK/peer-rows.txt"
+}
+peer "torch train B16 T1024 bf16 (eager)" 120 train "${PEER[@]}"
+peer "torch sdpa B16 T1024 HS64" 60 attention "${PEER_ATTN[@]}"
+# (torch.matmul at the linear layers' shapes, the lm head over nanoGPT's 50304 rows as ours runs it)
+PEER_GEMM=(--B 16 --T 1024 --vocab 50304); (( DRY )) && PEER_GEMM=(--device cpu --B 1 --T 32 --n-embd 64 --vocab 1000 --steps 2 --warmup 1)
+peer "torch matmul M16384" 60 gemm "${PEER_GEMM[@]}"
 # where a bf16 step's time goes: on the device (synchronised around every call), then on the host
 say "profile: one bf16 training step by kernel family (profile-bf16.txt)"
 t 120 node dist/cli.js bench train --device cuda --precision bf16 "${MODEL[@]}" \
@@ -237,14 +275,6 @@ grep -F '| attention_' "$WORK/kernels-bf16.md" | grep -F '[' | grep -vF '[flash'
   echo "$(echo "$name" | sed 's/^ *//; s/ *$//') (bf16): $(echo "$ms" | tr -d ' ') ms"
 done > "$WORK/attention-tuning.txt"
 while read -r l; do row "${l%%:*}" "${l#*: }"; done < "$WORK/attention-tuning.txt"
-say "bench: kernels at B=16, T=1024, fp32 (kernels.md)"
-t 150 node dist/cli.js bench kernels --device cuda "${KSHAPE[@]}" --runs 3 > "$WORK/kernels.md" 2>>"$LOG"
-kernels "$WORK/kernels.md" "fp32 (cuBLAS attention)"
-krow "$WORK/kernels.md" "" 'lm_head forward (' 'lm_head forward [' 'lm_head backward (' 'lm_head backward [' 'attention_forward |' 'attention_backward |'
-GPT_NATIVE_CUDA_ATTENTION=fused t 100 node dist/cli.js bench kernels --device cuda "${KSHAPE[@]}" --runs 3 --filter attention \
-  > "$WORK/kernels-fused.md" 2>>"$LOG"
-kernels "$WORK/kernels-fused.md" "fp32, fused attention kernels"
-krow "$WORK/kernels-fused.md" " (fused)" 'attention_forward |' 'attention_backward |'
 # head sizes 128 (GPT-3 XL: C = 2048, 16 heads), 96 (GPT-3 Large: C = 1536, 16 heads) and 80 (GPT-3 2.7B: C = 2560,
 # 32 heads), T = 2048 as GPT-3 trains: the flash forward and backward beside the cuBLAS path (its tunings left out)
 declare -A WIDE=([128]="2048 16 GPT-3 XL" [96]="1536 16 GPT-3 Large" [80]="2560 32 GPT-3 2.7B")
@@ -256,20 +286,51 @@ declare -A WIDE=([128]="2048 16 GPT-3 XL" [96]="1536 16 GPT-3 Large" [80]="2560 
   kernels "$WORK/kernels-hs$hs.md" "bf16, head size $hs ($name attention, B=4, T=2048)"
   krow "$WORK/kernels-hs$hs.md" " (bf16, HS $hs)" 'attention_forward |' 'attention_forward [flash]' \
     'attention_backward |' 'attention_backward [flash]'
+  pshape=(--B 4 --T 2048 --H "$nh" --HS "$hs"); (( DRY )) && pshape=(--device cpu --B 1 --T 32 --H 2 --HS "$hs" --steps 2 --warmup 1)
+  peer "torch sdpa B4 T2048 HS$hs" 40 attention "${pshape[@]}"
 done
 bench "train gpt2-small B4 T64 (cf. CPU)" node dist/cli.js bench train --device cuda "${SMALL[@]}" --steps 5
+# the flash kernels under Nsight Compute (hardware counters; the device tool's Firecracker machines allow them, and
+# --clock-control none leaves the clocks as they are): the third call of each flash kernel the attention rows of
+# bench kernels launch at B=16, T=1024, HS=64, with throughput, occupancy, launch and warp-stall sections, so a
+# session without a GPU can see what limits each kernel (appended to profile-bf16.txt)
+if (( ! DRY )) && command -v ncu >/dev/null; then
+  say "ncu: the flash attention kernels (appended to profile-bf16.txt)"
+  { echo; echo "## ncu: the flash kernels at B=16, T=1024, HS=64 (bench kernels' [flash…] attention rows)"; } >> "$OUT/profile-bf16.txt"
+  t 120 ncu --clock-control none --kernel-name-base demangled --kernel-id '::regex:flash_:3' \
+    --section SpeedOfLight --section LaunchStats --section Occupancy --section ComputeWorkloadAnalysis \
+    --section MemoryWorkloadAnalysis --section WarpStateStats \
+    node dist/cli.js bench kernels --device cuda --precision bf16 "${KSHAPE[@]}" --runs 3 --filter '[flash' \
+    >> "$OUT/profile-bf16.txt" 2>>"$LOG"
+  rc=$?
+  n=$(grep -c 'flash_.*_kernel' "$OUT/profile-bf16.txt")
+  row "ncu (flash kernels)" "$( (( rc == 0 )) && echo ok || echo "status $rc"): $n kernel lines in profile-bf16.txt"
+else
+  row "ncu (flash kernels)" "skipped ($( (( DRY )) && echo 'dry run' || echo 'no ncu'))"
+fi
 # the opt-in flash kernels (flash2, the atomic dQ backward) under compute-sanitizer's race and barrier checkers
 # (hazards the emulator cannot show: it runs a warp at a time; the default flash kernels ran clean at 6a0aef6)
 if command -v compute-sanitizer >/dev/null; then
   for tool in racecheck synccheck; do
     say "compute-sanitizer --tool $tool: the flash attention tests"
-    GPT_NATIVE_CUDA_TEST=$TEST_MODE t 150 compute-sanitizer --tool "$tool" --target-processes all $AVA --match '*flash2*' \
+    GPT_NATIVE_CUDA_TEST=$TEST_MODE t 120 compute-sanitizer --tool "$tool" --target-processes all $AVA --match '*flash2*' \
       --match '*atomic*' test/cuda-kernels.test.js > "$WORK/$tool.txt" 2>&1
     cat "$WORK/$tool.txt" >> "$LOG"
     sum=$(grep -E 'SUMMARY' "$WORK/$tool.txt" | tail -1 | sed 's/^=* *//')
     row "$tool (flash2, atomic tests)" "${sum:-no summary (see gpu-check.log)}; $(grep -c '^ok ' "$WORK/$tool.txt") tests ok"
   done
 fi
+# the peer again with torch.compile (its compilation is most of a minute, so it comes late)
+peer "torch train B16 T1024 bf16 (compiled)" 180 train "${PEER[@]}" --compile 1
+# the fp32 kernels (cuBLAS attention), and the fused fp32 attention kernels
+say "bench: kernels at B=16, T=1024, fp32 (kernels.md)"
+t 150 node dist/cli.js bench kernels --device cuda "${KSHAPE[@]}" --runs 3 > "$WORK/kernels.md" 2>>"$LOG"
+kernels "$WORK/kernels.md" "fp32 (cuBLAS attention)"
+krow "$WORK/kernels.md" "" 'lm_head forward (' 'lm_head forward [' 'lm_head backward (' 'lm_head backward [' 'attention_forward |' 'attention_backward |'
+GPT_NATIVE_CUDA_ATTENTION=fused t 100 node dist/cli.js bench kernels --device cuda "${KSHAPE[@]}" --runs 3 --filter attention \
+  > "$WORK/kernels-fused.md" 2>>"$LOG"
+kernels "$WORK/kernels-fused.md" "fp32, fused attention kernels"
+krow "$WORK/kernels-fused.md" " (fused)" 'attention_forward |' 'attention_backward |'
 
 echo
 echo "gpt-native GPU check$( (( DRY )) && echo " (DRY RUN on the CUDA emulator: tiny sizes, no timings worth reading)") — $(date -u +%F), ${GPU:-unknown GPU}, commit $( { tr '\n' ' ' < .gpu/commit; } 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo '?')"
