@@ -29,6 +29,7 @@ WORK=/tmp/gn-check
 mkdir -p "$WORK"
 : > "$LOG"
 declare -a ROWS
+OURS_TPS=""
 : > "$OUT/table.txt"
 row() { ROWS+=("$(printf '%-34s %s' "$1" "$2")"); echo "${ROWS[-1]}" >> "$OUT/table.txt"; }
 say() { echo "== $*" | tee -a "$LOG"; }
@@ -146,6 +147,9 @@ bench() { # name, command…
   line=$(t 180 "$@" --json 2>>"$LOG" | tail -1)
   echo "$line" >> "$LOG"
   echo "$line" >> "$OUT/bench.jsonl"
+  # (the defaults' training figure, which the PyTorch peer's rows are compared with)
+  [ "$name" = "train gpt2-small B16 T1024 bf16" ] && OURS_TPS=$(node -e '
+    try { const r = JSON.parse(process.argv[1]); if (r.tokensPerSec) console.log(r.tokensPerSec); } catch {}' "$line")
   row "$name" "$(node -e '
     const r = JSON.parse(process.argv[1] || "{}");
     if (r.tokensPerSec === undefined) { console.log("FAILED"); process.exit(); }
@@ -198,11 +202,12 @@ peer() {
       const label = r.mode === "attention" ? ` [${r.backend}]` : r.mode === "gemm" ? ` [${r.layer}]` : "";
       let v;
       if (r.error) v = `skipped: ${r.error}`;
-      else if (r.mode === "train") v = `${Math.round(r.tokensPerSec).toLocaleString("en-US")} tokens/s (${f(r.msPerStep, 1)} ms/step, MFU ${f(100 * r.mfu, 1)}%; torch ${r.torch}${r.fusedAdamW ? ", fused AdamW" : ""}${r.compile ? `, compiled in ${f(r.warmupSeconds, 0)} s of warm-up` : ""})`;
+      else if (r.mode === "train") v = `${Math.round(r.tokensPerSec).toLocaleString("en-US")} tokens/s (${f(r.msPerStep, 1)} ms/step, MFU ${f(100 * r.mfu, 1)}%; torch ${r.torch}${r.fusedAdamW ? ", fused AdamW" : ""}${r.compile ? `, compiled in ${f(r.warmupSeconds, 0)} s of warm-up` : ""})` +
+        (Number(process.argv[2]) > 0 ? `; gpt-native defaults: ${f(Number(process.argv[2]) / r.tokensPerSec, 2)}× this` : "");
       else if (r.mode === "gemm") v = ["forward", "dX", "dW"].map((k) => `${k} ${f(r[k + "Ms"])} ms (${f(r[k + "Tflops"], 0)} TFLOP/s)`).join(", ");
       else v = `forward ${f(r.forwardMs)} ms (${f(r.forwardTflops, 0)} TFLOP/s), backward ${f(r.backwardMs)} ms (${f(r.backwardTflops, 0)} TFLOP/s)`;
       console.log(label + "|" + v);
-    }' "$WORK/peer.jsonl" > "$WORK/peer-rows.txt" 2>>"$LOG" || { row "$name" "FAILED (see gpu-check.log)"; return; }
+    }' "$WORK/peer.jsonl" "${OURS_TPS:-}" > "$WORK/peer-rows.txt" 2>>"$LOG" || { row "$name" "FAILED (see gpu-check.log)"; return; }
   while IFS='|' read -r label v; do row "$name$label" "$v"; done < "$WORK/peer-rows.txt"
 }
 peer "torch train B16 T1024 bf16 (eager)" 120 train "${PEER[@]}"
