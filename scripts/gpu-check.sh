@@ -147,7 +147,8 @@ bench() { # name, command…
   line=$(t 180 "$@" --json 2>>"$LOG" | tail -1)
   echo "$line" >> "$LOG"
   echo "$line" >> "$OUT/bench.jsonl"
-  # (the defaults' training figure, which the PyTorch peer's rows are compared with)
+  # (the defaults' training figure, which the PyTorch peer's rows are compared with; not in a dry run, whose
+  # peer is a different model on the CPU)
   [ "$name" = "train gpt2-small B16 T1024 bf16" ] && OURS_TPS=$(node -e '
     try { const r = JSON.parse(process.argv[1]); if (r.tokensPerSec) console.log(r.tokensPerSec); } catch {}' "$line")
   row "$name" "$(node -e '
@@ -183,17 +184,20 @@ GPT_NATIVE_CUDA_GEMM_ALGO=timed bench "train bf16, timed GEMM algorithms" "${TRA
 # holds torch 2.x with CUDA; GN_PYTHON names another. The dry run takes this machine's torch on the CPU, tiny sizes.
 PY=""
 for p in ${GN_PYTHON:-} python3 /usr/bin/python3; do "$p" -c 'import torch' >/dev/null 2>&1 && { PY=$p; break; }; done
-PEER=(--B 16 --T 1024); PEER_ATTN=(--B 16 --H 12 --T 1024 --HS 64)
+PEER=(--B 16 --T 1024); PEER_ATTN=(--B 16 --H 12 --T 1024 --HS 64); PEER_GEMM=(--B 16 --T 1024 --vocab 50304)
+PEER_DRY=()  # (peer() adds these to every dry run's arguments)
 if (( DRY )); then
-  PEER=(--device cpu --n-layer 2 --n-head 2 --n-embd 64 --vocab 1000 --B 2 --T 64 --steps 2 --warmup 1)
-  PEER_ATTN=(--device cpu --B 1 --H 2 --T 32 --HS 32 --steps 2 --warmup 1)
+  PEER_DRY=(--device cpu --steps 2 --warmup 1)
+  PEER=(--n-layer 2 --n-head 2 --n-embd 64 --vocab 1000 --B 2 --T 64)
+  PEER_ATTN=(--B 1 --H 2 --T 32 --HS 32)
+  PEER_GEMM=(--B 1 --T 32 --n-embd 64 --vocab 1000)
 fi
 # peer NAME SECONDS ARGS…: the peer script with ARGS; its JSON lines to bench.jsonl and the log, a row for each
 peer() {
   local name=$1 s=$2; shift 2
   say "peer: $name"
   if [ -z "$PY" ]; then row "$name" "skipped (no python3 with torch)"; return; fi
-  t "$s" "$PY" scripts/torch-gpu-peer.py "$@" > "$WORK/peer.jsonl" 2>>"$LOG"
+  t "$s" "$PY" scripts/torch-gpu-peer.py "$@" ${PEER_DRY[@]+"${PEER_DRY[@]}"} > "$WORK/peer.jsonl" 2>>"$LOG"
   cat "$WORK/peer.jsonl" | tee -a "$LOG" >> "$OUT/bench.jsonl"
   [ -s "$WORK/peer.jsonl" ] || { row "$name" "FAILED (see gpu-check.log)"; return; }
   node -e '
@@ -207,13 +211,12 @@ peer() {
       else if (r.mode === "gemm") v = ["forward", "dX", "dW"].map((k) => `${k} ${f(r[k + "Ms"])} ms (${f(r[k + "Tflops"], 0)} TFLOP/s)`).join(", ");
       else v = `forward ${f(r.forwardMs)} ms (${f(r.forwardTflops, 0)} TFLOP/s), backward ${f(r.backwardMs)} ms (${f(r.backwardTflops, 0)} TFLOP/s)`;
       console.log(label + "|" + v);
-    }' "$WORK/peer.jsonl" "${OURS_TPS:-}" > "$WORK/peer-rows.txt" 2>>"$LOG" || { row "$name" "FAILED (see gpu-check.log)"; return; }
+    }' "$WORK/peer.jsonl" "$( (( DRY )) || echo "$OURS_TPS")" > "$WORK/peer-rows.txt" 2>>"$LOG" || { row "$name" "FAILED (see gpu-check.log)"; return; }
   while IFS='|' read -r label v; do row "$name$label" "$v"; done < "$WORK/peer-rows.txt"
 }
 peer "torch train B16 T1024 bf16 (eager)" 120 train "${PEER[@]}"
 peer "torch sdpa B16 T1024 HS64" 60 attention "${PEER_ATTN[@]}"
 # (torch.matmul at the linear layers' shapes, the lm head over nanoGPT's 50304 rows as ours runs it)
-PEER_GEMM=(--B 16 --T 1024 --vocab 50304); (( DRY )) && PEER_GEMM=(--device cpu --B 1 --T 32 --n-embd 64 --vocab 1000 --steps 2 --warmup 1)
 peer "torch matmul M16384" 60 gemm "${PEER_GEMM[@]}"
 # where a bf16 step's time goes: on the device (synchronised around every call), then on the host
 say "profile: one bf16 training step by kernel family (profile-bf16.txt)"
@@ -291,7 +294,7 @@ declare -A WIDE=([128]="2048 16 GPT-3 XL" [96]="1536 16 GPT-3 Large" [80]="2560 
   kernels "$WORK/kernels-hs$hs.md" "bf16, head size $hs ($name attention, B=4, T=2048)"
   krow "$WORK/kernels-hs$hs.md" " (bf16, HS $hs)" 'attention_forward |' 'attention_forward [flash]' \
     'attention_backward |' 'attention_backward [flash]'
-  pshape=(--B 4 --T 2048 --H "$nh" --HS "$hs"); (( DRY )) && pshape=(--device cpu --B 1 --T 32 --H 2 --HS "$hs" --steps 2 --warmup 1)
+  pshape=(--B 4 --T 2048 --H "$nh" --HS "$hs"); (( DRY )) && pshape=(--B 1 --T 32 --H 2 --HS "$hs")
   peer "torch sdpa B4 T2048 HS$hs" 40 attention "${pshape[@]}"
 done
 bench "train gpt2-small B4 T64 (cf. CPU)" node dist/cli.js bench train --device cuda "${SMALL[@]}" --steps 5
