@@ -690,6 +690,40 @@ for (const kind of ['flash', 'flash2', 'flash+atomic', 'flash2+atomic']) for (co
   }));
 }
 
+// Scores that grow along the keys, against the CPU: the flash forward keeps each row's softmax base until a score
+// passes it by 2^8 (then rescales the warp's rows). 'steep': keys scaled by j/8 and positive q·k, so each row's
+// scores grow by about 0.8 (log2 units) a key and 240 over the sequence: a part without its rescale overflows
+// fp32. 'drifting': signed scores whose spread grows with the key (scale 1 + j/16), so rows pass their base now
+// and then, after the first tile. Head size 64 (flash2: 32 rows a warp) and 128 (16), aligned rows (cp.async).
+for (const kind of ['flash', 'flash2']) for (const HS of [64, 128]) for (const shape of ['steep', 'drifting']) {
+  test(`bf16: attention (${kind}) at head size ${HS}, scores ${shape} along the keys: forward and backward`, (t) => withAttention(kind, () => {
+    const s = seedOf(t);
+    const B = 1, T = 301, NH = 2, C = NH * HS, n = B * T * C;
+    const q = randF32(n, s), k = randF32(n, s + 1), v = randF32(n, s + 2);
+    for (let j = 0; j < T; j++)
+      for (let c = 0; c < C; c++) {
+        const at = j * C + c;
+        if (shape === 'steep') {
+          q[at] = 0.75 + 0.25 * q[at];
+          k[at] = (0.75 + 0.25 * k[at]) * (j / 8);
+        } else {
+          k[at] *= 1 + j / 16;
+        }
+      }
+    const dims = { B, Tq: T, Tk: T, NH, HS, qPos0: 0, window: 0, dropout: 0, seed: 1, q: [T * C, C], k: [T * C, C], v: [T * C, C], o: [T * C, C] };
+    const opts = { bf16: [0, 2, 3, 4], aligned: true };
+    const before = dev.attentionStats();
+    cross(t, 'attentionForward', [randF32(n, s + 3), randF32(B * NH * T, s + 4), q, k, v, dims], { ...opts, outputs: [0, 1] });
+    const out = new Float32Array(n), lse = new Float32Array(B * NH * T);
+    native.attentionForward(out, lse, roundBf16(q), roundBf16(k), roundBf16(v), dims);
+    t.true(lse.every(Number.isFinite), 'the reference lse is finite');
+    if (shape === 'steep') t.true(lse[T - 1] - lse[0] > 150, `the last row's lse passes the first's by over 150 nats (216 in log2): ${lse[T - 1] - lse[0]}`);
+    cross(t, 'attentionBackward', [randF32(n, s + 5), randF32(n, s + 6), randF32(n, s + 7), randF32(n, s + 8), q, k, v, out, lse, dims],
+      { outputs: [0, 1, 2], bf16: [0, 1, 2, 3, 4, 5, 6, 7], aligned: true });
+    if (REAL) t.is(dev.attentionStats().flash - before.flash, HS === 64 || wideFlash ? 2 : 1, 'the forward (and the backward where built) ran flash');
+  }));
+}
+
 // Head sizes 80 (GPT-3 2.7B: five 16-column chunks, the last taken alone), 96 (GPT-3 Large) and 128 (GPT-3 XL, 6.7B,
 // 13B, 175B): the flash forward (16 query rows a warp, also under 'flash2'), and the flash backward where flash2's
 // kernels are built (sm_90+: its dK/dV kernel takes a query tile 32 (80, 96) or 16 (128) queries at a time, in

@@ -11,8 +11,10 @@
 // Kernels (blocks of 4 warps; each warp owns 16 rows of a 64-row block; tiles of 64 rows in shared memory):
 //   flash_forward_kernel  block per (64 queries, b·NH + h): Q fragments in registers; loops over 64-key tiles of
 //                         K and V with an online softmax in log2 units (exp2f; running max and sum per row, kept
-//                         per thread and added across the row's 4 threads at the end); P goes from the score
-//                         accumulators straight into the A fragments of P·V (mma.cuh)
+//                         per thread and added across the row's 4 threads at the end; a warp moves its rows' base
+//                         and rescales their output accumulators only when a score passes the base by 2^8, so most
+//                         tiles skip that); P goes from the score accumulators straight into the A fragments of P·V
+//                         (mma.cuh)
 //   flash_D_kernel        warp per query row: D_i
 //   flash_dq_kernel       block per (64 queries, b·NH + h): loops over key tiles, recomputes P and dP, dQ += dS·K
 //   flash_dkv_kernel      block per (64 keys, b·NH + h): loops over the query tiles that see them, recomputes Pᵀ
@@ -81,6 +83,9 @@ constexpr int kThreads = 128;
 constexpr int kPad = 8;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
+// The forward's online softmax keeps a row's base (its running max) until a score passes it by more than this, in
+// log2 units (exponentials up to 2^8 before the rescale): most tiles then skip rescaling the output accumulators
+constexpr float kRescaleLog2 = 8.0f;
 
 struct FDims {  // positions and counts in int (the host checks Tk < 2^30): fewer registers than int64
   int B, Tq, Tk, NH, q_pos0, window;
@@ -541,38 +546,59 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
         const int k0 = part * 8 * kNT;  // the part's first key in the tile
         float sc[MT][kNT][4];
         mul_abt_mt<HD, MT, kNT>(sc, qa, *kc, k0, lane);
+        // each row's largest score of the part (log2 units; the raw scores are masked and compared unscaled, since
+        // scale_log2 > 0), and whether any of the warp's rows outgrows its running max by more than kRescaleLog2
+        float mx[MT][2];
+        bool grow = false;
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
           for (int rr = 0; rr < 2; ++rr) {
             const int i = i0 + r0 + 16 * mt + g + 8 * rr;
-            float mx = -INFINITY;
+            float mr = -INFINITY;
 #pragma unroll
             for (int nt = 0; nt < kNT; ++nt)
 #pragma unroll
               for (int c = 0; c < 2; ++c) {
-                float x = sc[mt][nt][2 * rr + c] * s.scale_log2;
+                float& x = sc[mt][nt][2 * rr + c];
                 if (!full && !sees(s, i, j0 + k0 + nt * 8 + 2 * t + c)) x = -INFINITY;
-                sc[mt][nt][2 * rr + c] = x;
-                mx = fmaxf(mx, x);
+                mr = fmaxf(mr, x);
               }
-            mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, 2));
-            const float mn = fmaxf(m[mt][rr], mx);
-            const float base = mn == -INFINITY ? 0.0f : mn;  // a row that has seen no key yet keeps zeros
-            const float alpha = exp2f(m[mt][rr] - base);
-            m[mt][rr] = mn;
-            l[mt][rr] *= alpha;
+            mr = fmaxf(mr, __shfl_xor_sync(kFullMask, mr, 1));
+            mr = fmaxf(mr, __shfl_xor_sync(kFullMask, mr, 2));
+            mx[mt][rr] = mr * s.scale_log2;
+            grow |= mx[mt][rr] > m[mt][rr] + kRescaleLog2;  // (a row's first key: m = -inf)
+          }
+        // Rescaling is exact at any base, as long as out and l share it: the warp moves its rows' bases (and rescales
+        // their out and l) only when some row's scores would pass 2^kRescaleLog2 at the old base, which after the
+        // first tiles is seldom; otherwise the exponentials are at most 2^kRescaleLog2 (far from overflow, and as
+        // precise in bf16)
+        if (__any_sync(kFullMask, grow)) {
 #pragma unroll
-            for (int nt = 0; nt < HD / 8; ++nt) {
-              o[mt][nt][2 * rr] *= alpha;
-              o[mt][nt][2 * rr + 1] *= alpha;
+          for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int rr = 0; rr < 2; ++rr) {
+              const float mn = fmaxf(m[mt][rr], mx[mt][rr]);
+              const float alpha = exp2f(m[mt][rr] - (mn == -INFINITY ? 0.0f : mn));  // 0 for a row's first key
+              m[mt][rr] = mn;
+              l[mt][rr] *= alpha;
+#pragma unroll
+              for (int nt = 0; nt < HD / 8; ++nt) {
+                o[mt][nt][2 * rr] *= alpha;
+                o[mt][nt][2 * rr + 1] *= alpha;
+              }
             }
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int rr = 0; rr < 2; ++rr) {
+            const float base = m[mt][rr] == -INFINITY ? 0.0f : m[mt][rr];  // a row that has seen no key keeps zeros
 #pragma unroll
             for (int nt = 0; nt < kNT; ++nt)
 #pragma unroll
               for (int c = 0; c < 2; ++c) {
-                float pe = exp2f(sc[mt][nt][2 * rr + c] - base);
+                float pe = exp2f(fmaf(sc[mt][nt][2 * rr + c], s.scale_log2, -base));  // masked: exp2(-inf) = 0
                 l[mt][rr] += pe;
                 if (DROP) pe *= keep_of(s, keep[mt], part * kNT + nt, 2 * rr + c);
                 sc[mt][nt][2 * rr + c] = pe;
