@@ -390,6 +390,9 @@ test('adamw step (decay and no-decay groups, grad scale) on 10,007 values', (t) 
   const p = randF32(n, s), g = randF32(n, s + 1), m = randF32(n, s + 2, 0.1), v = randF32(n, s + 3, 0.1).map(Math.abs);
   cross(t, 'adamwStep', [p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, 7, 0.5], { outputs: [0, 2, 3] });
   cross(t, 'adamwStep', [p, g, m, v, 6e-4, 0.9, 0.95, 1e-8, 0, 1, 1], { outputs: [0, 2, 3] });
+  // 16-byte aligned (4 elements a thread, the last 3 one by one); the views above are 3 elements in (1 element
+  // before the vectors)
+  cross(t, 'adamwStep', [p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, 7, 0.5], { outputs: [0, 2, 3], aligned: true });
 });
 
 test('adamw step with a bf16 weight copy: the copy is the new weights rounded to nearest even, the rest unchanged', (t) => {
@@ -409,10 +412,19 @@ test('adamw step with a bf16 weight copy: the copy is the new weights rounded to
   for (const i of [0, 2, 3]) t.deepEqual(get(fused[i]), get(plain[i]), `argument ${i} is as without the copy`);
   const want = get(plain[0]);
   t.deepEqual(get(fused[11]), REAL ? roundBf16(want) : want, 'the bf16 copy');
+  // the same update with the arrays at offsets that do not align together (one element a thread): the same bits
+  const at = (a, off, dtype = 'fp32') => {
+    const x = { buf: dev.alloc(a.length + off, dtype), off, len: a.length };
+    dev.upload(x, a);
+    return x;
+  };
+  const mixed = [at(p, 5), at(g, 6), at(m, 5), at(v, 4), 1e-3, 0.9, 0.95, 1e-8, 0.1, 3, 0.8, at(randF32(n, s + 5), 5, 'bf16')];
+  dev.adamwStep(...mixed);
+  for (const i of [0, 2, 3, 11]) t.deepEqual(get(mixed[i]), get(fused[i]), `argument ${i} at mixed offsets`);
   const bad32 = args(up(p)), badLen = args(up(p.subarray(1), 'bf16'));
   t.throws(() => dev.adamwStep(...bad32), { message: /param16/ }, 'an fp32 param16');
   t.throws(() => dev.adamwStep(...badLen), { message: /param16/ }, 'a param16 of another length');
-  for (const x of [...plain, ...fused, ...bad32, ...badLen]) if (x && x.buf) dev.free(x.buf);
+  for (const x of [...plain, ...fused, ...mixed, ...bad32, ...badLen]) if (x && x.buf) dev.free(x.buf);
 });
 
 // cuBLASLt's bias epilogue (setBiasEpilogue('cublaslt')): gemm with a bias and no accumulation, and the linear
