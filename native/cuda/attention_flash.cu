@@ -10,7 +10,7 @@
 //
 // Kernels (blocks of 4 warps; each warp owns 16 rows of a 64-row block; tiles of 64 rows in shared memory):
 //   flash_forward_kernel  block per (64 queries, b·NH + h): Q fragments in registers; loops over 64-key tiles of
-//                         K and V with an online softmax in log2 units (exp2f; running max and sum per row, kept
+//                         K and V with an online softmax in log2 units (exp2_ftz; running max and sum per row, kept
 //                         per thread and added across the row's 4 threads at the end; a warp moves its rows' base
 //                         and rescales their output accumulators only when a score passes the base by 2^8, so most
 //                         tiles skip that); P goes from the score accumulators straight into the A fragments of P·V
@@ -579,7 +579,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
 #pragma unroll
             for (int rr = 0; rr < 2; ++rr) {
               const float mn = fmaxf(m[mt][rr], mx[mt][rr]);
-              const float alpha = exp2f(m[mt][rr] - (mn == -INFINITY ? 0.0f : mn));  // 0 for a row's first key
+              const float alpha = exp2_ftz(m[mt][rr] - (mn == -INFINITY ? 0.0f : mn));  // 0 for a row's first key
               m[mt][rr] = mn;
               l[mt][rr] *= alpha;
 #pragma unroll
@@ -598,7 +598,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
             for (int nt = 0; nt < kNT; ++nt)
 #pragma unroll
               for (int c = 0; c < 2; ++c) {
-                float pe = exp2f(fmaf(sc[mt][nt][2 * rr + c], s.scale_log2, -base));  // masked: exp2(-inf) = 0
+                float pe = exp2_ftz(fmaf(sc[mt][nt][2 * rr + c], s.scale_log2, -base));  // masked: exp2(-inf) = 0
                 l[mt][rr] += pe;
                 if (DROP) pe *= keep_of(s, keep[mt], part * kNT + nt, 2 * rr + c);
                 sc[mt][nt][2 * rr + c] = pe;
@@ -706,7 +706,7 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(bf16* dq, const floa
             const int e = 2 * rr + c;
             float dS = 0.0f;
             if (full || sees(s, i, j)) {
-              const float P = exp2f(sc[0][nt][e] * s.scale_log2 - L[rr]);
+              const float P = exp2_ftz(sc[0][nt][e] * s.scale_log2 - L[rr]);
               const float f = DROP ? keep_of(s, keep, k0 / 8 + nt, e) : 1.0f;
               dS = P * (dp[0][nt][e] * f - Dv[rr]);
             }
@@ -824,7 +824,7 @@ __global__ void __launch_bounds__(kThreads) flash_dq2_kernel(bf16* dq, float* Db
               const int e = 2 * rr + c;
               float dS = 0.0f;
               if (full || sees(s, i, j0 + k0 + nt * 8 + 2 * t + c)) {
-                const float P = exp2f(sc[mt][nt][e] * s.scale_log2 - L[mt][rr]);
+                const float P = exp2_ftz(sc[mt][nt][e] * s.scale_log2 - L[mt][rr]);
                 const float f = DROP ? keep_of(s, keep[mt], part * kNT + nt, e) : 1.0f;
                 dS = P * (dp[mt][nt][e] * f - Dv[mt][rr]);
               }
@@ -853,8 +853,9 @@ __global__ void __launch_bounds__(kThreads) flash_dq2_kernel(bf16* dq, float* Db
 // flash_dkv_pipe_kernel's work on queries q0 .. q0 + 8·NT-1 of the query tile i0 .. i0+63 once sc holds their Sᵀ
 // (keys × queries) and dp their dPᵀ: sc becomes (P∘M·keep)ᵀ and dp becomes dSᵀ; L and D are the tile's rows'
 // logsumexp (log2 units) and D_i, keep the whole tile's dropout mask. flash_dkv_kernel keeps the same loop inline
-// over its static sL and sD arrays: through this function ptxas spilled it at sm_80.
-template <bool DROP, int NT = 8>
+// over its static sL and sD arrays: through this function ptxas spilled it at sm_80. FTZ: the weights through
+// exp2_ftz, else exp2f (the pipelined kernel at HD = 32, which ptxas spilled with exp2_ftz)
+template <bool DROP, int NT = 8, bool FTZ = true>
 __device__ __forceinline__ void dkv_tile_grads(float (&sc)[NT][4], float (&dp)[NT][4], const FDims& s, const float* L,
                                                const float* D, uint32_t keep, int i0, int j0, int r0, int g, int t,
                                                int q0 = 0) {
@@ -874,7 +875,8 @@ __device__ __forceinline__ void dkv_tile_grads(float (&sc)[NT][4], float (&dp)[N
         // exact zeros outside the mask: a key row that no query sees may hold anything (a KV cache's tail)
         float dS = 0.0f, Pf = 0.0f;
         if (full || sees(s, i, j)) {
-          const float P = exp2f(sc[nt][e] * s.scale_log2 - L[col]);
+          const float x = sc[nt][e] * s.scale_log2 - L[col];
+          const float P = FTZ ? exp2_ftz(x) : exp2f(x);
           const float f = DROP ? keep_of(s, keep, q0 / 8 + nt, e) : 1.0f;
           dS = P * (dp[nt][e] * f - D[col]);
           Pf = P * f;
@@ -970,7 +972,7 @@ __global__ void __launch_bounds__(kThreads) flash_dkv_kernel(bf16* dk, bf16* dv,
           // exact zeros outside the mask: a key row that no query sees may hold anything (a KV cache's tail)
           float dS = 0.0f, Pf = 0.0f;
           if (full || sees(s, i, j)) {
-            const float P = exp2f(sc[nt][e] * s.scale_log2 - sL[col]);
+            const float P = exp2_ftz(sc[nt][e] * s.scale_log2 - sL[col]);
             const float f = DROP ? keep_of(s, keep, nt, e) : 1.0f;
             dS = P * (dp[nt][e] * f - sD[col]);
             Pf = P * f;
@@ -1018,7 +1020,7 @@ __device__ __forceinline__ void dkv_pipe_tile(float (&dka)[HD / 8][4], float (&d
     float sc[NT][4], dp[NT][4];
     mul_abt_shared<HD, NT>(sc, sK, r0, qc, lane, q0);  // Sᵀ: keys × queries
     mul_abt_shared<HD, NT>(dp, sV, r0, oc, lane, q0);  // dPᵀ
-    dkv_tile_grads<DROP, NT>(sc, dp, s, lc, dc, keep, i0, j0, r0, g, t, q0);
+    dkv_tile_grads<DROP, NT, (HD > 32)>(sc, dp, s, lc, dc, keep, i0, j0, r0, g, t, q0);
     if constexpr (DQ) store_acc_tile(*sS, dp, r0, g, t);  // the warp's 16 keys' rows of dSᵀ
     mul_pb_mt<HD, 1, NT>(reinterpret_cast<float(&)[1][HD / 8][4]>(dva), reinterpret_cast<const float(&)[1][NT][4]>(sc),
                          oc, q0, lane);
