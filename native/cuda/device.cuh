@@ -3,6 +3,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cfloat>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +26,27 @@ namespace cuda {
 constexpr unsigned kFullMask = 0xffffffffu;
 
 using bf16 = __nv_bfloat16;
+
+// 2^x with subnormal results flushed to zero (and subnormal x taken as 0): one ex2.approx.ftz on a GPU (relative
+// error about 2^-22), where exp2f (ex2.approx without .ftz) adds a compare and two multiplies per call to reach
+// the subnormal range, and expf about eight instructions. Softmax weights never need the subnormals: a weight
+// below 2^-126 is zero either way beside the row's largest, which is 1. The emulator computes the same with the
+// host's exp2f.
+__device__ __forceinline__ float exp2_ftz(float x) {
+#if !defined(__CUDA_EMU__) && defined(__CUDA_ARCH__)
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
+  return r;
+#else
+  if (x > -FLT_MIN && x < FLT_MIN) x = 0.0f;
+  const float r = exp2f(x);
+  return r < FLT_MIN ? 0.0f : r;
+#endif
+}
+
+// e^x as exp2_ftz(x·log2 e): for softmax weights e^(x - max), where the multiply's rounding (relative 2^-24 of
+// |x|·log2 e) is far below what the weights need
+__device__ __forceinline__ float exp_ftz(float x) { return exp2_ftz(x * 1.4426950408889634f); }
 
 // activations are float or bf16; kernels compute in float: to_f on load, from_f<T> on store
 __device__ __forceinline__ float to_f(float x) { return x; }

@@ -13,7 +13,6 @@
 // So the accumulators of two neighbouring 8-column tiles n0 = 16c, 16c + 8 are, packed to bf16, the A fragment
 // of columns 16c .. 16c+15 (what flash attention does with P before P·V).
 #pragma once
-#include <cfloat>
 #include <cstdint>
 #include <cstring>
 
@@ -54,22 +53,6 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return r;
 #else
   return bf16_bits(from_f<bf16>(lo)) | (bf16_bits(from_f<bf16>(hi)) << 16);
-#endif
-}
-
-// 2^x with subnormal results flushed to zero (and subnormal x taken as 0): one ex2.approx.ftz on a GPU, where
-// exp2f (ex2.approx without .ftz) adds a compare and two multiplies per call to reach the subnormal range. The
-// softmax weights never need it: a weight below 2^-126 is zero either way, beside the row's largest, which is 1
-// or more. The emulator computes the same with the host's exp2f.
-__device__ __forceinline__ float exp2_ftz(float x) {
-#if !defined(__CUDA_EMU__) && defined(__CUDA_ARCH__)
-  float r;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
-  return r;
-#else
-  if (x > -FLT_MIN && x < FLT_MIN) x = 0.0f;
-  const float r = exp2f(x);
-  return r < FLT_MIN ? 0.0f : r;
 #endif
 }
 

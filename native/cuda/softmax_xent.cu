@@ -29,8 +29,8 @@ __device__ __forceinline__ void online_add(float& m, float& s, const float* f) {
   for (int j = 0; j < W; ++j) M = fmaxf(M, f[j]);
   float t = 0.0f;
 #pragma unroll
-  for (int j = 0; j < W; ++j) t += expf(f[j] - M);
-  s = s * expf(m - M) + t;
+  for (int j = 0; j < W; ++j) t += exp_ftz(f[j] - M);
+  s = s * exp_ftz(m - M) + t;
   m = M;
 }
 
@@ -41,7 +41,7 @@ __device__ __forceinline__ void xent_grad(float* f, int64_t v, int32_t t, int32_
   for (int j = 0; j < W; ++j) {
     float g = 0.0f;
     if (t != ignore_index) {
-      g = scale * expf(f[j] - l);
+      g = scale * exp_ftz(f[j] - l);
       if (v + j == t) g -= scale;
     }
     f[j] = g;
@@ -76,7 +76,7 @@ __global__ void softmax_xent_forward_kernel(float* losses, float* lse, const T* 
     if (static_cast<int>(threadIdx.x) < stride) {
       const float m1 = sm[threadIdx.x], m2 = sm[threadIdx.x + stride];
       const float M = fmaxf(m1, m2);
-      ss[threadIdx.x] = ss[threadIdx.x] * expf(m1 - M) + ss[threadIdx.x + stride] * expf(m2 - M);
+      ss[threadIdx.x] = ss[threadIdx.x] * exp_ftz(m1 - M) + ss[threadIdx.x + stride] * exp_ftz(m2 - M);
       sm[threadIdx.x] = M;
     }
     __syncthreads();
