@@ -83,14 +83,14 @@ __global__ void attn_probs_kernel(T* S, float* lse_out, const float* lse_in, Row
     for (int64_t j = lo + lane; j <= hi; j += 32) m = fmaxf(m, to_f(x[j]));
     m = warp_max(m);
     float sum = 0.0f;
-    for (int64_t j = lo + lane; j <= hi; j += 32) sum += expf(to_f(x[j]) - m);
+    for (int64_t j = lo + lane; j <= hi; j += 32) sum += exp_ftz(to_f(x[j]) - m);
     L = m + logf(warp_sum(sum));
     if (lse_out && lane == 0) lse_out[lrow] = L;
   }
   for (int64_t j = lane; j < s.cols; j += 32) {
     float p = 0.0f;
     if (j >= lo && j <= hi) {
-      p = expf(to_f(x[j]) - L);
+      p = exp_ftz(to_f(x[j]) - L);
       if (dropped) p *= drop_f(s, b, h, i, j);
     }
     x[j] = from_f<T>(p);
@@ -112,11 +112,11 @@ __global__ void attn_probs_bw_kernel(T* S, T* dA, const float* lse, RowDims s) {
   keys_of(s, i, &lo, &hi);
   const float L = lse[u * s.Tq + i];
   float D = 0.0f;
-  for (int64_t j = lo + lane; j <= hi; j += 32) D += expf(to_f(x[j]) - L) * to_f(g[j]) * drop_f(s, b, h, i, j);
+  for (int64_t j = lo + lane; j <= hi; j += 32) D += exp_ftz(to_f(x[j]) - L) * to_f(g[j]) * drop_f(s, b, h, i, j);
   D = warp_sum(D);
   for (int64_t j = lane; j < s.cols; j += 32) {
     if (j >= lo && j <= hi) {
-      const float f = drop_f(s, b, h, i, j), pj = expf(to_f(x[j]) - L);
+      const float f = drop_f(s, b, h, i, j), pj = exp_ftz(to_f(x[j]) - L);
       g[j] = from_f<T>(pj * (to_f(g[j]) * f - D));
       x[j] = from_f<T>(pj * f);
     } else {
