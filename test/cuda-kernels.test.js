@@ -390,8 +390,8 @@ test('adamw step (decay and no-decay groups, grad scale) on 10,007 values', (t) 
   const p = randF32(n, s), g = randF32(n, s + 1), m = randF32(n, s + 2, 0.1), v = randF32(n, s + 3, 0.1).map(Math.abs);
   cross(t, 'adamwStep', [p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, 7, 0.5], { outputs: [0, 2, 3] });
   cross(t, 'adamwStep', [p, g, m, v, 6e-4, 0.9, 0.95, 1e-8, 0, 1, 1], { outputs: [0, 2, 3] });
-  // 16-byte aligned (4 elements a thread, the last 3 one by one); the views above are 3 elements in (1 element
-  // before the vectors)
+  // 16-byte aligned (4 elements a thread, the last 3 one by one); the views above are 3 elements into their buffers,
+  // so the vectors start after a head of 1 to 3 elements, as the buffer's own alignment decides
   cross(t, 'adamwStep', [p, g, m, v, 1e-3, 0.9, 0.95, 1e-8, 0.1, 7, 0.5], { outputs: [0, 2, 3], aligned: true });
 });
 
@@ -421,10 +421,28 @@ test('adamw step with a bf16 weight copy: the copy is the new weights rounded to
   const mixed = [at(p, 5), at(g, 6), at(m, 5), at(v, 4), 1e-3, 0.9, 0.95, 1e-8, 0.1, 3, 0.8, at(randF32(n, s + 5), 5, 'bf16')];
   dev.adamwStep(...mixed);
   for (const i of [0, 2, 3, 11]) t.deepEqual(get(mixed[i]), get(fused[i]), `argument ${i} at mixed offsets`);
+  // views at an alignment known on a GPU (cudaMalloc: 256 bytes) and on the emulator (buffers end at a guard page,
+  // so one of a multiple of 16 bytes starts 16-byte aligned), `off` elements in
+  const pinned = (a, off, dtype = 'fp32') => {
+    const per = dtype === 'bf16' ? 8 : 4;
+    const x = { buf: dev.alloc(Math.ceil((a.length + off) / per) * per, dtype), off, len: a.length };
+    dev.upload(x, a);
+    return x;
+  };
+  const r16 = randF32(n, s + 6);
+  const pinnedArgs = (off16) => [pinned(p, 2), pinned(g, 2), pinned(m, 2), pinned(v, 2), 1e-3, 0.9, 0.95, 1e-8, 0.1, 3, 0.8, pinned(r16, off16, 'bf16')];
+  // 2 elements in: the first 2 one by one, then 1024 vectors of 4, then the last one
+  const headTail = pinnedArgs(2);
+  // the bf16 copy 3 elements in, so not 8-byte aligned after that head: one element a thread
+  const odd16 = pinnedArgs(3);
+  for (const [name, a] of [['a head and a tail', headTail], ['an unaligned bf16 copy', odd16]]) {
+    dev.adamwStep(...a);
+    for (const i of [0, 2, 3, 11]) t.deepEqual(get(a[i]), get(mixed[i]), `argument ${i}, ${name}`);
+  }
   const bad32 = args(up(p)), badLen = args(up(p.subarray(1), 'bf16'));
   t.throws(() => dev.adamwStep(...bad32), { message: /param16/ }, 'an fp32 param16');
   t.throws(() => dev.adamwStep(...badLen), { message: /param16/ }, 'a param16 of another length');
-  for (const x of [...plain, ...fused, ...mixed, ...bad32, ...badLen]) if (x && x.buf) dev.free(x.buf);
+  for (const x of [...plain, ...fused, ...mixed, ...headTail, ...odd16, ...bad32, ...badLen]) if (x && x.buf) dev.free(x.buf);
 });
 
 // cuBLASLt's bias epilogue (setBiasEpilogue('cublaslt')): gemm with a bias and no accumulation, and the linear

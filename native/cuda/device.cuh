@@ -30,8 +30,8 @@ using bf16 = __nv_bfloat16;
 // 2^x with subnormal results flushed to zero (and subnormal x taken as 0): one ex2.approx.ftz on a GPU (relative
 // error about 2^-22), where exp2f (ex2.approx without .ftz) adds a compare and two multiplies per call to reach
 // the subnormal range, and expf about eight instructions. Softmax weights never need the subnormals: a weight
-// below 2^-126 is zero either way beside the row's largest, which is 1. The emulator computes the same with the
-// host's exp2f.
+// below 2^-126 is zero either way beside the row's largest, which is 1 or more. The emulator computes the same
+// with the host's exp2f.
 __device__ __forceinline__ float exp2_ftz(float x) {
 #if !defined(__CUDA_EMU__) && defined(__CUDA_ARCH__)
   float r;
