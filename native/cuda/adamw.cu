@@ -45,22 +45,6 @@ __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64
     adamw_at(p, g, m, v, p16, i, a);
 }
 
-// 4 bf16 at p (8-byte aligned)
-struct alignas(8) Bytes8 {
-  uint32_t w[2];
-};
-__device__ __forceinline__ void store4_bf16(bf16* p, const float* f) {
-  bf16 e[4] = {from_f<bf16>(f[0]), from_f<bf16>(f[1]), from_f<bf16>(f[2]), from_f<bf16>(f[3])};
-  Bytes8 b;
-  memcpy(&b, e, sizeof b);
-#ifdef __CUDA_EMU__
-  emu_check_aligned(p, 8, "adamw store4_bf16");
-  std::memcpy(p, &b, sizeof b);
-#else
-  *reinterpret_cast<Bytes8*>(p) = b;
-#endif
-}
-
 // elements head + 4k … + 3 for k < nv as vectors; the head (0-3 elements) and the tail (from head + 4·nv to n) one
 // by one, by the first threads of the grid
 __global__ void adamw_vec_kernel(float* p, const float* g, float* m, float* v, int64_t n, int head, int64_t nv,
@@ -81,7 +65,7 @@ __global__ void adamw_vec_kernel(float* p, const float* g, float* m, float* v, i
     store16(m + i, mm);
     store16(v + i, vv);
     store16(p + i, pp);
-    if (p16) store4_bf16(p16 + i, pp);
+    if (p16) store_n<4>(p16 + i, pp);  // 8 bytes
   }
 }
 

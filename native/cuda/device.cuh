@@ -91,19 +91,28 @@ __device__ __forceinline__ void load16(float* f, const T* p) {
 #pragma unroll
   for (int i = 0; i < kVec<T>; ++i) f[i] = to_f(e[i]);
 }
-template <typename T>
-__device__ __forceinline__ void store16(T* p, const float* f) {
-  T e[kVec<T>];
+// N elements of T (N·sizeof(T) bytes: 8 or 16, aligned to that) stored in one access, rounded from floats
+template <int N, typename T>
+__device__ __forceinline__ void store_n(T* p, const float* f) {
+  static_assert(N * sizeof(T) == 8 || N * sizeof(T) == 16, "an 8- or 16-byte store");
+  struct alignas(N * sizeof(T)) Bytes {
+    uint32_t w[N * sizeof(T) / 4];
+  };
+  T e[N];
 #pragma unroll
-  for (int i = 0; i < kVec<T>; ++i) e[i] = from_f<T>(f[i]);
-  Bytes16 b;
+  for (int i = 0; i < N; ++i) e[i] = from_f<T>(f[i]);
+  Bytes b;
   memcpy(&b, e, sizeof b);
 #ifdef __CUDA_EMU__
-  emu_check_aligned(p, 16, "store16");
+  emu_check_aligned(p, sizeof b, "store_n");
   std::memcpy(p, &b, sizeof b);
 #else
-  *reinterpret_cast<Bytes16*>(p) = b;
+  *reinterpret_cast<Bytes*>(p) = b;
 #endif
+}
+template <typename T>
+__device__ __forceinline__ void store16(T* p, const float* f) {
+  store_n<kVec<T>>(p, f);
 }
 // W consecutive elements as floats: W = 1 (any alignment) or W = kVec<T> (16-byte aligned), so that one loop body
 // serves both the vector and the element-at-a-time form of a kernel
