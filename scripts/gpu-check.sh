@@ -13,7 +13,7 @@
 # then the kernels, each GEMM row with its cublasGemmEx twin, the attention paths side by side (flash, flash2,
 # cuBLAS at other chunk and scratch settings, fused), the fused row kernels beside what they replaced (layernorm's
 # backward in two passes, the residual add and LayerNorm apart, the loss and its gradient apart), and prints a
-# short table last; late stages are the flash kernels under Nsight Compute (ncu), the peer compiled
+# short table last; late stages are the flash and row kernels under Nsight Compute (ncu), the peer compiled
 # (torch.compile), and compute-sanitizer. Each stage has its own time
 # limit, and the whole run a deadline (GN_BUDGET_S seconds, default 510, under the device tool's timeout_s):
 # a stage that would pass it is cut short or skipped, so the table always prints. Logs go to $OUT (the device
@@ -298,24 +298,36 @@ declare -A WIDE=([128]="2048 16 GPT-3 XL" [96]="1536 16 GPT-3 Large" [80]="2560 
   peer "torch sdpa B4 T2048 HS$hs" 40 attention "${pshape[@]}"
 done
 bench "train gpt2-small B4 T64 (cf. CPU)" node dist/cli.js bench train --device cuda "${SMALL[@]}" --steps 5
-# the flash kernels under Nsight Compute (hardware counters; the device tool's Firecracker machines allow them, and
-# --clock-control none leaves the clocks as they are): the third call of each flash kernel the attention rows of
-# bench kernels launch at B=16, T=1024, HS=64, with throughput, occupancy, launch and warp-stall sections, so a
-# session without a GPU can see what limits each kernel (appended to profile-bf16.txt)
-if (( ! DRY )) && command -v ncu >/dev/null; then
-  say "ncu: the flash attention kernels (appended to profile-bf16.txt)"
-  { echo; echo "## ncu: the flash kernels at B=16, T=1024, HS=64 (bench kernels' [flash…] attention rows)"; } >> "$OUT/profile-bf16.txt"
-  t 120 ncu --clock-control none --kernel-name-base demangled --kernel-id '::regex:flash_:3' \
-    --section SpeedOfLight --section LaunchStats --section Occupancy --section ComputeWorkloadAnalysis \
-    --section MemoryWorkloadAnalysis --section WarpStateStats \
-    node dist/cli.js bench kernels --device cuda --precision bf16 "${KSHAPE[@]}" --runs 3 --filter '[flash' \
-    >> "$OUT/profile-bf16.txt" 2>>"$LOG"
+# Nsight Compute (hardware counters; the device tool's Firecracker machines allow them, and --clock-control none
+# leaves the clocks as they are) over the third call of each kernel whose name matches a regex, in a bench kernels
+# run at B=16, T=1024, appended to profile-bf16.txt, so a session without a GPU can see what limits each kernel:
+#   ncu_stage TITLE LIMIT_S REGEX "SECTION …" BENCH_KERNELS_ARGS…
+ncu_stage() {
+  local title=$1 limit=$2 re=$3 sections=() sec rc n
+  for sec in $4; do sections+=(--section "$sec"); done
+  shift 4
+  if (( DRY )) || ! command -v ncu >/dev/null; then
+    row "ncu ($title)" "skipped ($( (( DRY )) && echo 'dry run' || echo 'no ncu'))"
+    return
+  fi
+  say "ncu: the $title (appended to profile-bf16.txt)"
+  { echo; echo "## ncu: the $title at B=16, T=1024 (kernels matching /$re/, third call each)"; } >> "$OUT/profile-bf16.txt"
+  t "$limit" ncu --clock-control none --kernel-name-base demangled --kernel-id "::regex:$re:3" "${sections[@]}" \
+    node dist/cli.js bench kernels --device cuda --precision bf16 "${KSHAPE[@]}" --runs 3 "$@" \
+    > "$WORK/ncu.txt" 2>>"$LOG"
   rc=$?
-  n=$(grep -c 'flash_.*_kernel' "$OUT/profile-bf16.txt")
-  row "ncu (flash kernels)" "$( (( rc == 0 )) && echo ok || echo "status $rc"): $n kernel lines in profile-bf16.txt"
-else
-  row "ncu (flash kernels)" "skipped ($( (( DRY )) && echo 'dry run' || echo 'no ncu'))"
-fi
+  cat "$WORK/ncu.txt" >> "$OUT/profile-bf16.txt"
+  n=$(grep -cE "($re).*\(" "$WORK/ncu.txt")
+  row "ncu ($title)" "$( (( rc == 0 )) && echo ok || echo "status $rc"): $n kernel lines in profile-bf16.txt"
+}
+# the flash kernels (bench kernels' [flash…] attention rows, HS 64): throughput, occupancy, launch and warp stalls
+ncu_stage "flash kernels" 120 'flash_' \
+  "SpeedOfLight LaunchStats Occupancy ComputeWorkloadAnalysis MemoryWorkloadAnalysis WarpStateStats" --filter '[flash'
+# the row kernels (layernorm, the residual add, embedding, softmax cross-entropy, AdamW, the norm): memory-bound if
+# they run near the card's bandwidth; the issue slots and warp stalls say when instructions bound them instead
+ncu_stage "row kernels" 90 'layernorm|colsum|softmax_xent|adamw|add_|sumsq|embedding' \
+  "SpeedOfLight ComputeWorkloadAnalysis MemoryWorkloadAnalysis WarpStateStats" \
+  --exclude 'attention|linear_|mlp |lm_head|gelu'
 # the opt-in flash kernels (flash2, the atomic dQ backward) under compute-sanitizer's race and barrier checkers
 # (hazards the emulator cannot show: it runs a warp at a time; the default flash kernels ran clean at 6a0aef6)
 if command -v compute-sanitizer >/dev/null; then
