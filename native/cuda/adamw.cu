@@ -6,8 +6,6 @@
 // after the same `head` of 0-3 elements, param16 8-byte aligned there), each thread takes 4 elements a step with
 // 16-byte loads and stores (an 8-byte store of the bf16 copy), and the first threads take the head and the last
 // n - head mod 4 elements one by one; else one element a thread. Both forms compute each element alike.
-#include <cstring>
-
 #include "cuda/device.cuh"
 #include "cuda/kernels.h"
 
@@ -79,8 +77,7 @@ void adamw_step(const Stream& st, float* param, const float* grad, float* m, flo
   bf16* p16 = static_cast<bf16*>(param16);
   // the elements before param's first 16-byte boundary (param is 4-byte aligned, so 0-3 of them)
   const int head = static_cast<int>(((16 - (reinterpret_cast<uintptr_t>(param) & 15u)) & 15u) / 4);
-  const bool vec = (reinterpret_cast<uintptr_t>(param) & 3u) == 0 && n >= head + 4 &&
-                   aligned16(grad + head) && aligned16(m + head) && aligned16(v + head) &&
+  const bool vec = n >= head + 4 && aligned16(grad + head) && aligned16(m + head) && aligned16(v + head) &&
                    (!p16 || (reinterpret_cast<uintptr_t>(p16 + head) & 7u) == 0);
   if (vec) {
     const int64_t nv = (n - head) / 4;

@@ -81,7 +81,6 @@ constexpr int kRows = 64;  // rows of a block: queries (forward, dq) or keys (dk
 constexpr int kTile = 64;  // rows of a streamed tile: keys (forward, dq) or queries (dkv)
 constexpr int kThreads = 128;
 constexpr int kPad = 8;
-constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 // The forward's online softmax keeps a row's base (its running max) until a score passes it by more than this, in
 // log2 units (exponentials up to 2^8 before the rescale): most tiles then skip rescaling the output accumulators

@@ -27,6 +27,8 @@ constexpr unsigned kFullMask = 0xffffffffu;
 
 using bf16 = __nv_bfloat16;
 
+constexpr float kLog2e = 1.4426950408889634f;
+
 // 2^x with subnormal results flushed to zero (and subnormal x taken as 0): one ex2.approx.ftz on a GPU (relative
 // error about 2^-22), where exp2f (ex2.approx without .ftz) adds a compare and two multiplies per call to reach
 // the subnormal range, and expf about eight instructions. Softmax weights never need the subnormals: a weight
@@ -46,7 +48,7 @@ __device__ __forceinline__ float exp2_ftz(float x) {
 
 // e^x as exp2_ftz(x·log2 e): for softmax weights e^(x - max), where the multiply's rounding (relative 2^-24 of
 // |x|·log2 e) is far below what the weights need
-__device__ __forceinline__ float exp_ftz(float x) { return exp2_ftz(x * 1.4426950408889634f); }
+__device__ __forceinline__ float exp_ftz(float x) { return exp2_ftz(x * kLog2e); }
 
 // activations are float or bf16; kernels compute in float: to_f on load, from_f<T> on store
 __device__ __forceinline__ float to_f(float x) { return x; }
@@ -74,9 +76,12 @@ __device__ __forceinline__ void emu_check_aligned(const void* p, unsigned bytes,
 // memcpy (register moves on a GPU; on the emulator it keeps the host compiler's aliasing rules).
 template <typename T>
 constexpr int kVec = 16 / static_cast<int>(sizeof(T));
-struct alignas(16) Bytes16 {
-  uint32_t w[4];
+// BYTES of anything, moved in one access (aligned to BYTES)
+template <int BYTES>
+struct alignas(BYTES) VecBytes {
+  uint32_t w[BYTES / 4];
 };
+using Bytes16 = VecBytes<16>;
 template <typename T>
 __device__ __forceinline__ void load16(float* f, const T* p) {
   Bytes16 b;
@@ -95,9 +100,7 @@ __device__ __forceinline__ void load16(float* f, const T* p) {
 template <int N, typename T>
 __device__ __forceinline__ void store_n(T* p, const float* f) {
   static_assert(N * sizeof(T) == 8 || N * sizeof(T) == 16, "an 8- or 16-byte store");
-  struct alignas(N * sizeof(T)) Bytes {
-    uint32_t w[N * sizeof(T) / 4];
-  };
+  using Bytes = VecBytes<N * sizeof(T)>;
   T e[N];
 #pragma unroll
   for (int i = 0; i < N; ++i) e[i] = from_f<T>(f[i]);
